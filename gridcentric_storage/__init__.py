@@ -1,0 +1,1 @@
+"""gridcentric-storage: storage backend pool, fast volumes and live VM images."""

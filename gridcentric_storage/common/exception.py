@@ -1,0 +1,112 @@
+"""Exceptions with an HTTP status, so API faults and CLI errors share one message.
+
+Every error a user can cause is a subclass of :class:`GCException` with a
+``code`` in the 4xx range; the API turns it into a Cinder-style fault body and
+anything else into an opaque 500 (logged with its traceback, never returned).
+"""
+
+from typing import Any
+
+
+class GCException(Exception):
+    msg_fmt = 'An unknown error occurred.'
+    code = 500
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.msg_fmt % kwargs
+            except (KeyError, TypeError):
+                message = self.msg_fmt
+        self.message = message
+        super().__init__(message)
+
+
+class Invalid(GCException):
+    msg_fmt = 'Invalid input: %(reason)s'
+    code = 400
+
+
+class ValidationError(Invalid):
+    msg_fmt = 'Invalid input for field %(field)s: %(reason)s'
+
+
+class InvalidDriverOptions(Invalid):
+    msg_fmt = 'Invalid options for driver %(driver)s: %(reason)s'
+
+
+class UnknownDriver(Invalid):
+    msg_fmt = 'Unknown driver %(driver)s; available: %(available)s'
+
+
+class InvalidExpression(Invalid):
+    msg_fmt = 'Invalid expression %(expression)r: %(reason)s'
+
+
+class InvalidState(GCException):
+    msg_fmt = '%(resource)s %(id)s is %(state)s; %(reason)s'
+    code = 409
+
+
+class Conflict(GCException):
+    msg_fmt = 'Conflict: %(reason)s'
+    code = 409
+
+
+class Duplicate(Conflict):
+    msg_fmt = '%(resource)s with name %(name)r already exists'
+
+
+class BackendInUse(Conflict):
+    msg_fmt = 'Backend %(id)s holds %(count)d volume(s); delete or migrate them first'
+
+
+class NotAuthorized(GCException):
+    msg_fmt = 'Not authorized.'
+    code = 401
+
+
+class Forbidden(GCException):
+    msg_fmt = 'Policy does not allow %(action)s to be performed.'
+    code = 403
+
+
+class NotFound(GCException):
+    msg_fmt = 'Resource could not be found.'
+    code = 404
+
+
+class BackendNotFound(NotFound):
+    msg_fmt = 'Backend %(id)s could not be found.'
+
+
+class VolumeNotFound(NotFound):
+    msg_fmt = 'Volume %(id)s could not be found.'
+
+
+class ServiceNotFound(NotFound):
+    msg_fmt = 'No compute service %(host)s is registered.'
+
+
+class NoValidBackend(GCException):
+    """No backend passed the filters; ``reasons`` maps backend name to why."""
+
+    msg_fmt = 'No valid backend was found. %(reason)s'
+    code = 400
+
+
+class NoComputeService(GCException):
+    msg_fmt = 'No compute service is up to own the backend: %(reason)s'
+    code = 409
+
+
+class DriverError(GCException):
+    """A backend driver failed; the message is safe to show to the user."""
+
+    msg_fmt = 'Backend driver error: %(reason)s'
+    code = 500
+
+
+class BackendSetupFailed(Invalid):
+    msg_fmt = 'Backend %(name)s could not be set up on host %(host)s: %(reason)s'

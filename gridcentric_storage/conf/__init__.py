@@ -1,0 +1,39 @@
+"""Option registration: every group lives in its own module; ``CONF`` is global.
+
+Services call :func:`parse_args` once; tests may call :func:`register_all`
+and override options through ``CONF.set_override``.
+"""
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from gridcentric_storage.conf import api, compute, database, default, scheduler, volume
+
+CONF = cfg.CONF
+
+_MODULES = (default, api, compute, scheduler, volume, database)
+_registered = False
+
+
+def register_all(conf: cfg.ConfigOpts = CONF) -> None:
+    global _registered
+    if _registered and conf is CONF:
+        return
+    for module in _MODULES:
+        module.register_opts(conf)
+    if conf is CONF:
+        logging.register_options(conf)
+        _registered = True
+
+
+def parse_args(argv: list[str], default_config_files: list[str] | None = None) -> None:
+    """Parse the command line; no config file at all is a valid setup."""
+    from gridcentric_storage import version
+
+    register_all()
+    CONF(argv, project='gridcentric-storage', version=version.version_string,
+         default_config_files=default_config_files or [])
+    logging.setup(CONF, 'gridcentric-storage')
+
+
+register_all()

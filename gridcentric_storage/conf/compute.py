@@ -1,0 +1,27 @@
+from oslo_config import cfg
+
+compute_group = cfg.OptGroup('compute', title='Compute service options')
+
+compute_opts = [
+    cfg.StrOpt('topic', default='gridcentric',
+               help='RPC topic compute services listen on (server = [DEFAULT] host).'),
+    cfg.IntOpt('report_interval', default=10, min=1,
+               help='Seconds between service heartbeats and backend stats reports.'),
+    cfg.IntOpt('service_down_time', default=60, min=1,
+               help='A service or backend whose last report is older than this '
+                    'many seconds is "down" and gets no new volumes.'),
+    cfg.IntOpt('rpc_call_timeout', default=60, min=1,
+               help='Seconds to wait for short synchronous RPC calls such as '
+                    'setting up a new backend.'),
+    cfg.StrOpt('virt_driver', default='fake',
+               help='Virt driver (entry point in gridcentric_storage.virt.drivers).'),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(compute_group)
+    conf.register_opts(compute_opts, group=compute_group)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    return [(compute_group, compute_opts)]

@@ -1,0 +1,291 @@
+"""Database access: plain functions returning plain dicts.
+
+Rows never leave this module as ORM objects, so callers cannot lazy-load
+across threads or RPC boundaries. Backend usage (``volume_count``,
+``provisioned_capacity_gb``) is derived from the volumes table on every read
+rather than stored, so it cannot drift from the truth.
+"""
+
+import datetime
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+from oslo_config import cfg
+from oslo_db import exception as db_exc
+from oslo_db.sqlalchemy import enginefacade
+from oslo_db.sqlalchemy import utils as sqlalchemyutils
+
+from gridcentric_storage.common import exception
+from gridcentric_storage.db import models
+
+CONF = cfg.CONF
+
+_facade = enginefacade.transaction_context()
+_configure_lock = threading.Lock()
+_configured = False
+
+
+@enginefacade.transaction_context_provider
+class _DBContext:
+    """Carrier for enginefacade's per-transaction state."""
+
+
+def _ensure_configured() -> None:
+    global _configured
+    with _configure_lock:
+        if not _configured:
+            _facade.configure(connection=CONF.database.connection,
+                              sqlite_fk=True)
+            _configured = True
+
+
+def reset_engine() -> None:
+    """Forget the engine so the next call uses the current [database] options."""
+    global _facade, _configured
+    with _configure_lock:
+        _facade = enginefacade.transaction_context()
+        _configured = False
+
+
+def get_engine() -> sa.engine.Engine:
+    _ensure_configured()
+    return _facade.writer.get_engine()
+
+
+def _writer() -> Any:
+    _ensure_configured()
+    return _facade.writer.using(_DBContext())
+
+
+def _reader() -> Any:
+    _ensure_configured()
+    return _facade.reader.using(_DBContext())
+
+
+def utcnow() -> datetime.datetime:
+    return models._now()
+
+
+def _to_dict(row: Any) -> dict[str, Any]:
+    return {c.name: getattr(row, c.name) for c in row.__table__.columns}
+
+
+# ---------------------------------------------------------------- services
+
+def service_heartbeat(host: str, topic: str, binary: str) -> None:
+    with _writer() as session:
+        service = session.query(models.Service).filter_by(host=host, topic=topic).first()
+        if service is None:
+            service = models.Service(host=host, topic=topic, binary=binary)
+            session.add(service)
+        service.last_seen_at = utcnow()
+
+
+def service_get_all(topic: str | None = None, up_only: bool = False) -> list[dict[str, Any]]:
+    with _reader() as session:
+        query = session.query(models.Service)
+        if topic:
+            query = query.filter_by(topic=topic)
+        if up_only:
+            query = query.filter(models.Service.last_seen_at >= _down_cutoff())
+        return [_to_dict(s) for s in query.order_by(models.Service.host)]
+
+
+def _down_cutoff() -> datetime.datetime:
+    return utcnow() - datetime.timedelta(seconds=CONF.compute.service_down_time)
+
+
+def is_fresh(timestamp: datetime.datetime | None) -> bool:
+    return timestamp is not None and timestamp >= _down_cutoff()
+
+
+# ---------------------------------------------------------------- backends
+
+def _usage_subquery() -> Any:
+    return (sa.select(models.Volume.backend_id.label('backend_id'),
+                      sa.func.count(models.Volume.id).label('volume_count'),
+                      sa.func.coalesce(sa.func.sum(models.Volume.size), 0)
+                      .label('provisioned'))
+            .group_by(models.Volume.backend_id).subquery())
+
+
+def _backend_dict(row: Any, volume_count: int | None, provisioned: int | None) -> dict[str, Any]:
+    backend = _to_dict(row)
+    backend['volume_count'] = int(volume_count or 0)
+    backend['provisioned_capacity_gb'] = float(provisioned or 0)
+    backend['status'] = 'up' if is_fresh(row.stats_updated_at) else 'down'
+    return backend
+
+
+def backend_create(values: dict[str, Any]) -> dict[str, Any]:
+    try:
+        with _writer() as session:
+            session.add(models.Backend(**values))
+    except db_exc.DBDuplicateEntry:
+        raise exception.Duplicate(resource='Backend', name=values['name'])
+    return backend_get(values['id'])
+
+
+_BACKEND_FILTERS = ('name', 'driver', 'state', 'role', 'host', 'availability_zone')
+
+
+def backend_get_all(filters: dict[str, Any] | None = None, sort_key: str = 'created_at',
+                    sort_dir: str = 'asc', limit: int | None = None,
+                    marker: str | None = None) -> list[dict[str, Any]]:
+    filters = dict(filters or {})
+    usage = _usage_subquery()
+    with _reader() as session:
+        query = (session.query(models.Backend, usage.c.volume_count, usage.c.provisioned)
+                 .outerjoin(usage, usage.c.backend_id == models.Backend.id))
+        for key in _BACKEND_FILTERS:
+            if filters.get(key) is not None:
+                query = query.filter(getattr(models.Backend, key) == filters[key])
+        status = filters.get('status')
+        if status == 'up':
+            query = query.filter(models.Backend.stats_updated_at >= _down_cutoff())
+        elif status == 'down':
+            query = query.filter(sa.or_(models.Backend.stats_updated_at.is_(None),
+                                        models.Backend.stats_updated_at < _down_cutoff()))
+        marker_row = None
+        if marker is not None:
+            marker_row = session.query(models.Backend).filter_by(id=marker).first()
+            if marker_row is None:
+                raise exception.BackendNotFound(id=marker)
+        query = sqlalchemyutils.paginate_query(
+            query, models.Backend, limit, [sort_key, 'id'], marker=marker_row,
+            sort_dirs=[sort_dir, sort_dir])
+        rows = [_backend_dict(*row) for row in query]
+    tag = filters.get('tag')
+    if tag is not None:
+        # JSON containment differs per database; tags lists are short, so
+        # filtering here keeps one code path for SQLite and PostgreSQL.
+        rows = [row for row in rows if tag in row['tags']]
+    return rows
+
+
+def backend_get(backend_id: str) -> dict[str, Any]:
+    usage = _usage_subquery()
+    with _reader() as session:
+        row = (session.query(models.Backend, usage.c.volume_count, usage.c.provisioned)
+               .outerjoin(usage, usage.c.backend_id == models.Backend.id)
+               .filter(models.Backend.id == backend_id).first())
+        if row is None:
+            raise exception.BackendNotFound(id=backend_id)
+        return _backend_dict(*row)
+
+
+def backend_update(backend_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    try:
+        with _writer() as session:
+            count = (session.query(models.Backend).filter_by(id=backend_id)
+                     .update(values, synchronize_session=False))
+    except db_exc.DBDuplicateEntry:
+        raise exception.Duplicate(resource='Backend', name=values.get('name'))
+    if not count:
+        raise exception.BackendNotFound(id=backend_id)
+    return backend_get(backend_id)
+
+
+def backend_update_stats(backend_id: str, stats: dict[str, Any]) -> None:
+    """Record a driver's get_volume_stats() report and mark the backend fresh."""
+    values: dict[str, Any] = {'stats_updated_at': utcnow(), 'capabilities': stats}
+    for key in ('total_capacity_gb', 'free_capacity_gb'):
+        value = stats.get(key)
+        values[key] = float(value) if isinstance(value, (int, float)) else None
+    with _writer() as session:
+        session.query(models.Backend).filter_by(id=backend_id).update(
+            values, synchronize_session=False)
+
+
+def backend_destroy(backend_id: str) -> None:
+    with _writer() as session:
+        backend = session.query(models.Backend).filter_by(id=backend_id).with_for_update().first()
+        if backend is None:
+            raise exception.BackendNotFound(id=backend_id)
+        count = session.query(models.Volume).filter_by(backend_id=backend_id).count()
+        if count:
+            raise exception.BackendInUse(id=backend_id, count=count)
+        session.delete(backend)
+
+
+# ----------------------------------------------------------------- volumes
+
+def volume_create(values: dict[str, Any]) -> dict[str, Any]:
+    with _writer() as session:
+        volume = models.Volume(**values)
+        session.add(volume)
+        session.flush()
+        return _to_dict(volume)
+
+
+def _volume_query(session: Any, project_id: str | None) -> Any:
+    query = session.query(models.Volume)
+    if project_id is not None:
+        query = query.filter_by(project_id=project_id)
+    return query
+
+
+def volume_get(volume_id: str, project_id: str | None = None) -> dict[str, Any]:
+    """Return one volume; ``project_id`` None means any project (admin)."""
+    with _reader() as session:
+        volume = _volume_query(session, project_id).filter_by(id=volume_id).first()
+        if volume is None:
+            raise exception.VolumeNotFound(id=volume_id)
+        return _to_dict(volume)
+
+
+_VOLUME_FILTERS = ('name', 'status', 'backend_id', 'host', 'project_id')
+
+
+def volume_get_all(project_id: str | None = None, filters: dict[str, Any] | None = None,
+                   sort_key: str = 'created_at', sort_dir: str = 'asc',
+                   limit: int | None = None, marker: str | None = None) -> list[dict[str, Any]]:
+    filters = filters or {}
+    with _reader() as session:
+        query = _volume_query(session, project_id)
+        for key in _VOLUME_FILTERS:
+            if filters.get(key) is not None:
+                query = query.filter(getattr(models.Volume, key) == filters[key])
+        marker_row = None
+        if marker is not None:
+            marker_row = _volume_query(session, project_id).filter_by(id=marker).first()
+            if marker_row is None:
+                raise exception.VolumeNotFound(id=marker)
+        query = sqlalchemyutils.paginate_query(
+            query, models.Volume, limit, [sort_key, 'id'], marker=marker_row,
+            sort_dirs=[sort_dir, sort_dir])
+        return [_to_dict(v) for v in query]
+
+
+def volume_update(volume_id: str, values: dict[str, Any],
+                  expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Update a volume; with ``expected_status`` only from one of those states.
+
+    The status check and the write are one statement, so two requests racing
+    to move the same volume cannot both win.
+    """
+    with _writer() as session:
+        query = session.query(models.Volume).filter_by(id=volume_id)
+        if expected_status is not None:
+            query = query.filter(models.Volume.status.in_(expected_status))
+        if not query.update(values, synchronize_session=False):
+            current = session.query(models.Volume).filter_by(id=volume_id).first()
+            if current is None:
+                raise exception.VolumeNotFound(id=volume_id)
+            raise exception.InvalidState(
+                resource='Volume', id=volume_id, state=current.status,
+                reason='expected one of %s' % ', '.join(expected_status or ()))
+    return volume_get(volume_id)
+
+
+def volume_destroy(volume_id: str) -> None:
+    with _writer() as session:
+        session.query(models.Volume).filter_by(id=volume_id).delete(synchronize_session=False)
+
+
+def volume_get_all_by_host(host: str, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+    with _reader() as session:
+        query = (session.query(models.Volume).filter_by(host=host)
+                 .filter(models.Volume.status.in_(statuses)))
+        return [_to_dict(v) for v in query]

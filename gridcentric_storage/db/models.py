@@ -1,0 +1,78 @@
+"""SQLAlchemy models; alembic migrations under ``migrations/`` must match them.
+
+Written in the SQLAlchemy 1.4/2.x common dialect (``declarative_base``,
+``Column``) because Debian 12 ships SQLAlchemy 1.4.46.
+"""
+
+import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+BASE = orm.declarative_base()
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class TimestampMixin:
+    created_at = sa.Column(sa.DateTime, nullable=False, default=_now)
+    updated_at = sa.Column(sa.DateTime, nullable=True, onupdate=_now)
+
+
+class Service(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
+    """A running gridcentric-compute (one per host and topic); its heartbeat."""
+
+    __tablename__ = 'services'
+    __table_args__ = (sa.UniqueConstraint('host', 'topic', name='uniq_services0host0topic'),)
+
+    id = sa.Column(sa.Integer, primary_key=True)
+    host = sa.Column(sa.String(255), nullable=False)
+    topic = sa.Column(sa.String(255), nullable=False)
+    binary = sa.Column(sa.String(255), nullable=False)
+    last_seen_at = sa.Column(sa.DateTime, nullable=True)
+
+
+class Backend(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
+    """A storage backend of the pool, owned (driven) by one compute host."""
+
+    __tablename__ = 'backends'
+    __table_args__ = (sa.UniqueConstraint('name', name='uniq_backends0name'),
+                      sa.Index('backends_host_idx', 'host'))
+
+    id = sa.Column(sa.String(36), primary_key=True)
+    name = sa.Column(sa.String(255), nullable=False)
+    driver = sa.Column(sa.String(64), nullable=False)
+    options = sa.Column(sa.JSON, nullable=False, default=dict)
+    state = sa.Column(sa.String(16), nullable=False, default='enabled')
+    disabled_reason = sa.Column(sa.String(255), nullable=True)
+    role = sa.Column(sa.String(16), nullable=False, default='san')
+    cost = sa.Column(sa.Integer, nullable=False, default=0)
+    tags = sa.Column(sa.JSON, nullable=False, default=list)
+    availability_zone = sa.Column(sa.String(255), nullable=False)
+    host = sa.Column(sa.String(255), nullable=False)
+    total_capacity_gb = sa.Column(sa.Float, nullable=True)
+    free_capacity_gb = sa.Column(sa.Float, nullable=True)
+    max_over_subscription_ratio = sa.Column(sa.Float, nullable=False, default=1.0)
+    reserved_percentage = sa.Column(sa.Integer, nullable=False, default=0)
+    capabilities = sa.Column(sa.JSON, nullable=False, default=dict)
+    stats_updated_at = sa.Column(sa.DateTime, nullable=True)
+
+
+class Volume(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
+    __tablename__ = 'volumes'
+    __table_args__ = (sa.Index('volumes_project_idx', 'project_id'),
+                      sa.Index('volumes_backend_idx', 'backend_id'))
+
+    id = sa.Column(sa.String(36), primary_key=True)
+    name = sa.Column(sa.String(255), nullable=True)
+    project_id = sa.Column(sa.String(255), nullable=True)
+    user_id = sa.Column(sa.String(255), nullable=True)
+    size = sa.Column(sa.Integer, nullable=False)
+    status = sa.Column(sa.String(32), nullable=False)
+    status_reason = sa.Column(sa.Text, nullable=True)
+    backend_id = sa.Column(sa.String(36), sa.ForeignKey('backends.id'), nullable=False)
+    host = sa.Column(sa.String(255), nullable=False)
+    tags = sa.Column(sa.JSON, nullable=False, default=list)
+    provider_location = sa.Column(sa.String(1024), nullable=True)
