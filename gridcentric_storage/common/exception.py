@@ -110,3 +110,8 @@ class DriverError(GCException):
 
 class BackendSetupFailed(Invalid):
     msg_fmt = 'Backend %(name)s could not be set up on host %(host)s: %(reason)s'
+
+
+class ServiceUnavailable(GCException):
+    msg_fmt = 'Service unavailable: %(reason)s'
+    code = 503

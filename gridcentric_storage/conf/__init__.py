@@ -6,6 +6,7 @@ and override options through ``CONF.set_override``.
 
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_messaging import opts as messaging_opts
 
 from gridcentric_storage.conf import api, compute, database, default, scheduler, volume
 
@@ -23,6 +24,10 @@ def register_all(conf: cfg.ConfigOpts = CONF) -> None:
         module.register_opts(conf)
     if conf is CONF:
         logging.register_options(conf)
+        # Messaging options (transport_url, ...) are registered up front so
+        # services can set defaults, e.g. the all-in-one's fake:// transport.
+        for group, opts in messaging_opts.list_opts():
+            conf.register_opts(opts, group=group)
         _registered = True
 
 

@@ -1,0 +1,165 @@
+"""/v1/backends: the storage backend pool (admin only)."""
+
+import uuid
+from typing import Any
+
+import oslo_messaging as messaging
+from oslo_config import cfg
+
+from gridcentric_storage.api import policy, validation
+from gridcentric_storage.api.controllers import common
+from gridcentric_storage.api.schemas import backends as schema
+from gridcentric_storage.common import exception
+from gridcentric_storage.compute import rpcapi
+from gridcentric_storage.db import api as db
+from gridcentric_storage.volume import drivers
+
+CONF = cfg.CONF
+SECRET_MASK = '***'
+_SORT_KEYS = ('created_at', 'name', 'cost', 'free_capacity_gb', 'total_capacity_gb',
+              'driver', 'state', 'role', 'host', 'availability_zone')
+_FILTERS = ('name', 'driver', 'state', 'status', 'role', 'host', 'availability_zone', 'tag')
+_TIMESTAMPS = ('created_at', 'updated_at', 'stats_updated_at')
+
+
+def _mask(driver: str, options: dict[str, Any]) -> dict[str, Any]:
+    try:
+        secret = drivers.get_driver_class(driver).SECRET_OPTIONS
+    except exception.UnknownDriver:
+        return {key: SECRET_MASK for key in options}  # cannot tell: hide all
+    return {k: (SECRET_MASK if k in secret else v) for k, v in options.items()}
+
+
+def view(backend: dict[str, Any]) -> dict[str, Any]:
+    result = dict(backend)
+    result['options'] = _mask(backend['driver'], backend['options'])
+    for key in _TIMESTAMPS:
+        result[key] = common.isotime(backend[key])
+    return result
+
+
+def validated_options(driver: str, backend_id: str, options: dict[str, Any]
+                      ) -> dict[str, Any]:
+    cls = drivers.get_driver_class(driver)
+    merged = dict(cls.default_options(backend_id, CONF.state_path))
+    merged.update(options)
+    try:
+        validation.validate(merged, cls.OPTIONS_SCHEMA)
+    except exception.Invalid as e:
+        raise exception.InvalidDriverOptions(driver=driver, reason=e.kwargs['reason'])
+    return merged
+
+
+class BackendsController:
+    def __init__(self) -> None:
+        self._rpcapi: rpcapi.ComputeAPI | None = None
+
+    @property
+    def rpcapi(self) -> rpcapi.ComputeAPI:
+        if self._rpcapi is None:
+            self._rpcapi = rpcapi.ComputeAPI()
+        return self._rpcapi
+
+    def index(self, req: Any) -> dict[str, Any]:
+        policy.authorize(req.context, 'backend:get_all')
+        filters = {key: req.GET[key] for key in _FILTERS if key in req.GET}
+        validation.query_choice(req, 'state', ('enabled', 'disabled'))
+        validation.query_choice(req, 'status', ('up', 'down'))
+        page = common.pagination(req, _SORT_KEYS)
+        items = [view(b) for b in db.backend_get_all(filters=filters, **page)]
+        result: dict[str, Any] = {'backends': items}
+        links = common.next_links(req, 'backends', items, page['limit'])
+        if links:
+            result['backends_links'] = links
+        return result
+
+    def show(self, req: Any, id: str) -> dict[str, Any]:
+        policy.authorize(req.context, 'backend:get')
+        return {'backend': view(db.backend_get(id))}
+
+    def _pick_host(self, requested: str | None) -> str:
+        services = db.service_get_all(topic=CONF.compute.topic, up_only=True)
+        hosts = [s['host'] for s in services]
+        if requested is not None:
+            if requested not in hosts:
+                raise exception.Invalid(
+                    reason='no compute service is up on host %s (up: %s)'
+                    % (requested, ', '.join(hosts) or 'none'))
+            return requested
+        if not hosts:
+            raise exception.NoComputeService(reason='no service has reported in the last '
+                                             '%d s' % CONF.compute.service_down_time)
+        load = {host: 0 for host in hosts}
+        for backend in db.backend_get_all():
+            if backend['host'] in load:
+                load[backend['host']] += 1
+        return min(hosts, key=lambda host: (load[host], host))
+
+    def _setup_on_host(self, req: Any, backend: dict[str, Any], method: str) -> None:
+        try:
+            getattr(self.rpcapi, method)(req.context, backend['host'], backend['id'])
+        except messaging.MessagingTimeout:
+            raise exception.ServiceUnavailable(
+                reason='compute service on %s did not answer within %d s'
+                % (backend['host'], CONF.compute.rpc_call_timeout))
+
+    @validation.body(schema.create)
+    def create(self, req: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        policy.authorize(req.context, 'backend:create')
+        data = body['backend']
+        backend_id = str(uuid.uuid4())
+        values = {
+            'id': backend_id, 'name': data['name'], 'driver': data['driver'],
+            'options': validated_options(data['driver'], backend_id, data.get('options', {})),
+            'state': data.get('state', 'enabled'), 'role': data.get('role', 'san'),
+            'cost': data.get('cost', 0), 'tags': data.get('tags', []),
+            'availability_zone': data.get('availability_zone',
+                                          CONF.default_availability_zone),
+            'host': self._pick_host(data.get('host')),
+            'max_over_subscription_ratio': data.get('max_over_subscription_ratio', 1.0),
+            'reserved_percentage': data.get('reserved_percentage', 0),
+            'capabilities': {},
+        }
+        backend = db.backend_create(values)
+        try:
+            self._setup_on_host(req, backend, 'setup_backend')
+        except Exception:
+            # Nothing half-created: a backend its host cannot drive is not kept.
+            db.backend_destroy(backend_id)
+            raise
+        return 201, {'backend': view(db.backend_get(backend_id))}
+
+    @validation.body(schema.update)
+    def update(self, req: Any, id: str, body: dict[str, Any]) -> dict[str, Any]:
+        policy.authorize(req.context, 'backend:update')
+        before = db.backend_get(id)
+        values = dict(body['backend'])
+        if 'options' in values:
+            values['options'] = validated_options(before['driver'], id, values['options'])
+        backend = db.backend_update(id, values)
+        if 'options' in values and values['options'] != before['options']:
+            try:
+                self._setup_on_host(req, backend, 'update_backend')
+            except Exception:
+                db.backend_update(id, {'options': before['options']})
+                raise
+        return {'backend': view(db.backend_get(id))}
+
+    def delete(self, req: Any, id: str) -> None:
+        policy.authorize(req.context, 'backend:delete')
+        backend = db.backend_get(id)
+        db.backend_destroy(id)
+        try:
+            self.rpcapi.remove_backend(req.context, backend['host'], id)
+        except messaging.MessagingException:
+            pass  # the host drops unknown backends at its next report anyway
+
+    @validation.body(schema.action)
+    def action(self, req: Any, id: str, body: dict[str, Any]) -> dict[str, Any]:
+        policy.authorize(req.context, 'backend:action')
+        if 'enable' in body:
+            values = {'state': 'enabled', 'disabled_reason': None}
+        else:
+            values = {'state': 'disabled',
+                      'disabled_reason': body['disable'].get('reason')}
+        return {'backend': view(db.backend_update(id, values))}

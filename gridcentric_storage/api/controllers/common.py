@@ -1,0 +1,36 @@
+"""Helpers shared by controllers: pagination, links, time formatting."""
+
+import datetime
+from typing import Any
+
+from oslo_config import cfg
+
+from gridcentric_storage.api import validation
+
+CONF = cfg.CONF
+
+
+def isotime(value: datetime.datetime | None) -> str | None:
+    return value.strftime('%Y-%m-%dT%H:%M:%S.%f') if value else None
+
+
+def pagination(req: Any, sort_keys: tuple[str, ...]) -> dict[str, Any]:
+    limit = validation.query_int(req, 'limit', minimum=1)
+    return {
+        'limit': min(limit or CONF.api.max_limit, CONF.api.max_limit),
+        'marker': req.GET.get('marker'),
+        'sort_key': validation.query_choice(req, 'sort_key', sort_keys, 'created_at'),
+        'sort_dir': validation.query_choice(req, 'sort_dir', ('asc', 'desc'), 'asc'),
+    }
+
+
+def next_links(req: Any, collection: str, items: list[dict[str, Any]], limit: int
+               ) -> list[dict[str, str]]:
+    """A Cinder-style 'next' link when the page is full."""
+    if not items or len(items) < limit:
+        return []
+    params = dict(req.GET)
+    params['marker'] = items[-1]['id']
+    params['limit'] = str(limit)
+    query = '&'.join('%s=%s' % (k, v) for k, v in sorted(params.items()))
+    return [{'rel': 'next', 'href': '%s/v1/%s?%s' % (req.application_url, collection, query)}]

@@ -1,0 +1,56 @@
+"""oslo.messaging set-up: one transport per process, contexts on the wire.
+
+``[DEFAULT] transport_url`` picks the bus: ``rabbit://...`` between hosts,
+``fake://`` for the all-in-one (API and compute in one process).
+"""
+
+from typing import Any
+
+import oslo_messaging as messaging
+from oslo_config import cfg
+
+from gridcentric_storage.common import context as gc_context
+
+CONF = cfg.CONF
+ALLOWED_EXMODS = ['gridcentric_storage.common.exception']
+
+_transport: messaging.Transport | None = None
+
+
+class RequestContextSerializer(messaging.NoOpSerializer):
+    """Carries the caller's RequestContext to the compute service."""
+
+    def serialize_context(self, ctxt: Any) -> dict[str, Any]:
+        return ctxt.to_dict()  # type: ignore[no-any-return]
+
+    def deserialize_context(self, ctxt: dict[str, Any]) -> gc_context.RequestContext:
+        return gc_context.RequestContext.from_dict(ctxt)
+
+
+def init(conf: cfg.ConfigOpts = CONF) -> None:
+    global _transport
+    if _transport is None:
+        _transport = messaging.get_rpc_transport(conf, allowed_remote_exmods=ALLOWED_EXMODS)
+
+
+def cleanup() -> None:
+    global _transport
+    if _transport is not None:
+        _transport.cleanup()
+        _transport = None
+
+
+def get_transport() -> messaging.Transport:
+    init()
+    assert _transport is not None
+    return _transport
+
+
+def get_client(target: messaging.Target, version_cap: str) -> Any:
+    return messaging.get_rpc_client(get_transport(), target, version_cap=version_cap,
+                                    serializer=RequestContextSerializer())
+
+
+def get_server(target: messaging.Target, endpoints: list[Any]) -> Any:
+    return messaging.get_rpc_server(get_transport(), target, endpoints, executor='threading',
+                                    serializer=RequestContextSerializer())

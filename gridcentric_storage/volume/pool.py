@@ -1,0 +1,82 @@
+"""The backends this host owns: their loaded drivers and their stats reports."""
+
+import logging
+import threading
+from typing import Any
+
+from gridcentric_storage.common import exception
+from gridcentric_storage.db import api as db
+from gridcentric_storage.volume import drivers
+from gridcentric_storage.volume.drivers import base
+
+LOG = logging.getLogger(__name__)
+
+
+class LocalPool:
+    """Loads, sets up and reports on the drivers of one host's backends."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._drivers: dict[str, base.VolumeDriver] = {}
+        self._lock = threading.Lock()
+
+    def get(self, backend_id: str) -> base.VolumeDriver:
+        with self._lock:
+            driver = self._drivers.get(backend_id)
+        if driver is None:
+            driver = self.setup(db.backend_get(backend_id))
+        return driver
+
+    def setup(self, backend: dict[str, Any]) -> base.VolumeDriver:
+        """Load and set up a backend's driver; raise BackendSetupFailed with why."""
+        if backend['host'] != self.host:
+            raise exception.BackendSetupFailed(
+                name=backend['name'], host=self.host,
+                reason='it is owned by host %s' % backend['host'])
+        try:
+            driver = drivers.load_driver(backend)
+            driver.do_setup(None)
+            driver.check_for_setup_error()
+        except exception.GCException as e:
+            raise exception.BackendSetupFailed(name=backend['name'], host=self.host,
+                                               reason=e.message)
+        except Exception as e:  # a driver bug must not kill the service
+            LOG.exception('Setting up backend %s failed', backend['name'])
+            raise exception.BackendSetupFailed(name=backend['name'], host=self.host,
+                                               reason=str(e) or type(e).__name__)
+        with self._lock:
+            self._drivers[backend['id']] = driver
+        self.report(backend['id'], driver)
+        return driver
+
+    def remove(self, backend_id: str) -> None:
+        with self._lock:
+            self._drivers.pop(backend_id, None)
+
+    def report(self, backend_id: str, driver: base.VolumeDriver) -> dict[str, Any]:
+        stats = driver.get_volume_stats(refresh=True)
+        db.backend_update_stats(backend_id, stats)
+        return stats
+
+    def sync_and_report(self) -> None:
+        """Periodic task: follow the DB's view of this host's backends, report stats.
+
+        Backends added while this service was down get loaded here; a backend
+        whose set-up or stats fail stays unreported, so it turns 'down' and
+        the scheduler stops choosing it.
+        """
+        owned = {b['id']: b for b in db.backend_get_all(filters={'host': self.host})}
+        with self._lock:
+            for gone in set(self._drivers) - set(owned):
+                del self._drivers[gone]
+            loaded = dict(self._drivers)
+        for backend_id, backend in owned.items():
+            try:
+                driver = loaded.get(backend_id)
+                if driver is None:
+                    self.setup(backend)
+                else:
+                    self.report(backend_id, driver)
+            except Exception as e:
+                LOG.warning('Backend %s (%s) not reporting: %s', backend['name'],
+                            backend_id, e)
