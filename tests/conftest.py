@@ -55,7 +55,6 @@ def gc_conf(tmp_path):
     CONF.clear_override('auth_strategy', group='api')
     for name in ('report_interval', 'rpc_call_timeout'):
         CONF.clear_override(name, group='compute')
-    CONF.reset()
 
 
 @pytest.fixture

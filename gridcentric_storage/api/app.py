@@ -46,7 +46,8 @@ def find_paste_config() -> str:
     if os.path.isabs(name):
         candidates = [name]
     else:
-        candidates = [os.path.join(os.path.dirname(f), name) for f in CONF.config_file]
+        config_files = CONF.config_file if 'config_file' in CONF else []
+        candidates = [os.path.join(os.path.dirname(f), name) for f in config_files]
         candidates += [os.path.join('/etc/gridcentric-storage', name),
                        os.path.join(sys.prefix, 'etc', 'gridcentric-storage', name),
                        _PACKAGE_PASTE]

@@ -72,16 +72,15 @@ class VolumeManager:
             db.volume_destroy(volume_id)
 
     def recover_interrupted(self) -> None:
-        """At start-up: finish deletes, fail creates that a restart cut short."""
+        """At start-up, finish the creates and deletes a stop cut short.
+
+        Whatever the driver may have half-made is removed before the create
+        runs again; a create that fails now ends in ``error`` as usual.
+        """
         for volume in db.volume_get_all_by_host(self.pool.host, ('creating', 'deleting')):
+            LOG.info('Volume %s was left %s; finishing it', volume['id'], volume['status'])
             if volume['status'] == 'deleting':
-                LOG.info('Resuming interrupted delete of volume %s', volume['id'])
                 self.delete_volume(volume['id'])
             else:
-                LOG.info('Volume %s was being created when the service stopped',
-                         volume['id'])
                 self._cleanup_failed(volume)
-                db.volume_update(volume['id'], {
-                    'status': 'error',
-                    'status_reason': 'creation interrupted by a restart of the '
-                                     'compute service on %s' % self.pool.host})
+                self.create_volume(volume['id'])

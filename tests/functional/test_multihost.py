@@ -1,0 +1,188 @@
+"""gridcentric-api and two gridcentric-compute processes over RabbitMQ and PostgreSQL.
+
+Every component is the real one: the console scripts an operator runs, a
+RabbitMQ broker and a PostgreSQL server started by tools/ (see .ci/run).
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from tests.conftest import require_service
+from tests.fixtures.services import wait_for
+
+BIN = os.path.dirname(sys.executable)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def pg_url():
+    url = require_service('GC_TEST_PG_URL', 'PostgreSQL')
+    name = 'gc_func_%s' % uuid.uuid4().hex[:8]
+    admin = sa.create_engine(url, isolation_level='AUTOCOMMIT')
+    with admin.connect() as conn:
+        conn.execute(sa.text('CREATE DATABASE %s' % name))
+    yield url.rsplit('/', 1)[0] + '/' + name
+    with admin.connect() as conn:
+        conn.execute(sa.text('DROP DATABASE IF EXISTS %s WITH (FORCE)' % name))
+    admin.dispose()
+
+
+class Deployment:
+    def __init__(self, tmp_path, pg_url: str, rabbit_url: str) -> None:
+        self.tmp = tmp_path
+        self.port = _free_port()
+        self.procs: list[subprocess.Popen] = []
+        self.common = tmp_path / 'gridcentric-storage.conf'
+        self.common.write_text(
+            '[DEFAULT]\nstate_path = %s\ntransport_url = %s\n'
+            'control_exchange = gc-%s\n'
+            '[database]\nconnection = %s\n'
+            '[api]\nauth_strategy = noauth\nlisten = 127.0.0.1\nport = %d\n'
+            '[compute]\nreport_interval = 1\n'
+            % (tmp_path, rabbit_url, uuid.uuid4().hex[:8], pg_url, self.port))
+        self.url = 'http://127.0.0.1:%d' % self.port
+
+    def run(self, name: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([os.path.join(BIN, name), '--config-file', str(self.common),
+                               *args], capture_output=True, text=True, timeout=120)
+
+    def start(self, name: str, host: str | None = None) -> subprocess.Popen:
+        args = [os.path.join(BIN, name), '--config-file', str(self.common)]
+        if host:
+            host_conf = self.tmp / ('%s.conf' % host)
+            host_conf.write_text('[DEFAULT]\nhost = %s\n' % host)
+            args += ['--config-file', str(host_conf)]
+        log = open(self.tmp / ('%s-%s.log' % (name, host or 'api')), 'w')
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(method, self.url + path, timeout=30, **kwargs)
+
+    def logs(self) -> str:
+        return '\n'.join('%s:\n%s' % (p.name, p.read_text()) for p in self.tmp.glob('*.log'))
+
+
+@pytest.fixture
+def deployment(tmp_path, pg_url):
+    rabbit_url = require_service('GC_TEST_RABBIT_URL', 'RabbitMQ')
+    dep = Deployment(tmp_path, pg_url, rabbit_url)
+    synced = dep.run('gridcentric-manage', 'db', 'sync')
+    assert synced.returncode == 0, synced.stderr
+    assert dep.run('gridcentric-manage', 'db', 'version').stdout.strip() == '0001'
+    yield dep
+    dep.stop()
+
+
+def test_backends_on_two_hosts_are_used(deployment, tmp_path):
+    dep = deployment
+    dep.start('gridcentric-api')
+    dep.start('gridcentric-compute', 'compute-a')
+    dep.start('gridcentric-compute', 'compute-b')
+
+    def services_up():
+        listed = dep.run('gridcentric-manage', 'service', 'list').stdout
+        return listed.count(' up ') == 2
+
+    wait_for(services_up, timeout=60, interval=0.5)
+    wait_for(lambda: _get_ok(dep, '/v1/backends'), timeout=30, interval=0.2)
+
+    ids = {}
+    for host in ('compute-a', 'compute-b'):
+        path = tmp_path / ('store-' + host)
+        response = dep.call('POST', '/v1/backends', json={'backend': {
+            'name': 'file-' + host, 'driver': 'file', 'host': host,
+            'options': {'path': str(path)}, 'tags': [host]}})
+        assert response.status_code == 201, response.text + dep.logs()
+        backend = response.json()['backend']
+        assert backend['host'] == host and backend['status'] == 'up'
+        ids[host] = backend['id']
+
+    volumes = {}
+    for host in ('compute-a', 'compute-b'):
+        response = dep.call('POST', '/v1/volumes', json={'volume': {
+            'size': 1, 'name': 'on-' + host, 'tags': [host]}})
+        assert response.status_code == 202, response.text
+        volumes[host] = response.json()['volume']['id']
+
+    for host, volume_id in volumes.items():
+        volume = wait_for(lambda: _status(dep, volume_id, 'available'), timeout=60)
+        assert volume['backend_id'] == ids[host]
+        # each compute process wrote to its own backend's directory
+        assert (tmp_path / ('store-' + host) / ('volume-' + volume_id)).exists()
+        backend = dep.call('GET', '/v1/backends/%s' % ids[host]).json()['backend']
+        assert backend['volume_count'] == 1 and backend['provisioned_capacity_gb'] == 1
+
+    # a busy backend cannot be removed, an emptied one can
+    busy = dep.call('DELETE', '/v1/backends/%s' % ids['compute-a'])
+    assert busy.status_code == 409 and '1 volume' in busy.text
+    assert dep.call('DELETE', '/v1/volumes/%s' % volumes['compute-a']).status_code == 202
+    wait_for(lambda: dep.call('GET', '/v1/volumes/%s' % volumes['compute-a'])
+             .status_code == 404, timeout=60)
+    assert not (tmp_path / 'store-compute-a' / ('volume-' + volumes['compute-a'])).exists()
+    assert dep.call('DELETE', '/v1/backends/%s' % ids['compute-a']).status_code == 204
+
+
+def _get_ok(dep: Deployment, path: str) -> bool:
+    try:
+        return dep.call('GET', path).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def _status(dep: Deployment, volume_id: str, wanted: str):
+    volume = dep.call('GET', '/v1/volumes/%s' % volume_id).json()['volume']
+    assert volume['status'] in ('creating', wanted), volume
+    return volume if volume['status'] == wanted else None
+
+
+def test_interrupted_create_finished_at_restart(deployment, tmp_path):
+    """A volume left 'creating' by a dead compute service is finished at its restart."""
+    dep = deployment
+    dep.start('gridcentric-api')
+    compute = dep.start('gridcentric-compute', 'compute-a')
+    wait_for(lambda: _get_ok(dep, '/v1/backends'), timeout=30, interval=0.2)
+    wait_for(lambda: ' up ' in dep.run('gridcentric-manage', 'service', 'list').stdout,
+             timeout=60, interval=0.5)
+    response = dep.call('POST', '/v1/backends', json={'backend': {
+        'name': 'slow', 'driver': 'file', 'options': {'path': str(tmp_path / 's')}}})
+    assert response.status_code == 201, response.text
+    compute.send_signal(signal.SIGKILL)
+    compute.wait()
+    volume = dep.call('POST', '/v1/volumes', json={'volume': {'size': 1}}).json()['volume']
+    time.sleep(0.5)
+    assert dep.call('GET', '/v1/volumes/%s' % volume['id']).json()['volume'][
+        'status'] == 'creating'
+    dep.start('gridcentric-compute', 'compute-a')
+    settled = wait_for(lambda: _settled(dep, volume['id']), timeout=60, interval=0.2)
+    assert settled['status'] == 'available', settled
+    assert (tmp_path / 's' / ('volume-' + volume['id'])).exists()
+
+
+def _settled(dep: Deployment, volume_id: str):
+    volume = dep.call('GET', '/v1/volumes/%s' % volume_id).json()['volume']
+    return volume if volume['status'] != 'creating' else None

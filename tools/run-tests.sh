@@ -1,0 +1,52 @@
+#!/bin/bash
+# Set up a fresh Debian 12 machine and run every check: lint, types, the whole
+# test suite on newest PyPI releases, and the unit tests on Debian's own
+# OpenStack packages. Starts (and always stops) PostgreSQL and RabbitMQ.
+#   tools/run-tests.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOP=$(pwd)
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+
+step() { printf '\n=== %s (%s)\n' "$*" "$(date +%T)"; }
+
+if [ "${GC_SKIP_APT:-0}" != 1 ]; then
+    step "Debian packages"
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y -q --no-install-recommends $(grep -v '^#' tools/debian-packages.txt)
+fi
+
+step "PyPI lane: virtualenv .venv"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q -U pip
+.venv/bin/pip install -q -r requirements.txt -r test-requirements.txt
+.venv/bin/pip install -q --no-deps -e .
+
+step "Lint and types"
+.venv/bin/ruff check gridcentric_storage tests bench
+.venv/bin/mypy gridcentric_storage
+
+step "Servers: PostgreSQL and RabbitMQ"
+cleanup() { tools/rabbitmq.sh stop || true; tools/postgres.sh stop || true; }
+trap cleanup EXIT
+GC_TEST_PG_URL=$(tools/postgres.sh start)
+GC_TEST_RABBIT_URL=$(tools/rabbitmq.sh start)
+export GC_TEST_PG_URL GC_TEST_RABBIT_URL GC_REQUIRE_SERVICES=1
+
+run_pytest() {
+    # pytest exits 5 when it collected nothing: that is a failure here.
+    set +e; "$@"; rc=$?; set -e
+    if [ $rc = 5 ]; then echo "pytest ran no tests"; return 1; fi
+    return $rc
+}
+
+step "PyPI lane: all tests"
+run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q tests "$@"
+
+step "Debian lane: unit tests on Debian 12's python3 packages"
+[ -x .venv-debian/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv-debian
+.venv-debian/bin/pip install -q --no-deps --no-build-isolation -e .
+run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q tests/unit "$@"
+
+step "All checks passed"
