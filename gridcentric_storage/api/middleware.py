@@ -37,17 +37,24 @@ class FaultWrapper(Middleware):
                                    'performing the requested operation.')
 
 
+ANONYMOUS_OPERATOR = 'admin:admin'
+KEYSTONEAUTH_NOAUTH_TOKEN = 'notused'  # keystoneauth1.noauth.NoAuth.get_token()
+
+
 class NoAuthMiddleware(Middleware):
     """Trust the caller (loopback-only deployments, tests, the all-in-one).
 
     ``X-Auth-Token: user:project`` names the caller, as nova's noauth2 does;
-    the user "admin" (also the default when no token is sent, e.g. from
-    ``gc-api --os-auth-type none``) gets the admin role.
+    the user "admin" gets the admin role. No token, or keystoneauth's NoAuth
+    placeholder token (what ``gc-api --os-auth-type none`` sends), means the
+    local operator: admin.
     """
 
     @webob.dec.wsgify(RequestClass=wsgi.Request)
     def __call__(self, req: wsgi.Request) -> Any:
-        token = req.headers.get('X-Auth-Token', 'admin:admin')
+        token = req.headers.get('X-Auth-Token') or ANONYMOUS_OPERATOR
+        if token == KEYSTONEAUTH_NOAUTH_TOKEN:
+            token = ANONYMOUS_OPERATOR
         user_id, _, project_id = token.partition(':')
         project_id = project_id or user_id
         roles = ['admin', 'member', 'reader'] if user_id == 'admin' else ['member', 'reader']

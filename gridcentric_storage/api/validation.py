@@ -1,7 +1,8 @@
 """JSON-schema validation of request bodies and query strings."""
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jsonschema
 

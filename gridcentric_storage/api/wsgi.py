@@ -8,7 +8,8 @@ python-novaclient parses.
 
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import webob
 import webob.dec

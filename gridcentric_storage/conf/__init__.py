@@ -36,6 +36,8 @@ def parse_args(argv: list[str], default_config_files: list[str] | None = None) -
     from gridcentric_storage import version
 
     register_all()
+    logging.set_defaults(default_log_levels=logging.get_default_log_levels() + [
+        'alembic.runtime.migration=WARN', 'stevedore=WARN'])
     CONF(argv, project='gridcentric-storage', version=version.version_string,
          default_config_files=default_config_files or [])
     logging.setup(CONF, 'gridcentric-storage')

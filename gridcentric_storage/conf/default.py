@@ -23,6 +23,6 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
-    return [(None, default_opts)]
+    return [(None, list(default_opts))]
 
 

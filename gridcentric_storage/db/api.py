@@ -145,8 +145,8 @@ def backend_get_all(filters: dict[str, Any] | None = None, sort_key: str = 'crea
         if status == 'up':
             query = query.filter(models.Backend.stats_updated_at >= _down_cutoff())
         elif status == 'down':
-            query = query.filter(sa.or_(models.Backend.stats_updated_at.is_(None),
-                                        models.Backend.stats_updated_at < _down_cutoff()))
+            stale: Any = models.Backend.stats_updated_at < _down_cutoff()
+            query = query.filter(sa.or_(models.Backend.stats_updated_at.is_(None), stale))
         marker_row = None
         if marker is not None:
             marker_row = session.query(models.Backend).filter_by(id=marker).first()
@@ -156,11 +156,12 @@ def backend_get_all(filters: dict[str, Any] | None = None, sort_key: str = 'crea
             query, models.Backend, limit, [sort_key, 'id'], marker=marker_row,
             sort_dirs=[sort_dir, sort_dir])
         rows = [_backend_dict(*row) for row in query]
-    tag = filters.get('tag')
-    if tag is not None:
+    tags = filters.get('tag')
+    if tags:
         # JSON containment differs per database; tags lists are short, so
         # filtering here keeps one code path for SQLite and PostgreSQL.
-        rows = [row for row in rows if tag in row['tags']]
+        wanted = set([tags] if isinstance(tags, str) else tags)
+        rows = [row for row in rows if wanted <= set(row['tags'])]
     return rows
 
 

@@ -130,7 +130,7 @@ def test_backends_on_two_hosts_are_used(deployment, tmp_path):
         volumes[host] = response.json()['volume']['id']
 
     for host, volume_id in volumes.items():
-        volume = wait_for(lambda: _status(dep, volume_id, 'available'), timeout=60)
+        volume = wait_for(lambda v=volume_id: _status(dep, v, 'available'), timeout=60)
         assert volume['backend_id'] == ids[host]
         # each compute process wrote to its own backend's directory
         assert (tmp_path / ('store-' + host) / ('volume-' + volume_id)).exists()

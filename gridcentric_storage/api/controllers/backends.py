@@ -62,7 +62,9 @@ class BackendsController:
 
     def index(self, req: Any) -> dict[str, Any]:
         policy.authorize(req.context, 'backend:get_all')
-        filters = {key: req.GET[key] for key in _FILTERS if key in req.GET}
+        filters: dict[str, Any] = {key: req.GET[key] for key in _FILTERS if key in req.GET}
+        if 'tag' in req.GET:
+            filters['tag'] = req.GET.getall('tag')
         validation.query_choice(req, 'state', ('enabled', 'disabled'))
         validation.query_choice(req, 'status', ('up', 'down'))
         page = common.pagination(req, _SORT_KEYS)

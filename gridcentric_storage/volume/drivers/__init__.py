@@ -23,10 +23,11 @@ def get_driver_class(name: str) -> type[base.VolumeDriver]:
     if name not in CONF.volume.enabled_drivers:
         raise exception.UnknownDriver(driver=name, available=', '.join(available_drivers()))
     try:
-        manager = stevedore_driver.DriverManager(NAMESPACE, name, invoke_on_load=False)
+        manager: Any = stevedore_driver.DriverManager(NAMESPACE, name, invoke_on_load=False)
     except Exception:
         raise exception.UnknownDriver(driver=name, available=', '.join(available_drivers()))
-    return manager.driver  # type: ignore[no-any-return]
+    driver_class: type[base.VolumeDriver] = manager.driver
+    return driver_class
 
 
 def load_driver(backend: dict[str, Any]) -> base.VolumeDriver:

@@ -21,7 +21,8 @@ Differences from Cinder, on purpose:
 """
 
 import abc
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 

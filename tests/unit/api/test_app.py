@@ -43,9 +43,8 @@ def test_noauth_refused_on_public_address(gc_conf):
 def test_keystone_pipeline_rejects_requests_without_token(gc_db):
     """With keystone auth, a request without a token never reaches a controller."""
     import webob
-    from oslo_config import cfg
-
     from keystonemiddleware import opts as ksm_opts
+    from oslo_config import cfg
 
     for group, options in ksm_opts.list_auth_token_opts():
         cfg.CONF.register_opts(options, group=group)

@@ -29,6 +29,7 @@ def test_list_filters_sort_and_pagination(cloud, make_backend):
     assert names == ['b0', 'b2', 'b1']
     ssd = cloud.request('GET', '/v1/backends?tag=ssd').json()['backends']
     assert sorted(b['name'] for b in ssd) == ['b0', 'b2']
+    assert cloud.request('GET', '/v1/backends?tag=ssd&tag=hdd').json()['backends'] == []
     page = cloud.request('GET', '/v1/backends?sort_key=name&limit=2').json()
     assert [b['name'] for b in page['backends']] == ['b0', 'b1']
     next_href = page['backends_links'][0]['href']

@@ -1,0 +1,261 @@
+"""Shared pieces of the client: the manager base, name resolution, output, progress.
+
+Nothing here talks to a particular resource; ``backends.py`` and ``volumes.py`` build
+on it. The manager base is deliberately kept out of the extension modules' namespace
+(they import this *module*), because ``novaclient.extension.Extension`` picks the
+``base.Manager`` subclass it finds in an extension module's globals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, TypeVar
+
+import prettytable
+from novaclient import base, exceptions
+
+__all__ = [
+    'ClientError', 'CommandError', 'ResourceInErrorState', 'WaitTimeout',
+    'GCManager', 'arg', 'find_resource', 'is_uuid_like', 'parse_option',
+    'print_list', 'print_dict', 'print_json', 'Progress',
+]
+
+F = TypeVar('F', bound=Callable[..., Any])
+
+
+class ClientError(Exception):
+    """Base of the errors the client raises itself (API errors are novaclient's)."""
+
+
+class CommandError(ClientError):
+    """A user-facing error: bad input, a name that matches nothing or too much."""
+
+
+class ResourceInErrorState(ClientError):
+    """Waited-for work ended in ``error``; ``resource.status_reason`` says why."""
+
+    def __init__(self, resource: Any, message: str) -> None:
+        super().__init__(message)
+        self.resource = resource
+
+
+class WaitTimeout(ClientError):
+    """Waited-for work did not finish in time."""
+
+
+def arg(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    """Decorator for ``do_*`` commands: record one ``argparse`` argument.
+
+    As in novaclient, decorators run bottom-up, so each inserts at the front and
+    the arguments keep the order they are written in.
+    """
+    def _decorator(func: F) -> F:
+        arguments = func.__dict__.setdefault('arguments', [])
+        arguments.insert(0, (args, kwargs))
+        return func
+    return _decorator
+
+
+def is_uuid_like(value: Any) -> bool:
+    try:
+        return str(uuid.UUID(str(value))) == str(value).lower()
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+def _query(params: Mapping[str, Any]) -> str:
+    """Query string without ``None`` values; lists become repeated keys."""
+    clean = {k: v for k, v in params.items() if v is not None and v != []}
+    if not clean:
+        return ''
+    return '?' + urllib.parse.urlencode(sorted(clean.items()), doseq=True)
+
+
+def _next_marker(body: Mapping[str, Any], response_key: str) -> str | None:
+    for link in body.get(f'{response_key}_links') or []:
+        if link.get('rel') == 'next':
+            query = urllib.parse.urlsplit(link.get('href', '')).query
+            markers = urllib.parse.parse_qs(query).get('marker')
+            return markers[-1] if markers else None
+    return None
+
+
+class GCManager(base.Manager):
+    """``novaclient.base.Manager`` for our API: absolute ``/v1/...`` paths from the
+    API root, Cinder-style ``<key>_links`` pagination, and no completion cache
+    (novaclient's writes files under ``~/.novaclient`` on every list)."""
+
+    collection_key = ''   # e.g. 'backends'
+    resource_key = ''     # e.g. 'backend'
+    base_url = ''         # e.g. '/v1/backends'
+
+    @contextlib.contextmanager
+    def completion_cache(self, cache_type: str, obj_class: Any,
+                         mode: str) -> Iterator[None]:
+        yield
+
+    def _url(self, resource: Any = None, suffix: str = '') -> str:
+        url = self.base_url
+        if resource is not None:
+            url += '/' + urllib.parse.quote(str(base.getid(resource)), safe='')
+        return url + suffix
+
+    def _make(self, info: dict[str, Any], resp: Any = None) -> Any:
+        return self.resource_class(self, info, loaded=True, resp=resp)
+
+    def _list_paged(self, params: Mapping[str, Any], limit: int | None = None,
+                    marker: str | None = None) -> base.ListWithMeta:
+        """GET the collection, following ``next`` links until ``limit`` items
+        (all of them when ``limit`` is None) have been collected."""
+        items: list[Any] = []
+        responses = []
+        while True:
+            page_params = dict(params, marker=marker)
+            if limit is not None:
+                page_params['limit'] = limit - len(items)
+            resp, body = self.api.client.get(self.base_url + _query(page_params))
+            responses.append(resp)
+            items.extend(self._make(info) for info in body[self.collection_key] if info)
+            marker = _next_marker(body, self.collection_key)
+            if not marker or (limit is not None and len(items) >= limit):
+                break
+        return base.ListWithMeta(items if limit is None else items[:limit], responses)
+
+    def _get_one(self, resource: Any) -> Any:
+        resp, body = self.api.client.get(self._url(resource))
+        return self._make(body[self.resource_key], resp)
+
+    def _post(self, url: str, body: dict[str, Any]) -> Any:
+        resp, body = self.api.client.post(url, body=body)
+        return self._make(body[self.resource_key], resp)
+
+    def _put(self, url: str, body: dict[str, Any]) -> Any:
+        resp, body = self.api.client.put(url, body=body)
+        return self._make(body[self.resource_key], resp)
+
+    def find(self, name_or_id: str) -> Any:
+        """One resource by ID or exact name; see :func:`find_resource`."""
+        return find_resource(self, name_or_id)
+
+
+def find_resource(manager: Any, name_or_id: str) -> Any:
+    """Resolve an ID or an exact name (``?name=`` listing) to one resource.
+
+    Raises :class:`CommandError` when nothing or more than one resource matches.
+    """
+    kind = manager.resource_class.__name__.lower()
+    uuid_like = is_uuid_like(name_or_id)
+    if uuid_like:
+        with contextlib.suppress(exceptions.NotFound):
+            return manager.get(name_or_id)
+    matches = [r for r in manager.list(name=name_or_id)
+               if getattr(r, 'name', None) == name_or_id]
+    if len(matches) > 1:
+        ids = ', '.join(str(r.id) for r in matches)
+        raise CommandError(f"Multiple {kind}s are named '{name_or_id}' ({ids}); use an ID instead.")
+    if matches:
+        return matches[0]
+    if not uuid_like:
+        with contextlib.suppress(exceptions.NotFound, exceptions.BadRequest):
+            return manager.get(name_or_id)
+    raise CommandError(f"No {kind} with a name or ID of '{name_or_id}' exists.")
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``key=value`` -> (key, value); the value is JSON when it parses as JSON
+    (numbers, true/false, lists, objects, quoted strings), else the plain string."""
+    key, sep, value = text.partition('=')
+    key = key.strip()
+    if not sep or not key:
+        raise CommandError(f"Option '{text}' is not of the form KEY=VALUE.")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return ''
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, str) for v in value):
+            return ', '.join(value)
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    return obj.to_dict() if hasattr(obj, 'to_dict') else dict(obj)
+
+
+def print_json(data: Any, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    out.write(json.dumps(data, indent=2, sort_keys=True, default=str) + '\n')
+
+
+def make_table(rows: Iterable[Any], columns: Sequence[tuple[str, Any]]) -> str:
+    """A prettytable string; ``columns`` are ``(label, key-or-callable)`` pairs."""
+    table = prettytable.PrettyTable([label for label, _ in columns])
+    table.align = 'l'
+    for row in rows:
+        info = _to_dict(row)
+        table.add_row([format_value(get(info) if callable(get) else info.get(get))
+                       for _, get in columns])
+    return table.get_string()
+
+
+def print_list(rows: Sequence[Any], columns: Sequence[tuple[str, Any]],
+               as_json: bool = False, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    if as_json:
+        print_json([_to_dict(r) for r in rows], out)
+    else:
+        out.write(make_table(rows, columns) + '\n')
+
+
+def print_dict(obj: Any, as_json: bool = False, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    info = _to_dict(obj)
+    if as_json:
+        print_json(info, out)
+        return
+    table = prettytable.PrettyTable(['Property', 'Value'])
+    table.align = 'l'
+    for key in sorted(info):
+        table.add_row([key, format_value(info[key])])
+    out.write(table.get_string() + '\n')
+
+
+class Progress:
+    """A spinner with elapsed seconds on ``stream``, drawn only when it is a tty."""
+
+    FRAMES = '|/-\\'
+
+    def __init__(self, label: str, stream: IO[str] | None = None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = bool(getattr(self.stream, 'isatty', lambda: False)())
+        self.started = time.monotonic()
+        self._frame = 0
+
+    def update(self, status: str) -> None:
+        if not self.enabled:
+            return
+        elapsed = int(time.monotonic() - self.started)
+        frame = self.FRAMES[self._frame % len(self.FRAMES)]
+        self._frame += 1
+        self.stream.write(f'\r\033[K{frame} {self.label}: {status} ({elapsed}s)')
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write('\r\033[K')
+            self.stream.flush()

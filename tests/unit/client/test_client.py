@@ -1,0 +1,154 @@
+"""The Python API: managers as novaclient extensions, against the in-memory stand-in."""
+
+import pytest
+from keystoneauth1 import identity, noauth, session
+from novaclient import exceptions
+from novaclient.v2 import volumes as nova_volumes
+
+from gridcentric_storage import client
+from gridcentric_storage.client import backends, utils, volumes
+
+
+def test_extensions_are_attached_without_clashing(gc):
+    assert [name for name, _ in client.EXTENSIONS] == ['gc_backends', 'gc_volumes']
+    assert isinstance(gc.gc_backends, backends.BackendManager)
+    assert isinstance(gc.gc_volumes, volumes.VolumeManager)
+    assert isinstance(gc.volumes, nova_volumes.VolumeManager)   # novaclient's own, intact
+
+
+def test_backend_lifecycle(gc, api):
+    created = gc.gc_backends.create(name='fast', driver='file', options={'path': '/srv/fast'},
+                                    tags=['ssd'], cost=1)
+    assert isinstance(created, backends.Backend)
+    assert (created.name, created.driver, created.cost, created.tags) == (
+        'fast', 'file', 1, ['ssd'])
+    assert created.options == {'path': '/srv/fast'}
+    assert created.state == 'enabled' and created.status == 'up'
+
+    assert gc.gc_backends.get(created.id).to_dict() == created.to_dict()
+    assert [b.id for b in gc.gc_backends.list()] == [created.id]
+
+    updated = gc.gc_backends.update(created, cost=3, tags=['ssd', 'nvme'])
+    assert (updated.cost, updated.tags) == (3, ['ssd', 'nvme'])
+
+    disabled = created.disable('maintenance')
+    assert (disabled.state, disabled.disabled_reason) == ('disabled', 'maintenance')
+    enabled = gc.gc_backends.enable(created.id)
+    assert (enabled.state, enabled.disabled_reason) == ('enabled', None)
+
+    created.delete()
+    with pytest.raises(exceptions.NotFound) as info:
+        gc.gc_backends.get(created.id)
+    assert info.value.code == 404 and 'could not be found' in info.value.message
+
+
+def test_requests_use_absolute_paths_and_no_microversion(gc, api):
+    backend = gc.gc_backends.create(name='b', driver='fake')
+    gc.gc_backends.disable(backend)
+    gc.gc_backends.list(tag=['x', 'y'], state='enabled')
+    paths = [(method, path) for method, path, _ in api.requests]
+    assert paths == [('POST', '/v1/backends'),
+                     ('POST', f'/v1/backends/{backend.id}/action'),
+                     ('GET', '/v1/backends')]
+    for _, _, headers in api.requests:
+        assert 'x-openstack-nova-api-version' not in headers
+        assert 'openstack-api-version' not in headers
+        assert headers['accept'] == 'application/json'
+
+
+def test_list_filters_and_secret_masking(gc):
+    gc.gc_backends.create(name='a', driver='rbd', tags=['ssd', 'ceph'],
+                          options={'pool': 'volumes', 'rbd_secret_uuid': 's3cr3t'})
+    gc.gc_backends.create(name='b', driver='file', tags=['ssd'], role='repository')
+    assert [b.name for b in gc.gc_backends.list(tag=['ssd', 'ceph'])] == ['a']
+    assert [b.name for b in gc.gc_backends.list(role='repository')] == ['b']
+    assert [b.name for b in gc.gc_backends.list(sort_key='name', sort_dir='desc')] == [
+        'b', 'a']
+    assert gc.gc_backends.find('a').options == {'pool': 'volumes', 'rbd_secret_uuid': '***'}
+    with pytest.raises(TypeError):
+        gc.gc_backends.list(colour='blue')
+
+
+def test_list_follows_next_links(gc, api):
+    api.max_limit = 2
+    for i in range(5):
+        gc.gc_backends.create(name=f'b{i}', driver='fake')
+    assert [b.name for b in gc.gc_backends.list()] == ['b0', 'b1', 'b2', 'b3', 'b4']
+    assert [b.name for b in gc.gc_backends.list(limit=3)] == ['b0', 'b1', 'b2']
+    first = gc.gc_backends.list(limit=1)[0]
+    assert [b.name for b in gc.gc_backends.list(marker=first.id)] == ['b1', 'b2', 'b3', 'b4']
+    assert len(api.requests) == 5 + 3 + 2 + 1 + 2
+
+
+def test_api_errors_carry_code_and_message(gc):
+    gc.gc_backends.create(name='fast', driver='file')
+    with pytest.raises(exceptions.Conflict) as info:
+        gc.gc_backends.create(name='fast', driver='file')
+    assert (info.value.code, info.value.message) == (409, "Backend with name 'fast' already exists")
+    with pytest.raises(exceptions.BadRequest) as info:
+        gc.gc_backends.create(name='x', driver='floppy')
+    assert info.value.message.startswith('Unknown driver floppy')
+
+
+def test_find_by_name_or_id(gc):
+    backend = gc.gc_backends.create(name='fast', driver='file')
+    assert gc.gc_backends.find('fast').id == backend.id
+    assert gc.gc_backends.find(backend.id).name == 'fast'
+    with pytest.raises(utils.CommandError, match="No backend with a name or ID of 'slow'"):
+        gc.gc_backends.find('slow')
+    gc.gc_volumes.create(1, name='twin')
+    gc.gc_volumes.create(1, name='twin')
+    with pytest.raises(utils.CommandError, match="Multiple volumes are named 'twin'"):
+        gc.gc_volumes.find('twin')
+
+
+def test_volume_create_wait_delete(gc):
+    gc.gc_backends.create(name='fast', driver='file', tags=['ssd'], cost=1)
+    cheap = gc.gc_backends.create(name='cheap', driver='file', tags=['ssd'], cost=0)
+    volume = gc.gc_volumes.create(size=1, name='v1', tags=['ssd'])
+    assert volume.status == 'creating'
+    seen = []
+    volume = gc.gc_volumes.wait(volume, progress=lambda v, elapsed: seen.append(v.status))
+    assert (volume.status, volume.backend_id, volume.size) == ('available', cheap.id, 1)
+    assert seen == ['creating', 'available']
+    assert [v.name for v in gc.gc_volumes.list(backend_id=cheap.id)] == ['v1']
+
+    gc.gc_volumes.delete(volume)
+    assert gc.gc_volumes.wait(volume, deleted=True) is None
+    assert gc.gc_volumes.list() == []
+
+
+def test_volume_wait_error_and_timeout(gc, api):
+    volume = gc.gc_volumes.create(size=1, name='nowhere', tags=['gold'])
+    with pytest.raises(utils.ResourceInErrorState) as info:
+        gc.gc_volumes.wait(volume)
+    assert 'No valid backend was found' in str(info.value)
+    assert info.value.resource.status == 'error'
+
+    api.settle_after = 10 ** 6
+    gc.gc_backends.create(name='b', driver='fake')
+    slow = gc.gc_volumes.create(size=1)
+    with pytest.raises(utils.WaitTimeout, match='status: creating'):
+        gc.gc_volumes.wait(slow, timeout=0.05)
+
+
+def test_endpoint_override_and_no_completion_cache(api, tmp_path):
+    gc = client.get_client(session.Session(auth=noauth.NoAuth()), endpoint_override=api.url)
+    gc.gc_backends.create(name='b', driver='fake')
+    assert [b.name for b in gc.gc_backends.list()] == ['b']
+    assert not (tmp_path / '.novaclient').exists()
+
+
+@pytest.mark.parametrize('plugin', ['v3', 'generic'])
+def test_keystone_catalog_endpoint(api, plugin):
+    """With keystone, the endpoint comes from the catalog (service type gridcentric)."""
+    api.keystone = True
+    cls = identity.v3.Password if plugin == 'v3' else identity.Password
+    auth = cls(auth_url=api.url + '/identity/v3', username='demo', password='secret',
+               project_name='demo', user_domain_id='default', project_domain_id='default')
+    gc = client.get_client(session.Session(auth=auth), interface='public',
+                           region_name='RegionOne')
+    gc.gc_backends.create(name='b', driver='fake')
+    assert [b.name for b in gc.gc_backends.list()] == ['b']
+    v1 = [headers for _, path, headers in api.requests if path.startswith('/v1/')]
+    assert v1 and all(h['x-auth-token'] == 'fake-token' for h in v1)
