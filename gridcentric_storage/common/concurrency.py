@@ -7,8 +7,9 @@ eventlet be wanted after all, only this module changes.
 """
 
 import threading
+from collections.abc import Callable
 from concurrent import futures
-from typing import Any, Callable
+from typing import Any
 
 _pool: futures.ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
