@@ -7,7 +7,14 @@ import routes.middleware
 import webob.dec
 
 from gridcentric_storage.api import wsgi
-from gridcentric_storage.api.controllers import backends, versions, volumes
+from gridcentric_storage.api.controllers import (
+    attachments,
+    backends,
+    snapshots,
+    versions,
+    volume_actions,
+    volumes,
+)
 
 
 class Route(NamedTuple):
@@ -34,6 +41,26 @@ ROUTES = [
     Route('POST', '/v1/volumes', 'volumes', 'create', 'Create a volume', 202),
     Route('GET', '/v1/volumes/{id}', 'volumes', 'show', 'Show a volume', 200),
     Route('DELETE', '/v1/volumes/{id}', 'volumes', 'delete', 'Delete a volume', 202),
+    Route('POST', '/v1/volumes/{id}/action', 'volume_actions', 'action',
+          'Extend, revert, force-detach or write a volume to an image', 202),
+    Route('GET', '/v1/volumes/{id}/data', 'volume_actions', 'download',
+          'Read the whole volume as a byte stream', 200),
+    Route('PUT', '/v1/volumes/{id}/data', 'volume_actions', 'upload',
+          'Write the whole volume from a byte stream', 200),
+    Route('GET', '/v1/snapshots', 'snapshots', 'index', 'List snapshots', 200),
+    Route('POST', '/v1/snapshots', 'snapshots', 'create', 'Snapshot a volume', 202),
+    Route('GET', '/v1/snapshots/{id}', 'snapshots', 'show', 'Show a snapshot', 200),
+    Route('DELETE', '/v1/snapshots/{id}', 'snapshots', 'delete', 'Delete a snapshot', 202),
+    Route('GET', '/v1/attachments', 'attachments', 'index', 'List attachments', 200),
+    Route('POST', '/v1/attachments', 'attachments', 'create',
+          'Attach a volume to a compute host', 202),
+    Route('GET', '/v1/attachments/{id}', 'attachments', 'show', 'Show an attachment', 200),
+    Route('DELETE', '/v1/attachments/{id}', 'attachments', 'delete', 'Detach a volume', 202),
+    Route('GET', '/v1/image-cache', 'image_cache', 'index', 'List the image cache', 200),
+    Route('POST', '/v1/image-cache/action', 'image_cache', 'action',
+          'Purge the image cache', 200),
+    Route('DELETE', '/v1/image-cache/{id}', 'image_cache', 'delete',
+          'Purge one image cache entry', 204),
 ]
 
 #: Paths served before authentication (discovery documents).
@@ -43,7 +70,11 @@ PUBLIC_PATHS = frozenset({'/', '/v1', '/v1/openapi.json'})
 def make_controllers() -> dict[str, Any]:
     return {'versions': versions.VersionsController(ROUTES),
             'backends': backends.BackendsController(),
-            'volumes': volumes.VolumesController()}
+            'volumes': volumes.VolumesController(),
+            'volume_actions': volume_actions.VolumeActionsController(),
+            'snapshots': snapshots.SnapshotsController(),
+            'attachments': attachments.AttachmentsController(),
+            'image_cache': attachments.ImageCacheController()}
 
 
 class APIRouter:

@@ -20,7 +20,7 @@ from gridcentric_storage.common import exception
 LOG = logging.getLogger(__name__)
 
 _FAULT_NAMES = {400: 'badRequest', 401: 'unauthorized', 403: 'forbidden',
-                404: 'itemNotFound', 405: 'badMethod', 409: 'conflict',
+                404: 'itemNotFound', 405: 'badMethod', 409: 'conflict', 411: 'lengthRequired',
                 413: 'overLimit', 415: 'badMediaType', 503: 'serviceUnavailable'}
 
 

@@ -40,7 +40,7 @@ def register_default_backend(host: str) -> None:
         'options': cls.default_options(backend_id, CONF.state_path),
         'state': 'enabled', 'role': 'san', 'cost': 0, 'tags': [],
         'availability_zone': CONF.default_availability_zone, 'host': host,
-        'max_over_subscription_ratio': 1.0, 'reserved_percentage': 0,
+        'max_over_subscription_ratio': None, 'reserved_percentage': 0,
         'capabilities': {}})
     LOG.info('Registered the default file backend %s', backend_id)
 

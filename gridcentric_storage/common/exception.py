@@ -115,3 +115,8 @@ class BackendSetupFailed(Invalid):
 class ServiceUnavailable(GCException):
     msg_fmt = 'Service unavailable: %(reason)s'
     code = 503
+
+
+class LengthRequired(GCException):
+    msg_fmt = 'A Content-Length header is required (chunked uploads are not accepted).'
+    code = 411

@@ -1,14 +1,19 @@
 """RPC endpoints of gridcentric-compute; workflows live in their own modules."""
 
 import logging
+import os
 from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
 
-from gridcentric_storage.compute import rpcapi
+from gridcentric_storage.common import context as gc_context
+from gridcentric_storage.compute import attach, rpcapi, transfer
 from gridcentric_storage.db import api as db
-from gridcentric_storage.volume.manager import VolumeManager
+from gridcentric_storage.db import attachments as db_attachments
+from gridcentric_storage.db import snapshots as db_cache
+from gridcentric_storage.volume.manager import VolumeManager, model_update
+from gridcentric_storage.volume.objects import VolumeRef
 from gridcentric_storage.volume.pool import LocalPool
 
 CONF = cfg.CONF
@@ -22,11 +27,18 @@ class ComputeManager:
         self.host = host
         self.pool = LocalPool(host)
         self.volumes = VolumeManager(self.pool)
+        self.rpcapi = rpcapi.ComputeAPI()
+        self.attachments = attach.AttachManager(host, self.rpcapi)
+        self.transfers = transfer.TransferServer(host, self.pool)
 
     def init_host(self) -> None:
         """Load this host's backends and settle work a previous run left mid-way."""
         self.periodic_tasks()
         self.volumes.recover_interrupted()
+
+    def after_start(self) -> None:
+        """Work that needs the RPC server (attach talks to owner hosts)."""
+        self.attachments.recover_interrupted(gc_context.get_admin_context())
 
     def periodic_tasks(self) -> None:
         try:
@@ -46,9 +58,71 @@ class ComputeManager:
     def remove_backend(self, ctxt: Any, backend_id: str) -> None:
         self.pool.remove(backend_id)
 
-    # ---- volumes (casts)
+    # ---- volumes and snapshots (casts)
     def create_volume(self, ctxt: Any, volume_id: str) -> None:
         self.volumes.create_volume(volume_id)
 
-    def delete_volume(self, ctxt: Any, volume_id: str) -> None:
-        self.volumes.delete_volume(volume_id)
+    def delete_volume(self, ctxt: Any, volume_id: str, cascade: bool = False) -> None:
+        self.volumes.delete_volume(volume_id, cascade=cascade)
+
+    def extend_volume(self, ctxt: Any, volume_id: str, new_size: int,
+                      previous_status: str) -> None:
+        self.volumes.extend_volume(volume_id, new_size, previous_status)
+
+    def revert_volume(self, ctxt: Any, volume_id: str, snapshot_id: str) -> None:
+        self.volumes.revert_volume(volume_id, snapshot_id)
+
+    def create_snapshot(self, ctxt: Any, snapshot_id: str) -> None:
+        self.volumes.create_snapshot(snapshot_id)
+
+    def delete_snapshot(self, ctxt: Any, snapshot_id: str) -> None:
+        self.volumes.delete_snapshot(snapshot_id)
+
+    # ---- images
+    def get_image_info(self, ctxt: Any, image_id: str) -> dict[str, Any]:
+        return self.volumes.images.info(ctxt, image_id)
+
+    def copy_volume_to_image(self, ctxt: Any, volume_id: str,
+                             image_meta: dict[str, Any]) -> None:
+        os.makedirs(os.path.dirname(image_meta['path']), exist_ok=True)
+        self.volumes.copy_volume_to_image(volume_id, image_meta)
+
+    def purge_image_cache(self, ctxt: Any, backend_id: str | None = None,
+                          entry_id: str | None = None) -> int:
+        if entry_id is not None:
+            self.volumes.image_cache.purge_entry(db_cache.cache_get_entry(entry_id))
+            return 1
+        return self.volumes.image_cache.purge(backend_id)
+
+    # ---- attachments: this host as attacher (casts)
+    def attach_volume(self, ctxt: Any, attachment_id: str) -> None:
+        self.attachments.attach(ctxt, attachment_id)
+
+    def detach_volume(self, ctxt: Any, attachment_id: str) -> None:
+        self.attachments.detach(ctxt, attachment_id)
+
+    # ---- attachments: this host as owner of the backend (calls)
+    def initialize_connection(self, ctxt: Any, volume_id: str,
+                              connector: dict[str, Any]) -> dict[str, Any]:
+        volume = db.volume_get(volume_id)
+        driver = self.pool.get(volume['backend_id'])
+        update = model_update(driver.create_export(ctxt, VolumeRef(volume), connector))
+        if update:
+            volume = db.volume_update(volume_id, update)
+        info: dict[str, Any] = driver.initialize_connection(VolumeRef(volume), connector)
+        return info
+
+    def terminate_connection(self, ctxt: Any, volume_id: str,
+                             connector: dict[str, Any] | None, attachment_id: str) -> None:
+        volume = db.volume_get(volume_id)
+        driver = self.pool.get(volume['backend_id'])
+        ref = VolumeRef(volume)
+        driver.terminate_connection(ref, connector)
+        others = [a for a in db_attachments.attachment_get_all(volume_id=volume_id)
+                  if a['id'] != attachment_id and a['status'] == 'attached']
+        if not others:
+            driver.remove_export(ctxt, ref)
+
+    # ---- streams (call)
+    def prepare_transfer(self, ctxt: Any, volume_id: str, direction: str) -> dict[str, Any]:
+        return self.transfers.prepare(volume_id, direction)

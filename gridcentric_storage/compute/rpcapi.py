@@ -4,6 +4,9 @@ Version history:
 
 * 1.0 - Initial: setup_backend, update_backend, remove_backend (calls);
   create_volume, delete_volume (casts).
+* 1.1 - Volume lifecycle: snapshots, extend, revert, image cache, images,
+  attachments (attach/detach on the attacher; initialize/terminate_connection
+  on the owner), streams (prepare_transfer). delete_volume gains ``cascade``.
 """
 
 from typing import Any
@@ -14,7 +17,7 @@ from oslo_config import cfg
 from gridcentric_storage.common import rpc
 
 CONF = cfg.CONF
-RPC_API_VERSION = '1.0'
+RPC_API_VERSION = '1.1'
 
 
 class ComputeAPI:
@@ -22,13 +25,19 @@ class ComputeAPI:
         self.target = messaging.Target(topic=CONF.compute.topic, version=RPC_API_VERSION)
         self.client = rpc.get_client(self.target, version_cap=RPC_API_VERSION)
 
-    def _prepare(self, host: str, **kwargs: Any) -> Any:
-        return self.client.prepare(server=host, version='1.0', **kwargs)
+    def _prepare(self, host: str, version: str = '1.0', **kwargs: Any) -> Any:
+        return self.client.prepare(server=host, version=version, **kwargs)
 
-    def _call(self, ctxt: Any, host: str, method: str, **kwargs: Any) -> Any:
-        cctxt = self._prepare(host, timeout=CONF.compute.rpc_call_timeout)
+    def _call(self, ctxt: Any, host: str, method: str, version: str = '1.0',
+              **kwargs: Any) -> Any:
+        cctxt = self._prepare(host, version=version, timeout=CONF.compute.rpc_call_timeout)
         return cctxt.call(ctxt, method, **kwargs)
 
+    def _cast(self, ctxt: Any, host: str, method: str, version: str = '1.1',
+              **kwargs: Any) -> None:
+        self._prepare(host, version=version).cast(ctxt, method, **kwargs)
+
+    # ---- backends (1.0)
     def setup_backend(self, ctxt: Any, host: str, backend_id: str) -> dict[str, Any]:
         """Load the backend's driver on its host, set it up, return its stats."""
         return self._call(ctxt, host, 'setup_backend',  # type: ignore[no-any-return]
@@ -41,8 +50,62 @@ class ComputeAPI:
     def remove_backend(self, ctxt: Any, host: str, backend_id: str) -> None:
         self._call(ctxt, host, 'remove_backend', backend_id=backend_id)
 
+    # ---- volumes
     def create_volume(self, ctxt: Any, host: str, volume_id: str) -> None:
-        self._prepare(host).cast(ctxt, 'create_volume', volume_id=volume_id)
+        self._cast(ctxt, host, 'create_volume', version='1.0', volume_id=volume_id)
 
-    def delete_volume(self, ctxt: Any, host: str, volume_id: str) -> None:
-        self._prepare(host).cast(ctxt, 'delete_volume', volume_id=volume_id)
+    def delete_volume(self, ctxt: Any, host: str, volume_id: str,
+                      cascade: bool = False) -> None:
+        self._cast(ctxt, host, 'delete_volume', volume_id=volume_id, cascade=cascade)
+
+    def extend_volume(self, ctxt: Any, host: str, volume_id: str, new_size: int,
+                      previous_status: str) -> None:
+        self._cast(ctxt, host, 'extend_volume', volume_id=volume_id, new_size=new_size,
+                   previous_status=previous_status)
+
+    def revert_volume(self, ctxt: Any, host: str, volume_id: str, snapshot_id: str) -> None:
+        self._cast(ctxt, host, 'revert_volume', volume_id=volume_id, snapshot_id=snapshot_id)
+
+    def create_snapshot(self, ctxt: Any, host: str, snapshot_id: str) -> None:
+        self._cast(ctxt, host, 'create_snapshot', snapshot_id=snapshot_id)
+
+    def delete_snapshot(self, ctxt: Any, host: str, snapshot_id: str) -> None:
+        self._cast(ctxt, host, 'delete_snapshot', snapshot_id=snapshot_id)
+
+    # ---- images
+    def get_image_info(self, ctxt: Any, host: str, image_id: str) -> dict[str, Any]:
+        return self._call(ctxt, host, 'get_image_info',  # type: ignore[no-any-return]
+                          version='1.1', image_id=image_id)
+
+    def copy_volume_to_image(self, ctxt: Any, host: str, volume_id: str,
+                             image_meta: dict[str, Any]) -> None:
+        self._cast(ctxt, host, 'copy_volume_to_image', volume_id=volume_id,
+                   image_meta=image_meta)
+
+    def purge_image_cache(self, ctxt: Any, host: str, backend_id: str | None = None,
+                          entry_id: str | None = None) -> int:
+        return self._call(ctxt, host, 'purge_image_cache',  # type: ignore[no-any-return]
+                          version='1.1', backend_id=backend_id, entry_id=entry_id)
+
+    # ---- attachments
+    def attach_volume(self, ctxt: Any, host: str, attachment_id: str) -> None:
+        self._cast(ctxt, host, 'attach_volume', attachment_id=attachment_id)
+
+    def detach_volume(self, ctxt: Any, host: str, attachment_id: str) -> None:
+        self._cast(ctxt, host, 'detach_volume', attachment_id=attachment_id)
+
+    def initialize_connection(self, ctxt: Any, host: str, volume_id: str,
+                              connector: dict[str, Any]) -> dict[str, Any]:
+        return self._call(ctxt, host, 'initialize_connection',  # type: ignore[no-any-return]
+                          version='1.1', volume_id=volume_id, connector=connector)
+
+    def terminate_connection(self, ctxt: Any, host: str, volume_id: str,
+                             connector: dict[str, Any] | None, attachment_id: str) -> None:
+        self._call(ctxt, host, 'terminate_connection', version='1.1', volume_id=volume_id,
+                   connector=connector, attachment_id=attachment_id)
+
+    # ---- streams
+    def prepare_transfer(self, ctxt: Any, host: str, volume_id: str,
+                         direction: str) -> dict[str, Any]:
+        return self._call(ctxt, host, 'prepare_transfer',  # type: ignore[no-any-return]
+                          version='1.1', volume_id=volume_id, direction=direction)

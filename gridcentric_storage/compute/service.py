@@ -26,10 +26,13 @@ class ComputeService:
         LOG.info('Starting compute service on host %s (topic %s)', self.host,
                  CONF.compute.topic)
         self.manager.init_host()
+        self.manager.transfers.start()
         self.rpc_server.start()
         self.periodic.start()
+        self.manager.after_start()
 
     def stop(self) -> None:
         self.periodic.stop()
         self.rpc_server.stop()
         self.rpc_server.wait()
+        self.manager.transfers.stop()

@@ -13,6 +13,14 @@ compute_opts = [
     cfg.IntOpt('rpc_call_timeout', default=60, min=1,
                help='Seconds to wait for short synchronous RPC calls such as '
                     'setting up a new backend.'),
+    cfg.HostAddressOpt('data_listen', default='127.0.0.1',
+                       help='Address of the volume data server (whole-volume streams '
+                            'relayed by the API); the API must reach it.'),
+    cfg.PortOpt('data_port', default=0,
+                help='Port of the volume data server (0: any free port; the service '
+                     'records the URL it got).'),
+    cfg.IntOpt('transfer_token_ttl', default=60, min=1,
+               help='Seconds a prepared volume stream waits to be used.'),
     cfg.StrOpt('virt_driver', default='fake',
                help='Virt driver (entry point in gridcentric_storage.virt.drivers).'),
 ]

@@ -9,8 +9,20 @@ volume_opts = [
     cfg.BoolOpt('create_default_backend', default=False,
                 help='Register a "file" backend named "default" under '
                      '$state_path/volumes on first start (the all-in-one sets this).'),
-    cfg.IntOpt('default_volume_size_gb', default=1, min=1,
-               help='Size of a volume created without one (GiB).'),
+    cfg.BoolOpt('image_cache_enabled', default=True,
+                help='Keep each image once per backend as a cached snapshot and '
+                     'create volumes from it as copy-on-write clones.'),
+    cfg.IntOpt('image_cache_max_entries', default=10, min=0,
+               help='Cached images per backend before the least recently used is '
+                    'evicted (0: no limit).'),
+    cfg.IntOpt('image_cache_max_size_gb', default=0, min=0,
+               help='GiB of cached images per backend before the least recently '
+                    'used are evicted (0: no limit).'),
+    cfg.StrOpt('image_export_dir', default='$state_path/images',
+               help='Directory on the backend\'s host where volumes written out as '
+                    'images (os-volume_upload_image) are stored.'),
+    cfg.IntOpt('max_snapshots_per_volume', default=64, min=1,
+               help='Snapshots one volume may have.'),
 ]
 
 

@@ -53,12 +53,12 @@ def get_engine() -> sa.engine.Engine:
     return _facade.writer.get_engine()
 
 
-def _writer() -> Any:
+def writer() -> Any:
     _ensure_configured()
     return _facade.writer.using(_DBContext())
 
 
-def _reader() -> Any:
+def reader() -> Any:
     _ensure_configured()
     return _facade.reader.using(_DBContext())
 
@@ -67,14 +67,14 @@ def utcnow() -> datetime.datetime:
     return models._now()
 
 
-def _to_dict(row: Any) -> dict[str, Any]:
+def to_dict(row: Any) -> dict[str, Any]:
     return {c.name: getattr(row, c.name) for c in row.__table__.columns}
 
 
 # ---------------------------------------------------------------- services
 
 def service_heartbeat(host: str, topic: str, binary: str) -> None:
-    with _writer() as session:
+    with writer() as session:
         service = session.query(models.Service).filter_by(host=host, topic=topic).first()
         if service is None:
             service = models.Service(host=host, topic=topic, binary=binary)
@@ -83,13 +83,13 @@ def service_heartbeat(host: str, topic: str, binary: str) -> None:
 
 
 def service_get_all(topic: str | None = None, up_only: bool = False) -> list[dict[str, Any]]:
-    with _reader() as session:
+    with reader() as session:
         query = session.query(models.Service)
         if topic:
             query = query.filter_by(topic=topic)
         if up_only:
             query = query.filter(models.Service.last_seen_at >= _down_cutoff())
-        return [_to_dict(s) for s in query.order_by(models.Service.host)]
+        return [to_dict(s) for s in query.order_by(models.Service.host)]
 
 
 def _down_cutoff() -> datetime.datetime:
@@ -111,16 +111,20 @@ def _usage_subquery() -> Any:
 
 
 def _backend_dict(row: Any, volume_count: int | None, provisioned: int | None) -> dict[str, Any]:
-    backend = _to_dict(row)
+    backend = to_dict(row)
     backend['volume_count'] = int(volume_count or 0)
     backend['provisioned_capacity_gb'] = float(provisioned or 0)
     backend['status'] = 'up' if is_fresh(row.stats_updated_at) else 'down'
+    if backend['max_over_subscription_ratio'] is None:
+        reported = backend['capabilities'].get('max_over_subscription_ratio')
+        backend['max_over_subscription_ratio'] = (
+            float(reported) if isinstance(reported, (int, float)) else 1.0)
     return backend
 
 
 def backend_create(values: dict[str, Any]) -> dict[str, Any]:
     try:
-        with _writer() as session:
+        with writer() as session:
             session.add(models.Backend(**values))
     except db_exc.DBDuplicateEntry:
         raise exception.Duplicate(resource='Backend', name=values['name'])
@@ -135,7 +139,7 @@ def backend_get_all(filters: dict[str, Any] | None = None, sort_key: str = 'crea
                     marker: str | None = None) -> list[dict[str, Any]]:
     filters = dict(filters or {})
     usage = _usage_subquery()
-    with _reader() as session:
+    with reader() as session:
         query = (session.query(models.Backend, usage.c.volume_count, usage.c.provisioned)
                  .outerjoin(usage, usage.c.backend_id == models.Backend.id))
         for key in _BACKEND_FILTERS:
@@ -167,7 +171,7 @@ def backend_get_all(filters: dict[str, Any] | None = None, sort_key: str = 'crea
 
 def backend_get(backend_id: str) -> dict[str, Any]:
     usage = _usage_subquery()
-    with _reader() as session:
+    with reader() as session:
         row = (session.query(models.Backend, usage.c.volume_count, usage.c.provisioned)
                .outerjoin(usage, usage.c.backend_id == models.Backend.id)
                .filter(models.Backend.id == backend_id).first())
@@ -178,7 +182,7 @@ def backend_get(backend_id: str) -> dict[str, Any]:
 
 def backend_update(backend_id: str, values: dict[str, Any]) -> dict[str, Any]:
     try:
-        with _writer() as session:
+        with writer() as session:
             count = (session.query(models.Backend).filter_by(id=backend_id)
                      .update(values, synchronize_session=False))
     except db_exc.DBDuplicateEntry:
@@ -194,13 +198,13 @@ def backend_update_stats(backend_id: str, stats: dict[str, Any]) -> None:
     for key in ('total_capacity_gb', 'free_capacity_gb'):
         value = stats.get(key)
         values[key] = float(value) if isinstance(value, (int, float)) else None
-    with _writer() as session:
+    with writer() as session:
         session.query(models.Backend).filter_by(id=backend_id).update(
             values, synchronize_session=False)
 
 
 def backend_destroy(backend_id: str) -> None:
-    with _writer() as session:
+    with writer() as session:
         backend = session.query(models.Backend).filter_by(id=backend_id).with_for_update().first()
         if backend is None:
             raise exception.BackendNotFound(id=backend_id)
@@ -213,11 +217,11 @@ def backend_destroy(backend_id: str) -> None:
 # ----------------------------------------------------------------- volumes
 
 def volume_create(values: dict[str, Any]) -> dict[str, Any]:
-    with _writer() as session:
+    with writer() as session:
         volume = models.Volume(**values)
         session.add(volume)
         session.flush()
-        return _to_dict(volume)
+        return to_dict(volume)
 
 
 def _volume_query(session: Any, project_id: str | None) -> Any:
@@ -229,11 +233,11 @@ def _volume_query(session: Any, project_id: str | None) -> Any:
 
 def volume_get(volume_id: str, project_id: str | None = None) -> dict[str, Any]:
     """Return one volume; ``project_id`` None means any project (admin)."""
-    with _reader() as session:
+    with reader() as session:
         volume = _volume_query(session, project_id).filter_by(id=volume_id).first()
         if volume is None:
             raise exception.VolumeNotFound(id=volume_id)
-        return _to_dict(volume)
+        return to_dict(volume)
 
 
 _VOLUME_FILTERS = ('name', 'status', 'backend_id', 'host', 'project_id')
@@ -243,7 +247,7 @@ def volume_get_all(project_id: str | None = None, filters: dict[str, Any] | None
                    sort_key: str = 'created_at', sort_dir: str = 'asc',
                    limit: int | None = None, marker: str | None = None) -> list[dict[str, Any]]:
     filters = filters or {}
-    with _reader() as session:
+    with reader() as session:
         query = _volume_query(session, project_id)
         for key in _VOLUME_FILTERS:
             if filters.get(key) is not None:
@@ -256,7 +260,7 @@ def volume_get_all(project_id: str | None = None, filters: dict[str, Any] | None
         query = sqlalchemyutils.paginate_query(
             query, models.Volume, limit, [sort_key, 'id'], marker=marker_row,
             sort_dirs=[sort_dir, sort_dir])
-        return [_to_dict(v) for v in query]
+        return [to_dict(v) for v in query]
 
 
 def volume_update(volume_id: str, values: dict[str, Any],
@@ -266,7 +270,7 @@ def volume_update(volume_id: str, values: dict[str, Any],
     The status check and the write are one statement, so two requests racing
     to move the same volume cannot both win.
     """
-    with _writer() as session:
+    with writer() as session:
         query = session.query(models.Volume).filter_by(id=volume_id)
         if expected_status is not None:
             query = query.filter(models.Volume.status.in_(expected_status))
@@ -281,12 +285,12 @@ def volume_update(volume_id: str, values: dict[str, Any],
 
 
 def volume_destroy(volume_id: str) -> None:
-    with _writer() as session:
+    with writer() as session:
         session.query(models.Volume).filter_by(id=volume_id).delete(synchronize_session=False)
 
 
 def volume_get_all_by_host(host: str, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
-    with _reader() as session:
+    with reader() as session:
         query = (session.query(models.Volume).filter_by(host=host)
                  .filter(models.Volume.status.in_(statuses)))
-        return [_to_dict(v) for v in query]
+        return [to_dict(v) for v in query]

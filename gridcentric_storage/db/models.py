@@ -54,7 +54,8 @@ class Backend(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
     host = sa.Column(sa.String(255), nullable=False)
     total_capacity_gb = sa.Column(sa.Float, nullable=True)
     free_capacity_gb = sa.Column(sa.Float, nullable=True)
-    max_over_subscription_ratio = sa.Column(sa.Float, nullable=False, default=1.0)
+    # None: use the ratio the driver reports (Cinder's default behaviour)
+    max_over_subscription_ratio = sa.Column(sa.Float, nullable=True)
     reserved_percentage = sa.Column(sa.Integer, nullable=False, default=0)
     capabilities = sa.Column(sa.JSON, nullable=False, default=dict)
     stats_updated_at = sa.Column(sa.DateTime, nullable=True)
@@ -76,3 +77,70 @@ class Volume(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
     host = sa.Column(sa.String(255), nullable=False)
     tags = sa.Column(sa.JSON, nullable=False, default=list)
     provider_location = sa.Column(sa.String(1024), nullable=True)
+    # where the data came from (Cinder's names); at most one is set
+    source_volid = sa.Column(sa.String(36), nullable=True)
+    snapshot_id = sa.Column(sa.String(36), nullable=True)
+    image_id = sa.Column(sa.String(1024), nullable=True)
+    multiattach = sa.Column(sa.Boolean, nullable=False, default=False,
+                            server_default=sa.false())
+    # CHAP credentials of an export ('CHAP user secret'), as Cinder keeps them
+    provider_auth = sa.Column(sa.String(1024), nullable=True)
+
+
+class Snapshot(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
+    __tablename__ = 'snapshots'
+    __table_args__ = (sa.Index('snapshots_volume_idx', 'volume_id'),
+                      sa.Index('snapshots_project_idx', 'project_id'))
+
+    id = sa.Column(sa.String(36), primary_key=True)
+    name = sa.Column(sa.String(255), nullable=True)
+    project_id = sa.Column(sa.String(255), nullable=True)
+    user_id = sa.Column(sa.String(255), nullable=True)
+    volume_id = sa.Column(sa.String(36), sa.ForeignKey('volumes.id'), nullable=False)
+    volume_size = sa.Column(sa.Integer, nullable=False)
+    status = sa.Column(sa.String(32), nullable=False)
+    status_reason = sa.Column(sa.Text, nullable=True)
+    backend_id = sa.Column(sa.String(36), sa.ForeignKey('backends.id'), nullable=False)
+    host = sa.Column(sa.String(255), nullable=False)
+    provider_location = sa.Column(sa.String(1024), nullable=True)
+
+
+class Attachment(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
+    """A volume connected to a host through os-brick (``host`` is the attacher)."""
+
+    __tablename__ = 'attachments'
+    __table_args__ = (sa.Index('attachments_volume_idx', 'volume_id'),)
+
+    id = sa.Column(sa.String(36), primary_key=True)
+    volume_id = sa.Column(sa.String(36), sa.ForeignKey('volumes.id'), nullable=False)
+    project_id = sa.Column(sa.String(255), nullable=True)
+    host = sa.Column(sa.String(255), nullable=False)
+    instance_uuid = sa.Column(sa.String(36), nullable=True)
+    mode = sa.Column(sa.String(2), nullable=False, default='rw')
+    status = sa.Column(sa.String(32), nullable=False)
+    status_reason = sa.Column(sa.Text, nullable=True)
+    connector = sa.Column(sa.JSON, nullable=True)
+    connection_info = sa.Column(sa.JSON, nullable=True)
+    device_path = sa.Column(sa.String(1024), nullable=True)
+
+
+class ImageCacheEntry(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
+    """An image stored once on a backend as a cached snapshot (template cache).
+
+    On the backend the entry is a volume ``volume-<id>`` with a snapshot
+    ``snapshot-<id>``; volumes from the image are clones of that snapshot.
+    """
+
+    __tablename__ = 'image_cache'
+    __table_args__ = (sa.UniqueConstraint('backend_id', 'image_key',
+                                          name='uniq_image_cache0backend0key'),)
+
+    id = sa.Column(sa.String(36), primary_key=True)
+    backend_id = sa.Column(sa.String(36), sa.ForeignKey('backends.id'), nullable=False)
+    host = sa.Column(sa.String(255), nullable=False)
+    image_id = sa.Column(sa.String(1024), nullable=False)
+    image_key = sa.Column(sa.String(64), nullable=False)
+    size = sa.Column(sa.Integer, nullable=False)
+    status = sa.Column(sa.String(32), nullable=False)
+    hits = sa.Column(sa.Integer, nullable=False, default=0)
+    last_used_at = sa.Column(sa.DateTime, nullable=True)

@@ -1,9 +1,10 @@
-"""Volume workflows run on the host that owns the volume's backend.
+"""Volume and snapshot workflows, run on the host that owns the backend.
 
-The DB is the truth: every workflow moves the volume through its state
-machine (``creating -> available``, ``deleting -> gone``) and any failure
-ends in ``error`` with a reason, after removing what the driver may have
-left behind.
+The DB is the truth: every workflow moves its resource through the state
+machine (volume ``creating -> available <-> in-use``, ``extending``,
+``reverting``, ``deleting``; snapshot ``creating -> available``,
+``deleting``) and any failure ends in ``error`` with a reason after removing
+what the driver may have left behind, so nothing stays in an ``-ing`` state.
 """
 
 import logging
@@ -11,25 +12,42 @@ from typing import Any
 
 from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.db import api as db
-from gridcentric_storage.volume.objects import VolumeRef
+from gridcentric_storage.db import attachments as db_attachments
+from gridcentric_storage.db import snapshots as db_snapshots
+from gridcentric_storage.image.local import LocalImageService
+from gridcentric_storage.volume.image_cache import ImageCache
+from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 from gridcentric_storage.volume.pool import LocalPool
 
 LOG = logging.getLogger(__name__)
+_MODEL_KEYS = ('provider_location', 'provider_auth')
 
 
-def _reason(error: Exception) -> str:
+def reason(error: Exception) -> str:
     if isinstance(error, exception.GCException):
         return error.message
     return '%s: %s' % (type(error).__name__, error)
 
 
+def model_update(update: dict[str, Any] | None) -> dict[str, Any]:
+    """The keys of a driver's model update that the DB keeps."""
+    return {k: v for k, v in (update or {}).items() if k in _MODEL_KEYS}
+
+
+def snapshot_ref(snapshot: dict[str, Any]) -> SnapshotRef:
+    return SnapshotRef(snapshot)
+
+
 class VolumeManager:
     def __init__(self, pool: LocalPool) -> None:
         self.pool = pool
-        self._locks = concurrency.KeyedLocks()
+        self.images = LocalImageService()
+        self.image_cache = ImageCache(pool, self.images)
+        self.locks = concurrency.KeyedLocks()
 
+    # ------------------------------------------------------------- create
     def create_volume(self, volume_id: str) -> None:
-        with self._locks.get(volume_id):
+        with self.locks.get(volume_id):
             volume = db.volume_get(volume_id)
             if volume['status'] != 'creating':
                 LOG.info('Volume %s is %s, not creating it', volume_id, volume['status'])
@@ -37,50 +55,193 @@ class VolumeManager:
             ref = VolumeRef(volume)
             try:
                 driver = self.pool.get(volume['backend_id'])
-                update = concurrency.execute(driver.create_volume, ref) or {}
+                update = concurrency.execute(self._create_on_driver, driver, volume, ref)
             except Exception as e:
                 LOG.exception('Creating volume %s failed', volume_id)
-                self._cleanup_failed(volume)
-                db.volume_update(volume_id, {'status': 'error', 'status_reason': _reason(e)})
+                self._remove_leftovers(volume)
+                db.volume_update(volume_id, {'status': 'error', 'status_reason': reason(e)})
                 return
-            values = {k: v for k, v in update.items() if k == 'provider_location'}
+            values = model_update(update)
             values.update(status='available', status_reason=None)
             db.volume_update(volume_id, values, expected_status=('creating',))
 
-    def _cleanup_failed(self, volume: dict[str, Any]) -> None:
+    def _create_on_driver(self, driver: Any, volume: dict[str, Any], ref: VolumeRef) -> Any:
+        if volume.get('snapshot_id'):
+            snapshot = db_snapshots.snapshot_get(volume['snapshot_id'])
+            return driver.create_volume_from_snapshot(ref, snapshot_ref(snapshot))
+        if volume.get('source_volid'):
+            source = db.volume_get(volume['source_volid'])
+            return driver.create_cloned_volume(ref, VolumeRef(source))
+        if volume.get('image_id'):
+            return self.image_cache.create_volume_from_image(
+                volume['backend_id'], driver, ref, volume['image_id'])
+        return driver.create_volume(ref)
+
+    def _remove_leftovers(self, volume: dict[str, Any]) -> None:
         try:
-            driver = self.pool.get(volume['backend_id'])
-            driver.delete_volume(VolumeRef(volume))
+            self.pool.get(volume['backend_id']).delete_volume(VolumeRef(volume))
         except Exception:
             LOG.warning('Could not remove leftovers of volume %s', volume['id'],
                         exc_info=True)
 
-    def delete_volume(self, volume_id: str) -> None:
-        with self._locks.get(volume_id):
+    # ------------------------------------------------------------- delete
+    def delete_volume(self, volume_id: str, cascade: bool = False) -> None:
+        with self.locks.get(volume_id):
             try:
                 volume = db.volume_get(volume_id)
             except exception.VolumeNotFound:
                 return
             try:
                 driver = self.pool.get(volume['backend_id'])
-                concurrency.execute(driver.delete_volume, VolumeRef(volume))
+                ref = VolumeRef(volume)
+                for attachment in db_attachments.attachment_get_all(volume_id=volume_id):
+                    # Nothing dangles: every export ends before the data goes.
+                    driver.terminate_connection(ref, attachment.get('connector'))
+                    db_attachments.attachment_destroy(attachment['id'])
+                driver.remove_export(None, ref)
+                if cascade:
+                    for snapshot in db_snapshots.snapshot_get_all(volume_id=volume_id):
+                        concurrency.execute(driver.delete_snapshot, snapshot_ref(snapshot))
+                        db_snapshots.snapshot_destroy(snapshot['id'])
+                concurrency.execute(driver.delete_volume, ref)
             except Exception as e:
                 LOG.exception('Deleting volume %s failed', volume_id)
                 db.volume_update(volume_id, {'status': 'error_deleting',
-                                             'status_reason': _reason(e)})
+                                             'status_reason': reason(e)})
                 return
             db.volume_destroy(volume_id)
 
-    def recover_interrupted(self) -> None:
-        """At start-up, finish the creates and deletes a stop cut short.
+    # ------------------------------------------------------------- resize, revert
+    def extend_volume(self, volume_id: str, new_size: int, previous_status: str) -> None:
+        with self.locks.get(volume_id):
+            volume = db.volume_get(volume_id)
+            try:
+                driver = self.pool.get(volume['backend_id'])
+                concurrency.execute(driver.extend_volume, VolumeRef(volume), new_size)
+            except Exception as e:
+                LOG.exception('Extending volume %s failed', volume_id)
+                # The data is intact at the old size: keep the volume usable.
+                db.volume_update(volume_id, {'status': previous_status,
+                                             'status_reason': 'extend failed: %s' % reason(e)})
+                return
+            db.volume_update(volume_id, {'status': previous_status, 'size': new_size,
+                                         'status_reason': None})
 
-        Whatever the driver may have half-made is removed before the create
-        runs again; a create that fails now ends in ``error`` as usual.
-        """
-        for volume in db.volume_get_all_by_host(self.pool.host, ('creating', 'deleting')):
-            LOG.info('Volume %s was left %s; finishing it', volume['id'], volume['status'])
-            if volume['status'] == 'deleting':
-                self.delete_volume(volume['id'])
+    def revert_volume(self, volume_id: str, snapshot_id: str) -> None:
+        with self.locks.get(volume_id):
+            volume = db.volume_get(volume_id)
+            snapshot = db_snapshots.snapshot_get(snapshot_id)
+            ref = VolumeRef(volume)
+            try:
+                driver = self.pool.get(volume['backend_id'])
+                concurrency.execute(driver.revert_to_snapshot, None, ref,
+                                    snapshot_ref(snapshot))
+                if volume['size'] > snapshot['volume_size']:
+                    # The snapshot is smaller: keep the volume's current size.
+                    concurrency.execute(driver.extend_volume, ref, volume['size'])
+            except Exception as e:
+                LOG.exception('Reverting volume %s failed', volume_id)
+                db.volume_update(volume_id, {'status': 'error',
+                                             'status_reason': 'revert failed: %s' % reason(e)})
             else:
-                self._cleanup_failed(volume)
+                db.volume_update(volume_id, {'status': 'available', 'status_reason': None})
+            db_snapshots.snapshot_update(snapshot_id, {'status': 'available'})
+
+    # ------------------------------------------------------------- snapshots
+    def create_snapshot(self, snapshot_id: str) -> None:
+        snapshot = db_snapshots.snapshot_get(snapshot_id)
+        with self.locks.get(snapshot['volume_id']):
+            try:
+                driver = self.pool.get(snapshot['backend_id'])
+                update = concurrency.execute(driver.create_snapshot, snapshot_ref(snapshot))
+            except Exception as e:
+                LOG.exception('Creating snapshot %s failed', snapshot_id)
+                try:
+                    self.pool.get(snapshot['backend_id']).delete_snapshot(
+                        snapshot_ref(snapshot))
+                except Exception:
+                    LOG.warning('Could not remove leftovers of snapshot %s', snapshot_id)
+                db_snapshots.snapshot_update(snapshot_id, {'status': 'error',
+                                                           'status_reason': reason(e)})
+                return
+            values = {k: v for k, v in model_update(update).items()
+                      if k == 'provider_location'}
+            values.update(status='available', status_reason=None)
+            db_snapshots.snapshot_update(snapshot_id, values)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        try:
+            snapshot = db_snapshots.snapshot_get(snapshot_id)
+        except exception.NotFound:
+            return
+        with self.locks.get(snapshot['volume_id']):
+            try:
+                driver = self.pool.get(snapshot['backend_id'])
+                concurrency.execute(driver.delete_snapshot, snapshot_ref(snapshot))
+            except Exception as e:
+                LOG.exception('Deleting snapshot %s failed', snapshot_id)
+                db_snapshots.snapshot_update(snapshot_id, {'status': 'error_deleting',
+                                                           'status_reason': reason(e)})
+                return
+            db_snapshots.snapshot_destroy(snapshot_id)
+
+    # ------------------------------------------------------------- images
+    def copy_volume_to_image(self, volume_id: str, image_meta: dict[str, Any]) -> None:
+        with self.locks.get(volume_id):
+            volume = db.volume_get(volume_id)
+            try:
+                driver = self.pool.get(volume['backend_id'])
+                concurrency.execute(driver.copy_volume_to_image, None, VolumeRef(volume),
+                                    self.images, image_meta)
+                status_reason = None
+            except Exception as e:
+                LOG.exception('Writing volume %s to an image failed', volume_id)
+                status_reason = 'upload to image failed: %s' % reason(e)
+            # Reading the volume out never changes its data: it stays usable.
+            db.volume_update(volume_id, {'status': 'available',
+                                         'status_reason': status_reason})
+
+    # ------------------------------------------------------------- restart
+    def recover_interrupted(self) -> None:
+        """At start-up, finish or fail the work a stop cut short.
+
+        Creates run again after removing what the driver half-made; deletes
+        run again; an extend or an upload to an image leaves the data as it
+        was, so those volumes go back to ``available``; an interrupted revert
+        leaves unknown data, so that volume goes to ``error``.
+        """
+        host = self.pool.host
+        for volume in db.volume_get_all_by_host(host, ('creating', 'deleting', 'extending',
+                                                       'uploading', 'reverting',
+                                                       'downloading')):
+            status = volume['status']
+            LOG.info('Volume %s was left %s; settling it', volume['id'], status)
+            if status == 'deleting':
+                self.delete_volume(volume['id'])
+            elif status == 'creating':
+                self._remove_leftovers(volume)
                 self.create_volume(volume['id'])
+            elif status in ('reverting', 'downloading'):
+                db.volume_update(volume['id'], {
+                    'status': 'error',
+                    'status_reason': '%s interrupted by a restart of %s; the data is '
+                                     'incomplete' % (status, host)})
+            else:
+                in_use = db_attachments.attachment_get_all(volume_id=volume['id'])
+                db.volume_update(volume['id'], {
+                    'status': 'in-use' if in_use else 'available',
+                    'status_reason': '%s interrupted by a restart of %s' % (status, host)})
+        for snapshot in db_snapshots.snapshot_get_all(host=host,
+                                                      statuses=('creating', 'deleting',
+                                                                'restoring')):
+            if snapshot['status'] == 'deleting':
+                self.delete_snapshot(snapshot['id'])
+            elif snapshot['status'] == 'restoring':
+                db_snapshots.snapshot_update(snapshot['id'], {'status': 'available'})
+            else:
+                try:
+                    self.pool.get(snapshot['backend_id']).delete_snapshot(
+                        snapshot_ref(snapshot))
+                except Exception:
+                    LOG.warning('Could not remove leftovers of snapshot %s', snapshot['id'])
+                self.create_snapshot(snapshot['id'])

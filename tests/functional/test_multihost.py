@@ -16,6 +16,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from gridcentric_storage.db import migration
 from tests.conftest import require_service
 from tests.fixtures.services import wait_for
 
@@ -93,7 +94,7 @@ def deployment(tmp_path, pg_url):
     dep = Deployment(tmp_path, pg_url, rabbit_url)
     synced = dep.run('gridcentric-manage', 'db', 'sync')
     assert synced.returncode == 0, synced.stderr
-    assert dep.run('gridcentric-manage', 'db', 'version').stdout.strip() == '0001'
+    assert dep.run('gridcentric-manage', 'db', 'version').stdout.strip() == migration.HEAD
     yield dep
     dep.stop()
 

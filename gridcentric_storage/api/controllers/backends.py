@@ -118,7 +118,7 @@ class BackendsController:
             'availability_zone': data.get('availability_zone',
                                           CONF.default_availability_zone),
             'host': self._pick_host(data.get('host')),
-            'max_over_subscription_ratio': data.get('max_over_subscription_ratio', 1.0),
+            'max_over_subscription_ratio': data.get('max_over_subscription_ratio'),
             'reserved_percentage': data.get('reserved_percentage', 0),
             'capabilities': {},
         }

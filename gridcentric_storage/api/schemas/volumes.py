@@ -11,4 +11,33 @@ create = common.envelope('volume', {
                      'additionalProperties': {'type': ['string', 'number', 'boolean']}},
     'requirements': common.EXPRESSION,
     'rank': common.EXPRESSION,
-}, required=['size'])
+    'source_volid': common.UUID,
+    'snapshot_id': common.UUID,
+    'imageRef': {'type': 'string', 'minLength': 1, 'maxLength': 1024},
+    'multiattach': {'type': 'boolean'},
+})
+
+_SIZE = {'type': 'integer', 'minimum': 1, 'maximum': 65536}
+
+action = {
+    'type': 'object',
+    'properties': {
+        'os-extend': {'type': 'object', 'properties': {'new_size': _SIZE},
+                      'required': ['new_size'], 'additionalProperties': False},
+        'revert': {'type': 'object', 'properties': {'snapshot_id': common.UUID},
+                   'required': ['snapshot_id'], 'additionalProperties': False},
+        'os-force_detach': {'type': 'object',
+                            'properties': {'attachment_id': common.UUID,
+                                           'connector': {'type': ['object', 'null']}},
+                            'additionalProperties': False},
+        'os-volume_upload_image': {
+            'type': 'object',
+            'properties': {'image_name': {'type': 'string', 'minLength': 1,
+                                          'maxLength': 255,
+                                          'pattern': r'^[A-Za-z0-9][A-Za-z0-9._-]*$'},
+                           'disk_format': {'type': 'string', 'enum': ['raw', 'qcow2']},
+                           'force': {'type': 'boolean'}},
+            'required': ['image_name'], 'additionalProperties': False},
+    },
+    'minProperties': 1, 'maxProperties': 1, 'additionalProperties': False,
+}

@@ -116,6 +116,12 @@ class VolumeDriver(abc.ABC):
         """End one connector's access, or every access when connector is None."""
 
     # ---- images, migration, retype
+    #
+    # ``image_service`` is a gridcentric_storage.image.local.LocalImageService:
+    # ``image_service.info(ctxt, image_id)`` gives ``disk_format`` ('raw' or
+    # 'qcow2'), ``virtual_size`` (bytes) and ``image_service.path(ctxt,
+    # image_id)`` the local file. copy_volume_to_image writes the whole volume
+    # to the new file ``image_meta['path']`` in ``image_meta['disk_format']``.
     def copy_image_to_volume(self, context: Any, volume: VolumeRef, image_service: Any,
                              image_id: str, disable_sparse: bool = False) -> None:
         raise NotImplementedError()

@@ -426,6 +426,33 @@ class FileDriver(base.VolumeDriver):
             self._new_qcow2(vol, size, snap, replace=True)
             self._reap(old_parent)
 
+    # ---- images
+    def copy_image_to_volume(self, context: Any, volume: VolumeRef, image_service: Any,
+                             image_id: str, disable_sparse: bool = False) -> None:
+        """Write a raw or qcow2 image into the existing volume file (qemu-img -n)."""
+        info = image_service.info(context, image_id)
+        dst = self._existing('volume', volume.id)
+        if info['virtual_size'] > self._virtual_size(dst):
+            raise _error(f'image {image_id} does not fit in {volume.name}')
+        self._require_idle(dst)
+        out_format = 'raw' if self._mode() == 'reflink' else 'qcow2'
+        self._execute([self._qemu_img, 'convert', '-n', '-f', info['disk_format'],
+                       '-O', out_format, image_service.path(context, image_id), dst])
+
+    def copy_volume_to_image(self, context: Any, volume: VolumeRef, image_service: Any,
+                             image_meta: dict[str, Any]) -> None:
+        """Write the whole volume to the new file image_meta['path'], atomically."""
+        src = self._existing('volume', volume.id)
+        target = image_meta['path']
+        tmp = target + _PART
+        in_format = 'raw' if self._mode() == 'reflink' else 'qcow2'
+        try:
+            self._execute([self._qemu_img, 'convert', '-f', in_format,
+                           '-O', image_meta['disk_format'], src, tmp])
+            os.replace(tmp, target)
+        finally:
+            _unlink(tmp)
+
     # ---- attach
     def initialize_connection(self, volume: VolumeRef, connector: dict[str, Any],
                               initiator_data: Any = None) -> dict[str, Any]:

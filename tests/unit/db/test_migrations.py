@@ -18,10 +18,10 @@ def _diff(engine: sa.engine.Engine) -> list:
 def _check_engine(engine: sa.engine.Engine) -> None:
     assert migration.db_version(engine) is None
     migration.db_sync(engine)
-    assert migration.db_version(engine) == '0001'
+    assert migration.db_version(engine) == migration.HEAD
     assert _diff(engine) == []
     migration.db_sync(engine)  # a second sync is a no-op, not an error
-    assert migration.db_version(engine) == '0001'
+    assert migration.db_version(engine) == migration.HEAD
 
 
 def test_sqlite_migrations_match_models(tmp_path):
@@ -46,6 +46,15 @@ def pg_engine():
 
 def test_postgresql_migrations_match_models(pg_engine):
     _check_engine(pg_engine)
+
+
+def test_head_is_the_last_revision():
+    import alembic.config
+    import alembic.script
+
+    config = alembic.config.Config()
+    config.set_main_option('script_location', migration._SCRIPT_DIR)
+    assert alembic.script.ScriptDirectory.from_config(config).get_heads() == [migration.HEAD]
 
 
 def test_models_and_migration_detect_a_drift(tmp_path):

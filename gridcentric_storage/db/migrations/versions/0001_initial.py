@@ -45,7 +45,7 @@ def upgrade() -> None:
         sa.Column('host', sa.String(255), nullable=False),
         sa.Column('total_capacity_gb', sa.Float, nullable=True),
         sa.Column('free_capacity_gb', sa.Float, nullable=True),
-        sa.Column('max_over_subscription_ratio', sa.Float, nullable=False),
+        sa.Column('max_over_subscription_ratio', sa.Float, nullable=True),
         sa.Column('reserved_percentage', sa.Integer, nullable=False),
         sa.Column('capabilities', sa.JSON, nullable=False),
         sa.Column('stats_updated_at', sa.DateTime, nullable=True),

@@ -1,0 +1,125 @@
+"""/v1/attachments: connect volumes to compute hosts through os-brick; the image cache."""
+
+import uuid
+from typing import Any
+
+from oslo_config import cfg
+
+from gridcentric_storage.api import policy, validation
+from gridcentric_storage.api.controllers import common
+from gridcentric_storage.api.controllers.volumes import VolumeAccess
+from gridcentric_storage.api.schemas import attachments as schema
+from gridcentric_storage.common import exception
+from gridcentric_storage.db import api as db
+from gridcentric_storage.db import attachments as db_attachments
+from gridcentric_storage.db import snapshots as db_cache
+
+CONF = cfg.CONF
+_VIEW = ('id', 'volume_id', 'host', 'instance_uuid', 'mode', 'status', 'status_reason',
+         'device_path', 'project_id')
+
+
+def view(attachment: dict[str, Any], is_admin: bool) -> dict[str, Any]:
+    result = {key: attachment[key] for key in _VIEW}
+    if is_admin:
+        result['connection_info'] = _without_secrets(attachment['connection_info'])
+    result['created_at'] = common.isotime(attachment['created_at'])
+    return result
+
+
+def _without_secrets(connection_info: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not connection_info:
+        return connection_info
+    data = {k: ('***' if 'password' in k or k == 'key' else v)
+            for k, v in connection_info.get('data', {}).items()}
+    return dict(connection_info, data=data)
+
+
+class AttachmentsController(VolumeAccess):
+    def index(self, req: Any) -> dict[str, Any]:
+        policy.authorize(req.context, 'attachment:get_all')
+        items = db_attachments.attachment_get_all(
+            volume_id=req.GET.get('volume_id'), project_id=self.project_scope(req.context))
+        return {'attachments': [view(a, req.context.is_admin) for a in items]}
+
+    def _get(self, req: Any, id: str, action: str) -> dict[str, Any]:
+        attachment = db_attachments.attachment_get(id, self.project_scope(req.context))
+        policy.authorize(req.context, action, {'project_id': attachment['project_id']})
+        return attachment
+
+    def show(self, req: Any, id: str) -> dict[str, Any]:
+        attachment = self._get(req, id, 'attachment:get')
+        return {'attachment': view(attachment, req.context.is_admin)}
+
+    @validation.body(schema.create)
+    def create(self, req: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        ctxt = req.context
+        policy.authorize(ctxt, 'attachment:create')
+        data = body['attachment']
+        volume = self.get_volume(req, data['volume_id'], 'volume:get')
+        host = data.get('host') or volume['host']
+        up = [s['host'] for s in db.service_get_all(CONF.compute.topic, up_only=True)]
+        if host not in up:
+            raise exception.Invalid(reason='no compute service is up on host %s' % host)
+        live = db_attachments.attachment_get_all(
+            volume_id=volume['id'], statuses=('attaching', 'attached', 'detaching'))
+        if volume['status'] == 'available' and not live:
+            next_status = 'attaching'
+        elif volume['status'] in ('in-use', 'attaching') and live:
+            backend = db.backend_get(volume['backend_id'])
+            if not (volume['multiattach'] and backend['capabilities'].get('multiattach')):
+                raise exception.InvalidState(
+                    resource='Volume', id=volume['id'], state=volume['status'],
+                    reason='it is attached already and is not a multiattach volume on a '
+                           'backend that supports multiattach')
+            next_status = volume['status']
+        else:
+            raise exception.InvalidState(resource='Volume', id=volume['id'],
+                                         state=volume['status'],
+                                         reason='only available volumes can be attached')
+        db.volume_update(volume['id'], {'status': next_status},
+                         expected_status=(volume['status'],))
+        attachment = db_attachments.attachment_create({
+            'id': str(uuid.uuid4()), 'volume_id': volume['id'],
+            'project_id': volume['project_id'], 'host': host,
+            'instance_uuid': data.get('instance_uuid'), 'mode': data.get('mode', 'rw'),
+            'status': 'attaching'})
+        self.rpcapi.attach_volume(ctxt, host, attachment['id'])
+        return 202, {'attachment': view(attachment, ctxt.is_admin)}
+
+    def delete(self, req: Any, id: str) -> tuple[int, None]:
+        attachment = self._get(req, id, 'attachment:delete')
+        if attachment['status'] in ('attaching', 'detaching'):
+            raise exception.InvalidState(resource='Attachment', id=id,
+                                         state=attachment['status'],
+                                         reason='wait until it settles')
+        db_attachments.attachment_update(id, {'status': 'detaching'})
+        self.rpcapi.detach_volume(req.context, attachment['host'], id)
+        return 202, None
+
+
+class ImageCacheController(VolumeAccess):
+    """Admin view of the per-backend template cache."""
+
+    def index(self, req: Any) -> dict[str, Any]:
+        policy.authorize(req.context, 'image_cache:get_all')
+        entries = db_cache.cache_get_all(backend_id=req.GET.get('backend_id'))
+        return {'image_cache': [
+            dict(entry, created_at=common.isotime(entry['created_at']),
+                 updated_at=common.isotime(entry['updated_at']),
+                 last_used_at=common.isotime(entry['last_used_at'])) for entry in entries]}
+
+    def delete(self, req: Any, id: str) -> None:
+        policy.authorize(req.context, 'image_cache:delete')
+        entry = db_cache.cache_get_entry(id)
+        self.rpcapi.purge_image_cache(req.context, entry['host'], entry_id=id)
+
+    @validation.body(schema.image_cache_action)
+    def action(self, req: Any, body: dict[str, Any]) -> dict[str, Any]:
+        policy.authorize(req.context, 'image_cache:delete')
+        backend_id = body['purge'].get('backend_id')
+        hosts = ({db.backend_get(backend_id)['host']} if backend_id else
+                 {e['host'] for e in db_cache.cache_get_all()})
+        purged = sum(self.rpcapi.purge_image_cache(req.context, host, backend_id=backend_id)
+                     for host in sorted(hosts))
+        return {'purged': purged}

@@ -1,0 +1,1 @@
+"""Image services that volume drivers read images from and write images to."""

@@ -1,0 +1,143 @@
+"""The virt driver contract: run VMs, bless them, launch clones of them.
+
+This module only defines the interface; ``qemu.py`` (QMP, the embedded
+default) and ``libvirt.py`` implement it, ``fake.py`` is for tests. Drivers
+receive plain dataclasses and return plain dataclasses, so the compute
+manager can store them in the DB (``dataclasses.asdict``) and rebuild them
+after a restart.
+
+A live image is the frozen state of a running VM: its guest RAM in a file
+that is never written again, its device state, and copy-on-write snapshots of
+its disks. A clone maps that RAM privately (lazy, copy-on-write), gets
+copy-on-write disks, and resumes where the blessed VM stopped.
+"""
+
+import abc
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass
+class Disk:
+    """A block device of a VM, from an os-brick style connection.
+
+    ``connection_info`` is what a volume driver's initialize_connection
+    returned, e.g. ``{'driver_volume_type': 'local', 'data': {'device_path':
+    '/var/lib/gridcentric-storage/volumes/<b>/volume-<id>', 'format': 'qcow2'}}``
+    or an ``rbd`` / ``iscsi`` one; the driver turns it into a QEMU drive.
+    """
+
+    volume_id: str
+    connection_info: dict[str, Any]
+    read_only: bool = False
+
+
+@dataclasses.dataclass
+class InstanceSpec:
+    """What to run. ``kernel``/``initrd`` are paths on the compute host."""
+
+    id: str
+    name: str
+    memory_mb: int
+    vcpus: int = 1
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+    disks: list[Disk] = dataclasses.field(default_factory=list)
+    mac: str | None = None
+    vmgenid: str | None = None
+
+
+@dataclasses.dataclass
+class InstanceInfo:
+    """A running VM as the driver knows it; enough to find it again after a restart."""
+
+    id: str
+    state: str  # 'running', 'paused', 'stopped', 'crashed'
+    pid: int | None = None
+    instance_dir: str | None = None
+    console_path: str | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class LiveImageArtifacts:
+    """Everything a launch needs; files live under ``directory``."""
+
+    live_image_id: str
+    directory: str
+    memory_path: str
+    state_path: str
+    memory_mb: int
+    vcpus: int
+    disks: list[Disk] = dataclasses.field(default_factory=list)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class CloneSpec:
+    """A clone to launch: new identity; ``guest`` k=v and user data reach the guest."""
+
+    id: str
+    name: str
+    mac: str | None = None
+    vmgenid: str | None = None
+    disks: list[Disk] = dataclasses.field(default_factory=list)
+    guest: dict[str, str] = dataclasses.field(default_factory=dict)
+    user_data: bytes | None = None
+
+
+class VirtDriver(abc.ABC):
+    """One hypervisor on one compute host."""
+
+    def init_host(self, host: str) -> None:  # noqa: B027 - optional hook
+        """Probe the host (e.g. KVM or TCG) before the first call."""
+
+    @abc.abstractmethod
+    def spawn(self, instance: InstanceSpec) -> InstanceInfo:
+        """Boot a VM whose RAM can later be blessed."""
+
+    @abc.abstractmethod
+    def destroy(self, instance_id: str) -> None:
+        """Stop the VM and remove its runtime files; succeeds if already gone."""
+
+    @abc.abstractmethod
+    def get_info(self, instance_id: str) -> InstanceInfo:
+        """Current state; ``state='stopped'`` when the VM is not running."""
+
+    @abc.abstractmethod
+    def list_instances(self) -> list[str]:
+        """Ids of the VMs this driver runs on this host (to find leftovers)."""
+
+    @abc.abstractmethod
+    def get_console_output(self, instance_id: str, length: int | None = None) -> str:
+        """The serial console so far; the last ``length`` lines when given."""
+
+    @abc.abstractmethod
+    def bless(self, instance_id: str, live_image_id: str,
+              snapshot_disks: list[Disk]) -> LiveImageArtifacts:
+        """Freeze a running VM's memory and device state into a live image.
+
+        ``snapshot_disks`` are copy-on-write snapshots of the VM's disks taken by
+        the caller while the VM is paused. The source VM keeps running afterwards.
+        """
+
+    @abc.abstractmethod
+    def launch(self, artifacts: LiveImageArtifacts, clone: CloneSpec) -> InstanceInfo:
+        """Start a clone that resumes from the live image."""
+
+    @abc.abstractmethod
+    def discard(self, artifacts: LiveImageArtifacts) -> None:
+        """Remove every file of a live image; succeeds if already gone."""
+
+    def attach_volume(self, instance_id: str, disk: Disk) -> None:
+        raise NotImplementedError()
+
+    def detach_volume(self, instance_id: str, volume_id: str) -> None:
+        raise NotImplementedError()
+
+    def export(self, artifacts: LiveImageArtifacts) -> dict[str, Any]:
+        raise NotImplementedError()
+
+    def import_(self, data: dict[str, Any]) -> LiveImageArtifacts:
+        raise NotImplementedError()
