@@ -217,11 +217,7 @@ def backend_destroy(backend_id: str) -> None:
 # ----------------------------------------------------------------- volumes
 
 def volume_create(values: dict[str, Any]) -> dict[str, Any]:
-    with writer() as session:
-        volume = models.Volume(**values)
-        session.add(volume)
-        session.flush()
-        return to_dict(volume)
+    return row_create(models.Volume, values)
 
 
 def _volume_query(session: Any, project_id: str | None) -> Any:
@@ -233,11 +229,7 @@ def _volume_query(session: Any, project_id: str | None) -> Any:
 
 def volume_get(volume_id: str, project_id: str | None = None) -> dict[str, Any]:
     """Return one volume; ``project_id`` None means any project (admin)."""
-    with reader() as session:
-        volume = _volume_query(session, project_id).filter_by(id=volume_id).first()
-        if volume is None:
-            raise exception.VolumeNotFound(id=volume_id)
-        return to_dict(volume)
+    return row_get(models.Volume, volume_id, exception.VolumeNotFound, project_id)
 
 
 _VOLUME_FILTERS = ('name', 'status', 'backend_id', 'host', 'project_id')
@@ -270,23 +262,12 @@ def volume_update(volume_id: str, values: dict[str, Any],
     The status check and the write are one statement, so two requests racing
     to move the same volume cannot both win.
     """
-    with writer() as session:
-        query = session.query(models.Volume).filter_by(id=volume_id)
-        if expected_status is not None:
-            query = query.filter(models.Volume.status.in_(expected_status))
-        if not query.update(values, synchronize_session=False):
-            current = session.query(models.Volume).filter_by(id=volume_id).first()
-            if current is None:
-                raise exception.VolumeNotFound(id=volume_id)
-            raise exception.InvalidState(
-                resource='Volume', id=volume_id, state=current.status,
-                reason='expected one of %s' % ', '.join(expected_status or ()))
-    return volume_get(volume_id)
+    return row_update(models.Volume, volume_id, values, exception.VolumeNotFound,
+                      expected_status)
 
 
 def volume_destroy(volume_id: str) -> None:
-    with writer() as session:
-        session.query(models.Volume).filter_by(id=volume_id).delete(synchronize_session=False)
+    row_destroy(models.Volume, volume_id)
 
 
 def volume_get_all_by_host(host: str, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -294,3 +275,62 @@ def volume_get_all_by_host(host: str, statuses: tuple[str, ...]) -> list[dict[st
         query = (session.query(models.Volume).filter_by(host=host)
                  .filter(models.Volume.status.in_(statuses)))
         return [to_dict(v) for v in query]
+
+
+# ------------------------------------------------ shared by the resource modules
+
+def row_create(model: Any, values: dict[str, Any]) -> dict[str, Any]:
+    with writer() as session:
+        row = model(**values)
+        session.add(row)
+        session.flush()
+        return to_dict(row)
+
+
+def row_get(model: Any, row_id: str, not_found: type[exception.NotFound],
+            project_id: str | None = None) -> dict[str, Any]:
+    """One row by id (within ``project_id`` when given) or ``not_found(id=...)``."""
+    with reader() as session:
+        query = session.query(model).filter_by(id=row_id)
+        if project_id is not None:
+            query = query.filter_by(project_id=project_id)
+        row = query.first()
+        if row is None:
+            raise not_found(id=row_id)
+        return to_dict(row)
+
+
+def row_get_all(model: Any, filters: dict[str, Any], statuses: tuple[str, ...] | None = None
+                ) -> list[dict[str, Any]]:
+    """Rows matching every non-None filter, oldest first."""
+    with reader() as session:
+        query = session.query(model)
+        for key, value in filters.items():
+            if value is not None:
+                query = query.filter(getattr(model, key) == value)
+        if statuses is not None:
+            query = query.filter(model.status.in_(statuses))
+        return [to_dict(r) for r in query.order_by(model.created_at, model.id)]
+
+
+def row_update(model: Any, row_id: str, values: dict[str, Any],
+               not_found: type[exception.NotFound],
+               expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Update one row; with ``expected_status`` only from those states (atomically)."""
+    with writer() as session:
+        query = session.query(model).filter_by(id=row_id)
+        if expected_status is not None:
+            query = query.filter(model.status.in_(expected_status))
+        if not query.update(values, synchronize_session=False):
+            current = session.query(model).filter_by(id=row_id).first()
+            if current is None:
+                raise not_found(id=row_id)
+            raise exception.InvalidState(
+                resource=model.__name__, id=row_id, state=current.status,
+                reason='expected one of %s' % ', '.join(expected_status or ()))
+    return row_get(model, row_id, not_found)
+
+
+def row_destroy(model: Any, row_id: str) -> None:
+    with writer() as session:
+        session.query(model).filter_by(id=row_id).delete(synchronize_session=False)

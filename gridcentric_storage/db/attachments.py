@@ -4,7 +4,7 @@ from typing import Any
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.db import models
-from gridcentric_storage.db.api import reader, to_dict, writer
+from gridcentric_storage.db.api import row_create, row_destroy, row_get, row_get_all, row_update
 
 
 class AttachmentNotFound(exception.NotFound):
@@ -12,46 +12,23 @@ class AttachmentNotFound(exception.NotFound):
 
 
 def attachment_create(values: dict[str, Any]) -> dict[str, Any]:
-    with writer() as session:
-        attachment = models.Attachment(**values)
-        session.add(attachment)
-        session.flush()
-        return to_dict(attachment)
+    return row_create(models.Attachment, values)
 
 
 def attachment_get(attachment_id: str, project_id: str | None = None) -> dict[str, Any]:
-    with reader() as session:
-        query = session.query(models.Attachment).filter_by(id=attachment_id)
-        if project_id is not None:
-            query = query.filter_by(project_id=project_id)
-        attachment = query.first()
-        if attachment is None:
-            raise AttachmentNotFound(id=attachment_id)
-        return to_dict(attachment)
+    return row_get(models.Attachment, attachment_id, AttachmentNotFound, project_id)
 
 
 def attachment_get_all(volume_id: str | None = None, project_id: str | None = None,
                        host: str | None = None, statuses: tuple[str, ...] | None = None
                        ) -> list[dict[str, Any]]:
-    with reader() as session:
-        query = session.query(models.Attachment)
-        for key, value in (('volume_id', volume_id), ('project_id', project_id),
-                           ('host', host)):
-            if value is not None:
-                query = query.filter(getattr(models.Attachment, key) == value)
-        if statuses is not None:
-            query = query.filter(models.Attachment.status.in_(statuses))
-        return [to_dict(a) for a in query.order_by(models.Attachment.created_at)]
+    return row_get_all(models.Attachment, {'volume_id': volume_id, 'project_id': project_id,
+                                           'host': host}, statuses)
 
 
 def attachment_update(attachment_id: str, values: dict[str, Any]) -> dict[str, Any]:
-    with writer() as session:
-        session.query(models.Attachment).filter_by(id=attachment_id).update(
-            values, synchronize_session=False)
-    return attachment_get(attachment_id)
+    return row_update(models.Attachment, attachment_id, values, AttachmentNotFound)
 
 
 def attachment_destroy(attachment_id: str) -> None:
-    with writer() as session:
-        session.query(models.Attachment).filter_by(id=attachment_id).delete(
-            synchronize_session=False)
+    row_destroy(models.Attachment, attachment_id)

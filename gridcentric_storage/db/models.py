@@ -144,3 +144,55 @@ class ImageCacheEntry(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
     status = sa.Column(sa.String(32), nullable=False)
     hits = sa.Column(sa.Integer, nullable=False, default=0)
     last_used_at = sa.Column(sa.DateTime, nullable=True)
+
+
+class Server(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
+    """A VM on a compute host (its UUID may be a Nova instance's)."""
+
+    __tablename__ = 'servers'
+    __table_args__ = (sa.Index('servers_project_idx', 'project_id'),
+                      sa.Index('servers_host_idx', 'host'),
+                      sa.Index('servers_live_image_idx', 'live_image_id'))
+
+    id = sa.Column(sa.String(36), primary_key=True)
+    name = sa.Column(sa.String(255), nullable=False)
+    project_id = sa.Column(sa.String(255), nullable=True)
+    user_id = sa.Column(sa.String(255), nullable=True)
+    host = sa.Column(sa.String(255), nullable=True)
+    availability_zone = sa.Column(sa.String(255), nullable=True)
+    status = sa.Column(sa.String(16), nullable=False)  # BUILD ACTIVE ERROR DELETED
+    task_state = sa.Column(sa.String(32), nullable=True)
+    fault = sa.Column(sa.Text, nullable=True)
+    memory_mb = sa.Column(sa.Integer, nullable=False)
+    vcpus = sa.Column(sa.Integer, nullable=False)
+    kernel = sa.Column(sa.String(1024), nullable=True)
+    initrd = sa.Column(sa.String(1024), nullable=True)
+    cmdline = sa.Column(sa.String(2048), nullable=True)
+    volume_id = sa.Column(sa.String(36), nullable=True)
+    mac = sa.Column(sa.String(17), nullable=True)
+    vmgenid = sa.Column(sa.String(36), nullable=True)
+    live_image_id = sa.Column(sa.String(36), nullable=True)  # launched from
+    launch_index = sa.Column(sa.Integer, nullable=True)
+    key_name = sa.Column(sa.String(255), nullable=True)
+    user_data = sa.Column(sa.Text, nullable=True)
+    guest = sa.Column(sa.JSON, nullable=False, default=dict)
+    extra = sa.Column(sa.JSON, nullable=False, default=dict)  # driver's InstanceInfo
+
+
+class LiveImage(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
+    """A blessed server: frozen RAM, device state and disk snapshots on one host."""
+
+    __tablename__ = 'live_images'
+    __table_args__ = (sa.Index('live_images_server_idx', 'server_id'),)
+
+    id = sa.Column(sa.String(36), primary_key=True)
+    name = sa.Column(sa.String(255), nullable=False)
+    project_id = sa.Column(sa.String(255), nullable=True)
+    user_id = sa.Column(sa.String(255), nullable=True)
+    server_id = sa.Column(sa.String(36), nullable=False)
+    host = sa.Column(sa.String(255), nullable=False)
+    status = sa.Column(sa.String(16), nullable=False)  # blessing blessed discarding error
+    status_reason = sa.Column(sa.Text, nullable=True)
+    memory_mb = sa.Column(sa.Integer, nullable=False)
+    vcpus = sa.Column(sa.Integer, nullable=False)
+    artifacts = sa.Column(sa.JSON, nullable=True)

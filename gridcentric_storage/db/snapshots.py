@@ -4,7 +4,17 @@ from typing import Any
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.db import models
-from gridcentric_storage.db.api import reader, to_dict, utcnow, writer
+from gridcentric_storage.db.api import (
+    reader,
+    row_create,
+    row_destroy,
+    row_get,
+    row_get_all,
+    row_update,
+    to_dict,
+    utcnow,
+    writer,
+)
 
 
 class SnapshotNotFound(exception.NotFound):
@@ -12,60 +22,28 @@ class SnapshotNotFound(exception.NotFound):
 
 
 def snapshot_create(values: dict[str, Any]) -> dict[str, Any]:
-    with writer() as session:
-        snapshot = models.Snapshot(**values)
-        session.add(snapshot)
-        session.flush()
-        return to_dict(snapshot)
+    return row_create(models.Snapshot, values)
 
 
 def snapshot_get(snapshot_id: str, project_id: str | None = None) -> dict[str, Any]:
-    with reader() as session:
-        query = session.query(models.Snapshot).filter_by(id=snapshot_id)
-        if project_id is not None:
-            query = query.filter_by(project_id=project_id)
-        snapshot = query.first()
-        if snapshot is None:
-            raise SnapshotNotFound(id=snapshot_id)
-        return to_dict(snapshot)
+    return row_get(models.Snapshot, snapshot_id, SnapshotNotFound, project_id)
 
 
 def snapshot_get_all(project_id: str | None = None, volume_id: str | None = None,
                      statuses: tuple[str, ...] | None = None, host: str | None = None
                      ) -> list[dict[str, Any]]:
-    with reader() as session:
-        query = session.query(models.Snapshot)
-        if project_id is not None:
-            query = query.filter_by(project_id=project_id)
-        if volume_id is not None:
-            query = query.filter_by(volume_id=volume_id)
-        if host is not None:
-            query = query.filter_by(host=host)
-        if statuses is not None:
-            query = query.filter(models.Snapshot.status.in_(statuses))
-        return [to_dict(s) for s in query.order_by(models.Snapshot.created_at)]
+    return row_get_all(models.Snapshot, {'project_id': project_id, 'volume_id': volume_id,
+                                         'host': host}, statuses)
 
 
 def snapshot_update(snapshot_id: str, values: dict[str, Any],
                     expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
-    with writer() as session:
-        query = session.query(models.Snapshot).filter_by(id=snapshot_id)
-        if expected_status is not None:
-            query = query.filter(models.Snapshot.status.in_(expected_status))
-        if not query.update(values, synchronize_session=False):
-            current = session.query(models.Snapshot).filter_by(id=snapshot_id).first()
-            if current is None:
-                raise SnapshotNotFound(id=snapshot_id)
-            raise exception.InvalidState(
-                resource='Snapshot', id=snapshot_id, state=current.status,
-                reason='expected one of %s' % ', '.join(expected_status or ()))
-    return snapshot_get(snapshot_id)
+    return row_update(models.Snapshot, snapshot_id, values, SnapshotNotFound,
+                      expected_status)
 
 
 def snapshot_destroy(snapshot_id: str) -> None:
-    with writer() as session:
-        session.query(models.Snapshot).filter_by(id=snapshot_id).delete(
-            synchronize_session=False)
+    row_destroy(models.Snapshot, snapshot_id)
 
 
 # ------------------------------------------------------------ image cache
@@ -78,11 +56,7 @@ def cache_get(backend_id: str, image_key: str) -> dict[str, Any] | None:
 
 
 def cache_create(values: dict[str, Any]) -> dict[str, Any]:
-    with writer() as session:
-        entry = models.ImageCacheEntry(**values)
-        session.add(entry)
-        session.flush()
-        return to_dict(entry)
+    return row_create(models.ImageCacheEntry, values)
 
 
 def cache_touch(entry_id: str) -> None:
@@ -113,15 +87,13 @@ def cache_get_all(backend_id: str | None = None, host: str | None = None
         return [to_dict(e) for e in query]
 
 
+class CacheEntryNotFound(exception.NotFound):
+    msg_fmt = 'Image cache entry %(id)s could not be found.'
+
+
 def cache_get_entry(entry_id: str) -> dict[str, Any]:
-    with reader() as session:
-        entry = session.query(models.ImageCacheEntry).filter_by(id=entry_id).first()
-        if entry is None:
-            raise exception.NotFound('Image cache entry %s could not be found.' % entry_id)
-        return to_dict(entry)
+    return row_get(models.ImageCacheEntry, entry_id, CacheEntryNotFound)
 
 
 def cache_destroy(entry_id: str) -> None:
-    with writer() as session:
-        session.query(models.ImageCacheEntry).filter_by(id=entry_id).delete(
-            synchronize_session=False)
+    row_destroy(models.ImageCacheEntry, entry_id)
