@@ -42,6 +42,8 @@ def gc_conf(tmp_path):
     CONF.set_override('report_interval', 1, group='compute')
     CONF.set_override('rpc_call_timeout', 10, group='compute')
     CONF.set_override('host', 'test-host')
+    CONF.set_override('virt_driver', 'fake', group='compute')
+    CONF.set_override('hooks_dir', str(tmp_path / 'hooks.d'), group='compute')
     db.reset_engine()
     policy.reset()
     yield CONF
@@ -53,7 +55,7 @@ def gc_conf(tmp_path):
         CONF.clear_override(name)
     CONF.clear_override('connection', group='database')
     CONF.clear_override('auth_strategy', group='api')
-    for name in ('report_interval', 'rpc_call_timeout'):
+    for name in ('report_interval', 'rpc_call_timeout', 'virt_driver', 'hooks_dir'):
         CONF.clear_override(name, group='compute')
 
 

@@ -6,10 +6,11 @@ import routes
 import routes.middleware
 import webob.dec
 
-from gridcentric_storage.api import wsgi
+from gridcentric_storage.api import nova_ext, wsgi
 from gridcentric_storage.api.controllers import (
     attachments,
     backends,
+    servers,
     snapshots,
     versions,
     volume_actions,
@@ -61,7 +62,36 @@ ROUTES = [
           'Purge the image cache', 200),
     Route('DELETE', '/v1/image-cache/{id}', 'image_cache', 'delete',
           'Purge one image cache entry', 204),
-]
+    Route('GET', '/v1/servers', 'servers', 'index', 'List servers', 200),
+    Route('POST', '/v1/servers', 'servers', 'create', 'Start a server', 202),
+    Route('GET', '/v1/servers/{id}', 'servers', 'show', 'Show a server', 200),
+    Route('DELETE', '/v1/servers/{id}', 'servers', 'delete', 'Delete a server', 204),
+    Route('POST', '/v1/servers/{id}/action', 'servers', 'action',
+          'Console output (os-getConsoleOutput)', 200),
+    Route('GET', '/v1/live-images', 'live_images', 'index', 'List live images', 200),
+    Route('POST', '/v1/live-images', 'live_images', 'create',
+          'Bless a running server into a live image', 202),
+    Route('GET', '/v1/live-images/{id}', 'live_images', 'show', 'Show a live image', 200),
+    Route('DELETE', '/v1/live-images/{id}', 'live_images', 'delete',
+          'Discard a live image', 202),
+    Route('POST', '/v1/live-images/{id}/action', 'live_images', 'action',
+          'Launch clones of a live image', 202),
+    Route('GET', '/v1/live-images/{id}/servers', 'live_images', 'servers',
+          'Servers launched from a live image', 200),
+] + [
+    route
+    for prefix in ('/v2.1', '/v2.1/{project_id}')
+    for route in (
+        Route('POST', prefix + '/servers/{id}/action', 'nova', 'action',
+              'Cobalt co_*/gc_* server actions', 200),
+        Route('GET', prefix + '/servers/{id}', 'nova', 'show',
+              'A server or a blessed live image, in Nova\'s shape', 200),
+        Route('DELETE', prefix + '/servers/{id}', 'nova', 'delete',
+              'Delete a server (a blessed one must be discarded)', 204),
+        Route('GET', prefix + '/cobaltinfo', 'nova', 'cobaltinfo',
+              'Cobalt capabilities', 200),
+    )
+] + [Route('GET', '/cobaltinfo', 'nova', 'cobaltinfo', 'Cobalt capabilities', 200)]
 
 #: Paths served before authentication (discovery documents).
 PUBLIC_PATHS = frozenset({'/', '/v1', '/v1/openapi.json'})
@@ -74,7 +104,10 @@ def make_controllers() -> dict[str, Any]:
             'volume_actions': volume_actions.VolumeActionsController(),
             'snapshots': snapshots.SnapshotsController(),
             'attachments': attachments.AttachmentsController(),
-            'image_cache': attachments.ImageCacheController()}
+            'image_cache': attachments.ImageCacheController(),
+            'servers': servers.ServersController(),
+            'live_images': servers.LiveImagesController(),
+            'nova': nova_ext.NovaExtensionController()}
 
 
 class APIRouter:

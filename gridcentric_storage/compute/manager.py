@@ -7,8 +7,10 @@ from typing import Any
 import oslo_messaging as messaging
 from oslo_config import cfg
 
+from gridcentric_storage import virt
 from gridcentric_storage.common import context as gc_context
 from gridcentric_storage.compute import attach, rpcapi, transfer
+from gridcentric_storage.compute.servers import ServerManager
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_cache
@@ -30,15 +32,19 @@ class ComputeManager:
         self.rpcapi = rpcapi.ComputeAPI()
         self.attachments = attach.AttachManager(host, self.rpcapi)
         self.transfers = transfer.TransferServer(host, self.pool)
+        self.servers = ServerManager(host, virt.load_driver(), self.rpcapi)
 
     def init_host(self) -> None:
         """Load this host's backends and settle work a previous run left mid-way."""
+        self.servers.driver.init_host(self.host)
         self.periodic_tasks()
         self.volumes.recover_interrupted()
 
     def after_start(self) -> None:
         """Work that needs the RPC server (attach talks to owner hosts)."""
-        self.attachments.recover_interrupted(gc_context.get_admin_context())
+        admin = gc_context.get_admin_context()
+        self.attachments.recover_interrupted(admin)
+        self.servers.recover_interrupted(admin)
 
     def periodic_tasks(self) -> None:
         try:
@@ -126,3 +132,22 @@ class ComputeManager:
     # ---- streams (call)
     def prepare_transfer(self, ctxt: Any, volume_id: str, direction: str) -> dict[str, Any]:
         return self.transfers.prepare(volume_id, direction)
+
+    # ---- servers and live images
+    def spawn_server(self, ctxt: Any, server_id: str) -> None:
+        self.servers.spawn(ctxt, server_id)
+
+    def destroy_server(self, ctxt: Any, server_id: str) -> None:
+        self.servers.destroy(ctxt, server_id)
+
+    def bless_server(self, ctxt: Any, live_image_id: str) -> None:
+        self.servers.bless(ctxt, live_image_id)
+
+    def launch_server(self, ctxt: Any, server_id: str) -> None:
+        self.servers.launch(ctxt, server_id)
+
+    def discard_live_image(self, ctxt: Any, live_image_id: str) -> None:
+        self.servers.discard(ctxt, live_image_id)
+
+    def get_console_output(self, ctxt: Any, server_id: str, length: int | None) -> str:
+        return self.servers.console_output(server_id, length)

@@ -7,6 +7,8 @@ Version history:
 * 1.1 - Volume lifecycle: snapshots, extend, revert, image cache, images,
   attachments (attach/detach on the attacher; initialize/terminate_connection
   on the owner), streams (prepare_transfer). delete_volume gains ``cascade``.
+* 1.2 - Servers and live images: spawn_server, destroy_server, bless_server,
+  launch_server, discard_live_image (casts); get_console_output (call).
 """
 
 from typing import Any
@@ -17,7 +19,7 @@ from oslo_config import cfg
 from gridcentric_storage.common import rpc
 
 CONF = cfg.CONF
-RPC_API_VERSION = '1.1'
+RPC_API_VERSION = '1.2'
 
 
 class ComputeAPI:
@@ -109,3 +111,25 @@ class ComputeAPI:
                          direction: str) -> dict[str, Any]:
         return self._call(ctxt, host, 'prepare_transfer',  # type: ignore[no-any-return]
                           version='1.1', volume_id=volume_id, direction=direction)
+
+    # ---- servers and live images (1.2)
+    def spawn_server(self, ctxt: Any, host: str, server_id: str) -> None:
+        self._cast(ctxt, host, 'spawn_server', version='1.2', server_id=server_id)
+
+    def destroy_server(self, ctxt: Any, host: str, server_id: str) -> None:
+        self._cast(ctxt, host, 'destroy_server', version='1.2', server_id=server_id)
+
+    def bless_server(self, ctxt: Any, host: str, live_image_id: str) -> None:
+        self._cast(ctxt, host, 'bless_server', version='1.2', live_image_id=live_image_id)
+
+    def launch_server(self, ctxt: Any, host: str, server_id: str) -> None:
+        self._cast(ctxt, host, 'launch_server', version='1.2', server_id=server_id)
+
+    def discard_live_image(self, ctxt: Any, host: str, live_image_id: str) -> None:
+        self._cast(ctxt, host, 'discard_live_image', version='1.2',
+                   live_image_id=live_image_id)
+
+    def get_console_output(self, ctxt: Any, host: str, server_id: str,
+                           length: int | None) -> str:
+        return self._call(ctxt, host, 'get_console_output',  # type: ignore[no-any-return]
+                          version='1.2', server_id=server_id, length=length)

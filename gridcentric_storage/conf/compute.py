@@ -21,8 +21,16 @@ compute_opts = [
                      'records the URL it got).'),
     cfg.IntOpt('transfer_token_ttl', default=60, min=1,
                help='Seconds a prepared volume stream waits to be used.'),
-    cfg.StrOpt('virt_driver', default='fake',
-               help='Virt driver (entry point in gridcentric_storage.virt.drivers).'),
+    cfg.StrOpt('virt_driver', default='qemu',
+               help='Virt driver (entry point in gridcentric_storage.virt.drivers): qemu '
+                    '(QMP, the embedded default), libvirt, or fake (tests).'),
+    cfg.StrOpt('hooks_dir', default='/etc/gridcentric-storage/hooks.d',
+               help='Directory of pre_/post_ bless|launch|discard hook executables.'),
+    cfg.IntOpt('hook_timeout', default=60, min=1,
+               help='Seconds a hook may run before it is killed.'),
+    cfg.IntOpt('max_servers_per_project', default=100, min=0,
+               help='Servers (clones included) a project may have; more is refused with '
+                    '413 (0: no limit).'),
 ]
 
 

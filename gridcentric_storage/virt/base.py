@@ -130,6 +130,10 @@ class VirtDriver(abc.ABC):
     def discard(self, artifacts: LiveImageArtifacts) -> None:
         """Remove every file of a live image; succeeds if already gone."""
 
+    def unpause(self, instance_id: str) -> None:
+        """Resume a paused VM (e.g. a source left paused by an interrupted bless)."""
+        raise NotImplementedError()
+
     def attach_volume(self, instance_id: str, disk: Disk) -> None:
         raise NotImplementedError()
 

@@ -55,3 +55,8 @@ class FakeVirtDriver(base.VirtDriver):
     def discard(self, artifacts: base.LiveImageArtifacts) -> None:
         with self._lock:
             self.images.pop(artifacts.live_image_id, None)
+
+    def unpause(self, instance_id: str) -> None:
+        with self._lock:
+            if instance_id in self.instances:
+                self.instances[instance_id].state = 'running'

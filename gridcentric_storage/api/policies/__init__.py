@@ -8,9 +8,9 @@ import itertools
 
 from oslo_policy import policy
 
-from gridcentric_storage.api.policies import backends, base, volumes
+from gridcentric_storage.api.policies import backends, base, servers, volumes
 
 
 def list_rules() -> list[policy.RuleDefault]:
     return list(itertools.chain(base.list_rules(), backends.list_rules(),
-                                volumes.list_rules()))
+                                volumes.list_rules(), servers.list_rules()))

@@ -1,0 +1,123 @@
+"""/v1/servers and /v1/live-images: VMs, blessing them, launching clones."""
+
+from typing import Any
+
+from gridcentric_storage.api import policy, validation
+from gridcentric_storage.api.controllers import common
+from gridcentric_storage.api.schemas import servers as schema
+from gridcentric_storage.common import exception
+from gridcentric_storage.compute import api as compute_api
+from gridcentric_storage.db import servers as db_servers
+
+_SERVER_VIEW = ('id', 'name', 'status', 'task_state', 'fault', 'host', 'availability_zone',
+                'memory_mb', 'vcpus', 'volume_id', 'kernel', 'initrd', 'cmdline', 'mac',
+                'live_image_id', 'launch_index', 'key_name', 'guest', 'project_id',
+                'user_id')
+_IMAGE_VIEW = ('id', 'name', 'status', 'status_reason', 'server_id', 'host', 'memory_mb',
+               'vcpus', 'project_id')
+
+
+def server_view(server: dict[str, Any]) -> dict[str, Any]:
+    result = {key: server[key] for key in _SERVER_VIEW}
+    result['created_at'] = common.isotime(server['created_at'])
+    result['updated_at'] = common.isotime(server['updated_at'])
+    return result
+
+
+def live_image_view(live_image: dict[str, Any]) -> dict[str, Any]:
+    result = {key: live_image[key] for key in _IMAGE_VIEW}
+    result['created_at'] = common.isotime(live_image['created_at'])
+    return result
+
+
+def scope(ctxt: Any) -> str | None:
+    return None if policy.check(ctxt, 'server:get_all_tenants') else ctxt.project_id
+
+
+def get_server(ctxt: Any, id: str, action: str) -> dict[str, Any]:
+    server = db_servers.server_get(id, project_id=scope(ctxt))
+    policy.authorize(ctxt, action, {'project_id': server['project_id']})
+    return server
+
+
+def get_live_image(ctxt: Any, id: str, action: str) -> dict[str, Any]:
+    live_image = db_servers.live_image_get(id, project_id=scope(ctxt))
+    policy.authorize(ctxt, action, {'project_id': live_image['project_id']})
+    return live_image
+
+
+class ServersController:
+    def __init__(self) -> None:
+        self.compute = compute_api.ComputeAPI()
+
+    def index(self, req: Any) -> dict[str, Any]:
+        policy.authorize(req.context, 'server:get_all')
+        servers = db_servers.server_get_all(project_id=scope(req.context))
+        return {'servers': [server_view(s) for s in servers]}
+
+    def show(self, req: Any, id: str) -> dict[str, Any]:
+        return {'server': server_view(get_server(req.context, id, 'server:get'))}
+
+    @validation.body(schema.create)
+    def create(self, req: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        policy.authorize(req.context, 'server:create')
+        server = self.compute.create_server(req.context, body['server'])
+        return 202, {'server': server_view(server)}
+
+    def delete(self, req: Any, id: str) -> tuple[int, None]:
+        server = get_server(req.context, id, 'server:delete')
+        self.compute.delete_server(req.context, server)
+        return 204, None
+
+    @validation.body(schema.action)
+    def action(self, req: Any, id: str, body: dict[str, Any]) -> dict[str, Any]:
+        server = get_server(req.context, id, 'server:console')
+        length = body['os-getConsoleOutput'].get('length')
+        return {'output': self.compute.console_output(req.context, server, length)}
+
+
+class LiveImagesController:
+    def __init__(self) -> None:
+        self.compute = compute_api.ComputeAPI()
+
+    def index(self, req: Any) -> dict[str, Any]:
+        policy.authorize(req.context, 'live_image:get_all')
+        images = db_servers.live_image_get_all(project_id=scope(req.context),
+                                               server_id=req.GET.get('server_id'))
+        return {'live_images': [live_image_view(i) for i in images]}
+
+    def show(self, req: Any, id: str) -> dict[str, Any]:
+        return {'live_image': live_image_view(get_live_image(req.context, id,
+                                                             'live_image:get'))}
+
+    @validation.body(schema.bless)
+    def create(self, req: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        data = body['live_image']
+        server = get_server(req.context, data['server_id'], 'live_image:bless')
+        live_image = self.compute.bless(req.context, server, data.get('name'))
+        return 202, {'live_image': live_image_view(live_image)}
+
+    def delete(self, req: Any, id: str) -> tuple[int, None]:
+        live_image = get_live_image(req.context, id, 'live_image:discard')
+        self.compute.discard(req.context, live_image)
+        return 202, None
+
+    @validation.body(schema.live_image_action)
+    def action(self, req: Any, id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        live_image = get_live_image(req.context, id, 'live_image:launch')
+        clones = self.compute.launch(req.context, live_image, body['launch'])
+        return 202, {'servers': [server_view(c) for c in clones]}
+
+    def servers(self, req: Any, id: str) -> dict[str, Any]:
+        live_image = get_live_image(req.context, id, 'live_image:get')
+        clones = db_servers.server_get_all(live_image_id=live_image['id'])
+        return {'servers': [server_view(c) for c in clones]}
+
+
+def require_not_live_image(id: str) -> None:
+    """A blessed server id names a live image: Cobalt's 'discard it instead'."""
+    try:
+        db_servers.live_image_get(id)
+    except db_servers.LiveImageNotFound:
+        return
+    raise exception.Invalid(reason='%s is a blessed live image; discard it instead' % id)

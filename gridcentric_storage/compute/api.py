@@ -1,0 +1,192 @@
+"""API-side orchestration of servers and live images, shared by both dialects.
+
+The REST controllers (``/v1/servers``, ``/v1/live-images``) and the
+Nova-compatible ``co_*`` actions call these functions; they check state,
+write the DB rows and cast the work to the compute host.
+"""
+
+import base64
+import binascii
+import random
+import uuid
+from typing import Any
+
+from oslo_config import cfg
+
+from gridcentric_storage.common import exception
+from gridcentric_storage.compute import rpcapi
+from gridcentric_storage.db import api as db
+from gridcentric_storage.db import servers as db_servers
+
+CONF = cfg.CONF
+
+
+class QuotaExceeded(exception.GCException):
+    msg_fmt = 'Quota exceeded: %(reason)s'
+    code = 413
+
+
+class ComputeAPI:
+    def __init__(self) -> None:
+        self._rpcapi: rpcapi.ComputeAPI | None = None
+
+    @property
+    def rpcapi(self) -> rpcapi.ComputeAPI:
+        if self._rpcapi is None:
+            self._rpcapi = rpcapi.ComputeAPI()
+        return self._rpcapi
+
+    # ---- placement
+    @staticmethod
+    def _pick_host(availability_zone: str | None, required: str | None = None) -> str:
+        """``az`` or ``az:host`` as Nova reads it; else the host with fewest servers."""
+        wanted = None
+        if availability_zone and ':' in availability_zone:
+            wanted = availability_zone.split(':', 1)[1] or None
+        up = [s['host'] for s in db.service_get_all(CONF.compute.topic, up_only=True)]
+        if required is not None:
+            if wanted and wanted != required:
+                raise exception.Invalid(reason='the live image is on host %s, not %s'
+                                        % (required, wanted))
+            wanted = required
+        if wanted:
+            if wanted not in up:
+                raise exception.Invalid(reason='no compute service is up on host %s'
+                                        % wanted)
+            return wanted
+        if not up:
+            raise exception.NoComputeService(reason='no compute service is up')
+        load = {host: 0 for host in up}
+        for server in db_servers.server_get_all():
+            if server['host'] in load:
+                load[server['host']] += 1
+        return min(up, key=lambda host: (load[host], host))
+
+    @staticmethod
+    def _check_quota(ctxt: Any, count: int) -> None:
+        limit = CONF.compute.max_servers_per_project
+        if not limit:
+            return
+        used = len(db_servers.server_get_all(project_id=ctxt.project_id))
+        if used + count > limit:
+            raise QuotaExceeded(reason='project %s has %d of %d servers; %d more requested'
+                                % (ctxt.project_id, used, limit, count))
+
+    @staticmethod
+    def _new_mac() -> str:
+        return 'fa:16:3e:%02x:%02x:%02x' % tuple(random.randint(0, 255) for _ in range(3))
+
+    # ---- servers
+    def create_server(self, ctxt: Any, data: dict[str, Any]) -> dict[str, Any]:
+        if bool(data.get('volume_id')) == bool(data.get('kernel')):
+            raise exception.Invalid(reason='give either volume_id or kernel (with initrd '
+                                    'and cmdline) to boot from')
+        if data.get('volume_id'):
+            volume = db.volume_get(data['volume_id'], project_id=ctxt.project_id)
+            if volume['status'] != 'available':
+                raise exception.InvalidState(resource='Volume', id=volume['id'],
+                                             state=volume['status'],
+                                             reason='a server boots from an available '
+                                                    'volume')
+        self._check_quota(ctxt, 1)
+        server_id = data.get('id') or str(uuid.uuid4())
+        try:
+            db_servers.server_get(server_id)
+        except db_servers.ServerNotFound:
+            pass
+        else:
+            raise exception.Conflict(reason='server %s exists already' % server_id)
+        host = self._pick_host(data.get('availability_zone'))
+        server = db_servers.server_create({
+            'id': server_id, 'name': data['name'], 'project_id': ctxt.project_id,
+            'user_id': ctxt.user_id, 'host': host,
+            'availability_zone': data.get('availability_zone'),
+            'status': 'BUILD', 'memory_mb': data['memory_mb'],
+            'vcpus': data.get('vcpus', 1), 'kernel': data.get('kernel'),
+            'initrd': data.get('initrd'), 'cmdline': data.get('cmdline'),
+            'volume_id': data.get('volume_id'), 'mac': self._new_mac(),
+            'vmgenid': str(uuid.uuid4()), 'guest': {}, 'extra': {}})
+        self.rpcapi.spawn_server(ctxt, host, server_id)
+        return server
+
+    def delete_server(self, ctxt: Any, server: dict[str, Any]) -> None:
+        if server['task_state'] in ('blessing', 'deleting'):
+            raise exception.InvalidState(resource='Server', id=server['id'],
+                                         state=server['task_state'],
+                                         reason='wait until it finishes')
+        db_servers.server_update(server['id'], {'task_state': 'deleting'})
+        self.rpcapi.destroy_server(ctxt, server['host'], server['id'])
+
+    def console_output(self, ctxt: Any, server: dict[str, Any], length: int | None) -> str:
+        if server['status'] not in ('ACTIVE', 'ERROR'):
+            raise exception.InvalidState(resource='Server', id=server['id'],
+                                         state=server['status'],
+                                         reason='it has no console yet')
+        return self.rpcapi.get_console_output(ctxt, server['host'], server['id'],
+                                              None if length in (None, -1) else length)
+
+    # ---- live images
+    def bless(self, ctxt: Any, server: dict[str, Any], name: str | None) -> dict[str, Any]:
+        if server['status'] != 'ACTIVE' or server['task_state']:
+            raise exception.InvalidState(resource='Server', id=server['id'],
+                                         state=server['task_state'] or server['status'],
+                                         reason='only an ACTIVE server can be blessed')
+        db_servers.server_update(server['id'], {'task_state': 'blessing'},
+                                 expected_status=('ACTIVE',))
+        count = len(db_servers.live_image_get_all(server_id=server['id']))
+        live_image = db_servers.live_image_create({
+            'id': str(uuid.uuid4()), 'name': name or '%s-%d' % (server['name'], count),
+            'project_id': server['project_id'], 'user_id': ctxt.user_id,
+            'server_id': server['id'], 'host': server['host'], 'status': 'blessing',
+            'memory_mb': server['memory_mb'], 'vcpus': server['vcpus']})
+        self.rpcapi.bless_server(ctxt, server['host'], live_image['id'])
+        return live_image
+
+    def launch(self, ctxt: Any, live_image: dict[str, Any], params: dict[str, Any]
+               ) -> list[dict[str, Any]]:
+        if live_image['status'] != 'blessed':
+            raise exception.InvalidState(resource='Live image', id=live_image['id'],
+                                         state=live_image['status'],
+                                         reason='only a blessed live image can be launched')
+        count = params.get('num_instances', 1)
+        self._check_quota(ctxt, count)
+        host = self._pick_host(params.get('availability_zone'), required=live_image['host'])
+        user_data = params.get('user_data')
+        if user_data:
+            try:
+                user_data = base64.b64decode(user_data, validate=True).decode('utf-8',
+                                                                              'replace')
+            except (binascii.Error, ValueError):
+                raise exception.Invalid(reason='user_data must be base64')
+        guest = dict(params.get('params') or {}, **(params.get('guest') or {}))
+        base_name = params.get('name') or '%s-clone' % live_image['name']
+        clones = []
+        for index in range(count):
+            name = base_name if count == 1 else '%s-%d' % (base_name, index)
+            clone = db_servers.server_create({
+                'id': str(uuid.uuid4()), 'name': name, 'project_id': ctxt.project_id,
+                'user_id': ctxt.user_id, 'host': host,
+                'availability_zone': params.get('availability_zone'), 'status': 'BUILD',
+                'memory_mb': live_image['memory_mb'], 'vcpus': live_image['vcpus'],
+                'mac': self._new_mac(), 'vmgenid': str(uuid.uuid4()),
+                'live_image_id': live_image['id'], 'launch_index': index,
+                'key_name': params.get('key_name'), 'user_data': user_data,
+                'guest': guest, 'extra': {}})
+            clones.append(clone)
+        for clone in clones:
+            self.rpcapi.launch_server(ctxt, host, clone['id'])
+        return clones
+
+    def discard(self, ctxt: Any, live_image: dict[str, Any]) -> None:
+        clones = db_servers.server_get_all(live_image_id=live_image['id'])
+        if clones:
+            raise exception.InvalidState(resource='Live image', id=live_image['id'],
+                                         state=live_image['status'],
+                                         reason='%d server(s) launched from it still exist; '
+                                                'delete them first' % len(clones))
+        if live_image['status'] in ('blessing', 'discarding'):
+            raise exception.InvalidState(resource='Live image', id=live_image['id'],
+                                         state=live_image['status'],
+                                         reason='wait until it settles')
+        db_servers.live_image_update(live_image['id'], {'status': 'discarding'})
+        self.rpcapi.discard_live_image(ctxt, live_image['host'], live_image['id'])

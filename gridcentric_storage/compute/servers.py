@@ -1,0 +1,254 @@
+"""Server and live-image workflows on one compute host.
+
+States (DB is the truth): server ``BUILD -> ACTIVE`` (or ``ERROR`` with a
+fault), task ``blessing`` on the source while it is blessed, ``deleting``;
+live image ``blessing -> blessed -> discarding`` (or ``error``). After a
+crash of this service, :meth:`ServerManager.recover_interrupted` finishes or
+fails every one of them and removes leftovers, so nothing stays mid-way.
+"""
+
+import dataclasses
+import logging
+from typing import Any
+
+from gridcentric_storage.common import concurrency
+from gridcentric_storage.compute import hooks
+from gridcentric_storage.db import api as db
+from gridcentric_storage.db import attachments as db_attachments
+from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.virt import base as virt
+from gridcentric_storage.volume.manager import reason
+
+LOG = logging.getLogger(__name__)
+
+
+def artifacts_from_db(live_image: dict[str, Any]) -> virt.LiveImageArtifacts:
+    data = dict(live_image['artifacts'])
+    data['disks'] = [virt.Disk(**d) for d in data.get('disks', [])]
+    return virt.LiveImageArtifacts(**data)
+
+
+class ServerManager:
+    def __init__(self, host: str, driver: virt.VirtDriver, rpcapi: Any) -> None:
+        self.host = host
+        self.driver = driver
+        self.rpcapi = rpcapi
+        self.locks = concurrency.KeyedLocks()
+
+    # ---- disks
+    def _disks(self, ctxt: Any, server: dict[str, Any]) -> list[virt.Disk]:
+        """The root volume as a Disk, exported to this host by its backend's owner."""
+        if not server.get('volume_id'):
+            return []
+        from gridcentric_storage.compute import brick
+
+        volume = db.volume_get(server['volume_id'])
+        connector = brick.connector_properties(self.host)
+        info = self.rpcapi.initialize_connection(ctxt, volume['host'], volume['id'],
+                                                 connector)
+        existing = db_attachments.attachment_get_all(volume_id=volume['id'])
+        if not any(a['instance_uuid'] == server['id'] for a in existing):
+            db_attachments.attachment_create({
+                'id': server['id'], 'volume_id': volume['id'],
+                'project_id': volume['project_id'], 'host': self.host,
+                'instance_uuid': server['id'], 'mode': 'rw', 'status': 'attached',
+                'connector': connector, 'connection_info': info})
+            db.volume_update(volume['id'], {'status': 'in-use'})
+        return [virt.Disk(volume_id=volume['id'], connection_info=info)]
+
+    def _release_disks(self, ctxt: Any, server: dict[str, Any]) -> None:
+        for attachment in db_attachments.attachment_get_all(volume_id=server.get('volume_id')):
+            if attachment['instance_uuid'] != server['id']:
+                continue
+            volume = db.volume_get(attachment['volume_id'])
+            try:
+                self.rpcapi.terminate_connection(ctxt, volume['host'], volume['id'],
+                                                 attachment['connector'], attachment['id'])
+            except Exception:
+                LOG.warning('Could not end the export of volume %s', volume['id'],
+                            exc_info=True)
+            db_attachments.attachment_destroy(attachment['id'])
+            rest = db_attachments.attachment_get_all(volume_id=volume['id'])
+            if not rest:
+                db.volume_update(volume['id'], {'status': 'available'})
+
+    def _spec(self, server: dict[str, Any], disks: list[virt.Disk]) -> virt.InstanceSpec:
+        return virt.InstanceSpec(
+            id=server['id'], name=server['name'], memory_mb=server['memory_mb'],
+            vcpus=server['vcpus'], kernel=server['kernel'], initrd=server['initrd'],
+            cmdline=server['cmdline'], disks=disks, mac=server['mac'],
+            vmgenid=server['vmgenid'])
+
+    def _fail(self, server_id: str, error: Exception) -> None:
+        try:
+            self.driver.destroy(server_id)
+        except Exception:
+            LOG.warning('Could not remove leftovers of server %s', server_id, exc_info=True)
+        db_servers.server_update(server_id, {'status': 'ERROR', 'task_state': None,
+                                             'fault': reason(error)})
+
+    # ---- lifecycle
+    def spawn(self, ctxt: Any, server_id: str) -> None:
+        with self.locks.get(server_id):
+            server = db_servers.server_get(server_id)
+            if server['status'] != 'BUILD':
+                return
+            try:
+                spec = self._spec(server, self._disks(ctxt, server))
+                info = concurrency.execute(self.driver.spawn, spec)
+            except Exception as e:
+                LOG.exception('Spawning server %s failed', server_id)
+                self._fail(server_id, e)
+                return
+            db_servers.server_update(server_id, {'status': 'ACTIVE', 'task_state': None,
+                                                 'extra': dataclasses.asdict(info)})
+
+    def destroy(self, ctxt: Any, server_id: str) -> None:
+        with self.locks.get(server_id):
+            try:
+                server = db_servers.server_get(server_id)
+            except db_servers.ServerNotFound:
+                return
+            try:
+                concurrency.execute(self.driver.destroy, server_id)
+                self._release_disks(ctxt, server)
+            except Exception as e:
+                LOG.exception('Deleting server %s failed', server_id)
+                db_servers.server_update(server_id, {'status': 'ERROR', 'task_state': None,
+                                                     'fault': 'delete failed: %s' % reason(e)})
+                return
+            db_servers.server_destroy(server_id)
+
+    def console_output(self, server_id: str, length: int | None) -> str:
+        return self.driver.get_console_output(server_id, length)
+
+    # ---- live images
+    def bless(self, ctxt: Any, live_image_id: str) -> None:
+        live_image = db_servers.live_image_get(live_image_id)
+        server_id = live_image['server_id']
+        with self.locks.get(server_id):
+            server = db_servers.server_get(server_id)
+            try:
+                hooks.run('pre', 'bless', server_id=server_id, live_image_id=live_image_id)
+                disks = [virt.Disk(volume_id=a['volume_id'],
+                                   connection_info=a['connection_info'])
+                         for a in db_attachments.attachment_get_all(
+                             volume_id=server.get('volume_id'))
+                         if a['instance_uuid'] == server_id]
+                artifacts = concurrency.execute(self.driver.bless, server_id, live_image_id,
+                                                disks)
+            except Exception as e:
+                LOG.exception('Blessing server %s failed', server_id)
+                self._discard_leftovers(live_image_id)
+                db_servers.live_image_update(live_image_id, {'status': 'error',
+                                                             'status_reason': reason(e)})
+                db_servers.server_update(server_id, {'task_state': None})
+                return
+            db_servers.live_image_update(live_image_id, {
+                'status': 'blessed', 'artifacts': dataclasses.asdict(artifacts),
+                'status_reason': None})
+            db_servers.server_update(server_id, {'task_state': None})
+        hooks.run('post', 'bless', server_id=server_id, live_image_id=live_image_id)
+
+    def _discard_leftovers(self, live_image_id: str) -> None:
+        live_image = db_servers.live_image_get(live_image_id)
+        try:
+            if live_image.get('artifacts'):
+                self.driver.discard(artifacts_from_db(live_image))
+            else:
+                self.driver.discard(virt.LiveImageArtifacts(
+                    live_image_id=live_image_id, directory='', memory_path='',
+                    state_path='', memory_mb=live_image['memory_mb'],
+                    vcpus=live_image['vcpus']))
+        except Exception:
+            LOG.warning('Could not remove leftovers of live image %s', live_image_id,
+                        exc_info=True)
+
+    def launch(self, ctxt: Any, server_id: str) -> None:
+        with self.locks.get(server_id):
+            server = db_servers.server_get(server_id)
+            if server['status'] != 'BUILD':
+                return
+            live_image = db_servers.live_image_get(server['live_image_id'])
+            clone = virt.CloneSpec(
+                id=server_id, name=server['name'], mac=server['mac'],
+                vmgenid=server['vmgenid'], guest=dict(server['guest'] or {}),
+                user_data=(server['user_data'] or '').encode() or None)
+            try:
+                hooks.run('pre', 'launch', server_id=server_id,
+                          live_image_id=live_image['id'], clone_id=server_id)
+                info = concurrency.execute(self.driver.launch, artifacts_from_db(live_image),
+                                           clone)
+            except Exception as e:
+                LOG.exception('Launching server %s failed', server_id)
+                self._fail(server_id, e)
+                return
+            db_servers.server_update(server_id, {'status': 'ACTIVE', 'task_state': None,
+                                                 'extra': dataclasses.asdict(info)})
+        hooks.run('post', 'launch', server_id=server_id, live_image_id=live_image['id'],
+                  clone_id=server_id)
+
+    def discard(self, ctxt: Any, live_image_id: str) -> None:
+        with self.locks.get(live_image_id):
+            try:
+                live_image = db_servers.live_image_get(live_image_id)
+            except db_servers.LiveImageNotFound:
+                return
+            try:
+                hooks.run('pre', 'discard', live_image_id=live_image_id,
+                          server_id=live_image['server_id'])
+                if live_image.get('artifacts'):
+                    concurrency.execute(self.driver.discard, artifacts_from_db(live_image))
+            except Exception as e:
+                LOG.exception('Discarding live image %s failed', live_image_id)
+                db_servers.live_image_update(live_image_id, {
+                    'status': 'error', 'status_reason': 'discard failed: %s' % reason(e)})
+                return
+            db_servers.live_image_destroy(live_image_id)
+        hooks.run('post', 'discard', live_image_id=live_image_id,
+                  server_id=live_image['server_id'])
+
+    # ---- restart
+    def recover_interrupted(self, ctxt: Any) -> None:
+        """Settle what a crash of this service left mid-way, and remove leftovers."""
+        for live_image in db_servers.live_image_get_all(host=self.host,
+                                                        statuses=('blessing', 'discarding')):
+            if live_image['status'] == 'discarding':
+                self.discard(ctxt, live_image['id'])
+                continue
+            LOG.info('Live image %s was being blessed; marking it error', live_image['id'])
+            self._discard_leftovers(live_image['id'])
+            db_servers.live_image_update(live_image['id'], {
+                'status': 'error',
+                'status_reason': 'bless interrupted by a restart of %s' % self.host})
+            self._resume_source(live_image['server_id'])
+        for server in db_servers.server_get_all(host=self.host):
+            if server['task_state'] == 'deleting':
+                self.destroy(ctxt, server['id'])
+            elif server['status'] == 'BUILD':
+                info = self.driver.get_info(server['id'])
+                if info.state == 'running':
+                    db_servers.server_update(server['id'], {
+                        'status': 'ACTIVE', 'task_state': None,
+                        'extra': dataclasses.asdict(info)})
+                else:
+                    self._fail(server['id'], RuntimeError(
+                        'build interrupted by a restart of %s' % self.host))
+            elif server['task_state'] == 'blessing':
+                self._resume_source(server['id'])
+        known = {s['id'] for s in db_servers.server_get_all(host=self.host)}
+        for orphan in set(self.driver.list_instances()) - known:
+            LOG.info('Removing VM %s that no server owns', orphan)
+            self.driver.destroy(orphan)
+
+    def _resume_source(self, server_id: str) -> None:
+        """A source paused by an interrupted bless runs again."""
+        try:
+            if self.driver.get_info(server_id).state == 'paused':
+                self.driver.unpause(server_id)
+        except Exception:
+            LOG.warning('Could not resume server %s', server_id, exc_info=True)
+        try:
+            db_servers.server_update(server_id, {'task_state': None})
+        except db_servers.ServerNotFound:
+            pass

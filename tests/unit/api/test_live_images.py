@@ -1,0 +1,191 @@
+"""Servers, live images and the Cobalt dialect through the real API and RPC.
+
+The virt driver here is the fake one (no VM); tests/functional/test_live_images*.py
+run the same paths with real QEMU guests.
+"""
+
+import base64
+import os
+import stat
+
+from tests.fixtures.services import wait_for
+
+
+def _settle_server(cloud, id, token='admin:admin'):
+    def done():
+        response = cloud.request('GET', '/v1/servers/%s' % id, token=token)
+        if response.status_code == 404:
+            return {'status': 'DELETED'}
+        server = response.json()['server']
+        return server if server['status'] != 'BUILD' and not server['task_state'] else None
+    return wait_for(done, timeout=20)
+
+
+def _settle_image(cloud, id):
+    def done():
+        response = cloud.request('GET', '/v1/live-images/%s' % id)
+        if response.status_code == 404:
+            return {'status': 'gone'}
+        image = response.json()['live_image']
+        return image if image['status'] not in ('blessing', 'discarding') else None
+    return wait_for(done, timeout=20)
+
+
+def _server(cloud, name='src', token='admin:admin'):
+    response = cloud.request('POST', '/v1/servers', token=token, json={'server': {
+        'name': name, 'memory_mb': 256, 'kernel': '/boot/vmlinuz',
+        'initrd': '/boot/initrd.img'}})
+    assert response.status_code == 202, response.text
+    server = _settle_server(cloud, response.json()['server']['id'], token)
+    assert server['status'] == 'ACTIVE', server
+    return server
+
+
+def test_bless_launch_discard(cloud):
+    source = _server(cloud)
+    blessed = cloud.request('POST', '/v1/live-images',
+                            json={'live_image': {'server_id': source['id'], 'name': 'gold'}})
+    assert blessed.status_code == 202, blessed.text
+    image = _settle_image(cloud, blessed.json()['live_image']['id'])
+    assert (image['status'], image['name'], image['server_id']) == (
+        'blessed', 'gold', source['id'])
+    assert _settle_server(cloud, source['id'])['status'] == 'ACTIVE'  # source keeps running
+
+    launched = cloud.request('POST', '/v1/live-images/%s/action' % image['id'], json={
+        'launch': {'name': 'web', 'num_instances': 3, 'guest': {'role': 'web'}}})
+    assert launched.status_code == 202, launched.text
+    clones = launched.json()['servers']
+    assert [c['name'] for c in clones] == ['web-0', 'web-1', 'web-2']
+    assert len({c['mac'] for c in clones}) == 3
+    for clone in clones:
+        settled = _settle_server(cloud, clone['id'])
+        assert settled['status'] == 'ACTIVE' and settled['live_image_id'] == image['id']
+        assert settled['guest'] == {'role': 'web'}
+    listed = cloud.request('GET', '/v1/live-images/%s/servers' % image['id']).json()
+    assert sorted(s['id'] for s in listed['servers']) == sorted(c['id'] for c in clones)
+
+    refused = cloud.request('DELETE', '/v1/live-images/%s' % image['id'])
+    assert refused.status_code == 409 and '3 server(s)' in refused.text
+    for clone in clones:
+        assert cloud.request('DELETE', '/v1/servers/%s' % clone['id']).status_code == 204
+        assert _settle_server(cloud, clone['id'])['status'] == 'DELETED'
+    assert cloud.request('DELETE', '/v1/live-images/%s' % image['id']).status_code == 202
+    assert _settle_image(cloud, image['id'])['status'] == 'gone'
+
+
+def test_console_output_both_spellings(cloud):
+    server = _server(cloud)
+    response = cloud.request('POST', '/v1/servers/%s/action' % server['id'],
+                             json={'os-getConsoleOutput': {'length': 10}})
+    assert response.status_code == 200 and server['id'] in response.json()['output']
+    nova = cloud.request('POST', '/v2.1/servers/%s/action' % server['id'],
+                         json={'os-getConsoleOutput': {'length': 10}})
+    assert nova.status_code == 400  # not a Cobalt action: the /v1 path serves it
+
+
+def test_cobalt_dialect(cloud):
+    source = _server(cloud)
+    info = cloud.request('GET', '/cobaltinfo').json()
+    assert {'user-data', 'num-instances', 'bless-name'} <= set(info['capabilities'])
+    blessed = cloud.request('POST', '/v2.1/servers/%s/action' % source['id'],
+                            json={'co_bless': {'name': 'snap'}})
+    assert blessed.status_code == 200, blessed.text
+    blessed_server = blessed.json()['servers'][0]
+    assert blessed_server['metadata'] == {'blessed_from': source['id']}
+    image_id = blessed_server['id']
+    _settle_image(cloud, image_id)
+    shown = cloud.request('GET', '/v2.1/proj/servers/%s' % image_id).json()['server']
+    assert shown['status'] == 'BLESSED'
+
+    launched = cloud.request('POST', '/v2.1/admin/servers/%s/action' % image_id, json={
+        'gc_launch': {'name': 'c', 'num_instances': 2,
+                      'user_data': base64.b64encode(b'#!/bin/sh\necho hi').decode()}})
+    assert launched.status_code == 200, launched.text
+    first = launched.json()['servers'][0]
+    assert first['metadata'] == {'launched_from': image_id} and first['name'] == 'c-0'
+    for server in cloud.request('POST', '/v2.1/servers/%s/action' % image_id,
+                                json={'co_list_launched': {}}).json()['servers']:
+        _settle_server(cloud, server['id'])
+    listed = cloud.request('POST', '/v2.1/servers/%s/action' % image_id,
+                           json={'co_list_launched': {}}).json()['servers']
+    assert len(listed) == 2 and all(s['status'] == 'ACTIVE' for s in listed)
+    blessed_list = cloud.request('POST', '/v2.1/servers/%s/action' % source['id'],
+                                 json={'co_list_blessed': {}}).json()['servers']
+    assert [s['id'] for s in blessed_list] == [image_id]
+
+    # Cobalt's codes: state conflicts are 400; a blessed server is discarded, not deleted
+    assert cloud.request('POST', '/v2.1/servers/%s/action' % source['id'],
+                         json={'co_launch': {}}).status_code == 400
+    assert cloud.request('POST', '/v2.1/servers/%s/action' % image_id,
+                         json={'co_discard': {}}).status_code == 400  # clones exist
+    deleted = cloud.request('DELETE', '/v2.1/servers/%s' % image_id)
+    assert deleted.status_code == 400 and 'discard it instead' in deleted.text
+    for server in listed:
+        cloud.request('DELETE', '/v2.1/servers/%s' % server['id'])
+        _settle_server(cloud, server['id'])
+    discarded = cloud.request('POST', '/v2.1/servers/%s/action' % image_id,
+                              json={'co_discard': {}})
+    assert discarded.status_code == 200 and discarded.content == b''
+    assert _settle_image(cloud, image_id)['status'] == 'gone'
+
+
+def test_quota_is_413_with_retry_after(cloud, gc_conf):
+    gc_conf.set_override('max_servers_per_project', 3, group='compute')
+    try:
+        source = _server(cloud)
+        image = cloud.request('POST', '/v2.1/servers/%s/action' % source['id'],
+                              json={'co_bless': {}}).json()['servers'][0]
+        _settle_image(cloud, image['id'])
+        over = cloud.request('POST', '/v2.1/servers/%s/action' % image['id'],
+                             json={'co_launch': {'num_instances': 3}})
+        assert over.status_code == 413 and over.headers['Retry-After'] == '0'
+        assert cloud.request('GET', '/v1/servers').json()['servers'].__len__() == 1
+    finally:
+        gc_conf.clear_override('max_servers_per_project', group='compute')
+
+
+def test_hooks_run_and_a_failing_pre_hook_stops_launch(cloud, gc_conf, tmp_path):
+    hooks = tmp_path / 'hooks.d'
+    hooks.mkdir()
+    log = tmp_path / 'hooks.log'
+    for name, body in (('pre_bless', 'echo "$GC_PHASE $GC_ACTION $GC_SERVER_ID" >> %s' % log),
+                       ('post_bless', 'echo "$GC_PHASE $GC_ACTION $GC_LIVE_IMAGE_ID" >> %s'
+                        % log),
+                       ('pre_launch', 'echo no clones today >&2; exit 3')):
+        path = hooks / name
+        path.write_text('#!/bin/sh\n%s\n' % body)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    source = _server(cloud)
+    image = cloud.request('POST', '/v1/live-images',
+                          json={'live_image': {'server_id': source['id']}}).json()['live_image']
+    image = _settle_image(cloud, image['id'])
+    wait_for(lambda: os.path.exists(log) and len(log.read_text().splitlines()) == 2)
+    assert log.read_text().splitlines() == ['pre bless %s' % source['id'],
+                                            'post bless %s' % image['id']]
+    clone = cloud.request('POST', '/v1/live-images/%s/action' % image['id'],
+                          json={'launch': {}}).json()['servers'][0]
+    failed = _settle_server(cloud, clone['id'])
+    assert failed['status'] == 'ERROR' and 'no clones today' in failed['fault']
+
+
+def test_bad_input(cloud):
+    source = _server(cloud)
+    cases = [
+        ('POST', '/v1/servers', {'server': {'name': 'x', 'memory_mb': 64}}, 400,
+         'either volume_id or kernel'),
+        ('POST', '/v1/servers', {'server': {'name': 'x', 'memory_mb': 1,
+                                            'kernel': '/k'}}, 400, 'memory_mb'),
+        ('POST', '/v1/live-images', {'live_image': {'server_id': 'nope'}}, 400, 'server_id'),
+        ('POST', '/v1/live-images/%s/action' % source['id'], {'launch': {}}, 404,
+         'could not be found'),
+        ('POST', '/v2.1/servers/%s/action' % source['id'], {'co_fly': {}}, 400,
+         'unknown action'),
+        ('POST', '/v2.1/servers/%s/action' % source['id'],
+         {'co_launch': {'user_data': 'not base64!'}}, 400, 'blessed'),
+    ]
+    for method, path, body, status, text in cases:
+        response = cloud.request(method, path, json=body)
+        assert response.status_code == status, (path, response.text)
+        assert text in response.text, response.text
+    other = cloud.request('GET', '/v1/servers/%s' % source['id'], token='eve:other')
+    assert other.status_code == 404
