@@ -43,6 +43,7 @@ def gc_conf(tmp_path):
     CONF.set_override('rpc_call_timeout', 10, group='compute')
     CONF.set_override('host', 'test-host')
     CONF.set_override('virt_driver', 'fake', group='compute')
+    CONF.set_override('enabled_drivers', ['file', 'rbd', 'lvm', 'fake'], group='volume')
     CONF.set_override('hooks_dir', str(tmp_path / 'hooks.d'), group='compute')
     db.reset_engine()
     policy.reset()
@@ -55,6 +56,7 @@ def gc_conf(tmp_path):
         CONF.clear_override(name)
     CONF.clear_override('connection', group='database')
     CONF.clear_override('auth_strategy', group='api')
+    CONF.clear_override('enabled_drivers', group='volume')
     for name in ('report_interval', 'rpc_call_timeout', 'virt_driver', 'hooks_dir'):
         CONF.clear_override(name, group='compute')
 

@@ -1,0 +1,1 @@
+"""Block-export helpers that volume drivers share (like ``cinder.volume.targets``)."""
