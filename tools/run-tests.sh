@@ -27,6 +27,12 @@ step "Lint and types"
 .venv/bin/ruff check gridcentric_storage tests bench
 .venv/bin/mypy gridcentric_storage
 
+step "Cinder 29's driver interface (its own virtualenv)"
+[ -x .venv-cinder/bin/python ] || python3 -m venv .venv-cinder
+.venv-cinder/bin/pip install -q cinder==29.0.0
+.venv-cinder/bin/python tools/cinder-signatures.py > .cinder-signatures.json 2>/dev/null
+export GC_CINDER_SIGNATURES=$TOP/.cinder-signatures.json
+
 step "Servers: PostgreSQL and RabbitMQ"
 cleanup() { tools/rabbitmq.sh stop || true; tools/postgres.sh stop || true; }
 trap cleanup EXIT
