@@ -53,6 +53,8 @@ run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q tests "$@"
 step "Debian lane: unit tests on Debian 12's python3 packages"
 [ -x .venv-debian/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv-debian
 .venv-debian/bin/pip install -q --no-deps --no-build-isolation -e .
+# Debian does not package the maintained QMP library: only it comes from PyPI.
+.venv-debian/bin/pip install -q --no-deps qemu.qmp
 run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q tests/unit "$@"
 
 step "All checks passed"

@@ -1,0 +1,499 @@
+"""The reference virt driver: QEMU processes driven over QMP, live images included.
+
+Why QEMU directly (not libvirt): live images need three things libvirt does
+not expose together: guest RAM in a ``memory-backend-file`` that can be
+mapped ``share=on`` by the blessed VM and ``share=off`` (private, lazy,
+copy-on-write) by every clone, the ``x-ignore-shared`` migration capability
+that leaves that RAM out of the saved state, and ``-incoming defer`` so a
+clone resumes from the state in milliseconds (RECIPES.md, "QEMU: bless and
+clone").
+
+Everything about a VM lives in its instance directory, so the compute
+service can restart and find its VMs again::
+
+    <instances_path>/<id>/vm.json      the Layout (devices, RAM, boot)
+                         /pid          QEMU's pid (checked against its cmdline)
+                         /qmp.sock     QMP (qemu.qmp through virt/qmp.py)
+                         /console.log  serial console
+                         /qemu.log     QEMU's stderr
+                         /ram          guest RAM of a spawned VM (share=on)
+    <live_images_path>/<live image id>/ram         0444, never written again
+                                       /state      device state (x-ignore-shared)
+                                       /layout.json
+
+Bless pauses the VM, saves its device state, reflinks (or sparse-copies) the
+RAM file into the live image while still paused, and resumes the VM in the
+run state it was found in. A caller that wants disk snapshots consistent
+with memory pauses the VM (:meth:`QemuDriver.pause`), snapshots the disks,
+blesses, then unpauses. Clones get their guest parameters and user data as
+fw_cfg files ``opt/com.gridcentric/{guest,user_data,instance}``, which a
+guest agent reads from ``/sys/firmware/qemu_fw_cfg`` after the vmgenid
+change (see tools/build-test-guest.sh)::
+
+    driver = QemuDriver(instances_path='/tmp/vms', live_images_path='/tmp/li')
+    driver.spawn(base.InstanceSpec(id='vm1', name='vm1', memory_mb=256,
+                                   kernel='/boot/vmlinuz', initrd='/tmp/initrd.img'))
+    art = driver.bless('vm1', 'li1', [])
+    driver.launch(art, base.CloneSpec(id='c1', name='c1', guest={'role': 'web'}))
+"""
+
+import contextlib
+import inspect
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from gridcentric_storage.common import concurrency, exception
+from gridcentric_storage.virt import accel as accel_mod
+from gridcentric_storage.virt import base, qmp
+from gridcentric_storage.virt import qemu_cmdline as cmdline
+from gridcentric_storage.virt import qemu_live as live
+from gridcentric_storage.virt.qemu_live import LiveImageNotFound
+
+LOG = logging.getLogger(__name__)
+
+__all__ = ['LiveImageNotFound', 'QemuDriver']
+
+_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$')
+_STATES = {'running': 'running', 'paused': 'paused', 'postmigrate': 'paused',
+           'prelaunch': 'paused', 'inmigrate': 'paused', 'finish-migrate': 'paused',
+           'suspended': 'paused', 'save-vm': 'paused', 'restore-vm': 'paused',
+           'debug': 'paused', 'shutdown': 'stopped'}
+
+
+def _check_id(kind: str, value: str) -> str:
+    if not _ID_RE.match(value or ''):
+        raise exception.Invalid(reason='%s id %r must match %s' % (kind, value, _ID_RE.pattern))
+    return value
+
+
+class QemuDriver(base.VirtDriver):
+    """QEMU on this host. Options (all plain constructor arguments):
+
+    ``instances_path``, ``live_images_path``: where VMs and live images live
+    (the same file system lets bless reflink the RAM); ``qemu_binary``;
+    ``accel``: 'auto' (probe KVM, fall back to TCG), 'kvm' or 'tcg';
+    ``machine``, ``cpu_model`` (None: QEMU's default), ``netdev`` (backend of
+    the NIC a ``mac`` asks for, e.g. 'user' or 'tap,ifname=tap0,script=no');
+    ``probe_kernel`` (kernel the KVM probe boots; default newest /boot/vmlinuz-*);
+    timeouts in seconds; ``checksum_ram``: record the live image RAM's sha256.
+    """
+
+    def __init__(self, instances_path: str = '/var/lib/gridcentric-storage/instances',
+                 live_images_path: str = '/var/lib/gridcentric-storage/live-images',
+                 qemu_binary: str = 'qemu-system-x86_64', accel: str = 'auto',
+                 machine: str = 'pc', cpu_model: str | None = None, netdev: str = 'user',
+                 probe_kernel: str | None = None, start_timeout: float = 30.0,
+                 stop_timeout: float = 10.0, migration_timeout: float = 300.0,
+                 qmp_timeout: float = 30.0, checksum_ram: bool = True) -> None:
+        if accel not in accel_mod.MODES:
+            raise exception.InvalidDriverOptions(driver='qemu', reason='accel %r' % accel)
+        self.instances_path = os.path.abspath(instances_path)
+        self.live_images_path = os.path.abspath(live_images_path)
+        self.qemu_binary = qemu_binary
+        self.accel_mode = accel
+        self.machine = machine
+        self.cpu_model = cpu_model
+        self.netdev = netdev
+        self.probe_kernel = probe_kernel
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.migration_timeout = migration_timeout
+        self.qmp_timeout = qmp_timeout
+        self.checksum_ram = checksum_ram
+        self._probe: accel_mod.Probe | None = None
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._locks = concurrency.KeyedLocks()
+
+    @classmethod
+    def from_config(cls, conf: Any) -> 'QemuDriver':
+        """Build from oslo.config: options of a ``[qemu]`` group named like the
+        constructor's arguments, when registered; paths default under ``state_path``."""
+        state = getattr(conf, 'state_path', None) or '/var/lib/gridcentric-storage'
+        kwargs: dict[str, Any] = {'instances_path': os.path.join(state, 'instances'),
+                                  'live_images_path': os.path.join(state, 'live-images')}
+        group = getattr(conf, 'qemu', None)
+        for name in inspect.signature(cls).parameters:
+            value = getattr(group, name, None) if group is not None else None
+            if value is not None:
+                kwargs[name] = value
+        return cls(**kwargs)
+
+    # ---- host
+
+    def init_host(self, host: str) -> None:
+        os.makedirs(self.instances_path, exist_ok=True)
+        os.makedirs(self.live_images_path, exist_ok=True)
+        LOG.info('QEMU driver on %s: accel %s (%s)', host, self.accel, self.accel_reason)
+
+    @property
+    def accel(self) -> str:
+        """'kvm' or 'tcg': configured, or probed once (cached per process)."""
+        if self._probe is None:
+            self._probe = accel_mod.choose(self.accel_mode, self.qemu_binary, self.probe_kernel)
+        return self._probe.accel
+
+    @property
+    def accel_reason(self) -> str:
+        self.accel  # noqa: B018 (resolves the probe)
+        assert self._probe is not None
+        return self._probe.reason
+
+    # ---- paths and process bookkeeping
+
+    def _dir(self, instance_id: str) -> str:
+        return os.path.join(self.instances_path, _check_id('instance', instance_id))
+
+    def _file(self, instance_id: str, name: str) -> str:
+        return os.path.join(self._dir(instance_id), name)
+
+    def _load_layout(self, instance_id: str) -> cmdline.Layout:
+        try:
+            with open(self._file(instance_id, 'vm.json')) as f:
+                return cmdline.Layout.from_json(json.load(f))
+        except FileNotFoundError:
+            raise exception.NotFound('Instance %s is not on this host.' % instance_id)
+
+    def _save_layout(self, layout: cmdline.Layout) -> None:
+        live.write_file(self._file(layout.id, 'vm.json'), json.dumps(layout.to_json(), indent=1))
+
+    def _pid(self, instance_id: str) -> int | None:
+        """QEMU's pid if it still runs (and is really this VM's QEMU)."""
+        proc = self._procs.get(instance_id)
+        if proc is not None:
+            if proc.poll() is None:
+                return proc.pid                      # our child (maybe not exec'd yet)
+            self._procs.pop(instance_id, None)       # reaped
+            return None
+        try:
+            with open(self._file(instance_id, 'pid')) as f:
+                pid = int(f.read().strip())
+            with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                argv = f.read()
+            with open('/proc/%d/stat' % pid) as f:
+                zombie = f.read().rsplit(')', 1)[1].split()[0] == 'Z'
+        except (OSError, ValueError, IndexError):
+            return None
+        qmp_path = self._file(instance_id, 'qmp.sock').encode()
+        return pid if qmp_path in argv and not zombie else None
+
+    def _log_tail(self, instance_id: str) -> str:
+        try:
+            with open(self._file(instance_id, 'qemu.log'), errors='replace') as f:
+                return ' '.join(f.read()[-600:].split())
+        except OSError:
+            return ''
+
+    def _monitor(self, instance_id: str, wait: float = 0.0,
+                 timeout: float | None = None) -> Any:
+        return qmp.connect(self._file(instance_id, 'qmp.sock'),
+                           timeout=timeout or self.qmp_timeout, wait=wait,
+                           alive=lambda: self._pid(instance_id) is not None)
+
+    @contextlib.contextmanager
+    def _start(self, layout: cmdline.Layout, argv: list[str]) -> Iterator[qmp.Monitor]:
+        """Start QEMU for ``layout`` (its directory exists); yield its first QMP session."""
+        directory = self._dir(layout.id)
+        LOG.debug('starting %s', shlex.join(argv))
+        with open(os.path.join(directory, 'qemu.log'), 'ab') as log, \
+                open(os.devnull, 'rb') as null:
+            try:
+                proc = subprocess.Popen(argv, stdin=null, stdout=log, stderr=log,
+                                        cwd=directory, start_new_session=True, close_fds=True)
+            except OSError as e:
+                raise exception.DriverError(reason='cannot run %s: %s' % (argv[0], e))
+        self._procs[layout.id] = proc
+        live.write_file(os.path.join(directory, 'pid'), '%d\n' % proc.pid)
+        connected = False
+        try:
+            with self._monitor(layout.id, wait=self.start_timeout) as mon:
+                connected = True
+                yield mon
+        except qmp.QmpError:
+            if connected:
+                raise
+            raise exception.DriverError(reason='QEMU for %s did not start: %s'
+                                        % (layout.id, self._log_tail(layout.id)))
+
+    def _kill(self, instance_id: str) -> None:
+        """Stop QEMU: QMP quit, then SIGKILL after ``stop_timeout``."""
+        pid = self._pid(instance_id)
+        if pid is None:
+            return
+        try:
+            with self._monitor(instance_id, timeout=max(self.stop_timeout / 2, 1)) as mon:
+                mon.cmd('quit')
+        except qmp.QmpError:
+            pass                                       # quit races the socket closing
+        deadline = time.monotonic() + self.stop_timeout
+        while self._pid(instance_id) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._pid(instance_id) is not None:
+            LOG.warning('QEMU of %s ignored quit; killing pid %d', instance_id, pid)
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while self._pid(instance_id) is not None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        proc = self._procs.pop(instance_id, None)
+        if proc is not None:
+            proc.wait(timeout=10)
+
+    def _new_instance_dir(self, instance_id: str) -> str:
+        directory = self._dir(instance_id)
+        if len(os.path.join(directory, 'qmp.sock')) > 107:     # sun_path is 108 bytes
+            raise exception.Invalid(reason='instance path %s is too long for a unix '
+                                    'socket; use a shorter instances_path' % directory)
+        os.makedirs(self.instances_path, exist_ok=True)
+        try:
+            os.mkdir(directory, 0o750)
+        except FileExistsError:
+            raise exception.Conflict(reason='instance %s already exists on this host'
+                                     % instance_id)
+        return directory
+
+    def _write_secrets(self, layout: cmdline.Layout) -> dict[str, str]:
+        files = {}
+        for disk in layout.disks:
+            _, secrets = cmdline.blockdev_options(disk.connection_info, disk.node,
+                                                  disk.read_only)
+            for secret_id, value in secrets.items():
+                files[secret_id] = self._file(layout.id, secret_id + '.secret')
+                live.write_file(files[secret_id], value, 0o600)
+        return files
+
+    def _layout_disks(self, disks: list[base.Disk]) -> list[cmdline.DiskSlot]:
+        return [cmdline.DiskSlot(volume_id=d.volume_id, index=i,
+                                 slot=cmdline.FIRST_DISK_SLOT + i,
+                                 connection_info=d.connection_info, read_only=d.read_only)
+                for i, d in enumerate(disks)]
+
+    def _info(self, layout: cmdline.Layout, pid: int | None, state: str,
+              **extra: Any) -> base.InstanceInfo:
+        extra.setdefault('accel', layout.accel)
+        if layout.live_image_id:
+            extra.setdefault('live_image_id', layout.live_image_id)
+        return base.InstanceInfo(id=layout.id, state=state, pid=pid,
+                                 instance_dir=self._dir(layout.id),
+                                 console_path=self._file(layout.id, 'console.log'),
+                                 extra=extra)
+
+    # ---- VirtDriver: instances
+
+    def spawn(self, instance: base.InstanceSpec) -> base.InstanceInfo:
+        with self._locks.get(instance.id):
+            directory = self._new_instance_dir(instance.id)
+            try:
+                layout = cmdline.Layout(
+                    id=instance.id, name=instance.name, memory_mb=instance.memory_mb,
+                    vcpus=instance.vcpus, accel=self.accel, machine=self.machine,
+                    cpu=self.cpu_model, disks=self._layout_disks(instance.disks),
+                    mac=instance.mac, netdev=self.netdev, kernel=instance.kernel,
+                    initrd=instance.initrd, cmdline=instance.cmdline)
+                self._save_layout(layout)
+                argv = cmdline.build_argv(
+                    self.qemu_binary, layout, ram_path=os.path.join(directory, 'ram'),
+                    share=True, qmp_path=os.path.join(directory, 'qmp.sock'),
+                    console_path=os.path.join(directory, 'console.log'),
+                    vmgenid=instance.vmgenid, secret_files=self._write_secrets(layout))
+                with self._start(layout, argv):
+                    pid = self._pid(instance.id)
+            except BaseException:
+                self._kill(instance.id)
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+            return self._info(layout, pid, 'running')
+
+    def destroy(self, instance_id: str) -> None:
+        with self._locks.get(instance_id):
+            self._kill(instance_id)
+            shutil.rmtree(self._dir(instance_id), ignore_errors=True)
+
+    def get_info(self, instance_id: str) -> base.InstanceInfo:
+        try:
+            layout = self._load_layout(instance_id)
+        except exception.NotFound:
+            return base.InstanceInfo(id=instance_id, state='stopped')
+        pid = self._pid(instance_id)
+        if pid is None:
+            return self._info(layout, None, 'stopped', reason=self._log_tail(instance_id))
+        try:
+            with self._monitor(instance_id) as mon:
+                status = mon.cmd('query-status')['status']
+        except qmp.QmpError as e:
+            return self._info(layout, pid, 'running', qmp_error=e.message)
+        return self._info(layout, pid, _STATES.get(status, 'crashed'), qemu_status=status)
+
+    def list_instances(self) -> list[str]:
+        try:
+            names = os.listdir(self.instances_path)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names
+                      if os.path.exists(os.path.join(self.instances_path, n, 'vm.json')))
+
+    def get_console_output(self, instance_id: str, length: int | None = None) -> str:
+        path = self._file(instance_id, 'console.log')
+        if not os.path.exists(path):
+            raise exception.NotFound('Instance %s is not on this host.' % instance_id)
+        return live.tail_lines(path, length)
+
+    def pause(self, instance_id: str) -> None:
+        """QMP ``stop`` (e.g. to snapshot disks consistently before :meth:`bless`)."""
+        with self._locks.get(instance_id), self._monitor(instance_id) as mon:
+            mon.cmd('stop')
+
+    def unpause(self, instance_id: str) -> None:
+        with self._locks.get(instance_id), self._monitor(instance_id) as mon:
+            mon.cmd('cont')
+
+    # ---- live images
+
+    def bless(self, instance_id: str, live_image_id: str,
+              snapshot_disks: list[base.Disk]) -> base.LiveImageArtifacts:
+        _check_id('live image', live_image_id)
+        with self._locks.get(instance_id), self._locks.get('live-image:' + live_image_id):
+            layout = self._load_layout(instance_id)
+            if layout.live_image_id:
+                raise exception.DriverError(
+                    reason='instance %s is a clone of live image %s: its RAM is a private '
+                    'copy-on-write mapping and cannot be blessed' % (instance_id,
+                                                                     layout.live_image_id))
+            if len(snapshot_disks) != len(layout.disks):
+                raise exception.DriverError(
+                    reason='instance %s has %d disk(s) but %d snapshot(s) were given'
+                    % (instance_id, len(layout.disks), len(snapshot_disks)))
+            if self._pid(instance_id) is None:
+                raise exception.InvalidState(resource='Instance', id=instance_id,
+                                             state='stopped', reason='only a running VM '
+                                             'can be blessed')
+            final = os.path.join(self.live_images_path, live_image_id)
+            if os.path.exists(final):
+                raise exception.Conflict(reason='live image %s already exists' % live_image_id)
+            os.makedirs(self.live_images_path, exist_ok=True)
+            work = final + '.blessing'
+            shutil.rmtree(work, ignore_errors=True)
+            os.mkdir(work, 0o750)
+            try:
+                with self._monitor(instance_id) as mon:
+                    timing = live.save_state(mon, self._file(instance_id, 'ram'), work,
+                                             self.migration_timeout)
+                extra: dict[str, Any] = dict(timing, accel=layout.accel, machine=layout.machine,
+                                             source_instance=instance_id)
+                ram = os.path.join(work, 'ram')
+                os.chmod(ram, 0o444)
+                extra['ram_size'] = os.stat(ram).st_size
+                if self.checksum_ram:
+                    extra['ram_sha256'] = live.sha256(ram)
+                image_layout = cmdline.Layout.from_json(layout.to_json())
+                for slot, disk in zip(image_layout.disks, snapshot_disks, strict=True):
+                    slot.volume_id = disk.volume_id
+                    slot.connection_info = disk.connection_info
+                    slot.read_only = disk.read_only
+                image_layout.kernel = image_layout.initrd = image_layout.cmdline = None
+                meta = {'layout': image_layout.to_json(), 'extra': extra}
+                live.write_file(os.path.join(work, 'layout.json'), json.dumps(meta, indent=1))
+                os.rename(work, final)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+        return base.LiveImageArtifacts(
+            live_image_id=live_image_id, directory=final,
+            memory_path=os.path.join(final, 'ram'), state_path=os.path.join(final, 'state'),
+            memory_mb=layout.memory_mb, vcpus=layout.vcpus, disks=list(snapshot_disks),
+            extra=extra)
+
+    def launch(self, artifacts: base.LiveImageArtifacts,
+               clone: base.CloneSpec) -> base.InstanceInfo:
+        start = time.monotonic()
+        image = live.image_layout(artifacts)
+        if len(clone.disks) != len(image.disks):
+            raise exception.DriverError(
+                reason='live image %s has %d disk(s); the clone needs as many copy-on-write '
+                'disks, got %d' % (artifacts.live_image_id, len(image.disks), len(clone.disks)))
+        if image.accel == 'kvm' and self.accel != 'kvm':
+            raise exception.DriverError(reason='live image %s was blessed under KVM, which '
+                                        'does not work here' % artifacts.live_image_id)
+        with self._locks.get(clone.id):
+            directory = self._new_instance_dir(clone.id)
+            try:
+                layout = cmdline.Layout.from_json(image.to_json())
+                layout.id, layout.name = clone.id, clone.name
+                layout.live_image_id = artifacts.live_image_id
+                if layout.mac:
+                    layout.mac = clone.mac or '52:54:00:%02x:%02x:%02x' % tuple(os.urandom(3))
+                for slot, disk in zip(layout.disks, clone.disks, strict=True):
+                    slot.volume_id, slot.read_only = disk.volume_id, disk.read_only
+                    slot.connection_info = disk.connection_info
+                self._save_layout(layout)
+                argv = cmdline.build_argv(
+                    self.qemu_binary, layout, ram_path=artifacts.memory_path, share=False,
+                    qmp_path=os.path.join(directory, 'qmp.sock'),
+                    console_path=os.path.join(directory, 'console.log'),
+                    vmgenid=clone.vmgenid or str(uuid.uuid4()), incoming=True,
+                    secret_files=self._write_secrets(layout),
+                    fw_cfg_files=live.guest_files(directory, clone, layout.mac))
+                with self._start(layout, argv) as mon:
+                    started = time.monotonic()
+                    loaded = live.restore_state(mon, artifacts.state_path,
+                                                self.migration_timeout)
+                pid = self._pid(clone.id)
+            except BaseException as e:
+                tail = self._log_tail(clone.id)
+                self._kill(clone.id)
+                shutil.rmtree(directory, ignore_errors=True)
+                if isinstance(e, exception.DriverError) and tail and tail not in e.message:
+                    raise exception.DriverError(reason='%s (QEMU: %s)' % (e.message, tail))
+                raise
+            end = time.monotonic()
+        return self._info(layout, pid, 'running', launch_seconds=round(end - start, 4),
+                          process_seconds=round(started - start, 4),
+                          restore_seconds=round(loaded - started, 4))
+
+    def discard(self, artifacts: base.LiveImageArtifacts) -> None:
+        _check_id('live image', artifacts.live_image_id)
+        with self._locks.get('live-image:' + artifacts.live_image_id):
+            paths = {os.path.join(self.live_images_path, artifacts.live_image_id)}
+            if artifacts.directory:
+                paths.add(os.path.abspath(artifacts.directory))
+            for path in paths:
+                if os.path.dirname(path) == self.live_images_path:
+                    shutil.rmtree(path, ignore_errors=True)
+                    shutil.rmtree(path + '.blessing', ignore_errors=True)
+
+    # ---- volumes
+
+    def attach_volume(self, instance_id: str, disk: base.Disk) -> None:
+        """Hot-plug a volume as a virtio disk; a no-op when it is attached already."""
+        with self._locks.get(instance_id):
+            layout = self._load_layout(instance_id)
+            if any(d.volume_id == disk.volume_id for d in layout.disks):
+                return
+            slot = cmdline.DiskSlot(volume_id=disk.volume_id,
+                                    index=max((d.index for d in layout.disks), default=-1) + 1,
+                                    slot=cmdline.free_pci_slot(layout),
+                                    connection_info=disk.connection_info,
+                                    read_only=disk.read_only)
+            with self._monitor(instance_id) as mon:
+                live.plug_disk(mon, slot)
+            layout.disks.append(slot)
+            self._save_layout(layout)
+
+    def detach_volume(self, instance_id: str, volume_id: str) -> None:
+        with self._locks.get(instance_id):
+            layout = self._load_layout(instance_id)
+            slot = next((d for d in layout.disks if d.volume_id == volume_id), None)
+            if slot is None:
+                return
+            with self._monitor(instance_id) as mon:
+                live.unplug_disk(mon, slot, self.qmp_timeout)
+            layout.disks.remove(slot)
+            self._save_layout(layout)

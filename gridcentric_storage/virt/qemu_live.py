@@ -1,0 +1,249 @@
+"""The QEMU driver's multi-step QMP sequences and the files of live images.
+
+Kept apart from ``qemu.py`` (process and instance bookkeeping) because these
+are the steps whose timing is the product: the blessed VM is paused only for
+:func:`save_state`, and a clone resumes after :func:`restore_state`; disk
+hot-plug (:func:`plug_disk`, :func:`unplug_disk`) lives here too.
+
+The live image RAM must never change after bless, yet the blessed VM keeps
+running on its own RAM file. So while the VM is paused, :func:`freeze_copy`
+clones that file into the live image: a ``FICLONE`` reflink where the file
+system shares extents (XFS, btrfs: instant, no extra space), else a sparse
+copy (only the pages the guest ever touched, ``SEEK_DATA``/``SEEK_HOLE`` +
+``copy_file_range``). The result is made 0444 and its sha256 recorded, so
+anyone can check it never changed.
+"""
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shlex
+import time
+from typing import Any
+
+from gridcentric_storage.common import exception
+from gridcentric_storage.virt import base, qmp
+from gridcentric_storage.virt import qemu_cmdline as cmdline
+
+__all__ = ['LiveImageNotFound', 'freeze_copy', 'guest_files', 'image_layout', 'plug_disk',
+           'restore_state', 'save_state', 'sha256', 'tail_lines', 'unplug_disk', 'write_file']
+
+FICLONE = 0x40049409          # _IOW(0x94, 9, int) from linux/fs.h
+_CHUNK = 64 << 20
+_IGNORE_SHARED = [{'capability': 'x-ignore-shared', 'state': True}]
+
+
+class LiveImageNotFound(exception.DriverError):
+    """The live image's files are gone (discarded, or never blessed here)."""
+
+    msg_fmt = 'Live image %(id)s cannot be used: %(reason)s'
+    code = 404
+
+
+def image_layout(artifacts: base.LiveImageArtifacts) -> cmdline.Layout:
+    """The blessed VM's :class:`Layout`; LiveImageNotFound when files are missing."""
+    if not os.path.isdir(artifacts.directory):
+        raise LiveImageNotFound(id=artifacts.live_image_id,
+                                reason='%s is gone (discarded?)' % artifacts.directory)
+    try:
+        with open(os.path.join(artifacts.directory, 'layout.json')) as f:
+            layout = cmdline.Layout.from_json(json.load(f)['layout'])
+    except (OSError, ValueError, KeyError) as e:
+        raise LiveImageNotFound(id=artifacts.live_image_id,
+                                reason='no layout in %s (%s)' % (artifacts.directory, e))
+    for path in (artifacts.memory_path, artifacts.state_path):
+        if not os.path.isfile(path):
+            raise LiveImageNotFound(id=artifacts.live_image_id,
+                                    reason='%s is missing (discarded?)' % path)
+    return layout
+
+
+def freeze_copy(src: str, dst: str) -> str:
+    """Copy ``src`` to a new ``dst``; 'reflink' or 'sparse-copy' says how."""
+    with open(src, 'rb') as fin, open(dst, 'xb') as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+            return 'reflink'
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY,
+                               errno.EPERM):
+                raise
+        size = os.fstat(fin.fileno()).st_size
+        offset, kernel_copy = 0, True
+        while offset < size:
+            try:
+                start = os.lseek(fin.fileno(), offset, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == errno.ENXIO:      # only a hole is left
+                    break
+                raise
+            end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
+            kernel_copy = _copy_range(fin.fileno(), fout.fileno(), start, end, kernel_copy)
+            offset = end
+        fout.truncate(size)
+    return 'sparse-copy'
+
+
+def _copy_range(fin: int, fout: int, pos: int, end: int, kernel_copy: bool) -> bool:
+    """Copy bytes [pos, end): ``copy_file_range``, or ``sendfile`` once that failed (EXDEV)."""
+    while pos < end:
+        if kernel_copy:
+            try:
+                n = os.copy_file_range(fin, fout, min(_CHUNK, end - pos), pos, pos)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                kernel_copy = False
+                continue
+        else:                                      # in-kernel too, across file systems
+            os.lseek(fout, pos, os.SEEK_SET)
+            n = os.sendfile(fout, fin, pos, min(_CHUNK, end - pos))
+        if n == 0:
+            raise OSError(errno.EIO, 'short copy at offset %d' % pos)
+        pos += n
+    return kernel_copy
+
+
+def sha256(path: str) -> str:
+    with open(path, 'rb') as f:
+        return hashlib.file_digest(f, 'sha256').hexdigest()
+
+
+def tail_lines(path: str, length: int | None) -> str:
+    """The file's text, or its last ``length`` lines (read from the end)."""
+    with open(path, 'rb') as f:
+        if length is None:
+            return f.read().decode(errors='replace')
+        if length <= 0:
+            return ''
+        end = f.seek(0, os.SEEK_END)
+        pos, data = end, b''
+        while pos > 0 and data.count(b'\n') <= length:
+            step = min(65536, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    lines = data.decode(errors='replace').splitlines(keepends=True)
+    return ''.join(lines[-length:])
+
+
+def save_state(mon: qmp.Monitor, ram: str, work: str, timeout: float) -> dict[str, Any]:
+    """Pause, save device state and freeze RAM into ``work``, restore the run state."""
+    state = os.path.join(work, 'state')
+    start = time.monotonic()
+    was_running = mon.cmd('query-status')['status'] == 'running'
+    mon.cmd('stop')
+    paused = time.monotonic()
+    try:
+        mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
+        mon.cmd('migrate', uri='exec:cat > %s' % shlex.quote(state))
+        qmp.wait_for_migration(mon, timeout)
+        saved = time.monotonic()
+        method = freeze_copy(ram, os.path.join(work, 'ram'))
+        copied = time.monotonic()
+    finally:
+        if was_running:
+            mon.cmd('cont')
+    resumed = time.monotonic()
+    return {'ram_copy': method, 'state_seconds': round(saved - paused, 4),
+            'ram_copy_seconds': round(copied - saved, 4),
+            'paused_seconds': round(resumed - paused, 4),
+            'bless_seconds': round(resumed - start, 4),
+            'state_size': os.stat(state).st_size, 'resumed': was_running}
+
+
+def restore_state(mon: qmp.Monitor, state: str, timeout: float) -> float:
+    """Load ``state`` into a QEMU started with ``-incoming defer -S``, then run it.
+
+    Returns the monotonic time the state was loaded (before ``cont``).
+    """
+    mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
+    mon.cmd('migrate-incoming', uri='exec:cat %s' % shlex.quote(state))
+    qmp.wait_for_migration(mon, timeout)
+    loaded = time.monotonic()
+    mon.cmd('cont')
+    return loaded
+
+
+def write_file(path: str, data: bytes | str, mode: int = 0o644) -> None:
+    """Write ``path`` atomically (tmp + rename), created with ``mode``."""
+    raw = data.encode() if isinstance(data, str) else data
+    tmp = path + '.tmp'
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, 'wb') as f:
+        f.write(raw)
+    os.replace(tmp, path)
+
+
+def plug_disk(mon: qmp.Monitor, disk: cmdline.DiskSlot) -> None:
+    """Hot-plug ``disk`` into a running VM: secrets, ``blockdev-add``, ``device_add``."""
+    options, secrets = cmdline.blockdev_options(disk.connection_info, disk.node, disk.read_only)
+    for secret_id, value in secrets.items():
+        mon.cmd('object-add', **{'qom-type': 'secret', 'id': secret_id, 'data': value})
+    mon.cmd('blockdev-add', **options)
+    try:
+        mon.cmd('device_add', **cmdline.disk_device(disk))
+    except qmp.QmpError:
+        mon.cmd('blockdev-del', **{'node-name': disk.node})
+        for secret_id in secrets:
+            mon.cmd('object-del', id=secret_id)
+        raise
+
+
+def _peripherals(mon: qmp.Monitor) -> set[str]:
+    return {child['name'] for child in mon.cmd('qom-list', path='/machine/peripheral')}
+
+
+def unplug_disk(mon: qmp.Monitor, disk: cmdline.DiskSlot, timeout: float) -> None:
+    """Ask the guest to release ``disk`` (ACPI hot-unplug), then drop its nodes."""
+    if disk.device_id in _peripherals(mon):
+        mon.cmd('device_del', id=disk.device_id)
+    deadline = time.monotonic() + timeout
+    while disk.device_id in _peripherals(mon):
+        if time.monotonic() > deadline:
+            raise exception.DriverError(reason='the guest did not release %s within %.0f s'
+                                        % (disk.volume_id, timeout))
+        time.sleep(0.05)
+    # The device leaves the QOM tree before it lets go of its drive (finalized
+    # after an RCU grace period): retry while the node is still "in use".
+    while True:
+        try:
+            mon.cmd('blockdev-del', **{'node-name': disk.node})
+            break
+        except qmp.QmpError as e:
+            if 'in use' not in e.message or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    _, secrets = cmdline.blockdev_options(disk.connection_info, disk.node)
+    for secret_id in secrets:
+        mon.cmd('object-del', id=secret_id)
+
+
+def guest_files(directory: str, clone: base.CloneSpec, mac: str | None) -> dict[str, str]:
+    """fw_cfg files of a clone (name -> path): ``instance``, ``guest``, ``user_data``.
+
+    ``guest`` holds ``k=v`` lines (what a guest agent parses), ``instance`` the
+    clone's own ``id``/``name``/``mac`` (a clone keeps the blessed NIC's MAC
+    until its agent sets the new one).
+    """
+    lines = []
+    for key, value in sorted(clone.guest.items()):
+        if not key or any(c in key for c in '=\n\0') or any(c in value for c in '\n\0'):
+            raise exception.Invalid(reason='guest parameter %r=%r: keys cannot hold "=" and '
+                                    'neither key nor value a newline' % (key, value))
+        lines.append('%s=%s\n' % (key, value))
+    files = {'instance': os.path.join(directory, 'fw-instance')}
+    identity = 'id=%s\nname=%s\n' % (clone.id, clone.name) + ('mac=%s\n' % mac if mac else '')
+    write_file(files['instance'], identity)
+    if lines:
+        files['guest'] = os.path.join(directory, 'fw-guest')
+        write_file(files['guest'], ''.join(lines))
+    if clone.user_data is not None:
+        files['user_data'] = os.path.join(directory, 'fw-user-data')
+        write_file(files['user_data'], clone.user_data, 0o600)
+    return files

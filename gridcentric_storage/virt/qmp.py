@@ -1,0 +1,154 @@
+"""A small synchronous face for ``qemu.qmp`` (QEMU's maintained QMP library).
+
+``qemu.qmp`` is asyncio-only; the compute service calls the driver from plain
+(native) threads, several at once (eight clones launched in parallel). Its own
+legacy sync shim binds an event loop to the calling thread, so this module
+runs one private event loop on a daemon thread instead and hands each call to
+it with ``run_coroutine_threadsafe``: any thread may hold a :class:`Monitor`,
+and no thread's own loop is touched. Every QMP failure becomes a
+``DriverError`` that quotes QEMU's message::
+
+    from gridcentric_storage.virt import qmp
+
+    with qmp.connect('/var/lib/gridcentric-storage/instances/<id>/qmp.sock') as mon:
+        mon.cmd('stop')
+        mon.cmd('query-status')        # {'status': 'paused', 'running': False, ...}
+
+Install: ``pip install qemu.qmp`` (Debian 12 does not package it; use a
+``--system-site-packages`` virtualenv there).
+"""
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
+
+from gridcentric_storage.common import exception
+
+__all__ = ['Monitor', 'QmpError', 'connect', 'wait_for_migration']
+
+T = TypeVar('T')
+
+
+class QmpError(exception.DriverError):
+    """A QMP command failed or QEMU could not be reached; ``error_class`` from QEMU."""
+
+    def __init__(self, reason: str, error_class: str | None = None) -> None:
+        super().__init__(reason=reason)
+        self.error_class = error_class
+
+
+class _LoopThread:
+    """The one event loop all QMP sessions of this process run on."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name='gc-qmp-loop',
+                                 daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self._get())
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+
+_LOOP = _LoopThread()
+
+
+class Monitor:
+    """One connected QMP session; methods block the calling thread only."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._client: QMPClient | None = None
+
+    async def _connect(self) -> None:
+        client = QMPClient(os.path.basename(os.path.dirname(self.path)) or 'gc')
+        await client.connect(self.path)
+        self._client = client
+
+    def _connect_once(self) -> None:
+        _LOOP.run(self._connect(), self.timeout)
+
+    def cmd(self, name: str, **arguments: Any) -> Any:
+        """Execute ``name``; return its ``return`` value or raise QmpError."""
+        if self._client is None:
+            raise QmpError('QMP session to %s is closed' % self.path)
+        client = self._client
+        try:
+            return _LOOP.run(client.execute(name, arguments or None), self.timeout)
+        except ExecuteError as e:
+            raise QmpError('QMP %s failed: %s' % (name, e), e.error_class)
+        except TimeoutError:
+            raise QmpError('QMP %s got no answer within %.0f s' % (name, self.timeout))
+        except (QMPError, OSError, EOFError) as e:
+            raise QmpError('QMP %s failed: %s' % (name, e or type(e).__name__))
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                _LOOP.run(client.disconnect(), self.timeout)
+
+
+@contextlib.contextmanager
+def connect(path: str, timeout: float = 30.0, wait: float = 0.0,
+            alive: Callable[[], bool] | None = None) -> Iterator[Monitor]:
+    """A session to the QMP socket ``path``.
+
+    ``wait`` > 0 retries for that many seconds while the socket is not there
+    yet (a QEMU that is still starting); ``alive`` says whether that QEMU
+    still runs, so a crash fails fast instead of waiting out ``wait``.
+    """
+    monitor = Monitor(path, timeout)
+    deadline = time.monotonic() + wait
+    delay = 0.002
+    while True:
+        try:
+            if wait and not os.path.exists(path) and time.monotonic() < deadline:
+                raise FileNotFoundError(path)     # not listening yet: spare qemu.qmp's log
+            monitor._connect_once()
+            break
+        except (ConnectError, OSError, TimeoutError) as e:
+            if time.monotonic() >= deadline or (alive is not None and not alive()):
+                cause = getattr(e, 'exc', None) or e
+                raise QmpError('cannot reach QMP at %s: %s' % (path, cause))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.005)
+    try:
+        yield monitor
+    finally:
+        monitor.close()
+
+
+def wait_for_migration(monitor: Monitor, timeout: float, poll: float = 0.001) -> dict[str, Any]:
+    """Poll ``query-migrate`` until ``completed``; QmpError on failure or timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = monitor.cmd('query-migrate')
+        status = info.get('status')
+        if status == 'completed':
+            return info
+        if status in ('failed', 'cancelled'):
+            raise QmpError('migration %s: %s' % (status, info.get('error-desc', 'no details')))
+        if time.monotonic() > deadline:
+            raise QmpError('migration still %s after %.0f s' % (status, timeout))
+        time.sleep(poll)
+        poll = min(poll * 1.5, 0.01)
