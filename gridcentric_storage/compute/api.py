@@ -131,6 +131,13 @@ class ComputeAPI:
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'] or server['status'],
                                          reason='only an ACTIVE server can be blessed')
+        if server.get('volume_id'):
+            # Memory and disk must be frozen at one instant; the copy-on-write
+            # disk snapshot inside the pause is not built yet.
+            raise exception.InvalidState(resource='Server', id=server['id'],
+                                         state=server['status'],
+                                         reason='blessing a server booted from a volume is '
+                                                'not supported yet')
         db_servers.server_update(server['id'], {'task_state': 'blessing'},
                                  expected_status=('ACTIVE',))
         count = len(db_servers.live_image_get_all(server_id=server['id']))

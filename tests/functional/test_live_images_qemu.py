@@ -1,0 +1,210 @@
+"""Live images end to end: `gridcentric-all-in-one` running real QEMU (TCG here) guests.
+
+The guest (tools/build-test-guest.sh) prints a boot token once, then a counter
+and fresh random bytes every ~0.2 s, and the token again every 10th line, so
+a console shows whether a VM resumed the blessed memory or booted afresh.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import requests
+
+from tests.fixtures import guest
+from tests.fixtures.services import wait_for
+
+BIN = os.path.dirname(sys.executable)
+pytestmark = pytest.mark.skipif(guest.missing() is not None, reason=guest.missing() or '')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return int(s.getsockname()[1])
+
+
+class AllInOne:
+    def __init__(self, tmp_path) -> None:
+        self.tmp = tmp_path
+        self.port = _free_port()
+        self.url = 'http://127.0.0.1:%d' % self.port
+        self.hooks = tmp_path / 'hooks.d'
+        self.hooks.mkdir()
+        self.config = tmp_path / 'aio.conf'
+        # QMP sockets live under state_path: keep it short (unix socket paths
+        # are limited to 108 bytes, pytest's tmp_path is long).
+        self.state = tempfile.mkdtemp(prefix='gc-', dir='/tmp')
+        self.config.write_text(
+            '[DEFAULT]\nstate_path = %s\n[api]\nport = %d\n[compute]\nreport_interval = 1\n'
+            'hooks_dir = %s\n' % (self.state, self.port, self.hooks))
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.tmp / ('aio-%d.log' % self.starts), 'w')
+        self.proc = subprocess.Popen([os.path.join(BIN, 'gridcentric-all-in-one'),
+                                      '--config-file', str(self.config)],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._up, timeout=90, interval=0.2)
+
+    def _up(self) -> bool:
+        try:
+            return requests.get(self.url + '/v1/servers', timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        shutil.rmtree(self.state, ignore_errors=True)
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(method, self.url + path, timeout=60, **kwargs)
+
+    def hook(self, name: str, script: str) -> None:
+        path = self.hooks / name
+        path.write_text('#!/bin/sh\n' + script + '\n')
+        path.chmod(0o755)
+
+    def console(self, server_id: str) -> str:
+        return self.call('POST', '/v1/servers/%s/action' % server_id,
+                         json={'os-getConsoleOutput': {}}).json()['output']
+
+    def server(self, server_id: str) -> dict:
+        response = self.call('GET', '/v1/servers/%s' % server_id)
+        return response.json()['server'] if response.status_code == 200 else {
+            'status': 'DELETED', 'task_state': None}
+
+    def settled_server(self, server_id: str, timeout: float = 120) -> dict:
+        def done():
+            server = self.server(server_id)
+            return server if server['status'] != 'BUILD' and not server['task_state'] \
+                else None
+        return wait_for(done, timeout=timeout, interval=0.2)
+
+    def live_image(self, image_id: str) -> dict:
+        response = self.call('GET', '/v1/live-images/%s' % image_id)
+        return response.json()['live_image'] if response.status_code == 200 else {
+            'status': 'gone'}
+
+    def boot(self, name: str = 'template') -> dict:
+        paths = guest.build_or_skip()
+        response = self.call('POST', '/v1/servers', json={'server': {
+            'name': name, 'memory_mb': 256, 'kernel': paths.kernel, 'initrd': paths.initrd,
+            'cmdline': guest.CMDLINE}})
+        assert response.status_code == 202, response.text
+        server = self.settled_server(response.json()['server']['id'])
+        assert server['status'] == 'ACTIVE', server
+        wait_for(lambda: len(guest.counters(self.console(server['id']))) >= 3, timeout=180,
+                 interval=0.5)
+        return server
+
+
+@pytest.fixture
+def aio(tmp_path):
+    deployment = AllInOne(tmp_path)
+    deployment.start()
+    yield deployment
+    for server in deployment.call('GET', '/v1/servers').json().get('servers', []):
+        deployment.call('DELETE', '/v1/servers/%s' % server['id'])
+    wait_for(lambda: deployment.call('GET', '/v1/servers').json()['servers'] == [],
+             timeout=60, interval=0.5)
+    deployment.stop()
+
+
+def test_bless_and_launch_clones_that_resume_its_memory(aio):
+    source = aio.boot()
+    token = guest.boot_token(aio.console(source['id']))
+    assert token
+
+    blessed = aio.call('POST', '/v2.1/servers/%s/action' % source['id'],
+                       json={'co_bless': {'name': 'gold'}})
+    assert blessed.status_code == 200, blessed.text
+    image_id = blessed.json()['servers'][0]['id']
+    wait_for(lambda: aio.live_image(image_id)['status'] == 'blessed', timeout=60)
+    last_before = guest.counters(aio.console(source['id']))[-1][0]
+
+    launched = aio.call('POST', '/v2.1/servers/%s/action' % image_id,
+                        json={'co_launch': {'num_instances': 3, 'name': 'clone',
+                                            'guest': {'role': 'worker'}}})
+    assert launched.status_code == 200, launched.text
+    clones = aio.call('POST', '/v2.1/servers/%s/action' % image_id,
+                      json={'co_list_launched': {}}).json()['servers']
+    assert len(clones) == 3
+    randoms = {}
+    for clone in clones:
+        assert aio.settled_server(clone['id'])['status'] == 'ACTIVE'
+        wait_for(lambda c=clone: len(guest.counters(aio.console(c['id']))) >= 12,
+                 timeout=120, interval=0.5)
+        text = aio.console(clone['id'])
+        assert 'BOOT-TOKEN' not in text             # resumed, not booted
+        assert token in guest.tokens(text)          # the blessed memory
+        counters = guest.counters(text)
+        assert counters[0][0] >= last_before - 1    # the counter went on from the bless
+        assert 'GUEST-PARAM role=worker' in text
+        randoms[clone['id']] = {rng for _, rng in counters[2:]}
+    source_randoms = {rng for _, rng in guest.counters(aio.console(source['id']))}
+    ids = list(randoms)
+    for i, first in enumerate(ids):                 # clones reseeded: no shared output
+        assert not randoms[first] & source_randoms
+        for second in ids[i + 1:]:
+            assert not randoms[first] & randoms[second]
+    # the source kept running after bless
+    wait_for(lambda: guest.counters(aio.console(source['id']))[-1][0] > last_before + 5,
+             timeout=60, interval=0.5)
+
+    assert aio.call('POST', '/v2.1/servers/%s/action' % image_id,
+                    json={'co_discard': {}}).status_code == 400  # clones still exist
+    for clone in clones:
+        assert aio.call('DELETE', '/v1/servers/%s' % clone['id']).status_code == 204
+        wait_for(lambda c=clone: aio.server(c['id'])['status'] == 'DELETED', timeout=60)
+    assert aio.call('POST', '/v2.1/servers/%s/action' % image_id,
+                    json={'co_discard': {}}).status_code == 200
+    wait_for(lambda: aio.live_image(image_id)['status'] == 'gone', timeout=60)
+    assert not os.path.exists(os.path.join(aio.state, 'live-images', image_id))
+
+
+def test_sigkill_mid_bless_and_mid_launch_is_settled_at_restart(aio):
+    source = aio.boot()
+    aio.hook('pre_bless', 'sleep 30')
+    image = aio.call('POST', '/v1/live-images',
+                     json={'live_image': {'server_id': source['id']}}).json()['live_image']
+    wait_for(lambda: aio.server(source['id'])['task_state'] == 'blessing', timeout=30)
+    aio.kill()                                       # the compute service dies mid-bless
+    (aio.hooks / 'pre_bless').unlink()
+    aio.start()
+    settled = wait_for(lambda: aio.live_image(image['id'])['status'] not in ('blessing',)
+                       and aio.live_image(image['id']), timeout=60)
+    assert settled['status'] == 'error' and 'interrupted' in settled['status_reason']
+    after = aio.settled_server(source['id'])
+    assert (after['status'], after['task_state']) == ('ACTIVE', None)
+    before = guest.counters(aio.console(source['id']))[-1][0]
+    wait_for(lambda: guest.counters(aio.console(source['id']))[-1][0] > before, timeout=60,
+             interval=0.5)                           # the VM survived and still runs
+
+    good = aio.call('POST', '/v1/live-images',
+                    json={'live_image': {'server_id': source['id']}}).json()['live_image']
+    wait_for(lambda: aio.live_image(good['id'])['status'] == 'blessed', timeout=60)
+    aio.hook('pre_launch', 'sleep 30')
+    clone = aio.call('POST', '/v1/live-images/%s/action' % good['id'],
+                     json={'launch': {}}).json()['servers'][0]
+    assert aio.server(clone['id'])['status'] == 'BUILD'
+    aio.kill()                                       # the compute service dies mid-launch
+    (aio.hooks / 'pre_launch').unlink()
+    aio.start()
+    failed = aio.settled_server(clone['id'], timeout=60)
+    assert failed['status'] == 'ERROR' and 'interrupted' in failed['fault']
+    assert not os.path.exists(os.path.join(aio.state, 'instances', clone['id']))
