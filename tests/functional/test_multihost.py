@@ -5,10 +5,12 @@ RabbitMQ broker and a PostgreSQL server started by tools/ (see .ci/run).
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -48,13 +50,15 @@ class Deployment:
         self.port = _free_port()
         self.procs: list[subprocess.Popen] = []
         self.common = tmp_path / 'gridcentric-storage.conf'
+        # QMP sockets live under state_path: keep it short (108-byte unix paths).
+        self.state = tempfile.mkdtemp(prefix='gc-', dir='/tmp')
         self.common.write_text(
             '[DEFAULT]\nstate_path = %s\ntransport_url = %s\n'
             'control_exchange = gc-%s\n'
             '[database]\nconnection = %s\n'
             '[api]\nauth_strategy = noauth\nlisten = 127.0.0.1\nport = %d\n'
             '[compute]\nreport_interval = 1\n'
-            % (tmp_path, rabbit_url, uuid.uuid4().hex[:8], pg_url, self.port))
+            % (self.state, rabbit_url, uuid.uuid4().hex[:8], pg_url, self.port))
         self.url = 'http://127.0.0.1:%d' % self.port
 
     def run(self, name: str, *args: str) -> subprocess.CompletedProcess:
@@ -80,6 +84,7 @@ class Deployment:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(self.state, ignore_errors=True)
 
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
         return requests.request(method, self.url + path, timeout=30, **kwargs)
@@ -187,3 +192,49 @@ def test_interrupted_create_finished_at_restart(deployment, tmp_path):
 def _settled(dep: Deployment, volume_id: str):
     volume = dep.call('GET', '/v1/volumes/%s' % volume_id).json()['volume']
     return volume if volume['status'] != 'creating' else None
+
+
+def test_live_images_across_two_compute_services(deployment):
+    """Bless and launch on compute-b, driven through the API over RabbitMQ."""
+    from tests.fixtures import guest
+
+    if guest.missing():
+        pytest.skip(guest.missing())
+    paths = guest.build_or_skip()
+    dep = deployment
+    dep.start('gridcentric-api')
+    dep.start('gridcentric-compute', 'compute-a')
+    dep.start('gridcentric-compute', 'compute-b')
+    wait_for(lambda: dep.run('gridcentric-manage', 'service', 'list').stdout.count(' up ')
+             == 2, timeout=60, interval=0.5)
+    wait_for(lambda: _get_ok(dep, '/v1/servers'), timeout=30, interval=0.2)
+    response = dep.call('POST', '/v1/servers', json={'server': {
+        'name': 'template', 'memory_mb': 256, 'kernel': paths.kernel,
+        'initrd': paths.initrd, 'cmdline': guest.CMDLINE,
+        'availability_zone': 'nova:compute-b'}})
+    assert response.status_code == 202, response.text
+    source_id = response.json()['server']['id']
+
+    def console(server_id):
+        return dep.call('POST', '/v1/servers/%s/action' % server_id,
+                        json={'os-getConsoleOutput': {}}).json().get('output', '')
+
+    def active(server_id):
+        server = dep.call('GET', '/v1/servers/%s' % server_id).json()['server']
+        assert server['status'] != 'ERROR', server
+        return server if server['status'] == 'ACTIVE' and not server['task_state'] else None
+
+    assert wait_for(lambda: active(source_id), timeout=120)['host'] == 'compute-b'
+    wait_for(lambda: len(guest.counters(console(source_id))) >= 3, timeout=180, interval=0.5)
+    token = guest.boot_token(console(source_id))
+    image = dep.call('POST', '/v2.1/servers/%s/action' % source_id,
+                     json={'co_bless': {}}).json()['servers'][0]
+    wait_for(lambda: dep.call('GET', '/v1/live-images/%s' % image['id'])
+             .json()['live_image']['status'] == 'blessed', timeout=60)
+    clone = dep.call('POST', '/v2.1/servers/%s/action' % image['id'],
+                     json={'co_launch': {'num_instances': 2}}).json()['servers'][0]
+    assert wait_for(lambda: active(clone['id']), timeout=120)['host'] == 'compute-b'
+    wait_for(lambda: token in guest.tokens(console(clone['id'])), timeout=120, interval=0.5)
+    for server in dep.call('GET', '/v1/servers').json()['servers']:
+        dep.call('DELETE', '/v1/servers/%s' % server['id'])
+    wait_for(lambda: dep.call('GET', '/v1/servers').json()['servers'] == [], timeout=60)
