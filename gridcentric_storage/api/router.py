@@ -68,6 +68,12 @@ ROUTES = [
     Route('DELETE', '/v1/servers/{id}', 'servers', 'delete', 'Delete a server', 204),
     Route('POST', '/v1/servers/{id}/action', 'servers', 'action',
           'Console output (os-getConsoleOutput)', 200),
+    Route('GET', '/v1/servers/{server_id}/os-volume_attachments', 'volume_attachments',
+          'index', 'Volumes attached to a server', 200),
+    Route('POST', '/v1/servers/{server_id}/os-volume_attachments', 'volume_attachments',
+          'create', 'Attach a volume to a server (a QEMU drive)', 202),
+    Route('DELETE', '/v1/servers/{server_id}/os-volume_attachments/{id}',
+          'volume_attachments', 'delete', 'Detach a volume from a server', 202),
     Route('GET', '/v1/live-images', 'live_images', 'index', 'List live images', 200),
     Route('POST', '/v1/live-images', 'live_images', 'create',
           'Bless a running server into a live image', 202),
@@ -107,6 +113,7 @@ def make_controllers() -> dict[str, Any]:
             'image_cache': attachments.ImageCacheController(),
             'servers': servers.ServersController(),
             'live_images': servers.LiveImagesController(),
+            'volume_attachments': servers.VolumeAttachmentsController(),
             'nova': nova_ext.NovaExtensionController()}
 
 

@@ -15,8 +15,10 @@ type ``gridcentric``; with no auth (the all-in-one) from the session or
         auth=noauth.NoAuth(endpoint='http://127.0.0.1:8779')))
     gc.gc_backends.create(name='fast', driver='file', options={'path': '/srv/fast'},
                           tags=['ssd'], cost=1)
-    vol = gc.gc_volumes.create(size=1, name='v1', tags=['ssd'])
-    gc.gc_volumes.wait(vol)
+    vol = gc.gc_volumes.wait(gc.gc_volumes.create(size=1, name='v1', tags=['ssd']))
+    snap = gc.gc_snapshots.wait(gc.gc_snapshots.create(vol, name='before'))
+    gc.gc_volumes.extend(vol, 2)
+    att = gc.gc_attachments.wait(gc.gc_attachments.create(vol))
 
 API errors are novaclient's exceptions (``novaclient.exceptions.Conflict`` etc.,
 with ``.code`` and the API's ``.message``); the client's own are in
@@ -31,7 +33,7 @@ from typing import Any
 from novaclient import client as nova_client
 from novaclient import extension
 
-from gridcentric_storage.client import backends, volumes
+from gridcentric_storage.client import attachments, backends, image_cache, snapshots, volumes
 
 __all__ = ['API_VERSION', 'EXTENSIONS', 'SERVICE_TYPE', 'get_client', 'get_extensions']
 
@@ -45,6 +47,9 @@ SERVICE_TYPE = 'gridcentric'
 EXTENSIONS: list[tuple[str, ModuleType]] = [
     ('gc_backends', backends),
     ('gc_volumes', volumes),
+    ('gc_snapshots', snapshots),
+    ('gc_attachments', attachments),
+    ('gc_image_cache', image_cache),
 ]
 
 
@@ -54,7 +59,8 @@ def get_extensions() -> list[extension.Extension]:
 
 def get_client(session: Any, endpoint_override: str | None = None,
                service_type: str = SERVICE_TYPE, **kwargs: Any) -> Any:
-    """A novaclient ``Client`` with our managers (``gc_backends``, ``gc_volumes``).
+    """A novaclient ``Client`` with our managers (``gc_backends``, ``gc_volumes``,
+    ``gc_snapshots``, ``gc_attachments``, ``gc_image_cache``).
 
     :param session: a keystoneauth1 session (its auth plugin finds the endpoint).
     :param endpoint_override: the API root, instead of the catalog's endpoint.

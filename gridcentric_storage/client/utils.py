@@ -1,13 +1,15 @@
-"""Shared pieces of the client: the manager base, name resolution, output, progress.
+"""Shared pieces of the client: the manager base (with waiting and raw byte
+streams), name resolution, argument types, output and progress lines.
 
-Nothing here talks to a particular resource; ``backends.py`` and ``volumes.py`` build
-on it. The manager base is deliberately kept out of the extension modules' namespace
-(they import this *module*), because ``novaclient.extension.Extension`` picks the
+Nothing here talks to a particular resource; the extension modules build on it. The
+manager base is deliberately kept out of the extension modules' namespace (they
+import this *module*), because ``novaclient.extension.Extension`` picks the
 ``base.Manager`` subclass it finds in an extension module's globals.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
@@ -18,15 +20,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 import prettytable
+from keystoneauth1 import adapter
 from novaclient import base, exceptions
 
 __all__ = [
     'ClientError', 'CommandError', 'ResourceInErrorState', 'WaitTimeout',
     'GCManager', 'arg', 'find_resource', 'is_uuid_like', 'parse_option',
-    'print_list', 'print_dict', 'print_json', 'Progress',
+    'print_list', 'print_dict', 'print_json', 'Progress', 'TransferProgress',
+    'positive_int', 'seconds', 'wait_args', 'wait_for', 'backend_id', 'label',
 ]
 
 F = TypeVar('F', bound=Callable[..., Any])
+POLL_INTERVAL = 1.0     # seconds between polls of ``wait`` / ``--wait``
+DEFAULT_TIMEOUT = 600.0
 
 
 class ClientError(Exception):
@@ -94,6 +100,8 @@ class GCManager(base.Manager):
     collection_key = ''   # e.g. 'backends'
     resource_key = ''     # e.g. 'backend'
     base_url = ''         # e.g. '/v1/backends'
+    # States a resource passes through on its own; ``wait`` ends when it leaves them.
+    transitional: frozenset[str] = frozenset()
 
     @contextlib.contextmanager
     def completion_cache(self, cache_type: str, obj_class: Any,
@@ -139,9 +147,60 @@ class GCManager(base.Manager):
         resp, body = self.api.client.put(url, body=body)
         return self._make(body[self.resource_key], resp)
 
+    def _raw(self, method: str, url: str, **kwargs: Any) -> Any:
+        """A request with byte bodies; returns the ``requests.Response``. novaclient's
+        client (a keystoneauth ``LegacyJsonAdapter``) would JSON-encode the body and
+        read the whole answer to parse it; the plain ``Adapter.request`` does not."""
+        resp = adapter.Adapter.request(self.api.client, url, method, raise_exc=False,
+                                       **kwargs)
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+            finally:
+                resp.close()
+            raise exceptions.from_response(resp, body, url, method)
+        return resp
+
     def find(self, name_or_id: str) -> Any:
         """One resource by ID or exact name; see :func:`find_resource`."""
         return find_resource(self, name_or_id)
+
+    def wait(self, resource: Any, deleted: bool = False, timeout: float | None = None,
+             poll_interval: float | None = None,
+             progress: Callable[[Any, float], None] | None = None) -> Any:
+        """Poll until ``resource`` leaves :attr:`transitional`; return it settled, or
+        None once it is gone (404) when ``deleted``. Raises :class:`ResourceInErrorState`
+        for an ``error*`` state, :class:`WaitTimeout` after ``timeout`` seconds.
+        ``progress(resource, elapsed)`` is called after every poll."""
+        interval = POLL_INTERVAL if poll_interval is None else poll_interval
+        kind = self.resource_class.__name__
+        started = time.monotonic()
+        while True:
+            try:
+                current = self.get(resource)
+            except exceptions.NotFound:
+                if deleted:
+                    return None
+                raise
+            elapsed = time.monotonic() - started
+            status = str(getattr(current, 'status', ''))
+            if progress is not None:
+                progress(current, elapsed)
+            if status.startswith('error'):
+                reason = current.to_dict().get('status_reason') or 'no reason given'
+                raise ResourceInErrorState(
+                    current, f'{kind} {label(current)} went to status {status}: {reason}')
+            if not deleted and status not in self.transitional:
+                return current
+            if timeout is not None and elapsed >= timeout:
+                raise WaitTimeout(f'Timed out after {elapsed:.0f}s waiting for {kind.lower()} '
+                                  f'{label(current)} (status: {status})')
+            time.sleep(interval)
+
+    def get(self, resource: Any) -> Any:
+        return self._get_one(resource)
 
 
 def find_resource(manager: Any, name_or_id: str) -> Any:
@@ -165,6 +224,57 @@ def find_resource(manager: Any, name_or_id: str) -> Any:
         with contextlib.suppress(exceptions.NotFound, exceptions.BadRequest):
             return manager.get(name_or_id)
     raise CommandError(f"No {kind} with a name or ID of '{name_or_id}' exists.")
+
+
+def label(resource: Any) -> str:
+    """``name (id)``, or the ID alone for unnamed resources."""
+    info = resource.to_dict() if hasattr(resource, 'to_dict') else {}
+    name, rid = info.get('name'), info.get('id', base.getid(resource))
+    return f'{name} ({rid})' if name else str(rid)
+
+
+def backend_id(gc: Any, name_or_id: str | None) -> str | None:
+    """An ID is passed through untouched (no admin-only lookup); a name is resolved."""
+    if name_or_id is None or is_uuid_like(name_or_id):
+        return name_or_id
+    return gc.gc_backends.find(name_or_id).id
+
+
+def _at_least(kind: Callable[[str], Any], minimum: int, what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'invalid {what}: {text!r}') from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'must be at least {minimum}: {text!r}')
+        return value
+    return parse
+
+
+positive_int = _at_least(int, 1, 'integer')          # ``argparse`` types
+seconds = _at_least(float, 0, 'number of seconds')
+
+
+def wait_args(func: F) -> F:
+    """Decorator: ``--wait`` and ``--timeout`` for a command that starts work."""
+    func = arg('--timeout', type=seconds, default=DEFAULT_TIMEOUT, metavar='SECONDS',
+               help=f'With --wait: give up after this long (default {DEFAULT_TIMEOUT:.0f}, '
+                    '0 = never).')(func)
+    return arg('--wait', action='store_true',
+               help='Wait until done; a progress line is drawn on a tty.')(func)
+
+
+def wait_for(manager: Any, resource: Any, timeout: float, action: str = 'creating',
+             deleted: bool = False) -> Any:
+    """``manager.wait`` for a command, with a spinner on a tty (``timeout`` 0 = never)."""
+    kind = manager.resource_class.__name__.lower()
+    progress = Progress(f'{action} {kind} {label(resource)}')
+    try:
+        return manager.wait(resource, deleted=deleted, timeout=timeout or None,
+                            progress=lambda current, _elapsed: progress.update(current.status))
+    finally:
+        progress.done()
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -259,3 +369,76 @@ class Progress:
         if self.enabled:
             self.stream.write('\r\033[K')
             self.stream.flush()
+
+
+def _size(n: float) -> str:
+    units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+    while n >= 1024 and len(units) > 1:
+        n, units = n / 1024, units[1:]
+    return f'{n:.0f} B' if units[0] == 'B' else f'{n:.1f} {units[0]}'
+
+
+class TransferProgress(Progress):
+    """A byte counter (bar and percent when the total is known, MB/s) on ``stream``,
+    drawn only when it is a tty and at most every ``interval`` seconds."""
+
+    WIDTH = 24
+
+    def __init__(self, label: str, total: int | None = None, stream: IO[str] | None = None,
+                 interval: float = 0.1) -> None:
+        super().__init__(label, stream)
+        self.total, self.interval, self.count, self._drawn = total, interval, 0, 0.0
+
+    def __call__(self, count: int) -> None:
+        """Record that ``count`` bytes (in all) have been moved."""
+        self.count = count
+        now = time.monotonic()
+        if self.enabled and now - self._drawn >= self.interval:
+            self._drawn = now
+            self._draw(now)
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max((now or time.monotonic()) - self.started, 1e-6)
+        rate = f'{self.count / elapsed / 1e6:.1f} MB/s'
+        if not self.total:
+            return f'{self.label}: {_size(self.count)}  {rate}'
+        fraction = min(self.count / self.total, 1.0)
+        filled = int(fraction * self.WIDTH)
+        bar = '#' * filled + '-' * (self.WIDTH - filled)
+        return (f'{self.label}: [{bar}] {fraction:4.0%}  {_size(self.count)} / '
+                f'{_size(self.total)}  {rate}')
+
+    def _draw(self, now: float) -> None:
+        self.stream.write('\r\033[K' + self.line(now))
+        self.stream.flush()
+
+    def done(self) -> None:
+        """Draw the final state and end the line."""
+        if self.enabled:
+            self._draw(time.monotonic())
+            self.stream.write('\n')
+            self.stream.flush()
+
+
+class ProgressReader:
+    """A request body: exactly ``length`` bytes of ``source``, reporting the count. It
+    has a length and no ``__iter__``: ``requests`` sends it with a Content-Length."""
+
+    def __init__(self, source: IO[bytes], length: int,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.source, self.length, self.progress = source, length, progress
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.length - self.count
+        size = left if size is None or size < 0 else min(size, left)
+        data = self.source.read(size) if size else b''
+        if size and not data:
+            raise ClientError(f'The input ended after {self.count} of {self.length} bytes.')
+        self.count += len(data)
+        if self.progress is not None:
+            self.progress(self.count)
+        return data

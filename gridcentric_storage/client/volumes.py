@@ -2,54 +2,60 @@
 
 A novaclient extension module: :class:`VolumeManager` is attached to the client as
 ``gc_volumes`` (novaclient's own ``volumes`` attribute is Nova's volume proxy).
-Creation and deletion are asynchronous (HTTP 202); :meth:`VolumeManager.wait`
-polls until the work is done::
+Creation, deletion and the actions are asynchronous (HTTP 202);
+:meth:`~gridcentric_storage.client.utils.GCManager.wait` polls until the work is done::
 
     vol = gc.gc_volumes.create(size=1, name='v1', tags=['ssd'])   # status 'creating'
     vol = gc.gc_volumes.wait(vol, timeout=300)                     # 'available'
-    gc.gc_volumes.delete(vol)
+    clone = gc.gc_volumes.create(source_volid=vol.id)              # size of the source
+    gc.gc_volumes.extend(vol, 2)                                   # 'extending'
+    with open('disk.raw', 'rb') as f:
+        gc.gc_volumes.upload(vol, f, os.path.getsize('disk.raw'))
+    gc.gc_volumes.delete(vol, cascade=True)                        # and its snapshots
     gc.gc_volumes.wait(vol, deleted=True)                          # gone (None)
 
 A volume as the API shows it::
 
     {"id": "0b5e...", "name": "v1", "size": 1, "status": "available",
      "status_reason": null, "backend_id": "6f0c...", "project_id": "...",
-     "user_id": "...", "tags": ["ssd"], "created_at": "...", "updated_at": "..."}
+     "user_id": "...", "tags": ["ssd"], "source_volid": null, "snapshot_id": null,
+     "image_id": null, "multiattach": false, "attachments": [], "created_at": "...",
+     "updated_at": "..."}
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
-from typing import Any
+import contextlib
+import io
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
 from novaclient import base, exceptions
 
 from gridcentric_storage.client import utils
 
 FILTERS = ('name', 'status', 'backend_id')
-CREATE_FIELDS = ('name', 'backend_id', 'tags', 'role', 'availability_zone',
-                 'requirements', 'rank')
-# States a volume passes through on its own; waiting ends when it leaves them.
+CREATE_FIELDS = ('name', 'backend_id', 'tags', 'role', 'availability_zone', 'capabilities',
+                 'requirements', 'rank', 'source_volid', 'snapshot_id', 'imageRef',
+                 'multiattach')
 TRANSITIONAL = frozenset({'creating', 'deleting', 'extending', 'reverting', 'migrating',
                           'attaching', 'detaching', 'downloading', 'uploading'})
-POLL_INTERVAL = 1.0     # seconds between polls of ``--wait``
-DEFAULT_TIMEOUT = 600.0
+DISK_FORMATS = ('raw', 'qcow2')
+GiB = 1 << 30
+CHUNK = 1 << 20
 
 
 class Volume(base.Resource):
     def __repr__(self) -> str:
         return '<Volume %s>' % (self._info.get('name') or self._info.get('id'))
 
-    def delete(self) -> None:
-        self.manager.delete(self)
-
-
-def _label(volume: Any) -> str:
-    info = volume.to_dict() if hasattr(volume, 'to_dict') else {}
-    name, vid = info.get('name'), info.get('id', base.getid(volume))
-    return f'{name} ({vid})' if name else str(vid)
+    def delete(self, cascade: bool = False, force: bool = False) -> None:
+        self.manager.delete(self, cascade=cascade, force=force)
 
 
 class VolumeManager(utils.GCManager):
@@ -57,6 +63,7 @@ class VolumeManager(utils.GCManager):
     collection_key = 'volumes'
     resource_key = 'volume'
     base_url = '/v1/volumes'
+    transitional = TRANSITIONAL
 
     def list(self, limit: int | None = None, marker: str | None = None,
              all_tenants: bool = False, **filters: Any) -> list[Volume]:
@@ -68,58 +75,87 @@ class VolumeManager(utils.GCManager):
         params = dict(filters, all_tenants=1 if all_tenants else None)
         return self._list_paged(params, limit=limit, marker=marker)
 
-    def get(self, volume: Any) -> Volume:
-        return self._get_one(volume)
-
-    def create(self, size: int, **fields: Any) -> Volume:
+    def create(self, size: int | None = None, **fields: Any) -> Volume:
         """Ask for a ``size`` GiB volume; ``fields`` are any of :data:`CREATE_FIELDS`.
-        Returns at once with status ``creating``; see :meth:`wait`."""
+
+        With a source (``source_volid``, ``snapshot_id`` or ``imageRef``, an absolute
+        path of a raw or qcow2 file on the backend's host) ``size`` defaults to the
+        source's. Returns at once with status ``creating``; see ``wait``.
+        """
         unknown = set(fields) - set(CREATE_FIELDS)
         if unknown:
             raise TypeError('unknown volume fields: {}'.format(', '.join(sorted(unknown))))
-        body = {'size': size}
-        body.update({k: v for k, v in fields.items() if v is not None})
+        body = {k: v for k, v in dict(fields, size=size).items() if v is not None}
         return self._post(self.base_url, {'volume': body})
 
-    def delete(self, volume: Any) -> None:
-        """Start deleting a volume (status ``deleting``, then it disappears)."""
-        self._delete(self._url(volume))
+    def delete(self, volume: Any, cascade: bool = False, force: bool = False) -> None:
+        """Start deleting a volume (status ``deleting``, then it disappears);
+        ``cascade`` deletes its snapshots too, ``force`` (admin) ends its attachments."""
+        query = utils._query({'cascade': 'true' if cascade else None,
+                              'force': 'true' if force else None})
+        self._delete(self._url(volume) + query)
 
-    def wait(self, volume: Any, deleted: bool = False, timeout: float | None = None,
-             poll_interval: float | None = None,
-             progress: Callable[[Volume, float], None] | None = None) -> Volume | None:
-        """Poll until ``volume`` leaves its transitional state.
+    def _action(self, volume: Any, name: str, args: dict[str, Any]) -> Any:
+        resp, body = self.api.client.post(self._url(volume, '/action'), body={name: args})
+        return body
 
-        Returns the settled volume, or None once it is gone when ``deleted``.
-        Raises :class:`~gridcentric_storage.client.utils.ResourceInErrorState` when
-        it ends in an ``error`` state and
-        :class:`~gridcentric_storage.client.utils.WaitTimeout` after ``timeout``
-        seconds. ``progress(volume, elapsed)`` is called after every poll.
-        """
-        interval = POLL_INTERVAL if poll_interval is None else poll_interval
-        started = time.monotonic()
-        while True:
-            try:
-                current = self.get(volume)
-            except exceptions.NotFound:
-                if deleted:
-                    return None
-                raise
-            elapsed = time.monotonic() - started
-            status = str(getattr(current, 'status', ''))
-            if progress is not None:
-                progress(current, elapsed)
-            if status.startswith('error'):
-                reason = current.to_dict().get('status_reason') or 'no reason given'
-                raise utils.ResourceInErrorState(
-                    current, f'Volume {_label(current)} went to status {status}: {reason}')
-            if not deleted and status not in TRANSITIONAL:
-                return current
-            if timeout is not None and elapsed >= timeout:
-                raise utils.WaitTimeout(
-                    f'Timed out after {elapsed:.0f}s waiting for volume {_label(current)} '
-                    f'(status: {status})')
-            time.sleep(interval)
+    def extend(self, volume: Any, new_size: int) -> None:
+        """Grow to ``new_size`` GiB (status ``extending``; on failure the volume keeps
+        its size and says why in ``status_reason``)."""
+        self._action(volume, 'os-extend', {'new_size': new_size})
+
+    def revert(self, volume: Any, snapshot: Any) -> None:
+        """Put back the data of one of the volume's snapshots (status ``reverting``)."""
+        self._action(volume, 'revert', {'snapshot_id': base.getid(snapshot)})
+
+    def force_detach(self, volume: Any, attachment: Any = None) -> None:
+        """End one attachment (or all of them) whatever the attacher does (admin)."""
+        args = {'attachment_id': base.getid(attachment)} if attachment is not None else {}
+        self._action(volume, 'os-force_detach', args)
+
+    def upload_to_image(self, volume: Any, image_name: str,
+                        disk_format: str = 'raw') -> dict[str, Any]:
+        """Write the volume out as an image (status ``uploading``). Returns the API's
+        answer; its ``image_id`` is the image's path on the backend's host."""
+        body = self._action(volume, 'os-volume_upload_image',
+                            {'image_name': image_name, 'disk_format': disk_format})
+        return dict(body['os-volume_upload_image'])
+
+    def download(self, volume: Any, out: IO[bytes],
+                 progress: Callable[[int], None] | None = None) -> int:
+        """Write the whole volume (``size`` GiB) to the binary file ``out``; returns
+        the byte count. ``progress(count)`` is called after every chunk."""
+        resp = self._raw('GET', self._url(volume, '/data'), stream=True,
+                         headers={'Accept': 'application/octet-stream'})
+        with contextlib.closing(resp):
+            total = int(resp.headers.get('Content-Length') or -1)
+            count = 0
+            for chunk in resp.iter_content(CHUNK):
+                out.write(chunk)
+                count += len(chunk)
+                if progress is not None:
+                    progress(count)
+        if total >= 0 and count != total:
+            raise utils.ClientError(f'The download ended after {count} of {total} bytes.')
+        return count
+
+    def upload(self, volume: Any, data: bytes | IO[bytes], length: int | None = None,
+               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Write ``data`` (bytes, or ``length`` bytes of a binary file: the API needs the
+        length up front) to the volume from its first byte. Returns ``{"id",
+        "bytes_written"}``."""
+        if isinstance(data, bytes):
+            length = len(data) if length is None else length
+            data = io.BytesIO(data)
+        if length is None:
+            raise TypeError('upload() needs the length of a file object')
+        resp = self._raw('PUT', self._url(volume, '/data'),
+                         data=utils.ProgressReader(data, length, progress),
+                         headers={'Content-Type': 'application/octet-stream',
+                                  'Content-Length': str(length),
+                                  'Accept': 'application/json'})
+        with contextlib.closing(resp):
+            return dict(resp.json()['volume'])
 
 
 # ---------------------------------------------------------------------------
@@ -132,53 +168,21 @@ LIST_COLUMNS = [
 ]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'invalid integer: {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 1: {text!r}')
-    return value
+def _wait(gc: Any, volume: Any, timeout: float, action: str = 'creating',
+          deleted: bool = False) -> Any:
+    return utils.wait_for(gc.gc_volumes, volume, timeout, action, deleted)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'invalid number of seconds: {text!r}') from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must not be negative: {text!r}')
-    return value
-
-
-def _backend_id(gc: Any, name_or_id: str | None) -> str | None:
-    """An ID is passed through untouched (no admin-only lookup); a name is resolved."""
-    if name_or_id is None or utils.is_uuid_like(name_or_id):
-        return name_or_id
-    return gc.gc_backends.find(name_or_id).id
-
-
-def _wait(gc: Any, volume: Any, timeout: float, deleted: bool = False) -> Volume | None:
-    action = 'deleting' if deleted else 'creating'
-    progress = utils.Progress(f'{action} volume {_label(volume)}')
-    try:
-        return gc.gc_volumes.wait(volume, deleted=deleted, timeout=timeout or None,
-                                  progress=lambda v, _elapsed: progress.update(v.status))
-    finally:
-        progress.done()
-
-
-def _wait_args(func: Any) -> Any:
-    func = utils.arg('--timeout', type=_seconds, default=DEFAULT_TIMEOUT, metavar='SECONDS',
-                     help=f'With --wait: give up after this long (default '
-                          f'{DEFAULT_TIMEOUT:.0f}, 0 = never).')(func)
-    return utils.arg('--wait', action='store_true',
-                     help='Wait until done; a progress line is drawn on a tty.')(func)
-
-
-@utils.arg('--size', type=_positive_int, required=True, metavar='GIB', help='Size in GiB.')
+@utils.arg('--size', type=utils.positive_int, metavar='GIB',
+           help='Size in GiB (default with a source: the size of the source).')
 @utils.arg('--name')
+@utils.arg('--snapshot', metavar='ID|NAME', help='Create from this snapshot.')
+@utils.arg('--source-volume', metavar='ID|NAME', help='Create as a clone of this volume.')
+@utils.arg('--image', metavar='PATH',
+           help="Create from this image: an absolute path of a raw or qcow2 file on the "
+                "backend's host.")
+@utils.arg('--multiattach', action='store_true',
+           help='Allow attaching to several hosts at once (where the backend can).')
 @utils.arg('--backend', metavar='ID|NAME', help='Place on this backend (admin).')
 @utils.arg('--tag', action='append', dest='tags', metavar='TAG',
            help='Required backend tag (repeatable).')
@@ -188,13 +192,25 @@ def _wait_args(func: Any) -> Any:
 @utils.arg('--rank', metavar='EXPR',
            help='Backend ranking expression (higher wins); write --rank=EXPR when EXPR '
                 'starts with "-".')
-@_wait_args
+@utils.wait_args
 def do_volume_create(gc: Any, args: argparse.Namespace) -> None:
-    """Create a volume on the best backend the scheduler finds."""
+    """Create a volume: blank, or from a snapshot, a volume or an image."""
+    sources = [opt for opt, value in (('--snapshot', args.snapshot),
+                                      ('--source-volume', args.source_volume),
+                                      ('--image', args.image)) if value]
+    if len(sources) > 1:
+        raise utils.CommandError('Give at most one of --snapshot, --source-volume and '
+                                 f'--image, not {" and ".join(sources)}.')
+    if not sources and args.size is None:
+        raise utils.CommandError('--size is required unless --snapshot, --source-volume '
+                                 'or --image is given.')
     volume = gc.gc_volumes.create(
-        args.size, name=args.name, backend_id=_backend_id(gc, args.backend), tags=args.tags,
-        role=args.role, availability_zone=args.availability_zone,
-        requirements=args.requirements, rank=args.rank)
+        args.size, name=args.name, backend_id=utils.backend_id(gc, args.backend),
+        tags=args.tags, role=args.role, availability_zone=args.availability_zone,
+        requirements=args.requirements, rank=args.rank, imageRef=args.image,
+        snapshot_id=args.snapshot and gc.gc_snapshots.find(args.snapshot).id,
+        source_volid=args.source_volume and gc.gc_volumes.find(args.source_volume).id,
+        multiattach=args.multiattach or None)
     if args.wait:
         volume = _wait(gc, volume, args.timeout)
     utils.print_dict(volume, args.json)
@@ -204,13 +220,14 @@ def do_volume_create(gc: Any, args: argparse.Namespace) -> None:
 @utils.arg('--status')
 @utils.arg('--backend', metavar='ID|NAME')
 @utils.arg('--all-tenants', action='store_true', help='Every project (admin).')
-@utils.arg('--limit', type=_positive_int, help='At most this many volumes.')
+@utils.arg('--limit', type=utils.positive_int, help='At most this many volumes.')
 @utils.arg('--marker', metavar='ID', help='Start after this volume ID.')
 def do_volume_list(gc: Any, args: argparse.Namespace) -> None:
     """List volumes."""
     volumes = gc.gc_volumes.list(limit=args.limit, marker=args.marker,
                                  all_tenants=args.all_tenants, name=args.name,
-                                 status=args.status, backend_id=_backend_id(gc, args.backend))
+                                 status=args.status,
+                                 backend_id=utils.backend_id(gc, args.backend))
     columns = LIST_COLUMNS + ([('Project', 'project_id')] if args.all_tenants else [])
     utils.print_list(volumes, columns, args.json)
 
@@ -222,21 +239,180 @@ def do_volume_show(gc: Any, args: argparse.Namespace) -> None:
 
 
 @utils.arg('volumes', metavar='ID|NAME', nargs='+')
-@_wait_args
+@utils.arg('--cascade', action='store_true', help='Delete its snapshots too.')
+@utils.arg('--force', action='store_true', help='End its attachments first (admin).')
+@utils.wait_args
 def do_volume_delete(gc: Any, args: argparse.Namespace) -> None:
     """Delete volumes."""
     failures, deleting = [], []
     for name_or_id in args.volumes:
         try:
             volume = gc.gc_volumes.find(name_or_id)
-            gc.gc_volumes.delete(volume)
+            gc.gc_volumes.delete(volume, cascade=args.cascade, force=args.force)
             deleting.append(volume)
         except (exceptions.ClientException, utils.ClientError) as exc:
             failures.append(f'{name_or_id}: {exc}')
     for volume in deleting if args.wait else []:
         try:
-            _wait(gc, volume, args.timeout, deleted=True)
+            _wait(gc, volume, args.timeout, 'deleting', deleted=True)
         except (exceptions.ClientException, utils.ClientError) as exc:
             failures.append(str(exc))
     if failures:
         raise utils.CommandError('Unable to delete volume(s): {}'.format('; '.join(failures)))
+
+
+def _settled(gc: Any, volume: Any, args: argparse.Namespace, action: str) -> Any:
+    """After an action: the volume once settled (with --wait), failures raised."""
+    if not args.wait:
+        return gc.gc_volumes.get(volume)
+    current = _wait(gc, volume, args.timeout, action)
+    reason = current.to_dict().get('status_reason')
+    if reason:   # extend and upload-to-image fail back to the previous status
+        raise utils.ResourceInErrorState(current, f'Volume {utils.label(current)}: {reason}')
+    return current
+
+
+@utils.arg('volume', metavar='ID|NAME')
+@utils.arg('new_size', metavar='NEW_SIZE', type=utils.positive_int, help='New size in GiB.')
+@utils.wait_args
+def do_volume_extend(gc: Any, args: argparse.Namespace) -> None:
+    """Grow a volume (also while attached, where the backend can)."""
+    volume = gc.gc_volumes.find(args.volume)
+    gc.gc_volumes.extend(volume, args.new_size)
+    utils.print_dict(_settled(gc, volume, args, 'extending'), args.json)
+
+
+@utils.arg('volume', metavar='ID|NAME')
+@utils.arg('snapshot', metavar='SNAPSHOT', help='ID or name of one of its snapshots.')
+@utils.wait_args
+def do_volume_revert(gc: Any, args: argparse.Namespace) -> None:
+    """Put back the data a volume had when a snapshot of it was taken."""
+    volume = gc.gc_volumes.find(args.volume)
+    gc.gc_volumes.revert(volume, gc.gc_snapshots.find(args.snapshot))
+    utils.print_dict(_settled(gc, volume, args, 'reverting'), args.json)
+
+
+@utils.arg('volume', metavar='ID|NAME')
+@utils.arg('--attachment', metavar='ID', help='Only this attachment (default: all).')
+def do_volume_force_detach(gc: Any, args: argparse.Namespace) -> None:
+    """End a volume's attachments whatever the attached hosts do (admin)."""
+    gc.gc_volumes.force_detach(gc.gc_volumes.find(args.volume), args.attachment)
+
+
+@utils.arg('volume', metavar='ID|NAME')
+@utils.arg('image_name', metavar='IMAGE_NAME', help='Name of the image file (no extension).')
+@utils.arg('--disk-format', choices=DISK_FORMATS, default='raw')
+@utils.wait_args
+def do_volume_upload_to_image(gc: Any, args: argparse.Namespace) -> None:
+    """Write a volume out as an image file on its backend's host (image_id is its path)."""
+    volume = gc.gc_volumes.find(args.volume)
+    image = gc.gc_volumes.upload_to_image(volume, args.image_name, args.disk_format)
+    if args.wait:
+        image['status'] = _settled(gc, volume, args, 'uploading').status
+    utils.print_dict(image, args.json)
+
+
+@utils.arg('volume', metavar='ID|NAME')
+@utils.arg('--file', metavar='FILE', help='Write here (default: stdout, not a terminal).')
+def do_volume_download(gc: Any, args: argparse.Namespace) -> None:
+    """Read a whole volume into a file or stdout.
+
+    gc-api volume-download VOLUME > disk.raw (a progress bar is drawn when stderr is
+    a terminal).
+    """
+    if args.file is None and sys.stdout.isatty():
+        raise utils.CommandError('Refusing to write binary data to a terminal; redirect '
+                                 'stdout or use --file FILE.')
+    volume = gc.gc_volumes.find(args.volume)
+    progress = utils.TransferProgress(f'downloading {utils.label(volume)}',
+                                      volume.size * GiB)
+    created = args.file is not None and not os.path.exists(args.file)
+    try:
+        if args.file is None:
+            sys.stdout.flush()
+            gc.gc_volumes.download(volume, sys.stdout.buffer, progress)
+            sys.stdout.buffer.flush()
+        else:
+            with open(args.file, 'wb') as out:
+                gc.gc_volumes.download(volume, out, progress)
+    except BaseException:
+        if created and os.path.isfile(args.file):   # no half-written new files
+            os.unlink(args.file)
+        raise
+    finally:
+        progress.done()
+    # The data server marks the volume available again just after the last byte.
+    with contextlib.suppress(utils.WaitTimeout):
+        gc.gc_volumes.wait(volume, timeout=30, poll_interval=0.1)
+
+
+def _regular_size(stream: IO[bytes]) -> int | None:
+    """Bytes left in a regular file or block device, None for pipes and terminals."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+        if stat.S_ISREG(mode) or stat.S_ISBLK(mode):
+            position = stream.tell()
+            end = stream.seek(0, os.SEEK_END)
+            stream.seek(position)
+            return end - position
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def _spool(stream: IO[bytes], spool: IO[bytes], limit: int, name: str) -> int:
+    progress = utils.TransferProgress(f'reading {name}')
+    length = 0
+    try:
+        while chunk := stream.read(CHUNK):
+            length += len(chunk)
+            if length > limit:
+                raise utils.CommandError(f'The input is larger than the volume '
+                                         f'({limit // GiB} GiB).')
+            spool.write(chunk)
+            progress(length)
+    finally:
+        progress.done()
+    spool.seek(0)
+    return length
+
+
+@contextlib.contextmanager
+def _input(path: str | None, limit: int) -> Iterator[tuple[IO[bytes], int]]:
+    """The input and its length; a pipe is spooled to a temporary file first (the API
+    needs the length up front)."""
+    if path is None and (sys.stdin is None or sys.stdin.isatty()):
+        raise utils.CommandError('Give --file FILE, or redirect stdin from a file or a pipe.')
+    with contextlib.ExitStack() as stack:
+        try:
+            stream = sys.stdin.buffer if path is None else stack.enter_context(open(path, 'rb'))
+        except OSError as exc:
+            raise utils.CommandError(f'Cannot read {path}: {exc.strerror}') from None
+        length = _regular_size(stream)
+        if length is None:
+            spool = stack.enter_context(tempfile.TemporaryFile(prefix='gc-api-upload-'))
+            length = _spool(stream, spool, limit, path or 'stdin')
+            stream = spool
+        elif length > limit:
+            raise utils.CommandError(f'The input ({length} bytes) is larger than the volume '
+                                     f'({limit // GiB} GiB).')
+        yield stream, length
+
+
+@utils.arg('volume', metavar='ID|NAME')
+@utils.arg('--file', metavar='FILE', help='Read this (default: stdin; a pipe is spooled '
+                                           'to a temporary file in $TMPDIR first).')
+def do_volume_upload(gc: Any, args: argparse.Namespace) -> None:
+    """Write a volume from its first byte, from a file or stdin.
+
+    gc-api volume-upload VOLUME < disk.raw (a progress bar is drawn when stderr is a
+    terminal).
+    """
+    volume = gc.gc_volumes.find(args.volume)
+    with _input(args.file, volume.size * GiB) as (stream, length):
+        progress = utils.TransferProgress(f'uploading to {utils.label(volume)}', length)
+        try:
+            result = gc.gc_volumes.upload(volume, stream, length, progress)
+        finally:
+            progress.done()
+    utils.print_dict(result, args.json)

@@ -16,6 +16,7 @@ from oslo_config import cfg
 from gridcentric_storage.common import exception
 from gridcentric_storage.compute import rpcapi
 from gridcentric_storage.db import api as db
+from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
 
 CONF = cfg.CONF
@@ -124,6 +125,41 @@ class ComputeAPI:
                                          reason='it has no console yet')
         return self.rpcapi.get_console_output(ctxt, server['host'], server['id'],
                                               None if length in (None, -1) else length)
+
+    def attach_volume(self, ctxt: Any, server: dict[str, Any], volume_id: str,
+                      mode: str) -> dict[str, Any]:
+        if server['status'] != 'ACTIVE' or server['task_state']:
+            raise exception.InvalidState(resource='Server', id=server['id'],
+                                         state=server['task_state'] or server['status'],
+                                         reason='volumes attach to ACTIVE servers')
+        volume = db.volume_get(volume_id, project_id=server['project_id'])
+        if volume['status'] != 'available':
+            raise exception.InvalidState(resource='Volume', id=volume_id,
+                                         state=volume['status'],
+                                         reason='only an available volume can be attached')
+        db.volume_update(volume_id, {'status': 'attaching'}, expected_status=('available',))
+        attachment = db_attachments.attachment_create({
+            'id': str(uuid.uuid4()), 'volume_id': volume_id,
+            'project_id': volume['project_id'], 'host': server['host'],
+            'instance_uuid': server['id'], 'mode': mode, 'status': 'attaching'})
+        self.rpcapi.attach_server_volume(ctxt, server['host'], server['id'], attachment['id'])
+        return attachment
+
+    def detach_volume(self, ctxt: Any, server: dict[str, Any], volume_id: str) -> None:
+        found = [a for a in db_attachments.attachment_get_all(volume_id=volume_id)
+                 if a['instance_uuid'] == server['id']]
+        if not found:
+            raise exception.NotFound('Volume %s is not attached to server %s'
+                                     % (volume_id, server['id']))
+        if found[0]['status'] != 'attached':
+            raise exception.InvalidState(resource='Attachment', id=found[0]['id'],
+                                         state=found[0]['status'],
+                                         reason='wait until it settles')
+        if server.get('volume_id') == volume_id:
+            raise exception.Invalid(reason='volume %s is the root disk of server %s'
+                                    % (volume_id, server['id']))
+        db_attachments.attachment_update(found[0]['id'], {'status': 'detaching'})
+        self.rpcapi.detach_server_volume(ctxt, server['host'], server['id'], found[0]['id'])
 
     # ---- live images
     def bless(self, ctxt: Any, server: dict[str, Any], name: str | None) -> dict[str, Any]:

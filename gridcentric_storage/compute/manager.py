@@ -151,3 +151,9 @@ class ComputeManager:
 
     def get_console_output(self, ctxt: Any, server_id: str, length: int | None) -> str:
         return self.servers.console_output(server_id, length)
+
+    def attach_server_volume(self, ctxt: Any, server_id: str, attachment_id: str) -> None:
+        self.servers.attach_volume(ctxt, server_id, attachment_id)
+
+    def detach_server_volume(self, ctxt: Any, server_id: str, attachment_id: str) -> None:
+        self.servers.detach_volume(ctxt, server_id, attachment_id)

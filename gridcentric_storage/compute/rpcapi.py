@@ -8,7 +8,8 @@ Version history:
   attachments (attach/detach on the attacher; initialize/terminate_connection
   on the owner), streams (prepare_transfer). delete_volume gains ``cascade``.
 * 1.2 - Servers and live images: spawn_server, destroy_server, bless_server,
-  launch_server, discard_live_image (casts); get_console_output (call).
+  launch_server, discard_live_image, attach_server_volume,
+  detach_server_volume (casts); get_console_output (call).
 """
 
 from typing import Any
@@ -133,3 +134,13 @@ class ComputeAPI:
                            length: int | None) -> str:
         return self._call(ctxt, host, 'get_console_output',  # type: ignore[no-any-return]
                           version='1.2', server_id=server_id, length=length)
+
+    def attach_server_volume(self, ctxt: Any, host: str, server_id: str,
+                             attachment_id: str) -> None:
+        self._cast(ctxt, host, 'attach_server_volume', version='1.2', server_id=server_id,
+                   attachment_id=attachment_id)
+
+    def detach_server_volume(self, ctxt: Any, host: str, server_id: str,
+                             attachment_id: str) -> None:
+        self._cast(ctxt, host, 'detach_server_volume', version='1.2', server_id=server_id,
+                   attachment_id=attachment_id)

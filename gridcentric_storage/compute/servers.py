@@ -119,6 +119,58 @@ class ServerManager:
                 return
             db_servers.server_destroy(server_id)
 
+    def attach_volume(self, ctxt: Any, server_id: str, attachment_id: str) -> None:
+        """Hot-plug a volume: os-brick connection info becomes a QEMU drive."""
+        from gridcentric_storage.compute import attach, brick
+
+        attachment = db_attachments.attachment_get(attachment_id)
+        volume = db.volume_get(attachment['volume_id'])
+        with self.locks.get(server_id):
+            connector = None
+            try:
+                connector = brick.connector_properties(self.host)
+                info = self.rpcapi.initialize_connection(ctxt, volume['host'], volume['id'],
+                                                         connector)
+                concurrency.execute(self.driver.attach_volume, server_id,
+                                    virt.Disk(volume_id=volume['id'], connection_info=info,
+                                              read_only=attachment['mode'] == 'ro'))
+            except Exception as e:
+                LOG.exception('Attaching volume %s to server %s failed', volume['id'],
+                              server_id)
+                if connector is not None:
+                    try:
+                        self.rpcapi.terminate_connection(ctxt, volume['host'], volume['id'],
+                                                         connector, attachment_id)
+                    except Exception:
+                        LOG.warning('Could not end the export of %s', volume['id'])
+                db_attachments.attachment_update(attachment_id, {
+                    'status': 'error', 'status_reason': reason(e)})
+                attach.settle_volume_status(volume['id'])
+                return
+            db_attachments.attachment_update(attachment_id, {
+                'status': 'attached', 'connector': connector, 'connection_info': info})
+            attach.settle_volume_status(volume['id'])
+
+    def detach_volume(self, ctxt: Any, server_id: str, attachment_id: str) -> None:
+        from gridcentric_storage.compute import attach
+
+        attachment = db_attachments.attachment_get(attachment_id)
+        volume = db.volume_get(attachment['volume_id'])
+        with self.locks.get(server_id):
+            try:
+                concurrency.execute(self.driver.detach_volume, server_id, volume['id'])
+                self.rpcapi.terminate_connection(ctxt, volume['host'], volume['id'],
+                                                 attachment['connector'], attachment_id)
+            except Exception as e:
+                LOG.exception('Detaching volume %s from server %s failed', volume['id'],
+                              server_id)
+                db_attachments.attachment_update(attachment_id, {
+                    'status': 'error', 'status_reason': 'detach failed: %s' % reason(e)})
+                attach.settle_volume_status(volume['id'])
+                return
+            db_attachments.attachment_destroy(attachment_id)
+            attach.settle_volume_status(volume['id'])
+
     def console_output(self, server_id: str, length: int | None) -> str:
         return self.driver.get_console_output(server_id, length)
 

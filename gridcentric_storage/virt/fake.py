@@ -10,6 +10,7 @@ class FakeVirtDriver(base.VirtDriver):
     def __init__(self) -> None:
         self.instances: dict[str, base.InstanceInfo] = {}
         self.images: dict[str, base.LiveImageArtifacts] = {}
+        self.volumes: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
     def spawn(self, instance: base.InstanceSpec) -> base.InstanceInfo:
@@ -60,3 +61,12 @@ class FakeVirtDriver(base.VirtDriver):
         with self._lock:
             if instance_id in self.instances:
                 self.instances[instance_id].state = 'running'
+
+    def attach_volume(self, instance_id: str, disk: base.Disk) -> None:
+        with self._lock:
+            self.volumes.setdefault(instance_id, []).append(disk.volume_id)
+
+    def detach_volume(self, instance_id: str, volume_id: str) -> None:
+        with self._lock:
+            if volume_id in self.volumes.get(instance_id, []):
+                self.volumes[instance_id].remove(volume_id)

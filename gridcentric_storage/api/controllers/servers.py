@@ -7,6 +7,7 @@ from gridcentric_storage.api.controllers import common
 from gridcentric_storage.api.schemas import servers as schema
 from gridcentric_storage.common import exception
 from gridcentric_storage.compute import api as compute_api
+from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
 
 _SERVER_VIEW = ('id', 'name', 'status', 'task_state', 'fault', 'host', 'availability_zone',
@@ -74,6 +75,39 @@ class ServersController:
         server = get_server(req.context, id, 'server:console')
         length = body['os-getConsoleOutput'].get('length')
         return {'output': self.compute.console_output(req.context, server, length)}
+
+
+class VolumeAttachmentsController:
+    """Nova's shape: /v1/servers/{id}/os-volume_attachments."""
+
+    def __init__(self) -> None:
+        self.compute = compute_api.ComputeAPI()
+
+    @staticmethod
+    def _view(attachment: dict[str, Any]) -> dict[str, Any]:
+        return {'id': attachment['id'], 'volumeId': attachment['volume_id'],
+                'serverId': attachment['instance_uuid'], 'status': attachment['status'],
+                'mode': attachment['mode']}
+
+    def index(self, req: Any, server_id: str) -> dict[str, Any]:
+        server = get_server(req.context, server_id, 'server:get')
+        rows = [a for a in db_attachments.attachment_get_all(project_id=server['project_id'])
+                if a['instance_uuid'] == server_id]
+        return {'volumeAttachments': [self._view(a) for a in rows]}
+
+    @validation.body(schema.volume_attach)
+    def create(self, req: Any, server_id: str, body: dict[str, Any]
+               ) -> tuple[int, dict[str, Any]]:
+        server = get_server(req.context, server_id, 'server:attach_volume')
+        data = body['volumeAttachment']
+        attachment = self.compute.attach_volume(req.context, server, data['volumeId'],
+                                                data.get('mode', 'rw'))
+        return 202, {'volumeAttachment': self._view(attachment)}
+
+    def delete(self, req: Any, server_id: str, id: str) -> tuple[int, None]:
+        server = get_server(req.context, server_id, 'server:attach_volume')
+        self.compute.detach_volume(req.context, server, id)
+        return 202, None
 
 
 class LiveImagesController:

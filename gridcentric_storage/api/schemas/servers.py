@@ -53,3 +53,8 @@ live_image_action = {
     'type': 'object', 'properties': {'launch': launch_params},
     'required': ['launch'], 'additionalProperties': False,
 }
+
+volume_attach = common.envelope('volumeAttachment', {
+    'volumeId': common.UUID,
+    'mode': {'type': 'string', 'enum': ['rw', 'ro']},
+}, required=['volumeId'])

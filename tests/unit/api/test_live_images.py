@@ -189,3 +189,28 @@ def test_bad_input(cloud):
         assert text in response.text, response.text
     other = cloud.request('GET', '/v1/servers/%s' % source['id'], token='eve:other')
     assert other.status_code == 404
+
+
+def test_attach_and_detach_a_volume_to_a_server(cloud):
+    backend = cloud.request('POST', '/v1/backends', json={'backend': {
+        'name': 'b', 'driver': 'fake'}}).json()['backend']
+    volume = cloud.request('POST', '/v1/volumes', json={'volume': {
+        'size': 1, 'backend_id': backend['id']}}).json()['volume']
+    wait_for(lambda: cloud.request('GET', '/v1/volumes/%s' % volume['id'])
+             .json()['volume']['status'] == 'available')
+    server = _server(cloud)
+    path = '/v1/servers/%s/os-volume_attachments' % server['id']
+    attached = cloud.request('POST', path, json={'volumeAttachment': {'volumeId': volume['id']}})
+    assert attached.status_code == 202, attached.text
+
+    def volume_status():
+        return cloud.request('GET', '/v1/volumes/%s' % volume['id']).json()['volume']['status']
+
+    wait_for(lambda: volume_status() == 'in-use')
+    listed = cloud.request('GET', path).json()['volumeAttachments']
+    assert [(a['volumeId'], a['status']) for a in listed] == [(volume['id'], 'attached')]
+    again = cloud.request('POST', path, json={'volumeAttachment': {'volumeId': volume['id']}})
+    assert again.status_code == 409
+    assert cloud.request('DELETE', '%s/%s' % (path, volume['id'])).status_code == 202
+    wait_for(lambda: volume_status() == 'available')
+    assert cloud.request('GET', path).json()['volumeAttachments'] == []
