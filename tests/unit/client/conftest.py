@@ -8,7 +8,7 @@ import pytest
 from keystoneauth1 import noauth, session
 
 from gridcentric_storage import client
-from gridcentric_storage.client import shell, volumes
+from gridcentric_storage.client import shell, utils
 
 from .fake_api import FakeAPI
 from .helpers import Result
@@ -21,7 +21,7 @@ def _isolated(monkeypatch, tmp_path):
         if name.startswith(('OS_', 'NOVACLIENT_')):
             monkeypatch.delenv(name)
     monkeypatch.setenv('HOME', str(tmp_path))
-    monkeypatch.setattr(volumes, 'POLL_INTERVAL', 0.01)
+    monkeypatch.setattr(utils, 'POLL_INTERVAL', 0.01)
 
 
 @pytest.fixture

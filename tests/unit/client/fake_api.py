@@ -1,7 +1,8 @@
 """A tiny in-memory stand-in for the gridcentric-storage REST API, for client unit tests.
 
 It is *not* the real API: it implements only what ``gridcentric_storage.client``
-talks to (``/v1/backends`` and ``/v1/volumes``) with the documented request and
+talks to (``/v1/backends``, ``/v1/volumes``; snapshots, attachments, volume actions,
+streams and the image cache in :mod:`.fake_api_volumes`) with the documented request and
 response envelopes, Cinder-style fault bodies (``{"conflict": {"code": 409,
 "message": ...}}``), ``backends_links`` pagination, 202 + a transitional status
 for volume create/delete, and a crude scheduler (enabled, up, role, zone, tags,
@@ -26,14 +27,17 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .fake_api_volumes import VolumeFeatures
+
 ERROR_KEYS = {400: 'badRequest', 401: 'unauthorized', 403: 'forbidden',
-              404: 'itemNotFound', 409: 'conflict'}
+              404: 'itemNotFound', 409: 'conflict', 411: 'lengthRequired'}
 DRIVERS = ('fake', 'file', 'lvm', 'rbd', 'storpool', 'cinder')
 BACKEND_CREATE = {'name', 'driver', 'options', 'role', 'cost', 'tags', 'availability_zone',
                   'host', 'max_over_subscription_ratio', 'reserved_percentage'}
 BACKEND_UPDATE = BACKEND_CREATE - {'driver', 'host'}
 VOLUME_CREATE = {'size', 'name', 'backend_id', 'tags', 'role', 'availability_zone',
-                 'requirements', 'rank'}
+                 'requirements', 'rank', 'source_volid', 'snapshot_id', 'imageRef',
+                 'multiattach', 'capabilities'}
 SECRET = re.compile('password|secret|token|key', re.I)
 TOKEN = 'fake-token'
 
@@ -59,7 +63,7 @@ def _check_fields(body: Any, key: str, allowed: set[str]) -> dict[str, Any]:
     return body[key]
 
 
-class FakeAPI:
+class FakeAPI(VolumeFeatures):
     CAPACITY_GB = 100.0
 
     def __init__(self, settle_after: int = 2) -> None:
@@ -69,8 +73,10 @@ class FakeAPI:
         self.backends: dict[str, dict[str, Any]] = {}
         self.volumes: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.deletes: list[tuple[str, dict[str, list[str]]]] = []   # (volume id, query)
         self.keystone = False       # serve /identity/v3 and require its token on /v1
         self.lock = threading.Lock()
+        self._init_volume_features()
         self.server = ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
         self.server.daemon_threads = True
         self.server.api = self      # type: ignore[attr-defined]
@@ -111,7 +117,7 @@ class FakeAPI:
         (r'/v1/backends/([^/]+)/action', 'backend_action'),
         (r'/v1/volumes', 'volumes'),
         (r'/v1/volumes/([^/]+)', 'volume'),
-    ]
+    ] + VolumeFeatures.EXTRA_ROUTES
 
     # -- backends ----------------------------------------------------------
 
@@ -233,14 +239,7 @@ class FakeAPI:
 
     def _settle(self, volume: dict[str, Any]) -> dict[str, Any] | None:
         """Count a read; a transitional volume settles after ``settle_after`` reads."""
-        if volume['status'] in ('creating', 'deleting'):
-            volume['_reads'] += 1
-            if volume['_reads'] >= self.settle_after:
-                if volume['status'] == 'deleting':
-                    del self.volumes[volume['id']]
-                    return None
-                volume.update(volume.pop('_outcome'), updated_at=_now())
-        return {k: v for k, v in volume.items() if not k.startswith('_')}
+        return self._settle_item(self.volumes, volume)
 
     def _schedule(self, volume: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
         tags, size = set(spec.get('tags') or []), volume['size']
@@ -266,6 +265,8 @@ class FakeAPI:
 
     def _volumes_post(self, query: Any, body: Any) -> tuple[int, Any]:
         spec = _check_fields(body, 'volume', VOLUME_CREATE)
+        origin = self._origin(spec)
+        spec.setdefault('size', origin.pop('size', None))
         if not isinstance(spec.get('size'), int) or spec['size'] < 1:
             raise Fault(400, "Invalid input for field 'size': must be an integer >= 1")
         if spec.get('backend_id') is not None:
@@ -275,7 +276,9 @@ class FakeAPI:
                   'status': 'creating', 'status_reason': None, 'backend_id': None,
                   'project_id': 'fake-project', 'user_id': 'fake-user',
                   'tags': spec.get('tags') or [], 'created_at': now, 'updated_at': None,
-                  '_reads': 0}
+                  'source_volid': None, 'snapshot_id': None, 'image_id': None,
+                  'multiattach': spec.get('multiattach', False), '_reads': 0}
+        volume.update(origin)
         volume['_outcome'] = self._schedule(volume, spec)
         self.volumes[volume['id']] = volume
         return 202, {'volume': {k: v for k, v in volume.items() if not k.startswith('_')}}
@@ -290,10 +293,16 @@ class FakeAPI:
         volume = self.volumes.get(volume_id)
         if volume is None:
             raise Fault(404, f'Volume {volume_id} could not be found.')
-        if volume['status'] not in ('available', 'error'):
+        self.deletes.append((volume_id, query))
+        if self._live_attachments(volume_id) and 'force' not in query:
+            raise Fault(409, f'Volume {volume_id} has attachments; detach it first')
+        if any(s['volume_id'] == volume_id for s in self.snapshots.values()):
+            if 'cascade' not in query:
+                raise Fault(409, f'Volume {volume_id} has snapshots; delete them first')
+        if volume['status'] not in ('available', 'error', 'in-use'):
             raise Fault(409, 'Volume {} is {}; it can be deleted when available or in '
                              'error'.format(volume_id, volume['status']))
-        volume.update(status='deleting', _reads=0)
+        self._start(volume, 'deleting')
         return 202, None
 
     # -- keystone ----------------------------------------------------------
@@ -331,10 +340,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get('Content-Length') or 0)
             raw = self.rfile.read(length) if length else b''
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                raise Fault(400, 'Malformed request body') from None
+            if parts.path.endswith('/data'):    # a byte stream: None without a length
+                body = raw if 'Content-Length' in self.headers else None
+            else:
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    raise Fault(400, 'Malformed request body') from None
             with api.lock:
                 result = api.handle(self.command, parts.path, query, headers, body)
             code, payload, extra = result
@@ -346,12 +358,14 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 payload = {ERROR_KEYS.get(code, 'computeFault'): {'code': code,
                                                                   'message': fault.message}}
-        data = b'' if payload is None else json.dumps(payload).encode()
+        binary = isinstance(payload, bytes)
+        data = payload if binary else b'' if payload is None else json.dumps(payload).encode()
         self.send_response(code)
         for key, value in extra.items():
             self.send_header(key, value)
         if data:
-            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Type',
+                             'application/octet-stream' if binary else 'application/json')
         self.send_header('Content-Length', str(len(data)))
         self.end_headers()
         self.wfile.write(data)

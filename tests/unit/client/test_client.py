@@ -6,13 +6,24 @@ from novaclient import exceptions
 from novaclient.v2 import volumes as nova_volumes
 
 from gridcentric_storage import client
-from gridcentric_storage.client import backends, utils, volumes
+from gridcentric_storage.client import (
+    attachments,
+    backends,
+    image_cache,
+    snapshots,
+    utils,
+    volumes,
+)
 
 
 def test_extensions_are_attached_without_clashing(gc):
-    assert [name for name, _ in client.EXTENSIONS] == ['gc_backends', 'gc_volumes']
+    assert [name for name, _ in client.EXTENSIONS] == [
+        'gc_backends', 'gc_volumes', 'gc_snapshots', 'gc_attachments', 'gc_image_cache']
     assert isinstance(gc.gc_backends, backends.BackendManager)
     assert isinstance(gc.gc_volumes, volumes.VolumeManager)
+    assert isinstance(gc.gc_snapshots, snapshots.SnapshotManager)
+    assert isinstance(gc.gc_attachments, attachments.AttachmentManager)
+    assert isinstance(gc.gc_image_cache, image_cache.ImageCacheManager)
     assert isinstance(gc.volumes, nova_volumes.VolumeManager)   # novaclient's own, intact
 
 
@@ -152,3 +163,55 @@ def test_keystone_catalog_endpoint(api, plugin):
     assert [b.name for b in gc.gc_backends.list()] == ['b']
     v1 = [headers for _, path, headers in api.requests if path.startswith('/v1/')]
     assert v1 and all(h['x-auth-token'] == 'fake-token' for h in v1)
+
+
+def test_snapshots_attachments_and_actions(gc, api):
+    gc.gc_backends.create(name='fast', driver='file')
+    volume = gc.gc_volumes.wait(gc.gc_volumes.create(1, name='v1'))
+    snap = gc.gc_snapshots.create(volume, name='s1')
+    assert isinstance(snap, snapshots.Snapshot) and snap.status == 'creating'
+    snap = gc.gc_snapshots.wait(snap)
+    assert (snap.status, snap.volume_id) == ('available', volume.id)
+    assert gc.gc_snapshots.find('s1').id == snap.id
+    assert [s.id for s in gc.gc_snapshots.list(volume_id=volume)] == [snap.id]
+
+    assert gc.gc_volumes.extend(volume, 2) is None
+    assert gc.gc_volumes.wait(volume).size == 2
+    gc.gc_volumes.revert(volume, snap)
+    assert gc.gc_volumes.wait(volume).status == 'available'
+    image = gc.gc_volumes.upload_to_image(volume, 'img', disk_format='qcow2')
+    assert image['image_id'].endswith('/img.qcow2') and image['status'] == 'uploading'
+    gc.gc_volumes.wait(volume)
+
+    clone = gc.gc_volumes.wait(gc.gc_volumes.create(snapshot_id=snap.id, multiattach=True))
+    assert (clone.size, clone.snapshot_id, clone.multiattach) == (1, snap.id, True)
+    attachment = gc.gc_attachments.create(clone, mode='ro')
+    assert isinstance(attachment, attachments.Attachment)
+    attachment = gc.gc_attachments.wait(attachment)
+    assert (attachment.status, attachment.device_path) == ('attached', '/dev/fake0')
+    gc.gc_volumes.force_detach(clone, attachment)
+    assert gc.gc_attachments.wait(attachment, deleted=True) is None
+
+    snap.delete()
+    assert gc.gc_snapshots.wait(snap, deleted=True) is None
+    volume.delete(cascade=True)
+    assert api.deletes[-1] == (volume.id, {'cascade': ['true']})
+    assert gc.gc_image_cache.list() == [] and gc.gc_image_cache.purge() == 0
+    paths = [(m, p) for m, p, _ in api.requests if m == 'POST']
+    assert ('POST', f'/v1/volumes/{volume.id}/action') in paths
+    assert ('POST', '/v1/image-cache/action') in paths
+
+
+def test_generic_wait_on_snapshots(gc, api):
+    gc.gc_backends.create(name='fast', driver='file')
+    volume = gc.gc_volumes.wait(gc.gc_volumes.create(1))
+    api.settle_after = 10 ** 6
+    slow = gc.gc_snapshots.create(volume)
+    with pytest.raises(utils.WaitTimeout, match=f'waiting for snapshot {slow.id} '
+                                                r'\(status: creating\)'):
+        gc.gc_snapshots.wait(slow, timeout=0.05)
+    api.snapshots[slow.id].update(status='error', status_reason='broken', _outcome={})
+    api.settle_after = 1
+    with pytest.raises(utils.ResourceInErrorState,
+                       match=f'Snapshot {slow.id} went to status error: broken'):
+        gc.gc_snapshots.wait(slow)
