@@ -33,7 +33,15 @@ from typing import Any
 from novaclient import client as nova_client
 from novaclient import extension
 
-from gridcentric_storage.client import attachments, backends, image_cache, snapshots, volumes
+from gridcentric_storage.client import (
+    attachments,
+    backends,
+    image_cache,
+    live_images,
+    servers,
+    snapshots,
+    volumes,
+)
 
 __all__ = ['API_VERSION', 'EXTENSIONS', 'SERVICE_TYPE', 'get_client', 'get_extensions']
 
@@ -43,13 +51,15 @@ API_VERSION = '2'
 SERVICE_TYPE = 'gridcentric'
 
 # (client attribute, module). Not ``volumes``: novaclient already has that one.
-# A ``gridcentric`` extension for live images joins this list.
+# ``gridcentric`` is the live-image manager's name in Gridcentric's own client.
 EXTENSIONS: list[tuple[str, ModuleType]] = [
     ('gc_backends', backends),
     ('gc_volumes', volumes),
     ('gc_snapshots', snapshots),
     ('gc_attachments', attachments),
     ('gc_image_cache', image_cache),
+    ('gc_servers', servers),
+    ('gridcentric', live_images),
 ]
 
 
