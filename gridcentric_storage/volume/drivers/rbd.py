@@ -59,8 +59,8 @@ __all__ = ['RBDDriver']
 LOG = logging.getLogger(__name__)
 
 GiB = 1 << 30
-_UUID_RE = re.compile('^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
-                      re.IGNORECASE)
+_UUID_RE = re.compile('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
+                      '[0-9a-fA-F]{12}$')
 _CLONE_SNAP, _DELETED = '.clone_snap', '.deleted'
 _TIMEOUT_OPTIONS = ('client_mount_timeout', 'rados_osd_op_timeout', 'rados_mon_op_timeout')
 ETIMEDOUT = 110
@@ -109,7 +109,7 @@ class RBDDriver(base.VolumeDriver):
             'secret_uuid': {'type': 'string', 'pattern': _UUID_RE.pattern},
             'max_clone_depth': {'type': 'integer', 'minimum': 0, 'maximum': 100},
             'flatten_on_clone': {'type': 'boolean'},
-            'connect_timeout': {'type': 'number', 'minimum': 1, 'maximum': 3600},
+            'connect_timeout': {'type': 'integer', 'minimum': 1, 'maximum': 3600},
             'keyring_in_connection_info': {'type': 'boolean'},
             'exclusive_lock': {'type': 'boolean'},
         },
@@ -132,7 +132,7 @@ class RBDDriver(base.VolumeDriver):
         self.pool: str = opts['pool']
         self.conf_path: str = opts['ceph_conf']
         self.user: str = opts['user']
-        self.timeout = float(opts['connect_timeout'])
+        self.timeout = int(opts['connect_timeout'])
         self.max_depth = int(opts['max_clone_depth'])
         self.flatten = bool(opts['flatten_on_clone'])
         self.exclusive = bool(opts.get('exclusive_lock'))
@@ -158,7 +158,7 @@ class RBDDriver(base.VolumeDriver):
             if getattr(e, 'errno', None) in (ETIMEDOUT, -ETIMEDOUT) or isinstance(
                     e, (rados.TimedOut, rbd.Timeout)):
                 raise _error(f'{what}: the Ceph cluster did not answer within '
-                             f'{self.timeout:g} s ({e})') from e
+                             f'{self.timeout} s ({e})') from e
             if isinstance(e, rbd.ImageBusy):
                 raise _error(f'{what}: the image is in use (attached?); a client that '
                              f'crashed holds it for 30 s more: {e}') from e
@@ -170,7 +170,7 @@ class RBDDriver(base.VolumeDriver):
                 return self._client
             if not os.path.isfile(self.conf_path):
                 raise _error(f'Ceph configuration {self.conf_path} does not exist')
-            conf = {name: str(int(self.timeout)) for name in _TIMEOUT_OPTIONS}
+            conf = {name: str(self.timeout) for name in _TIMEOUT_OPTIONS}
             if self.options.get('keyring'):
                 conf['keyring'] = self.options['keyring']
             if self.options.get('key'):
@@ -181,7 +181,7 @@ class RBDDriver(base.VolumeDriver):
             except rados.Error as e:
                 client.shutdown()
                 raise _error(f'cannot connect to the Ceph cluster of {self.conf_path} as '
-                             f'client.{self.user} within {self.timeout:g} s: {e}') from e
+                             f'client.{self.user} within {self.timeout} s: {e}') from e
             self._client = client
             return client
 
@@ -213,7 +213,7 @@ class RBDDriver(base.VolumeDriver):
 
     def _mon(self, prefix: str, **args: Any) -> Any:
         cmd = json.dumps({'prefix': prefix, 'format': 'json', **args})
-        ret, out, err = self._connect().mon_command(cmd, b'', timeout=int(self.timeout))
+        ret, out, err = self._connect().mon_command(cmd, b'', timeout=self.timeout)
         if ret != 0:
             raise _error(f'ceph {prefix} failed: {err or os.strerror(-ret)}')
         return json.loads(out)
@@ -534,7 +534,7 @@ class RBDDriver(base.VolumeDriver):
         """qemu's ``rbd:pool/image:id=...:conf=...`` for the image; a ``key`` goes into
         a private temporary keyring, never on a command line."""
         opts = [('id', self.user), ('conf', self.conf_path)]
-        opts += [(o, str(int(self.timeout))) for o in _TIMEOUT_OPTIONS]
+        opts += [(o, str(self.timeout)) for o in _TIMEOUT_OPTIONS]
         with tempfile.TemporaryDirectory(prefix='gc-rbd-') as tmp:
             if self.options.get('key'):
                 keyring = os.path.join(tmp, 'keyring')
