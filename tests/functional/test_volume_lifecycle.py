@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.fixtures import loopfs
+from tests.fixtures import ceph, loopfs
 from tests.fixtures.services import InProcessCloud, wait_for
 
 MiB = 1 << 20
@@ -98,10 +98,27 @@ def download(cloud, volume_id, length: int | None = None) -> bytes:
     return data
 
 
-@pytest.fixture(params=['qcow2', 'reflink'])
+@pytest.fixture
+def rbd_backend(cloud):
+    """An rbd backend on the single-node Ceph that tools/ceph.sh started."""
+    conf = ceph.ceph_conf()
+    ceph.bindings_or_skip()
+    response = cloud.request('POST', '/v1/backends', json={'backend': {
+        'name': 'ceph', 'driver': 'rbd', 'options': {
+            'pool': 'rbd', 'ceph_conf': conf, 'keyring_in_connection_info': True}}})
+    assert response.status_code == 201, response.text
+    yield response.json()['backend']
+    # Leave the shared test pool as it was found.
+    for volume in cloud.request('GET', '/v1/volumes').json()['volumes']:
+        cloud.request('DELETE', '/v1/volumes/%s?cascade=true&force=true' % volume['id'])
+    wait_for(lambda: cloud.request('GET', '/v1/volumes').json()['volumes'] == [], timeout=120)
+    assert ceph.CephCLI(conf).images() == []
+
+
+@pytest.fixture(params=['qcow2', 'reflink', 'rbd'])
 def any_backend(request):
-    return request.getfixturevalue('backend' if request.param == 'qcow2'
-                                   else 'reflink_backend')
+    return request.getfixturevalue({'qcow2': 'backend', 'reflink': 'reflink_backend',
+                                    'rbd': 'rbd_backend'}[request.param])
 
 
 def test_stream_snapshot_clone_revert(cloud, any_backend):
