@@ -14,7 +14,7 @@ from typing import Any
 from oslo_config import cfg
 
 from gridcentric_storage.common import exception
-from gridcentric_storage.compute import rpcapi
+from gridcentric_storage.compute import live_disks, rpcapi
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
@@ -167,13 +167,6 @@ class ComputeAPI:
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'] or server['status'],
                                          reason='only an ACTIVE server can be blessed')
-        if server.get('volume_id'):
-            # Memory and disk must be frozen at one instant; the copy-on-write
-            # disk snapshot inside the pause is not built yet.
-            raise exception.InvalidState(resource='Server', id=server['id'],
-                                         state=server['status'],
-                                         reason='blessing a server booted from a volume is '
-                                                'not supported yet')
         db_servers.server_update(server['id'], {'task_state': 'blessing'},
                                  expected_status=('ACTIVE',))
         count = len(db_servers.live_image_get_all(server_id=server['id']))
@@ -206,6 +199,10 @@ class ComputeAPI:
         clones = []
         for index in range(count):
             name = base_name if count == 1 else '%s-%d' % (base_name, index)
+            volumes = live_disks.create_clone_volumes(ctxt.project_id,
+                                                      live_image['artifacts'])
+            for volume in volumes:
+                self.rpcapi.create_volume(ctxt, volume['host'], volume['id'])
             clone = db_servers.server_create({
                 'id': str(uuid.uuid4()), 'name': name, 'project_id': ctxt.project_id,
                 'user_id': ctxt.user_id, 'host': host,
@@ -214,7 +211,8 @@ class ComputeAPI:
                 'mac': self._new_mac(), 'vmgenid': str(uuid.uuid4()),
                 'live_image_id': live_image['id'], 'launch_index': index,
                 'key_name': params.get('key_name'), 'user_data': user_data,
-                'guest': guest, 'extra': {}})
+                'guest': guest, 'extra': {'volumes': [v['id'] for v in volumes]},
+                'volume_id': volumes[0]['id'] if volumes else None})
             clones.append(clone)
         for clone in clones:
             self.rpcapi.launch_server(ctxt, host, clone['id'])

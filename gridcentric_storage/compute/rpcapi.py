@@ -72,6 +72,11 @@ class ComputeAPI:
     def create_snapshot(self, ctxt: Any, host: str, snapshot_id: str) -> None:
         self._cast(ctxt, host, 'create_snapshot', snapshot_id=snapshot_id)
 
+    def call_create_snapshot(self, ctxt: Any, host: str, snapshot_id: str) -> None:
+        """create_snapshot, waiting for it (a bless holds its VM paused meanwhile)."""
+        cctxt = self._prepare(host, version='1.1', timeout=CONF.compute.rpc_call_timeout)
+        cctxt.call(ctxt, 'create_snapshot', snapshot_id=snapshot_id)
+
     def delete_snapshot(self, ctxt: Any, host: str, snapshot_id: str) -> None:
         self._cast(ctxt, host, 'delete_snapshot', snapshot_id=snapshot_id)
 

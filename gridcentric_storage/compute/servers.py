@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from gridcentric_storage.common import concurrency
-from gridcentric_storage.compute import hooks
+from gridcentric_storage.compute import hooks, live_disks
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
@@ -57,7 +57,7 @@ class ServerManager:
         return [virt.Disk(volume_id=volume['id'], connection_info=info)]
 
     def _release_disks(self, ctxt: Any, server: dict[str, Any]) -> None:
-        for attachment in db_attachments.attachment_get_all(volume_id=server.get('volume_id')):
+        for attachment in db_attachments.attachment_get_all():
             if attachment['instance_uuid'] != server['id']:
                 continue
             volume = db.volume_get(attachment['volume_id'])
@@ -112,6 +112,7 @@ class ServerManager:
             try:
                 concurrency.execute(self.driver.destroy, server_id)
                 self._release_disks(ctxt, server)
+                live_disks.delete_clone_volumes(ctxt, self.rpcapi, server)
             except Exception as e:
                 LOG.exception('Deleting server %s failed', server_id)
                 db_servers.server_update(server_id, {'status': 'ERROR', 'task_state': None,
@@ -182,13 +183,7 @@ class ServerManager:
             server = db_servers.server_get(server_id)
             try:
                 hooks.run('pre', 'bless', server_id=server_id, live_image_id=live_image_id)
-                disks = [virt.Disk(volume_id=a['volume_id'],
-                                   connection_info=a['connection_info'])
-                         for a in db_attachments.attachment_get_all(
-                             volume_id=server.get('volume_id'))
-                         if a['instance_uuid'] == server_id]
-                artifacts = concurrency.execute(self.driver.bless, server_id, live_image_id,
-                                                disks)
+                artifacts = self._bless_with_disks(ctxt, server, live_image_id)
             except Exception as e:
                 LOG.exception('Blessing server %s failed', server_id)
                 self._discard_leftovers(live_image_id)
@@ -201,6 +196,23 @@ class ServerManager:
                 'status_reason': None})
             db_servers.server_update(server_id, {'task_state': None})
         hooks.run('post', 'bless', server_id=server_id, live_image_id=live_image_id)
+
+    def _bless_with_disks(self, ctxt: Any, server: dict[str, Any],
+                          live_image_id: str) -> virt.LiveImageArtifacts:
+        """Memory and disks of one instant: pause, snapshot volumes, save, resume."""
+        if not live_disks.attachments_of(server['id']):
+            return concurrency.execute(self.driver.bless, server['id'], live_image_id, [])
+        self.driver.pause(server['id'])
+        disks: list[virt.Disk] = []
+        try:
+            disks = live_disks.snapshot_all(ctxt, self.rpcapi, server['id'], live_image_id)
+            return concurrency.execute(self.driver.bless, server['id'], live_image_id, disks)
+        except Exception:
+            live_disks.delete_snapshots(ctxt, self.rpcapi,
+                                        [dataclasses.asdict(d) for d in disks])
+            raise
+        finally:
+            self.driver.unpause(server['id'])
 
     def _discard_leftovers(self, live_image_id: str) -> None:
         live_image = db_servers.live_image_get(live_image_id)
@@ -229,14 +241,18 @@ class ServerManager:
             try:
                 hooks.run('pre', 'launch', server_id=server_id,
                           live_image_id=live_image['id'], clone_id=server_id)
-                info = concurrency.execute(self.driver.launch, artifacts_from_db(live_image),
-                                           clone)
+                artifacts = artifacts_from_db(live_image)
+                clone.disks = live_disks.connect_clone_volumes(ctxt, self.rpcapi, self.host,
+                                                               server, artifacts)
+                info = concurrency.execute(self.driver.launch, artifacts, clone)
             except Exception as e:
                 LOG.exception('Launching server %s failed', server_id)
                 self._fail(server_id, e)
                 return
-            db_servers.server_update(server_id, {'status': 'ACTIVE', 'task_state': None,
-                                                 'extra': dataclasses.asdict(info)})
+            db_servers.server_update(server_id, {
+                'status': 'ACTIVE', 'task_state': None,
+                'extra': dict(dataclasses.asdict(info),
+                              volumes=server['extra'].get('volumes', []))})
         hooks.run('post', 'launch', server_id=server_id, live_image_id=live_image['id'],
                   clone_id=server_id)
 
@@ -251,6 +267,8 @@ class ServerManager:
                           server_id=live_image['server_id'])
                 if live_image.get('artifacts'):
                     concurrency.execute(self.driver.discard, artifacts_from_db(live_image))
+                    live_disks.delete_snapshots(ctxt, self.rpcapi,
+                                                live_image['artifacts'].get('disks', []))
             except Exception as e:
                 LOG.exception('Discarding live image %s failed', live_image_id)
                 db_servers.live_image_update(live_image_id, {

@@ -29,6 +29,7 @@ class UnavailableDriver(base.VirtDriver):
         raise exception.DriverError(reason=self.reason)
 
     spawn = destroy = get_console_output = bless = launch = discard = _fail  # type: ignore
+    pause = unpause = attach_volume = detach_volume = _fail  # type: ignore
 
     def get_info(self, instance_id: str) -> base.InstanceInfo:
         return base.InstanceInfo(id=instance_id, state='stopped')

@@ -130,6 +130,10 @@ class VirtDriver(abc.ABC):
     def discard(self, artifacts: LiveImageArtifacts) -> None:
         """Remove every file of a live image; succeeds if already gone."""
 
+    def pause(self, instance_id: str) -> None:
+        """Stop the vCPUs (disks are then snapshotted consistently before a bless)."""
+        raise NotImplementedError()
+
     def unpause(self, instance_id: str) -> None:
         """Resume a paused VM (e.g. a source left paused by an interrupted bless)."""
         raise NotImplementedError()

@@ -57,6 +57,11 @@ class FakeVirtDriver(base.VirtDriver):
         with self._lock:
             self.images.pop(artifacts.live_image_id, None)
 
+    def pause(self, instance_id: str) -> None:
+        with self._lock:
+            if instance_id in self.instances:
+                self.instances[instance_id].state = 'paused'
+
     def unpause(self, instance_id: str) -> None:
         with self._lock:
             if instance_id in self.instances:

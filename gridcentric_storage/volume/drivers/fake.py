@@ -9,7 +9,7 @@ from typing import Any
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.volume.drivers import base
-from gridcentric_storage.volume.objects import VolumeRef
+from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 
 
 class FakeDriver(base.VolumeDriver):
@@ -27,6 +27,7 @@ class FakeDriver(base.VolumeDriver):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.volumes: dict[str, int] = {}
+        self.snapshots: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def _maybe_fail(self, method: str) -> None:
@@ -64,6 +65,23 @@ class FakeDriver(base.VolumeDriver):
     def extend_volume(self, volume: VolumeRef, new_size: int) -> None:
         with self._lock:
             self.volumes[volume.id] = new_size
+
+    def create_snapshot(self, snapshot: SnapshotRef) -> dict[str, Any] | None:
+        self._maybe_fail('create_snapshot')
+        with self._lock:
+            self.snapshots[snapshot.id] = snapshot.volume_id
+        return None
+
+    def delete_snapshot(self, snapshot: SnapshotRef) -> None:
+        with self._lock:
+            self.snapshots.pop(snapshot.id, None)
+
+    def create_volume_from_snapshot(self, volume: VolumeRef,
+                                    snapshot: SnapshotRef) -> dict[str, Any] | None:
+        with self._lock:
+            if snapshot.id not in self.snapshots:
+                raise exception.DriverError(reason='no snapshot %s' % snapshot.id)
+        return self.create_volume(volume)
 
     def initialize_connection(self, volume: VolumeRef, connector: dict[str, Any],
                               initiator_data: Any = None) -> dict[str, Any]:

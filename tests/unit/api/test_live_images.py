@@ -214,3 +214,50 @@ def test_attach_and_detach_a_volume_to_a_server(cloud):
     assert cloud.request('DELETE', '%s/%s' % (path, volume['id'])).status_code == 202
     wait_for(lambda: volume_status() == 'available')
     assert cloud.request('GET', path).json()['volumeAttachments'] == []
+
+
+def test_bless_snapshots_the_volumes_and_clones_get_their_own(cloud):
+    """Disks are frozen with the memory; every clone gets copy-on-write volumes."""
+    backend = cloud.request('POST', '/v1/backends', json={'backend': {
+        'name': 'b', 'driver': 'fake'}}).json()['backend']
+    volume = cloud.request('POST', '/v1/volumes', json={'volume': {
+        'size': 2, 'backend_id': backend['id']}}).json()['volume']
+    wait_for(lambda: cloud.request('GET', '/v1/volumes/%s' % volume['id'])
+             .json()['volume']['status'] == 'available')
+    server = _server(cloud)
+    cloud.request('POST', '/v1/servers/%s/os-volume_attachments' % server['id'],
+                  json={'volumeAttachment': {'volumeId': volume['id']}})
+    wait_for(lambda: cloud.request('GET', '/v1/volumes/%s' % volume['id'])
+             .json()['volume']['status'] == 'in-use')
+
+    image = cloud.request('POST', '/v1/live-images', json={
+        'live_image': {'server_id': server['id']}}).json()['live_image']
+    assert _settle_image(cloud, image['id'])['status'] == 'blessed'
+    snapshots = cloud.request('GET', '/v1/snapshots').json()['snapshots']
+    assert [(s['volume_id'], s['name']) for s in snapshots] == [
+        (volume['id'], 'live-image-%s' % image['id'])]
+
+    clones = cloud.request('POST', '/v1/live-images/%s/action' % image['id'],
+                           json={'launch': {'num_instances': 2}}).json()['servers']
+    disk_volumes = set()
+    for clone in clones:
+        settled = _settle_server(cloud, clone['id'])
+        assert settled['status'] == 'ACTIVE', settled
+        disk = cloud.request('GET', '/v1/volumes/%s' % settled['volume_id']).json()['volume']
+        assert (disk['status'], disk['snapshot_id'], disk['size']) == (
+            'in-use', snapshots[0]['id'], 2)
+        disk_volumes.add(disk['id'])
+    assert len(disk_volumes) == 2 and volume['id'] not in disk_volumes
+    # the source's own volume is untouched and still attached to it
+    assert cloud.request('GET', '/v1/volumes/%s' % volume['id']).json()['volume'][
+        'status'] == 'in-use'
+
+    for clone in clones:
+        cloud.request('DELETE', '/v1/servers/%s' % clone['id'])
+        _settle_server(cloud, clone['id'])
+    for volume_id in disk_volumes:  # a clone's disks go with it
+        wait_for(lambda v=volume_id: cloud.request('GET', '/v1/volumes/%s' % v)
+                 .status_code == 404)
+    assert cloud.request('DELETE', '/v1/live-images/%s' % image['id']).status_code == 202
+    _settle_image(cloud, image['id'])
+    wait_for(lambda: cloud.request('GET', '/v1/snapshots').json()['snapshots'] == [])
