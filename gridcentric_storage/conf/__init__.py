@@ -8,11 +8,20 @@ from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_messaging import opts as messaging_opts
 
-from gridcentric_storage.conf import api, compute, database, default, qemu, scheduler, volume
+from gridcentric_storage.conf import (
+    api,
+    compute,
+    database,
+    default,
+    libvirt,
+    qemu,
+    scheduler,
+    volume,
+)
 
 CONF = cfg.CONF
 
-_MODULES = (default, api, compute, scheduler, volume, qemu, database)
+_MODULES = (default, api, compute, scheduler, volume, qemu, libvirt, database)
 _registered = False
 
 

@@ -14,6 +14,8 @@ copy-on-write disks, and resumes where the blessed VM stopped.
 
 import abc
 import dataclasses
+import inspect
+import os
 from typing import Any
 
 
@@ -85,6 +87,23 @@ class CloneSpec:
     disks: list[Disk] = dataclasses.field(default_factory=list)
     guest: dict[str, str] = dataclasses.field(default_factory=dict)
     user_data: bytes | None = None
+
+
+def constructor_options(cls: type, conf: Any, group_name: str) -> dict[str, Any]:
+    """Keyword arguments for ``cls`` from the option group named like them.
+
+    Paths default under ``state_path``; options left unset keep the
+    constructor's own defaults.
+    """
+    state = getattr(conf, 'state_path', None) or '/var/lib/gridcentric-storage'
+    kwargs: dict[str, Any] = {'instances_path': os.path.join(state, 'instances'),
+                              'live_images_path': os.path.join(state, 'live-images')}
+    group = getattr(conf, group_name, None)
+    for name in inspect.signature(cls).parameters:
+        value = getattr(group, name, None) if group is not None else None
+        if value is not None:
+            kwargs[name] = value
+    return kwargs
 
 
 class VirtDriver(abc.ABC):

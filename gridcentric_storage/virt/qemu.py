@@ -38,7 +38,6 @@ change (see tools/build-test-guest.sh)::
 """
 
 import contextlib
-import inspect
 import json
 import logging
 import os
@@ -70,7 +69,7 @@ _STATES = {'running': 'running', 'paused': 'paused', 'postmigrate': 'paused',
            'debug': 'paused', 'shutdown': 'stopped'}
 
 
-def _check_id(kind: str, value: str) -> str:
+def check_id(kind: str, value: str) -> str:
     if not _ID_RE.match(value or ''):
         raise exception.Invalid(reason='%s id %r must match %s' % (kind, value, _ID_RE.pattern))
     return value
@@ -118,14 +117,7 @@ class QemuDriver(base.VirtDriver):
     def from_config(cls, conf: Any) -> 'QemuDriver':
         """Build from oslo.config: options of a ``[qemu]`` group named like the
         constructor's arguments, when registered; paths default under ``state_path``."""
-        state = getattr(conf, 'state_path', None) or '/var/lib/gridcentric-storage'
-        kwargs: dict[str, Any] = {'instances_path': os.path.join(state, 'instances'),
-                                  'live_images_path': os.path.join(state, 'live-images')}
-        group = getattr(conf, 'qemu', None)
-        for name in inspect.signature(cls).parameters:
-            value = getattr(group, name, None) if group is not None else None
-            if value is not None:
-                kwargs[name] = value
+        kwargs = base.constructor_options(cls, conf, 'qemu')
         return cls(**kwargs)
 
     # ---- host
@@ -151,7 +143,7 @@ class QemuDriver(base.VirtDriver):
     # ---- paths and process bookkeeping
 
     def _dir(self, instance_id: str) -> str:
-        return os.path.join(self.instances_path, _check_id('instance', instance_id))
+        return os.path.join(self.instances_path, check_id('instance', instance_id))
 
     def _file(self, instance_id: str, name: str) -> str:
         return os.path.join(self._dir(instance_id), name)
@@ -359,7 +351,7 @@ class QemuDriver(base.VirtDriver):
 
     def bless(self, instance_id: str, live_image_id: str,
               snapshot_disks: list[base.Disk]) -> base.LiveImageArtifacts:
-        _check_id('live image', live_image_id)
+        check_id('live image', live_image_id)
         with self._locks.get(instance_id), self._locks.get('live-image:' + live_image_id):
             layout = self._load_layout(instance_id)
             if layout.live_image_id:
@@ -459,7 +451,7 @@ class QemuDriver(base.VirtDriver):
                           restore_seconds=round(loaded - started, 4))
 
     def discard(self, artifacts: base.LiveImageArtifacts) -> None:
-        _check_id('live image', artifacts.live_image_id)
+        check_id('live image', artifacts.live_image_id)
         with self._locks.get('live-image:' + artifacts.live_image_id):
             paths = {os.path.join(self.live_images_path, artifacts.live_image_id)}
             if artifacts.directory:

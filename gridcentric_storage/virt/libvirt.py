@@ -1,0 +1,698 @@
+"""The virt driver through libvirt: the QEMU driver's live images, as libvirt domains.
+
+Domains are named ``gc-<instance id>`` and are *transient* (``createXML``): a
+domain exists exactly while its QEMU runs, so a clone never lingers as a
+definition that would replay ``-incoming`` against a discarded live image.
+``<instances_path>/<id>/`` holds ``domain.xml`` (what the domain was created
+from), ``meta.json`` (live image, accel, volume id -> target dev),
+``console.log`` (``<serial type='file'>``), ``ram`` (RAM of a spawned VM,
+``share=on``) and a clone's ``fw-*`` files (``<sysinfo type='fwcfg'>``); a
+live image adds the blessed VM's migratable XML to the QEMU driver's files.
+
+Guest RAM is given by ``<qemu:commandline>``, not ``<memoryBacking><source
+type='file'/>``: libvirt 9.0 puts that file under qemu.conf's host-wide
+``memory_backing_dir``, in a directory named after the domain's runtime id and
+deleted at shutdown, and cannot point a clone at a given file with
+``share=off``; the clone's RAM block must carry the blessed VM's name. So both
+get ``-object memory-backend-file,id=mem`` + ``-machine memory-backend=mem``
+(the later ``-machine`` wins; libvirt's own ``pc.ram`` is never mapped nor
+migrated). libvirt runs QEMU under ``-sandbox ...,spawn=deny``: the QEMU
+driver's ``exec:cat`` URIs cannot work, so bless and launch hand QEMU the state
+file with ``getfd`` (``qemuMonitorCommandWithFiles``) and use ``fd:`` URIs.
+Pause/resume go through libvirt (``suspend``/``resume``, so its state stays
+right), ``x-ignore-shared``, ``migrate`` and ``migrate-incoming`` through QMP
+passthrough (libvirt ignores MIGRATION events of jobs it did not start; the
+source keeps running). A clone is created with ``VIR_DOMAIN_START_PAUSED`` and
+``-incoming defer`` and resumed once its state is loaded.
+
+QEMU runs as libvirt's DAC base label (``libvirt-qemu`` on Debian): instance
+directories are chowned to it, and ``instances_path``/``live_images_path`` and
+their parents must be searchable by it. QEMU 7.2 opens a memory-backend file
+O_RDWR even with ``share=off`` (``rom=off`` arrives in 8.2), so a live image's
+RAM is 0464, group QEMU's, instead of 0444; MAP_PRIVATE means no clone ever
+writes it, and its sha256 is recorded to check that.
+"""
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from typing import Any, cast
+
+from gridcentric_storage.common import concurrency, exception
+from gridcentric_storage.virt import accel as accel_mod
+from gridcentric_storage.virt import base, qmp
+from gridcentric_storage.virt import qemu_live as live
+from gridcentric_storage.virt.qemu import check_id
+
+try:
+    import libvirt
+    import libvirt_qemu
+except ImportError:                    # the driver then fails to load, with this reason
+    libvirt = libvirt_qemu = None
+
+LOG = logging.getLogger(__name__)
+
+__all__ = ['LibvirtDriver', 'disk_xml']
+
+QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0'
+ET.register_namespace('qemu', QEMU_NS)
+PREFIX = 'gc-'
+_IGNORE_SHARED = [{'capability': 'x-ignore-shared', 'state': True}]
+_STATES = {1: 'running', 2: 'running', 3: 'paused', 4: 'stopped', 5: 'stopped',
+           6: 'crashed', 7: 'paused'}  # virDomainState -> InstanceInfo.state
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def disk_xml(connection_info: dict[str, Any], dev: str, read_only: bool = False,
+             secret_uuid: str | None = None) -> ET.Element:
+    """A virtio ``<disk>`` from os-brick style connection info (local, rbd, iscsi).
+
+    iSCSI CHAP needs a libvirt secret holding the password (``secret_uuid``);
+    rbd uses Cinder's ``secret_uuid`` (a ceph secret defined on the host) when
+    ``auth_username`` is set, else ceph.conf's defaults.
+    """
+    kind = connection_info.get('driver_volume_type')
+    data = connection_info.get('data') or {}
+    disk = ET.Element('disk', device='disk')
+    try:
+        if kind == 'local':
+            path, fmt = data['device_path'], data.get('format', 'raw')
+            if fmt not in ('raw', 'qcow2'):
+                raise ValueError('format must be raw or qcow2, not %r' % fmt)
+            block = path.startswith('/dev/')
+            disk.set('type', 'block' if block else 'file')
+            _sub(disk, 'driver', name='qemu', type=fmt, **({'discard': 'unmap'}
+                                                             if data.get('discard') else {}))
+            _sub(disk, 'source', **{'dev' if block else 'file': path})
+        elif kind in ('rbd', 'iscsi'):
+            disk.set('type', 'network')
+            _sub(disk, 'driver', name='qemu', type='raw')
+            if kind == 'rbd':
+                if '/' not in data['name']:
+                    raise ValueError('name must be pool/image, not %r' % data['name'])
+                source = _sub(disk, 'source', protocol='rbd', name=data['name'])
+                hosts, ports = data.get('hosts') or [], data.get('ports') or []
+                for host, port in zip(hosts, ports or ['6789'] * len(hosts), strict=False):
+                    _sub(source, 'host', name=host, port=str(port))
+                if data.get('conf'):
+                    _sub(source, 'config', file=data['conf'])
+                user, secret_type = data.get('auth_username'), 'ceph'
+                secret_uuid = secret_uuid or data.get('secret_uuid')
+            else:
+                source = _sub(disk, 'source', protocol='iscsi', name='%s/%d' % (
+                    data['target_iqn'], int(data.get('target_lun', 0))))
+                host, _, port = data['target_portal'].rpartition(':')
+                _sub(source, 'host', name=host.strip('[]') or port, port=port or '3260')
+                user, secret_type = data.get('auth_username'), 'iscsi'
+                if data.get('auth_method', 'CHAP') != 'CHAP':
+                    user = None
+            if user and secret_uuid:
+                auth = _sub(disk, 'auth', username=user)
+                _sub(auth, 'secret', type=secret_type, uuid=secret_uuid)
+        else:
+            raise ValueError('unsupported driver_volume_type %r' % kind)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise exception.DriverError(reason='cannot build a libvirt disk from %s connection '
+                                    'info: %s' % (kind, e))
+    _sub(disk, 'target', dev=dev, bus='virtio')
+    if read_only:
+        _sub(disk, 'readonly')
+    return disk
+
+
+class _Passthrough:
+    """``qmp.Monitor``'s ``cmd`` over libvirt's QMP passthrough (for qmp.wait_for_migration)."""
+
+    def __init__(self, dom: Any) -> None:
+        self.dom = dom
+
+    def cmd(self, name: str, files: list[int] | None = None, **arguments: Any) -> Any:
+        command = json.dumps({'execute': name, 'arguments': arguments})
+        try:
+            if files:
+                out, _ = libvirt_qemu.qemuMonitorCommandWithFiles(self.dom, command, files, 0)
+            else:
+                out = libvirt_qemu.qemuMonitorCommand(self.dom, command, 0)
+        except libvirt.libvirtError as e:
+            raise qmp.QmpError('QMP %s through libvirt failed: %s' % (name, e))
+        reply = json.loads(out)
+        if 'error' in reply:
+            raise qmp.QmpError('QMP %s failed: %s' % (name, reply['error'].get('desc')),
+                               reply['error'].get('class'))
+        return reply.get('return')
+
+
+class LibvirtDriver(base.VirtDriver):
+    """QEMU through libvirt. Options (plain constructor arguments, or ``[libvirt]``):
+
+    ``uri``; ``instances_path``, ``live_images_path``; ``accel``: 'auto' (probe
+    KVM, fall back to TCG; the domain type follows), 'kvm' or 'tcg';
+    ``emulator`` (QEMU binary), ``machine``, ``cpu_model``; ``network``: the
+    libvirt network of the NIC a ``mac`` asks for (None: user networking);
+    ``probe_kernel``; timeouts in seconds; ``checksum_ram``.
+    """
+
+    def __init__(self, uri: str = 'qemu:///system',
+                 instances_path: str = '/var/lib/gridcentric-storage/instances',
+                 live_images_path: str = '/var/lib/gridcentric-storage/live-images',
+                 accel: str = 'auto', emulator: str = 'qemu-system-x86_64',
+                 machine: str = 'pc', cpu_model: str | None = None,
+                 network: str | None = None, probe_kernel: str | None = None,
+                 stop_timeout: float = 10.0, migration_timeout: float = 300.0,
+                 checksum_ram: bool = True) -> None:
+        if libvirt is None:
+            raise exception.InvalidDriverOptions(driver='libvirt', reason='the libvirt Python '
+                                                 'bindings are missing (python3-libvirt)')
+        if accel not in accel_mod.MODES:
+            raise exception.InvalidDriverOptions(driver='libvirt', reason='accel %r' % accel)
+        self.uri = uri
+        self.instances_path = os.path.abspath(instances_path)
+        self.live_images_path = os.path.abspath(live_images_path)
+        self.accel_mode = accel
+        self.emulator = shutil.which(emulator) or emulator
+        self.machine, self.cpu_model, self.network = machine, cpu_model, network
+        self.probe_kernel = probe_kernel
+        self.stop_timeout, self.migration_timeout = stop_timeout, migration_timeout
+        self.checksum_ram = checksum_ram
+        self._probe: accel_mod.Probe | None = None
+        self._conn: Any = None
+        self._locks = concurrency.KeyedLocks()
+
+    @classmethod
+    def from_config(cls, conf: Any) -> 'LibvirtDriver':
+        """Options of a ``[libvirt]`` group named like the constructor's arguments."""
+        kwargs = base.constructor_options(cls, conf, 'libvirt')
+        return cls(**kwargs)
+
+    # ---- host and connection
+
+    def init_host(self, host: str) -> None:
+        os.makedirs(self.instances_path, exist_ok=True)
+        os.makedirs(self.live_images_path, exist_ok=True)
+        self._connection()
+        probe = self._accel_probe()
+        LOG.info('libvirt driver on %s (%s): accel %s (%s)', host, self.uri, probe.accel,
+                 probe.reason)
+
+    def _accel_probe(self) -> accel_mod.Probe:
+        if self._probe is None:
+            self._probe = accel_mod.choose(self.accel_mode, self.emulator, self.probe_kernel)
+        return self._probe
+
+    @property
+    def accel(self) -> str:
+        return self._accel_probe().accel
+
+    def _connection(self) -> Any:
+        conn = self._conn
+        if conn is None or not conn.isAlive():
+            libvirt.registerErrorHandler(lambda *_: None, None)  # errors raise; no stderr
+            try:
+                conn = self._conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as e:
+                raise exception.DriverError(reason='cannot connect to libvirt at %s: %s'
+                                            % (self.uri, e))
+        return conn
+
+    def _qemu_owner(self, domain_type: str) -> tuple[int, int] | None:
+        """uid, gid QEMU runs as (libvirt's DAC base label), when we may chown."""
+        if os.geteuid() != 0:
+            return None
+        caps = ET.fromstring(self._connection().getCapabilities())
+        for label in caps.iterfind("host/secmodel[model='dac']/baselabel"):
+            if label.get('type') == domain_type and label.text:
+                uid, _, gid = label.text.replace('+', '').partition(':')
+                return int(uid), int(gid)
+        return None
+
+    def _lookup(self, instance_id: str) -> Any:
+        try:
+            return self._connection().lookupByName(PREFIX + check_id('instance', instance_id))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise exception.DriverError(reason='libvirt: %s' % e)
+
+    def _domain(self, instance_id: str) -> Any:
+        dom = self._lookup(instance_id)
+        if dom is None:
+            raise exception.InvalidState(resource='Instance', id=instance_id, state='stopped',
+                                         reason='its domain %s%s is not running'
+                                         % (PREFIX, instance_id))
+        return dom
+
+    # ---- instance directories
+
+    def _dir(self, instance_id: str) -> str:
+        return os.path.join(self.instances_path, check_id('instance', instance_id))
+
+    def _file(self, instance_id: str, name: str) -> str:
+        return os.path.join(self._dir(instance_id), name)
+
+    def _meta(self, instance_id: str) -> dict[str, Any]:
+        try:
+            with open(self._file(instance_id, 'meta.json')) as f:
+                return cast(dict[str, Any], json.load(f))
+        except FileNotFoundError:
+            raise exception.NotFound('Instance %s is not on this host.' % instance_id)
+
+    def _save_meta(self, instance_id: str, meta: dict[str, Any]) -> None:
+        live.write_file(self._file(instance_id, 'meta.json'), json.dumps(meta, indent=1))
+
+    def _new_instance_dir(self, instance_id: str, domain_type: str) -> str:
+        directory = self._dir(instance_id)
+        os.makedirs(self.instances_path, exist_ok=True)
+        try:
+            os.mkdir(directory, 0o750)
+        except FileExistsError:
+            raise exception.Conflict(reason='instance %s already exists on this host'
+                                     % instance_id)
+        owner = self._qemu_owner(domain_type)
+        if owner:
+            os.chown(directory, *owner)             # QEMU creates the RAM file here
+        return directory
+
+    def _info(self, instance_id: str, state: str, dom: Any = None,
+              **extra: Any) -> base.InstanceInfo:
+        meta = self._meta(instance_id)
+        extra.setdefault('accel', meta['accel'])
+        extra['domain'] = PREFIX + instance_id
+        if meta.get('live_image_id'):
+            extra.setdefault('live_image_id', meta['live_image_id'])
+        pid = None
+        if dom is not None:
+            with contextlib.suppress(OSError, ValueError):
+                with open('/run/libvirt/qemu/%s.pid' % dom.name()) as f:
+                    pid = int(f.read().strip())
+        return base.InstanceInfo(id=instance_id, state=state, pid=pid,
+                                 instance_dir=self._dir(instance_id),
+                                 console_path=self._file(instance_id, 'console.log'),
+                                 extra=extra)
+
+    # ---- domain XML
+
+    def _ram_args(self, root: ET.Element, memory_mb: int, path: str, share: bool,
+                  incoming: bool) -> None:
+        for old in root.findall('{%s}commandline' % QEMU_NS):
+            root.remove(old)
+        args = ['-object', 'memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s' % (
+            memory_mb, path.replace(',', ',,'), 'on' if share else 'off'),
+            '-machine', 'memory-backend=mem'] + (['-incoming', 'defer'] if incoming else [])
+        cmdline = ET.SubElement(root, '{%s}commandline' % QEMU_NS)
+        for arg in args:
+            ET.SubElement(cmdline, '{%s}arg' % QEMU_NS, value=arg)
+
+    def _new_secret(self, instance_id: str, dev: str, password: str) -> str:
+        xml = ("<secret ephemeral='yes' private='yes'><usage type='iscsi'><target>%s%s-%s"
+               "</target></usage></secret>" % (PREFIX, instance_id, dev))
+        secret = self._connection().secretDefineXML(xml, 0)
+        secret.setValue(password.encode(), 0)
+        return cast(str, secret.UUIDString())
+
+    def _drop_secrets(self, instance_id: str) -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            for secret in self._connection().listAllSecrets(0):
+                if (secret.usageID() or '').startswith('%s%s-' % (PREFIX, instance_id)):
+                    secret.undefine()
+
+    def _disk(self, instance_id: str, disk: base.Disk, dev: str) -> ET.Element:
+        data = disk.connection_info.get('data') or {}
+        secret = None
+        if (disk.connection_info.get('driver_volume_type') == 'iscsi'
+                and data.get('auth_username') and data.get('auth_password')):
+            secret = self._new_secret(instance_id, dev, data['auth_password'])
+        return disk_xml(disk.connection_info, dev, disk.read_only, secret)
+
+    def spawn_xml(self, instance: base.InstanceSpec, directory: str, domain_type: str
+                  ) -> ET.Element:
+        root = ET.Element('domain', type=domain_type)
+        _sub(root, 'name', PREFIX + instance.id)
+        _sub(root, 'title', instance.name)
+        _sub(root, 'genid', instance.vmgenid)
+        _sub(root, 'memory', str(instance.memory_mb), unit='MiB')
+        _sub(root, 'vcpu', str(instance.vcpus))
+        os_el = _sub(root, 'os')
+        _sub(os_el, 'type', 'hvm', arch='x86_64', machine=self.machine)
+        if instance.kernel:
+            _sub(os_el, 'kernel', instance.kernel)
+            if instance.initrd:
+                _sub(os_el, 'initrd', instance.initrd)
+            _sub(os_el, 'cmdline', instance.cmdline or 'console=ttyS0')
+        _sub(_sub(root, 'features'), 'acpi')        # vmgenid and PCI hot-plug need ACPI
+        if self.cpu_model:
+            _sub(_sub(root, 'cpu', mode='custom', match='exact'), 'model', self.cpu_model)
+        for event in ('on_poweroff', 'on_reboot', 'on_crash'):
+            _sub(root, event, 'destroy')
+        devices = _sub(root, 'devices')
+        _sub(devices, 'emulator', self.emulator)
+        for i, disk in enumerate(instance.disks):
+            devices.append(self._disk(instance.id, disk, 'vd' + chr(ord('a') + i)))
+        _sub(devices, 'controller', type='usb', model='none')
+        if instance.mac:
+            nic = _sub(devices, 'interface', type='network' if self.network else 'user')
+            if self.network:
+                _sub(nic, 'source', network=self.network)
+            _sub(nic, 'mac', address=instance.mac)
+            _sub(nic, 'model', type='virtio')
+        serial = _sub(devices, 'serial', type='file')
+        _sub(serial, 'source', path=os.path.join(directory, 'console.log'))
+        _sub(serial, 'target', port='0')
+        _sub(devices, 'memballoon', model='none')
+        self._ram_args(root, instance.memory_mb, os.path.join(directory, 'ram'), True, False)
+        return root
+
+    def _create(self, instance_id: str, root: ET.Element, paused: bool) -> Any:
+        xml = ET.tostring(root, encoding='unicode')
+        live.write_file(self._file(instance_id, 'domain.xml'), xml)
+        flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
+        try:
+            return self._connection().createXML(xml, flags)
+        except libvirt.libvirtError as e:
+            raise exception.DriverError(reason='libvirt cannot start %s%s: %s'
+                                        % (PREFIX, instance_id, e))
+
+    # ---- VirtDriver: instances
+
+    def spawn(self, instance: base.InstanceSpec) -> base.InstanceInfo:
+        domain_type = 'kvm' if self.accel == 'kvm' else 'qemu'
+        with self._locks.get(instance.id):
+            directory = self._new_instance_dir(instance.id, domain_type)
+            try:
+                self._save_meta(instance.id, {
+                    'id': instance.id, 'name': instance.name, 'accel': self.accel,
+                    'memory_mb': instance.memory_mb, 'vcpus': instance.vcpus,
+                    'disks': {d.volume_id: 'vd' + chr(ord('a') + i)
+                              for i, d in enumerate(instance.disks)}})
+                dom = self._create(instance.id, self.spawn_xml(instance, directory,
+                                                               domain_type), False)
+            except BaseException:
+                self._teardown(instance.id)
+                raise
+            return self._info(instance.id, 'running', dom)
+
+    def _teardown(self, instance_id: str) -> None:
+        dom = self._lookup(instance_id)
+        if dom is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                if dom.isPersistent():
+                    dom.undefine()
+        self._drop_secrets(instance_id)
+        shutil.rmtree(self._dir(instance_id), ignore_errors=True)
+
+    def destroy(self, instance_id: str) -> None:
+        with self._locks.get(instance_id):
+            self._teardown(instance_id)
+
+    def get_info(self, instance_id: str) -> base.InstanceInfo:
+        try:
+            self._meta(instance_id)
+        except exception.NotFound:
+            return base.InstanceInfo(id=instance_id, state='stopped')
+        dom = self._lookup(instance_id)
+        if dom is None:
+            return self._info(instance_id, 'stopped')
+        state, reason = dom.state()
+        return self._info(instance_id, _STATES.get(state, 'stopped'), dom,
+                          libvirt_state=[state, reason])
+
+    def list_instances(self) -> list[str]:
+        names = {d.name()[len(PREFIX):] for d in self._connection().listAllDomains(0)
+                 if d.name().startswith(PREFIX)}
+        with contextlib.suppress(FileNotFoundError):
+            names.update(n for n in os.listdir(self.instances_path)
+                         if os.path.exists(os.path.join(self.instances_path, n, 'meta.json')))
+        return sorted(names)
+
+    def get_console_output(self, instance_id: str, length: int | None = None) -> str:
+        path = self._file(instance_id, 'console.log')
+        if not os.path.exists(path):
+            raise exception.NotFound('Instance %s is not on this host.' % instance_id)
+        return live.tail_lines(path, length)
+
+    def pause(self, instance_id: str) -> None:
+        with self._locks.get(instance_id):
+            self._domain(instance_id).suspend()
+
+    def unpause(self, instance_id: str) -> None:
+        with self._locks.get(instance_id):
+            dom = self._domain(instance_id)
+            if dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
+                dom.resume()
+
+    # ---- live images
+
+    def bless(self, instance_id: str, live_image_id: str,
+              snapshot_disks: list[base.Disk]) -> base.LiveImageArtifacts:
+        check_id('live image', live_image_id)
+        with self._locks.get(instance_id), self._locks.get('live-image:' + live_image_id):
+            meta = self._meta(instance_id)
+            if meta.get('live_image_id'):
+                raise exception.DriverError(
+                    reason='instance %s is a clone of live image %s: its RAM is a private '
+                    'copy-on-write mapping and cannot be blessed' % (instance_id,
+                                                                     meta['live_image_id']))
+            if len(snapshot_disks) != len(meta['disks']):
+                raise exception.DriverError(
+                    reason='instance %s has %d disk(s) but %d snapshot(s) were given'
+                    % (instance_id, len(meta['disks']), len(snapshot_disks)))
+            dom = self._domain(instance_id)
+            final = os.path.join(self.live_images_path, live_image_id)
+            if os.path.exists(final):
+                raise exception.Conflict(reason='live image %s already exists' % live_image_id)
+            os.makedirs(self.live_images_path, exist_ok=True)
+            work = final + '.blessing'
+            shutil.rmtree(work, ignore_errors=True)
+            os.mkdir(work, 0o755)                   # QEMU of clones reads ram and state
+            try:
+                xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+                extra: dict[str, Any] = dict(
+                    self._save_state(dom, self._file(instance_id, 'ram'), work),
+                    accel=meta['accel'], source_instance=instance_id)
+                ram = os.path.join(work, 'ram')
+                owner = self._qemu_owner('kvm' if meta['accel'] == 'kvm' else 'qemu')
+                if owner and owner[0] != 0:         # QEMU 7.2 opens it O_RDWR even
+                    os.chown(ram, 0, owner[1])      # with share=off (no rom=off yet)
+                extra['ram_mode'] = '0464' if owner and owner[0] != 0 else '0444'
+                os.chmod(ram, int(extra['ram_mode'], 8))
+                extra['ram_size'] = os.stat(ram).st_size
+                if self.checksum_ram:
+                    extra['ram_sha256'] = live.sha256(ram)
+                live.write_file(os.path.join(work, 'domain.xml'), xml)
+                layout = {'id': instance_id, 'name': meta['name'], 'accel': meta['accel'],
+                          'memory_mb': meta['memory_mb'], 'vcpus': meta['vcpus'],
+                          'disks': [], 'driver': 'libvirt'}
+                live.write_file(os.path.join(work, 'layout.json'),
+                                json.dumps({'layout': layout, 'extra': extra}, indent=1))
+                os.rename(work, final)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+        return base.LiveImageArtifacts(
+            live_image_id=live_image_id, directory=final,
+            memory_path=os.path.join(final, 'ram'), state_path=os.path.join(final, 'state'),
+            memory_mb=meta['memory_mb'], vcpus=meta['vcpus'], disks=list(snapshot_disks),
+            extra=extra)
+
+    def _save_state(self, dom: Any, ram: str, work: str) -> dict[str, Any]:
+        """Pause, save device state (x-ignore-shared, fd: URI), freeze RAM, resume."""
+        mon = _Passthrough(dom)
+        state = os.path.join(work, 'state')
+        start = time.monotonic()
+        was_running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        if was_running:
+            dom.suspend()
+        paused = time.monotonic()
+        try:
+            with open(state, 'xb') as f:
+                mon.cmd('getfd', files=[f.fileno()], fdname='gc-state')
+            mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
+            mon.cmd('migrate', uri='fd:gc-state')
+            qmp.wait_for_migration(cast(qmp.Monitor, mon), self.migration_timeout)
+            saved = time.monotonic()
+            method = live.freeze_copy(ram, os.path.join(work, 'ram'))
+            copied = time.monotonic()
+        finally:
+            if was_running:
+                dom.resume()
+        resumed = time.monotonic()
+        return {'ram_copy': method, 'state_seconds': round(saved - paused, 4),
+                'ram_copy_seconds': round(copied - saved, 4),
+                'paused_seconds': round(resumed - paused, 4),
+                'bless_seconds': round(resumed - start, 4),
+                'state_size': os.stat(state).st_size, 'resumed': was_running}
+
+    def launch(self, artifacts: base.LiveImageArtifacts,
+               clone: base.CloneSpec) -> base.InstanceInfo:
+        start = time.monotonic()
+        live.image_layout(artifacts)                # LiveImageNotFound when files are gone
+        try:
+            root = ET.parse(os.path.join(artifacts.directory, 'domain.xml')).getroot()
+        except (OSError, ET.ParseError) as e:
+            raise live.LiveImageNotFound(id=artifacts.live_image_id,
+                                         reason='no domain XML (%s)' % e)
+        devices = root.find('devices')
+        assert devices is not None
+        disks = [d for d in devices.findall('disk') if d.get('device', 'disk') == 'disk']
+        if len(clone.disks) != len(disks):
+            raise exception.DriverError(
+                reason='live image %s has %d disk(s); the clone needs as many copy-on-write '
+                'disks, got %d' % (artifacts.live_image_id, len(disks), len(clone.disks)))
+        accel = artifacts.extra.get('accel', 'tcg')
+        if accel == 'kvm' and self.accel != 'kvm':
+            raise exception.DriverError(reason='live image %s was blessed under KVM, which '
+                                        'does not work here' % artifacts.live_image_id)
+        with self._locks.get(clone.id):
+            directory = self._new_instance_dir(clone.id, root.get('type', 'qemu'))
+            try:
+                self._clone_xml(root, artifacts, clone, directory, disks)
+                targets = [d.find('target') for d in disks]
+                self._save_meta(clone.id, {
+                    'id': clone.id, 'name': clone.name, 'accel': accel,
+                    'live_image_id': artifacts.live_image_id,
+                    'memory_mb': artifacts.memory_mb, 'vcpus': artifacts.vcpus,
+                    'disks': {d.volume_id: t.get('dev') for d, t in zip(
+                        clone.disks, targets, strict=True) if t is not None}})
+                dom = self._create(clone.id, root, True)
+                started = time.monotonic()
+                mon = _Passthrough(dom)
+                with open(artifacts.state_path, 'rb') as f:
+                    mon.cmd('getfd', files=[f.fileno()], fdname='gc-state')
+                mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
+                mon.cmd('migrate-incoming', uri='fd:gc-state')
+                qmp.wait_for_migration(cast(qmp.Monitor, mon), self.migration_timeout)
+                loaded = time.monotonic()
+                dom.resume()
+            except libvirt.libvirtError as e:
+                self._teardown(clone.id)
+                raise exception.DriverError(reason='clone %s of live image %s failed to '
+                                            'resume: %s' % (clone.id, artifacts.live_image_id, e))
+            except BaseException:
+                self._teardown(clone.id)
+                raise
+            end = time.monotonic()
+        return self._info(clone.id, 'running', dom, launch_seconds=round(end - start, 4),
+                          process_seconds=round(started - start, 4),
+                          restore_seconds=round(loaded - started, 4))
+
+    def _clone_xml(self, root: ET.Element, artifacts: base.LiveImageArtifacts,
+                   clone: base.CloneSpec, directory: str, disks: list[ET.Element]) -> None:
+        """Turn the blessed VM's migratable XML into the clone's, in place."""
+        for tag in ('uuid', 'seclabel'):
+            for el in root.findall(tag):
+                root.remove(el)
+        name, title, genid = root.find('name'), root.find('title'), root.find('genid')
+        assert name is not None
+        name.text = PREFIX + clone.id
+        if title is not None:
+            title.text = clone.name
+        if genid is None:
+            genid = _sub(root, 'genid')
+        genid.text = clone.vmgenid or str(uuid.uuid4())
+        os_el = root.find('os')
+        for tag in ('kernel', 'initrd', 'cmdline'):
+            for el in os_el.findall(tag) if os_el is not None else []:
+                os_el.remove(el)                    # type: ignore[union-attr]
+        devices = root.find('devices')
+        assert devices is not None
+        for old, disk in zip(disks, clone.disks, strict=True):
+            target, address = old.find('target'), old.find('address')
+            new = self._disk(clone.id, disk, target.get('dev', '') if target is not None
+                             else '')
+            if address is not None:
+                new.append(address)                 # same PCI slot as in the blessed VM
+            devices.insert(list(devices).index(old), new)
+            devices.remove(old)
+        for nic in devices.findall('interface'):
+            mac = nic.find('mac')
+            if mac is not None:
+                mac.set('address', clone.mac or '52:54:00:%02x:%02x:%02x'
+                        % tuple(os.urandom(3)))
+        mac_el = devices.find('interface/mac')
+        for serial in devices.findall('serial'):
+            source = serial.find('source')
+            if source is not None:
+                source.set('path', os.path.join(directory, 'console.log'))
+        files = live.guest_files(directory, clone, None if mac_el is None
+                                 else mac_el.get('address'))
+        for sysinfo in root.findall("sysinfo[@type='fwcfg']"):
+            root.remove(sysinfo)
+        sysinfo = ET.Element('sysinfo', type='fwcfg')
+        for key, path in sorted(files.items()):
+            _sub(sysinfo, 'entry', name='opt/com.gridcentric/' + key, file=path)
+        root.insert(list(root).index(os_el) if os_el is not None else 0, sysinfo)
+        self._ram_args(root, artifacts.memory_mb, artifacts.memory_path, False, True)
+
+    def discard(self, artifacts: base.LiveImageArtifacts) -> None:
+        check_id('live image', artifacts.live_image_id)
+        with self._locks.get('live-image:' + artifacts.live_image_id):
+            paths = {os.path.join(self.live_images_path, artifacts.live_image_id)}
+            if artifacts.directory:
+                paths.add(os.path.abspath(artifacts.directory))
+            for path in paths:
+                if os.path.dirname(path) == self.live_images_path:
+                    shutil.rmtree(path, ignore_errors=True)
+                    shutil.rmtree(path + '.blessing', ignore_errors=True)
+
+    # ---- volumes
+
+    def attach_volume(self, instance_id: str, disk: base.Disk) -> None:
+        """Hot-plug a virtio disk (live); a no-op when it is attached already."""
+        with self._locks.get(instance_id):
+            meta = self._meta(instance_id)
+            if disk.volume_id in meta['disks']:
+                return
+            dom = self._domain(instance_id)
+            used = {t.get('dev') for t in ET.fromstring(dom.XMLDesc(0)).iterfind(
+                'devices/disk/target')} | set(meta['disks'].values())
+            dev = next(d for d in ('vd' + c for c in 'abcdefghijklmnopqrstuvwxyz')
+                       if d not in used)
+            xml = ET.tostring(self._disk(instance_id, disk, dev), encoding='unicode')
+            try:
+                dom.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            except libvirt.libvirtError as e:
+                raise exception.DriverError(reason='cannot attach %s to %s: %s'
+                                            % (disk.volume_id, instance_id, e))
+            meta['disks'][disk.volume_id] = dev
+            self._save_meta(instance_id, meta)
+
+    def detach_volume(self, instance_id: str, volume_id: str) -> None:
+        with self._locks.get(instance_id):
+            meta = self._meta(instance_id)
+            dev = meta['disks'].get(volume_id)
+            if dev is None:
+                return
+            dom = self._domain(instance_id)
+            query = "devices/disk/target[@dev='%s'].." % dev
+            el = ET.fromstring(dom.XMLDesc(0)).find(query)
+            if el is not None:
+                try:
+                    dom.detachDeviceFlags(ET.tostring(el, encoding='unicode'),
+                                          libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                except libvirt.libvirtError as e:
+                    raise exception.DriverError(reason='cannot detach %s from %s: %s'
+                                                % (volume_id, instance_id, e))
+                deadline = time.monotonic() + self.stop_timeout * 3
+                while ET.fromstring(dom.XMLDesc(0)).find(query) is not None:
+                    if time.monotonic() > deadline:     # the guest releases it (ACPI)
+                        raise exception.DriverError(reason='the guest did not release %s'
+                                                    % volume_id)
+                    time.sleep(0.05)
+            del meta['disks'][volume_id]
+            self._save_meta(instance_id, meta)
+            with contextlib.suppress(libvirt.libvirtError):
+                self._connection().secretLookupByUsage(
+                    libvirt.VIR_SECRET_USAGE_TYPE_ISCSI,
+                    '%s%s-%s' % (PREFIX, instance_id, dev)).undefine()
