@@ -117,12 +117,14 @@ class AllInOne:
 def aio(tmp_path):
     deployment = AllInOne(tmp_path)
     deployment.start()
-    yield deployment
-    for server in deployment.call('GET', '/v1/servers').json().get('servers', []):
-        deployment.call('DELETE', '/v1/servers/%s' % server['id'])
-    wait_for(lambda: deployment.call('GET', '/v1/servers').json()['servers'] == [],
-             timeout=60, interval=0.5)
-    deployment.stop()
+    try:
+        yield deployment
+        for server in deployment.call('GET', '/v1/servers').json().get('servers', []):
+            deployment.call('DELETE', '/v1/servers/%s' % server['id'])
+        wait_for(lambda: deployment.call('GET', '/v1/servers').json()['servers'] == [],
+                 timeout=60, interval=0.5)
+    finally:
+        deployment.stop()
 
 
 def test_bless_and_launch_clones_that_resume_its_memory(aio):
