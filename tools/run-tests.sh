@@ -37,7 +37,8 @@ export GC_CINDER_SIGNATURES=$TOP/.cinder-signatures.json
 
 step "Servers: PostgreSQL, RabbitMQ and a single-node Ceph"
 cleanup() {
-    tools/ceph.sh stop || true; tools/rabbitmq.sh stop || true; tools/postgres.sh stop || true
+    tools/ceph.sh stop || true; tools/tgt.sh stop || true; tools/libvirtd.sh stop || true
+    tools/rabbitmq.sh stop || true; tools/postgres.sh stop || true
 }
 trap cleanup EXIT
 GC_TEST_PG_URL=$(tools/postgres.sh start)
