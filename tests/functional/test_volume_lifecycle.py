@@ -269,6 +269,16 @@ def test_images_and_template_cache(cloud, backend, tmp_path):
     assert download(cloud, volumes[1]['id'], MiB) == payload
 
 
+def test_template_cache_on_reflink(cloud, reflink_backend, tmp_path):
+    payload = os.urandom(MiB)
+    image = _make_image(tmp_path / 'img.raw', 'raw', payload)
+    volumes = [create_volume(cloud, imageRef=image) for _ in range(2)]
+    for volume in volumes:
+        assert download(cloud, volume['id'], MiB) == payload
+    cache = cloud.request('GET', '/v1/image-cache').json()['image_cache']
+    assert [(c['image_id'], c['hits']) for c in cache] == [(image, 1)]
+
+
 def test_cache_evicts_least_recently_used(cloud, backend, tmp_path, gc_conf):
     gc_conf.set_override('image_cache_max_entries', 2, group='volume')
     try:

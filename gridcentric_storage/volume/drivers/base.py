@@ -24,6 +24,9 @@ import abc
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import jsonschema
+
+from gridcentric_storage.common import exception
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 
 STATS_REQUIRED_KEYS = ('volume_backend_name', 'vendor_name', 'driver_version',
@@ -44,6 +47,11 @@ class VolumeDriver(abc.ABC):
         self.backend_id = backend_id
         self.backend_name = backend_name
         self.options = dict(options)
+        try:
+            jsonschema.validate(self.options, self.OPTIONS_SCHEMA)
+        except jsonschema.ValidationError as e:
+            driver = type(self).__module__.rsplit('.', 1)[-1]
+            raise exception.InvalidDriverOptions(driver=driver, reason=e.message) from None
 
     @classmethod
     def default_options(cls, backend_id: str, state_path: str) -> dict[str, Any]:

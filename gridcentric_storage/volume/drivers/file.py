@@ -48,8 +48,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import jsonschema
-
 from gridcentric_storage.common import exception, processutils
 from gridcentric_storage.volume.drivers import base
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
@@ -89,10 +87,6 @@ class FileDriver(base.VolumeDriver):
     def __init__(self, backend_id: str, backend_name: str, options: Mapping[str, Any],
                  execute: processutils.Executor | None = None) -> None:
         super().__init__(backend_id, backend_name, options)
-        try:
-            jsonschema.validate(self.options, self.OPTIONS_SCHEMA)
-        except jsonschema.ValidationError as e:
-            raise exception.InvalidDriverOptions(driver='file', reason=e.message) from None
         self.root = os.path.realpath(self.options['path'])
         self.mode: str | None = None
         self._execute = execute or processutils.execute
@@ -434,8 +428,9 @@ class FileDriver(base.VolumeDriver):
         dst = self._existing('volume', volume.id)
         if info['virtual_size'] > self._virtual_size(dst):
             raise _error(f'image {image_id} does not fit in {volume.name}')
-        self._require_idle(dst)
         out_format = 'raw' if self._mode() == 'reflink' else 'qcow2'
+        if out_format == 'qcow2':
+            self._require_idle(dst)
         self._execute([self._qemu_img, 'convert', '-n', '-f', info['disk_format'],
                        '-O', out_format, image_service.path(context, image_id), dst])
 

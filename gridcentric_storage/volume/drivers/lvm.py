@@ -57,8 +57,6 @@ import shutil
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-import jsonschema
-
 from gridcentric_storage.common import exception, processutils
 from gridcentric_storage.volume.drivers import base
 from gridcentric_storage.volume.drivers.lvm_commands import LVM, TAG, LogicalVolume
@@ -101,10 +99,6 @@ class LVMDriver(base.VolumeDriver):
     def __init__(self, backend_id: str, backend_name: str, options: Mapping[str, Any],
                  execute: processutils.Executor | None = None) -> None:
         super().__init__(backend_id, backend_name, options)
-        try:
-            jsonschema.validate(self.options, self.OPTIONS_SCHEMA)
-        except jsonschema.ValidationError as e:
-            raise exception.InvalidDriverOptions(driver='lvm', reason=e.message) from None
         opts = self.options
         self._execute = execute or processutils.execute
         self.thin = opts.get('lvm_type', 'thick') == 'thin'

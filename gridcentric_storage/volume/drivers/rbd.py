@@ -49,8 +49,6 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
-import jsonschema
-
 from gridcentric_storage.common import concurrency, exception, processutils
 from gridcentric_storage.volume.drivers import base
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
@@ -124,10 +122,6 @@ class RBDDriver(base.VolumeDriver):
     def __init__(self, backend_id: str, backend_name: str, options: Mapping[str, Any],
                  execute: processutils.Executor | None = None) -> None:
         super().__init__(backend_id, backend_name, options)
-        try:
-            jsonschema.validate(self.options, self.OPTIONS_SCHEMA)
-        except jsonschema.ValidationError as e:
-            raise exception.InvalidDriverOptions(driver='rbd', reason=e.message) from None
         opts = {**self.DEFAULTS, **self.options}
         self.pool: str = opts['pool']
         self.conf_path: str = opts['ceph_conf']
