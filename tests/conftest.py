@@ -65,3 +65,13 @@ def gc_conf(tmp_path):
 def gc_db(gc_conf):
     migration.db_sync(db.get_engine())
     return db
+
+
+@pytest.fixture
+def cloud(gc_db):
+    """The real paste-deployed API and a compute service over fake:// RPC."""
+    from tests.fixtures.services import InProcessCloud
+
+    instance = InProcessCloud()
+    yield instance
+    instance.stop()

@@ -28,14 +28,7 @@ class QuotaExceeded(exception.GCException):
 
 
 class ComputeAPI:
-    def __init__(self) -> None:
-        self._rpcapi: rpcapi.ComputeAPI | None = None
-
-    @property
-    def rpcapi(self) -> rpcapi.ComputeAPI:
-        if self._rpcapi is None:
-            self._rpcapi = rpcapi.ComputeAPI()
-        return self._rpcapi
+    rpcapi = rpcapi.LazyComputeAPI()
 
     # ---- placement
     @staticmethod

@@ -149,3 +149,20 @@ class ComputeAPI:
                              attachment_id: str) -> None:
         self._cast(ctxt, host, 'detach_server_volume', version='1.2', server_id=server_id,
                    attachment_id=attachment_id)
+
+
+class LazyComputeAPI:
+    """Class attribute giving each instance a ComputeAPI made on first use.
+
+    API controllers are built when the paste pipeline loads, before the RPC
+    transport may be set up; the client is made when a request needs it.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attr = '_lazy_' + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> ComputeAPI:
+        client = obj.__dict__.get(self._attr)
+        if client is None:
+            client = obj.__dict__[self._attr] = ComputeAPI()
+        return client  # type: ignore[no-any-return]

@@ -638,13 +638,7 @@ class LibvirtDriver(base.VirtDriver):
     def discard(self, artifacts: base.LiveImageArtifacts) -> None:
         check_id('live image', artifacts.live_image_id)
         with self._locks.get('live-image:' + artifacts.live_image_id):
-            paths = {os.path.join(self.live_images_path, artifacts.live_image_id)}
-            if artifacts.directory:
-                paths.add(os.path.abspath(artifacts.directory))
-            for path in paths:
-                if os.path.dirname(path) == self.live_images_path:
-                    shutil.rmtree(path, ignore_errors=True)
-                    shutil.rmtree(path + '.blessing', ignore_errors=True)
+            live.remove_live_image(self.live_images_path, artifacts)
 
     # ---- volumes
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import time
 from typing import Any
 
@@ -247,3 +248,14 @@ def guest_files(directory: str, clone: base.CloneSpec, mac: str | None) -> dict[
         files['user_data'] = os.path.join(directory, 'fw-user-data')
         write_file(files['user_data'], clone.user_data, 0o600)
     return files
+
+
+def remove_live_image(live_images_path: str, artifacts: Any) -> None:
+    """Remove a live image's directory (and a half-made one); only under the root."""
+    paths = {os.path.join(live_images_path, artifacts.live_image_id)}
+    if artifacts.directory:
+        paths.add(os.path.abspath(artifacts.directory))
+    for path in paths:
+        if os.path.dirname(path) == live_images_path:
+            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path + '.blessing', ignore_errors=True)

@@ -1,31 +1,13 @@
 """`gc-api` and the Python client against the real API (not the unit stand-in)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from keystoneauth1 import noauth, session
 from novaclient import exceptions as nova_exc
 
 from gridcentric_storage import client
-from tests.fixtures.services import InProcessCloud
-
-GC_API = os.path.join(os.path.dirname(sys.executable), 'gc-api')
-
-
-@pytest.fixture
-def cloud(gc_db):
-    instance = InProcessCloud()
-    yield instance
-    instance.stop()
-
-
-def gc_api(cloud, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OS_AUTH_TYPE='none', OS_ENDPOINT=cloud.url)
-    return subprocess.run([GC_API, *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+from tests.fixtures.services import gc_api
 
 
 def test_cli_backend_and_volume_lifecycle(cloud, tmp_path):

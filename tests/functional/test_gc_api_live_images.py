@@ -5,30 +5,12 @@ test_live_images_qemu.py); what is checked is the CLI and client behaviour.
 """
 
 import json
-import os
 import subprocess
-import sys
 
-import pytest
 from keystoneauth1 import noauth, session
 
 from gridcentric_storage import client
-from tests.fixtures.services import InProcessCloud
-
-GC_API = os.path.join(os.path.dirname(sys.executable), 'gc-api')
-
-
-@pytest.fixture
-def cloud(gc_db):
-    instance = InProcessCloud()
-    yield instance
-    instance.stop()
-
-
-def gc_api(cloud, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OS_AUTH_TYPE='none', OS_ENDPOINT=cloud.url)
-    return subprocess.run([GC_API, *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+from tests.fixtures.services import gc_api
 
 
 def ok_json(result: subprocess.CompletedProcess):

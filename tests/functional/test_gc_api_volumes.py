@@ -10,40 +10,16 @@ import json
 import os
 import pty
 import subprocess
-import sys
 import threading
 
 import pytest
 from keystoneauth1 import noauth, session
 
 from gridcentric_storage import client
-from tests.fixtures.services import InProcessCloud
+from tests.fixtures.services import gc_api
 
-GC_API = os.path.join(os.path.dirname(sys.executable), 'gc-api')
 MiB = 1 << 20
 GiB = 1 << 30
-
-
-@pytest.fixture
-def cloud(gc_db):
-    instance = InProcessCloud()
-    yield instance
-    instance.stop()
-
-
-def gc_api(cloud, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    """Run gc-api; text output unless ``input`` is bytes or stdout is redirected."""
-    env = dict(os.environ, OS_AUTH_TYPE='none', OS_ENDPOINT=cloud.url)
-    binary = isinstance(kwargs.get('input'), bytes) or 'stdout' in kwargs
-    if 'stdout' not in kwargs:
-        kwargs['stdout'] = subprocess.PIPE
-    kwargs.setdefault('stderr', subprocess.PIPE)
-    result = subprocess.run([GC_API, *args], env=env, timeout=300, **kwargs)
-    if not binary:
-        result.stdout = result.stdout.decode()
-    if isinstance(result.stderr, bytes):
-        result.stderr = result.stderr.decode()
-    return result
 
 
 def ok(cloud, *args: str, **kwargs):

@@ -13,17 +13,10 @@ import subprocess
 import pytest
 
 from tests.fixtures import ceph, loopfs
-from tests.fixtures.services import InProcessCloud, wait_for
+from tests.fixtures.services import wait_for
 
 MiB = 1 << 20
 GiB = 1 << 30
-
-
-@pytest.fixture
-def cloud(gc_db):
-    instance = InProcessCloud()
-    yield instance
-    instance.stop()
 
 
 def _file_backend(cloud, path):

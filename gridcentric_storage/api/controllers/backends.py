@@ -51,14 +51,7 @@ def validated_options(driver: str, backend_id: str, options: dict[str, Any]
 
 
 class BackendsController:
-    def __init__(self) -> None:
-        self._rpcapi: rpcapi.ComputeAPI | None = None
-
-    @property
-    def rpcapi(self) -> rpcapi.ComputeAPI:
-        if self._rpcapi is None:
-            self._rpcapi = rpcapi.ComputeAPI()
-        return self._rpcapi
+    rpcapi = rpcapi.LazyComputeAPI()
 
     def index(self, req: Any) -> dict[str, Any]:
         policy.authorize(req.context, 'backend:get_all')

@@ -43,14 +43,7 @@ def view(volume: dict[str, Any], is_admin: bool) -> dict[str, Any]:
 class VolumeAccess:
     """Project-scoped lookups shared by the volume, snapshot and attachment APIs."""
 
-    def __init__(self) -> None:
-        self._rpcapi: rpcapi.ComputeAPI | None = None
-
-    @property
-    def rpcapi(self) -> rpcapi.ComputeAPI:
-        if self._rpcapi is None:
-            self._rpcapi = rpcapi.ComputeAPI()
-        return self._rpcapi
+    rpcapi = rpcapi.LazyComputeAPI()
 
     @staticmethod
     def project_scope(ctxt: Any) -> str | None:

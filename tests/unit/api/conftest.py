@@ -1,15 +1,5 @@
 import pytest
 
-from tests.fixtures.services import InProcessCloud
-
-
-@pytest.fixture
-def cloud(gc_db):
-    """The real paste-deployed API and a compute service over fake:// RPC."""
-    instance = InProcessCloud()
-    yield instance
-    instance.stop()
-
 
 @pytest.fixture
 def make_backend(cloud):
