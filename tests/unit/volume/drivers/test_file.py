@@ -251,10 +251,12 @@ def test_attached_volume_is_not_frozen(qdriver):
     guest = subprocess.Popen(['qemu-io', '-f', 'qcow2', path], stdin=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):  # wait until qemu-io has the lock
+        deadline = time.monotonic() + 60  # a loaded machine starts qemu-io slowly
+        while True:  # wait until qemu-io holds the lock
             probe = subprocess.run(['qemu-img', 'info', path], capture_output=True, check=False)
             if probe.returncode:
                 break
+            assert time.monotonic() < deadline, 'qemu-io never took the image lock'
             time.sleep(0.05)
         with pytest.raises(exception.DriverError, match='in use'):
             qdriver.create_snapshot(new_snapshot(volume))
