@@ -244,6 +244,14 @@ def test_revert_brings_back_snapshot_data(qdriver):
     assert our_files(qdriver) == []
 
 
+def _qemu_locked(path: str) -> bool:
+    """QEMU locks image files with OFD byte-range locks, listed in /proc/locks."""
+    st = os.stat(path)
+    inode = '%02x:%02x:%d' % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    with open('/proc/locks') as locks:
+        return any('OFDLCK' in line and inode in line for line in locks)
+
+
 def test_attached_volume_is_not_frozen(qdriver):
     """A running QEMU holds the image lock: snapshot and clone must refuse."""
     volume = new_volume()
@@ -251,12 +259,12 @@ def test_attached_volume_is_not_frozen(qdriver):
     guest = subprocess.Popen(['qemu-io', '-f', 'qcow2', path], stdin=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60  # a loaded machine starts qemu-io slowly
-        while True:  # wait until qemu-io holds the lock
-            probe = subprocess.run(['qemu-img', 'info', path], capture_output=True, check=False)
-            if probe.returncode:
-                break
-            assert time.monotonic() < deadline, 'qemu-io never took the image lock'
+        # Wait until QEMU's lock shows in /proc/locks. Probing with qemu-img
+        # instead would race: its own brief lock can make qemu-io fail to open.
+        deadline = time.monotonic() + 60
+        while not _qemu_locked(path):
+            assert guest.poll() is None, 'qemu-io exited before locking the image'
+            assert time.monotonic() < deadline, 'qemu-io never locked the image'
             time.sleep(0.05)
         with pytest.raises(exception.DriverError, match='in use'):
             qdriver.create_snapshot(new_snapshot(volume))
