@@ -17,7 +17,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +26,7 @@ import pytest
 from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base, qemu_live
 from tests.fixtures import guest
+from tests.fixtures.guest import local_disk, qcow2, wait_for
 
 SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', 'tools', 'libvirtd.sh')
 BOOT_TIMEOUT = 180.0
@@ -40,28 +40,6 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = '') -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError('timed out after %.0f s waiting for %s' % (timeout, what))
-        time.sleep(0.1)
-
-
-def qcow2(path: str, size: str = '64M', backing: str | None = None) -> str:
-    argv = ['qemu-img', 'create', '-q', '-f', 'qcow2']
-    if backing:
-        argv += ['-F', 'qcow2', '-b', backing]
-    subprocess.run(argv + [path] + ([] if backing else [size]), check=True, timeout=60)
-    return path
-
-
-def local_disk(volume_id: str, path: str) -> base.Disk:
-    return base.Disk(volume_id=volume_id, connection_info={
-        'driver_volume_type': 'local', 'data': {'device_path': path, 'format': 'qcow2'}})
 
 
 def console(driver: Any, instance_id: str) -> str:

@@ -25,6 +25,7 @@ from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base, qemu_cmdline, qemu_live, qmp
 from gridcentric_storage.virt.qemu import LiveImageNotFound, QemuDriver
 from tests.fixtures import guest, loopfs
+from tests.fixtures.guest import local_disk, qcow2, wait_for
 
 pytestmark = pytest.mark.skipif(guest.missing() is not None, reason=guest.missing() or '')
 
@@ -35,28 +36,6 @@ SOURCE_MAC = '52:54:00:12:34:56'
 CLONE_MAC = '52:54:00:65:43:21'
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = '') -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError('timed out after %.0f s waiting for %s' % (timeout, what))
-        time.sleep(0.1)
-
-
-def qcow2(path: str, size: str = '64M', backing: str | None = None) -> str:
-    argv = ['qemu-img', 'create', '-q', '-f', 'qcow2']
-    if backing:
-        argv += ['-F', 'qcow2', '-b', backing]
-    subprocess.run(argv + [path] + ([] if backing else [size]), check=True, timeout=60)
-    return path
-
-
-def local_disk(volume_id: str, path: str) -> base.Disk:
-    return base.Disk(volume_id=volume_id, connection_info={
-        'driver_volume_type': 'local', 'data': {'device_path': path, 'format': 'qcow2'}})
 
 
 def console(driver: QemuDriver, instance_id: str) -> str:
