@@ -78,8 +78,8 @@ class ComputeManager:
     def revert_volume(self, ctxt: Any, volume_id: str, snapshot_id: str) -> None:
         self.volumes.revert_volume(volume_id, snapshot_id)
 
-    def create_snapshot(self, ctxt: Any, snapshot_id: str) -> None:
-        self.volumes.create_snapshot(snapshot_id)
+    def create_snapshot(self, ctxt: Any, snapshot_id: str, quiesced: bool = False) -> None:
+        self.volumes.create_snapshot(snapshot_id, quiesced=quiesced)
 
     def delete_snapshot(self, ctxt: Any, snapshot_id: str) -> None:
         self.volumes.delete_snapshot(snapshot_id)

@@ -10,6 +10,8 @@ Version history:
 * 1.2 - Servers and live images: spawn_server, destroy_server, bless_server,
   launch_server, discard_live_image, attach_server_volume,
   detach_server_volume (casts); get_console_output (call).
+* 1.3 - create_snapshot gains ``quiesced``: the attacher is paused and
+  flushed, so a driver may copy an in-use volume whose file it cannot freeze.
 """
 
 from typing import Any
@@ -20,7 +22,7 @@ from oslo_config import cfg
 from gridcentric_storage.common import rpc
 
 CONF = cfg.CONF
-RPC_API_VERSION = '1.2'
+RPC_API_VERSION = '1.3'
 
 
 class ComputeAPI:
@@ -73,9 +75,10 @@ class ComputeAPI:
         self._cast(ctxt, host, 'create_snapshot', snapshot_id=snapshot_id)
 
     def call_create_snapshot(self, ctxt: Any, host: str, snapshot_id: str) -> None:
-        """create_snapshot, waiting for it (a bless holds its VM paused meanwhile)."""
-        cctxt = self._prepare(host, version='1.1', timeout=CONF.compute.rpc_call_timeout)
-        cctxt.call(ctxt, 'create_snapshot', snapshot_id=snapshot_id)
+        """create_snapshot of a paused VM's volume, waiting for it (a bless holds the
+        VM paused meanwhile)."""
+        cctxt = self._prepare(host, version='1.3', timeout=CONF.compute.rpc_call_timeout)
+        cctxt.call(ctxt, 'create_snapshot', snapshot_id=snapshot_id, quiesced=True)
 
     def delete_snapshot(self, ctxt: Any, host: str, snapshot_id: str) -> None:
         self._cast(ctxt, host, 'delete_snapshot', snapshot_id=snapshot_id)

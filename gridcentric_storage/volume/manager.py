@@ -148,12 +148,14 @@ class VolumeManager:
             db_snapshots.snapshot_update(snapshot_id, {'status': 'available'})
 
     # ------------------------------------------------------------- snapshots
-    def create_snapshot(self, snapshot_id: str) -> None:
+    def create_snapshot(self, snapshot_id: str, quiesced: bool = False) -> None:
+        """``quiesced``: whatever has the volume attached is paused and flushed."""
         snapshot = db_snapshots.snapshot_get(snapshot_id)
         with self.locks.get(snapshot['volume_id']):
             try:
                 driver = self.pool.get(snapshot['backend_id'])
-                update = concurrency.execute(driver.create_snapshot, snapshot_ref(snapshot))
+                ref = SnapshotRef(dict(snapshot, quiesced=quiesced))
+                update = concurrency.execute(driver.create_snapshot, ref)
             except Exception as e:
                 LOG.exception('Creating snapshot %s failed', snapshot_id)
                 try:

@@ -6,6 +6,7 @@ a console shows whether a VM resumed the blessed memory or booted afresh.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -214,3 +215,59 @@ def test_sigkill_mid_bless_and_mid_launch_is_settled_at_restart(aio):
     failed = aio.settled_server(clone['id'], timeout=60)
     assert failed['status'] == 'ERROR' and 'interrupted' in failed['fault']
     assert not os.path.exists(os.path.join(aio.state, 'instances', clone['id']))
+
+
+def _volume(aio: AllInOne, volume_id: str) -> dict:
+    return aio.call('GET', '/v1/volumes/%s' % volume_id).json()['volume']
+
+
+def _volume_file(aio: AllInOne, volume: dict) -> str:
+    return os.path.join(aio.state, 'volumes', volume['backend_id'], 'volume-' + volume['id'])
+
+
+def test_bless_a_server_with_an_attached_qcow2_file_volume(aio, tmp_path):
+    """The embedded default on ext4: QEMU holds the volume's qcow2 file open and
+    locked, so bless freezes it while the guest is paused; the clone's volume
+    holds the data of the blessed moment and the source keeps its own."""
+    backend = aio.call('GET', '/v1/backends').json()['backends'][0]
+    if backend['capabilities'].get('copy_on_write') != 'qcow2':
+        pytest.skip('the state path is on a reflink filesystem; this test is about qcow2 mode')
+    source = aio.boot()
+    volume = aio.call('POST', '/v1/volumes', json={'volume': {'size': 1}}).json()['volume']
+    wait_for(lambda: _volume(aio, volume['id'])['status'] == 'available', timeout=60)
+    data = tmp_path / 'data.raw'
+    data.write_bytes(os.urandom(3 << 20))
+    with open(data, 'rb') as body:
+        uploaded = aio.call('PUT', '/v1/volumes/%s/data' % volume['id'], data=body)
+    assert uploaded.status_code == 200, uploaded.text
+    attached = aio.call('POST', '/v1/servers/%s/os-volume_attachments' % source['id'],
+                        json={'volumeAttachment': {'volumeId': volume['id']}})
+    assert attached.status_code == 202, attached.text
+    wait_for(lambda: _volume(aio, volume['id'])['status'] == 'in-use', timeout=60)
+    wait_for(lambda: re.search(r'virtio_blk \S+: \[vd[a-z]\]', aio.console(source['id'])),
+             timeout=60, interval=0.5)                # the guest sees the disk
+
+    image = aio.call('POST', '/v1/live-images', json={
+        'live_image': {'server_id': source['id']}}).json()['live_image']
+    settled = wait_for(lambda: aio.live_image(image['id'])['status'] != 'blessing'
+                       and aio.live_image(image['id']), timeout=90)
+    assert settled['status'] == 'blessed', settled
+    clone = aio.call('POST', '/v1/live-images/%s/action' % image['id'],
+                     json={'launch': {}}).json()['servers'][0]
+    assert aio.settled_server(clone['id'])['status'] == 'ACTIVE'
+    token = guest.boot_token(aio.console(source['id']))
+    wait_for(lambda: token in guest.tokens(aio.console(clone['id'])), timeout=120,
+             interval=0.5)
+
+    listed = aio.call('GET', '/v1/servers/%s/os-volume_attachments' % clone['id'])
+    clone_volumes = [a['volumeId'] for a in listed.json()['volumeAttachments']]
+    assert len(clone_volumes) == 1 and clone_volumes[0] != volume['id']
+    for volume_id in (clone_volumes[0], volume['id']):
+        # an outside witness: qemu-img reads the qcow2 chain QEMU has open
+        compared = subprocess.run(
+            ['qemu-img', 'compare', '-U', '-f', 'qcow2', '-F', 'raw',
+             _volume_file(aio, _volume(aio, volume_id)), str(data)],
+            capture_output=True, text=True)
+        assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert _volume(aio, volume['id'])['status'] == 'in-use'
+    assert aio.server(source['id'])['status'] == 'ACTIVE'

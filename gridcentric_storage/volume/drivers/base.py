@@ -85,6 +85,8 @@ class VolumeDriver(abc.ABC):
 
     # ---- snapshots and clones
     def create_snapshot(self, snapshot: SnapshotRef) -> dict[str, Any] | None:
+        """``snapshot.get('quiesced')`` is true when the volume's attacher is paused
+        and flushed (a bless): a driver may then copy data it could not freeze."""
         raise NotImplementedError()
 
     def delete_snapshot(self, snapshot: SnapshotRef) -> None:

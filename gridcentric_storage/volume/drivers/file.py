@@ -31,7 +31,12 @@ and no file ever depends on another.
   one file per snapshot or clone taken of a volume.
 * A running QEMU would keep writing to a frozen file, so snapshot, clone, revert
   and extend refuse a volume whose QEMU image lock is held (attached); like
-  Cinder's NFS driver, online snapshots need the hypervisor's help.
+  Cinder's NFS driver, online snapshots need the hypervisor's help. One
+  exception: a snapshot taken while the attacher is paused and flushed
+  (``quiesced``, as a bless does) is a full qcow2 copy of the volume read with
+  QEMU's shared lock; the volume's own chain is left as it is. Freezing the
+  file in place would need QEMU to switch to a new overlay, and QEMU reopens
+  the frozen image by its name, which by then names the overlay.
 
 No later volume can read deleted data: new files are sparse or empty qcow2.
 New files appear atomically (written as ``<name>.part``, then linked).
@@ -291,6 +296,25 @@ class FileDriver(base.VolumeDriver):
             os.close(fd)
         self._publish(tmp, dst, replace)
 
+    def _in_use(self, path: str) -> bool:
+        try:
+            self._require_idle(path)
+        except exception.DriverError:
+            return True
+        return False
+
+    def _copy_qcow2(self, src: str, dst: str) -> None:
+        """A standalone qcow2 copy of ``src``'s whole chain, read under a shared lock
+        (``-U``): only consistent while its user is paused."""
+        tmp = dst + _PART
+        try:
+            self._execute([self._qemu_img, 'convert', '-U', '-f', 'qcow2', '-O', 'qcow2',
+                           src, tmp])
+        except exception.DriverError:
+            _unlink(tmp)
+            raise
+        self._publish(tmp, dst, False)
+
     def _require_idle(self, path: str) -> None:
         """Refuse a qcow2 file whose QEMU image lock is held (a running guest uses it)."""
         try:
@@ -354,6 +378,9 @@ class FileDriver(base.VolumeDriver):
         path = self._file('snapshot', snapshot.id)
         if self._mode() == 'reflink':
             self._new_raw(path, 0, src=vol)
+            os.chmod(path, 0o440)
+        elif snapshot.get('quiesced') and self._in_use(vol):
+            self._copy_qcow2(vol, path)
             os.chmod(path, 0o440)
         else:
             with self._lock:

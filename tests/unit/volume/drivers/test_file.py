@@ -30,9 +30,9 @@ def new_volume(size: int = 1) -> VolumeRef:
     return VolumeRef({'id': str(uuid.uuid4()), 'size': size, 'name': 'data'})
 
 
-def new_snapshot(volume: VolumeRef) -> SnapshotRef:
+def new_snapshot(volume: VolumeRef, **extra) -> SnapshotRef:
     return SnapshotRef({'id': str(uuid.uuid4()), 'volume_id': volume.id,
-                        'volume_size': volume.size})
+                        'volume_size': volume.size, **extra})
 
 
 def make_driver(path, **options) -> file_driver.FileDriver:
@@ -253,9 +253,11 @@ def _qemu_locked(path: str) -> bool:
 
 
 def test_attached_volume_is_not_frozen(qdriver):
-    """A running QEMU holds the image lock: snapshot and clone must refuse."""
+    """A running QEMU holds the image lock: snapshot and clone must refuse, except a
+    snapshot of a paused attacher (a bless), which is a full copy."""
     volume = new_volume()
     path = qdriver.create_volume(volume)['provider_location']
+    write(qdriver, path, 0x5a, offset=MiB)
     guest = subprocess.Popen(['qemu-io', '-f', 'qcow2', path], stdin=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -270,10 +272,20 @@ def test_attached_volume_is_not_frozen(qdriver):
             qdriver.create_snapshot(new_snapshot(volume))
         with pytest.raises(exception.DriverError, match='in use'):
             qdriver.create_cloned_volume(new_volume(), volume)
+        assert our_files(qdriver) == [volume.name]
+        quiesced = new_snapshot(volume, quiesced=True)
+        copy = qdriver.create_snapshot(quiesced)['provider_location']
     finally:
         guest.communicate(b'quit\n', timeout=30)
-    assert our_files(qdriver) == [volume.name]
+    assert our_files(qdriver) == sorted([volume.name, quiesced.name])
+    assert read(qdriver, copy, MiB) == b'\x5a' * MiB
+    assert json.loads(processutils.execute(      # standalone: the volume is not frozen
+        ['qemu-img', 'info', '--output=json', copy])).get('backing-filename') is None
+    assert json.loads(processutils.execute(
+        ['qemu-img', 'info', '--output=json', path])).get('backing-filename') is None
     assert virtual_size(qdriver, path) == GiB
+    qdriver.delete_snapshot(quiesced)
+    assert our_files(qdriver) == [volume.name]
 
 
 @pytest.mark.parametrize('bad', ['../../etc/passwd', '..', '', None, 42,
