@@ -1,4 +1,4 @@
-"""os-brick on this host: connector properties, connect, disconnect, extend.
+"""os-brick on this host: connector properties, connect, disconnect.
 
 Root work in os-brick goes through its oslo.privsep context
 (``[privsep_osbrick]``). A service running as root needs no sudo, so the

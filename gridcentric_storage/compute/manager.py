@@ -74,6 +74,16 @@ class ComputeManager:
     def extend_volume(self, ctxt: Any, volume_id: str, new_size: int,
                       previous_status: str) -> None:
         self.volumes.extend_volume(volume_id, new_size, previous_status)
+        if db.volume_get(volume_id)['size'] != new_size:
+            return  # the extend failed; the volume keeps its size and says why
+        # Like Cinder's volume-extended event to Nova: the backend has grown
+        # the volume, the hypervisor of each VM using it tells the guest.
+        for attachment in db_attachments.attachment_get_all(volume_id=volume_id,
+                                                            statuses=('attached',)):
+            if attachment['instance_uuid']:
+                self.rpcapi.extend_server_volume(ctxt, attachment['host'],
+                                                 attachment['instance_uuid'],
+                                                 attachment['id'], new_size)
 
     def revert_volume(self, ctxt: Any, volume_id: str, snapshot_id: str) -> None:
         self.volumes.revert_volume(volume_id, snapshot_id)
@@ -154,6 +164,10 @@ class ComputeManager:
 
     def attach_server_volume(self, ctxt: Any, server_id: str, attachment_id: str) -> None:
         self.servers.attach_volume(ctxt, server_id, attachment_id)
+
+    def extend_server_volume(self, ctxt: Any, server_id: str, attachment_id: str,
+                             new_size: int) -> None:
+        self.servers.extend_volume(server_id, attachment_id, new_size)
 
     def detach_server_volume(self, ctxt: Any, server_id: str, attachment_id: str) -> None:
         self.servers.detach_volume(ctxt, server_id, attachment_id)

@@ -12,6 +12,7 @@ Version history:
   detach_server_volume (casts); get_console_output (call).
 * 1.3 - create_snapshot gains ``quiesced``: the attacher is paused and
   flushed, so a driver may copy an in-use volume whose file it cannot freeze.
+  extend_server_volume (cast): tell a guest that an attached volume grew.
 """
 
 from typing import Any
@@ -147,6 +148,11 @@ class ComputeAPI:
                              attachment_id: str) -> None:
         self._cast(ctxt, host, 'attach_server_volume', version='1.2', server_id=server_id,
                    attachment_id=attachment_id)
+
+    def extend_server_volume(self, ctxt: Any, host: str, server_id: str,
+                             attachment_id: str, new_size: int) -> None:
+        self._cast(ctxt, host, 'extend_server_volume', version='1.3', server_id=server_id,
+                   attachment_id=attachment_id, new_size=new_size)
 
     def detach_server_volume(self, ctxt: Any, host: str, server_id: str,
                              attachment_id: str) -> None:

@@ -20,6 +20,7 @@ from gridcentric_storage.virt import base as virt
 from gridcentric_storage.volume.manager import reason
 
 LOG = logging.getLogger(__name__)
+GiB = 1 << 30
 
 
 def artifacts_from_db(live_image: dict[str, Any]) -> virt.LiveImageArtifacts:
@@ -171,6 +172,22 @@ class ServerManager:
                 return
             db_attachments.attachment_destroy(attachment_id)
             attach.settle_volume_status(volume['id'])
+
+    def extend_volume(self, server_id: str, attachment_id: str, new_size: int) -> None:
+        """Show the guest the new size of a volume its backend has grown."""
+        attachment = db_attachments.attachment_get(attachment_id)
+        with self.locks.get(server_id):
+            try:
+                concurrency.execute(self.driver.extend_volume, server_id,
+                                    attachment['volume_id'], new_size * GiB)
+            except Exception as e:
+                # The volume did grow; only the guest's view lags (until a reboot).
+                LOG.exception('Server %s did not take the new size of volume %s',
+                              server_id, attachment['volume_id'])
+                db_attachments.attachment_update(attachment_id, {
+                    'status_reason': 'the guest did not see the extend: %s' % reason(e)})
+            else:
+                db_attachments.attachment_update(attachment_id, {'status_reason': None})
 
     def console_output(self, server_id: str, length: int | None) -> str:
         return self.driver.get_console_output(server_id, length)

@@ -163,6 +163,11 @@ class VirtDriver(abc.ABC):
     def detach_volume(self, instance_id: str, volume_id: str) -> None:
         raise NotImplementedError()
 
+    def extend_volume(self, instance_id: str, volume_id: str, new_size: int) -> None:
+        """Tell the guest that an attached volume now has ``new_size`` bytes (its
+        backend grew it first), as Nova's extend_volume does."""
+        raise NotImplementedError()
+
     def export(self, artifacts: LiveImageArtifacts) -> dict[str, Any]:
         raise NotImplementedError()
 

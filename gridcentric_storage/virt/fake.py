@@ -3,6 +3,7 @@
 import os
 import threading
 
+from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base
 
 
@@ -11,17 +12,20 @@ class FakeVirtDriver(base.VirtDriver):
         self.instances: dict[str, base.InstanceInfo] = {}
         self.images: dict[str, base.LiveImageArtifacts] = {}
         self.volumes: dict[str, list[str]] = {}
+        self.volume_sizes: dict[str, int] = {}  # what each guest was told (bytes)
         self._lock = threading.Lock()
 
     def spawn(self, instance: base.InstanceSpec) -> base.InstanceInfo:
         info = base.InstanceInfo(id=instance.id, state='running', pid=os.getpid())
         with self._lock:
             self.instances[instance.id] = info
+            self.volumes[instance.id] = [disk.volume_id for disk in instance.disks]
         return info
 
     def destroy(self, instance_id: str) -> None:
         with self._lock:
             self.instances.pop(instance_id, None)
+            self.volumes.pop(instance_id, None)
 
     def get_info(self, instance_id: str) -> base.InstanceInfo:
         with self._lock:
@@ -51,6 +55,7 @@ class FakeVirtDriver(base.VirtDriver):
         info = base.InstanceInfo(id=clone.id, state='running', pid=os.getpid())
         with self._lock:
             self.instances[clone.id] = info
+            self.volumes[clone.id] = [disk.volume_id for disk in clone.disks]
         return info
 
     def discard(self, artifacts: base.LiveImageArtifacts) -> None:
@@ -70,6 +75,13 @@ class FakeVirtDriver(base.VirtDriver):
     def attach_volume(self, instance_id: str, disk: base.Disk) -> None:
         with self._lock:
             self.volumes.setdefault(instance_id, []).append(disk.volume_id)
+
+    def extend_volume(self, instance_id: str, volume_id: str, new_size: int) -> None:
+        with self._lock:
+            if volume_id not in self.volumes.get(instance_id, []):
+                raise exception.DriverError(reason='%s is not attached to %s'
+                                            % (volume_id, instance_id))
+            self.volume_sizes[volume_id] = new_size
 
     def detach_volume(self, instance_id: str, volume_id: str) -> None:
         with self._lock:

@@ -690,3 +690,17 @@ class LibvirtDriver(base.VirtDriver):
                 self._connection().secretLookupByUsage(
                     libvirt.VIR_SECRET_USAGE_TYPE_ISCSI,
                     '%s%s-%s' % (PREFIX, instance_id, dev)).undefine()
+
+    def extend_volume(self, instance_id: str, volume_id: str, new_size: int) -> None:
+        """virDomainBlockResize, as Nova's libvirt driver does after a Cinder extend."""
+        with self._locks.get(instance_id):
+            dev = self._meta(instance_id)['disks'].get(volume_id)
+            if dev is None:
+                raise exception.DriverError(reason='volume %s is not attached to %s'
+                                            % (volume_id, instance_id))
+            try:
+                self._domain(instance_id).blockResize(
+                    dev, new_size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            except libvirt.libvirtError as e:
+                raise exception.DriverError(reason='libvirt did not resize %s: %s'
+                                            % (volume_id, e)) from e

@@ -483,3 +483,19 @@ class QemuDriver(base.VirtDriver):
                 live.unplug_disk(mon, slot, self.qmp_timeout)
             layout.disks.remove(slot)
             self._save_layout(layout)
+
+    def extend_volume(self, instance_id: str, volume_id: str, new_size: int) -> None:
+        """``block_resize`` to the size the backend gave the volume: QEMU re-reads it
+        and the guest gets a capacity-change notice (virtio-blk config interrupt)."""
+        with self._locks.get(instance_id):
+            slot = next((d for d in self._load_layout(instance_id).disks
+                         if d.volume_id == volume_id), None)
+            if slot is None:
+                raise exception.DriverError(reason='volume %s is not attached to %s'
+                                            % (volume_id, instance_id))
+            with self._monitor(instance_id) as mon:
+                try:
+                    mon.cmd('block_resize', **{'node-name': slot.node, 'size': new_size})
+                except qmp.QmpError as e:
+                    raise exception.DriverError(reason='QEMU did not resize %s: %s'
+                                                % (volume_id, e.message)) from e

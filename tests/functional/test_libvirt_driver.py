@@ -268,6 +268,12 @@ def test_attach_and_detach_a_qcow2(driver: Any, work: str,
     assert sources == [os.path.join(work, 'clone-1.qcow2')]
 
 
+def test_extend_of_an_attached_volume_reaches_the_guest(driver: Any, work: str,
+                                                        clones: list[base.InstanceInfo]
+                                                        ) -> None:
+    guest.check_extend_reaches_guest(driver, 'clone-1', os.path.join(work, 'grows.raw'))
+
+
 def test_a_clone_cannot_be_blessed(driver: Any, clones: list[base.InstanceInfo]) -> None:
     with pytest.raises(exception.DriverError, match='clone of live image li-1'):
         driver.bless('clone-1', 'li-of-clone', [local_disk('x', '/nonexistent')])

@@ -264,6 +264,12 @@ def test_attach_and_detach_a_volume(driver: QemuDriver, work: str,
         assert [d['volume_id'] for d in json.load(f)['disks']] == ['vol-c2']
 
 
+def test_extend_of_an_attached_volume_reaches_the_guest(driver: QemuDriver, work: str,
+                                                        clones: list[base.InstanceInfo]
+                                                        ) -> None:
+    guest.check_extend_reaches_guest(driver, 'clone-2', os.path.join(work, 'grows.raw'))
+
+
 def test_a_clone_cannot_be_blessed(driver: QemuDriver, clones: list[base.InstanceInfo]) -> None:
     with pytest.raises(exception.DriverError, match='clone of live image li-1'):
         driver.bless('clone-1', 'li-of-clone', [local_disk('x', '/nonexistent')])

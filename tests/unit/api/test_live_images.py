@@ -216,6 +216,28 @@ def test_attach_and_detach_a_volume_to_a_server(cloud):
     assert cloud.request('GET', path).json()['volumeAttachments'] == []
 
 
+def test_extend_of_an_attached_volume_is_shown_to_the_guest(cloud):
+    """Like Cinder's volume-extended event to Nova: the backend grows the volume,
+    then the hypervisor of the server using it tells the guest."""
+    backend = cloud.request('POST', '/v1/backends', json={'backend': {
+        'name': 'b', 'driver': 'fake'}}).json()['backend']
+    volume = cloud.request('POST', '/v1/volumes', json={'volume': {
+        'size': 1, 'backend_id': backend['id']}}).json()['volume']
+    path = '/v1/volumes/%s' % volume['id']
+    wait_for(lambda: cloud.request('GET', path).json()['volume']['status'] == 'available')
+    server = _server(cloud)
+    cloud.request('POST', '/v1/servers/%s/os-volume_attachments' % server['id'],
+                  json={'volumeAttachment': {'volumeId': volume['id']}})
+    wait_for(lambda: cloud.request('GET', path).json()['volume']['status'] == 'in-use')
+    hypervisor = cloud.compute.manager.servers.driver
+
+    extended = cloud.request('POST', path + '/action', json={'os-extend': {'new_size': 3}})
+    assert extended.status_code == 202, extended.text
+    wait_for(lambda: hypervisor.volume_sizes.get(volume['id']) == 3 << 30)
+    shown = cloud.request('GET', path).json()['volume']
+    assert (shown['status'], shown['size']) == ('in-use', 3)
+
+
 def test_bless_snapshots_the_volumes_and_clones_get_their_own(cloud):
     """Disks are frozen with the memory; every clone gets copy-on-write volumes."""
     backend = cloud.request('POST', '/v1/backends', json={'backend': {
