@@ -53,35 +53,39 @@ class ImageCache:
             update = driver.create_volume(volume)
             driver.copy_image_to_volume(None, volume, self.images, image_id)
             return update
-        entry = self._get_or_fill(backend_id, driver, info, image_gb)
-        _, snapshot = entry_refs(entry)
-        return driver.create_volume_from_snapshot(volume, snapshot)
+        # The clone happens under the entry's lock, which eviction and purge
+        # take too: an entry is never removed between its lookup and the clone.
+        with self.locks.get('%s:%s' % (backend_id, info['cache_key'])):
+            entry = self._get_or_fill(backend_id, driver, info, image_gb)
+            _, snapshot = entry_refs(entry)
+            update = driver.create_volume_from_snapshot(volume, snapshot)
+        self.evict(backend_id, keep=entry['id'])
+        return update
 
     def _get_or_fill(self, backend_id: str, driver: Any, info: dict[str, Any],
                      image_gb: int) -> dict[str, Any]:
-        with self.locks.get('%s:%s' % (backend_id, info['cache_key'])):
-            entry = db_cache.cache_get(backend_id, info['cache_key'])
-            if entry is not None and entry['status'] == 'available':
-                db_cache.cache_touch(entry['id'])
-                return entry
-            if entry is not None:  # a failed fill: start again
-                self._remove(entry, driver)
-            entry = db_cache.cache_create({
-                'id': str(uuid.uuid4()), 'backend_id': backend_id, 'host': self.pool.host,
-                'image_id': info['id'], 'image_key': info['cache_key'], 'size': image_gb,
-                'status': 'creating', 'hits': 0, 'last_used_at': db.utcnow()})
-            volume, snapshot = entry_refs(entry)
-            try:
-                driver.create_volume(volume)
-                driver.copy_image_to_volume(None, volume, self.images, info['id'])
-                driver.create_snapshot(snapshot)
-            except Exception:
-                self._remove(entry, driver)
-                raise
-            db_cache.cache_update(entry['id'], {'status': 'available'})
-            LOG.info('Cached image %s on backend %s as %s', info['id'], backend_id,
-                     entry['id'])
-        self.evict(backend_id, keep=entry['id'])
+        """The available entry of the image on the backend, filled if need be; the
+        caller holds the entry's lock."""
+        entry = db_cache.cache_get(backend_id, info['cache_key'])
+        if entry is not None and entry['status'] == 'available':
+            db_cache.cache_touch(entry['id'])
+            return entry
+        if entry is not None:  # a failed fill: start again
+            self._remove(entry, driver)
+        entry = db_cache.cache_create({
+            'id': str(uuid.uuid4()), 'backend_id': backend_id, 'host': self.pool.host,
+            'image_id': info['id'], 'image_key': info['cache_key'], 'size': image_gb,
+            'status': 'creating', 'hits': 0, 'last_used_at': db.utcnow()})
+        volume, snapshot = entry_refs(entry)
+        try:
+            driver.create_volume(volume)
+            driver.copy_image_to_volume(None, volume, self.images, info['id'])
+            driver.create_snapshot(snapshot)
+        except Exception:
+            self._remove(entry, driver)
+            raise
+        db_cache.cache_update(entry['id'], {'status': 'available'})
+        LOG.info('Cached image %s on backend %s as %s', info['id'], backend_id, entry['id'])
         return db_cache.cache_get_entry(entry['id'])
 
     def _remove(self, entry: dict[str, Any], driver: Any) -> None:
