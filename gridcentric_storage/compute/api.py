@@ -192,11 +192,7 @@ class ComputeAPI:
         clones = []
         for index in range(count):
             name = base_name if count == 1 else '%s-%d' % (base_name, index)
-            volumes = live_disks.create_clone_volumes(ctxt.project_id,
-                                                      live_image['artifacts'])
-            for volume in volumes:
-                self.rpcapi.create_volume(ctxt, volume['host'], volume['id'])
-            clone = db_servers.server_create({
+            clones.append(db_servers.server_create({
                 'id': str(uuid.uuid4()), 'name': name, 'project_id': ctxt.project_id,
                 'user_id': ctxt.user_id, 'host': host,
                 'availability_zone': params.get('availability_zone'), 'status': 'BUILD',
@@ -204,9 +200,24 @@ class ComputeAPI:
                 'mac': self._new_mac(), 'vmgenid': str(uuid.uuid4()),
                 'live_image_id': live_image['id'], 'launch_index': index,
                 'key_name': params.get('key_name'), 'user_data': user_data,
-                'guest': guest, 'extra': {'volumes': [v['id'] for v in volumes]},
+                'guest': guest, 'extra': {'volumes': []}}))
+        # Clones first, then the check: a discard marks the image first, then
+        # looks for clones, so one of two racing requests always sees the other.
+        current = db_servers.live_image_get(live_image['id'])
+        if current['status'] != 'blessed':
+            for clone in clones:
+                db_servers.server_destroy(clone['id'])
+            raise exception.InvalidState(resource='Live image', id=live_image['id'],
+                                         state=current['status'],
+                                         reason='only a blessed live image can be launched')
+        for index, clone in enumerate(clones):
+            volumes = live_disks.create_clone_volumes(ctxt.project_id,
+                                                      live_image['artifacts'])
+            for volume in volumes:
+                self.rpcapi.create_volume(ctxt, volume['host'], volume['id'])
+            clones[index] = db_servers.server_update(clone['id'], {
+                'extra': {'volumes': [v['id'] for v in volumes]},
                 'volume_id': volumes[0]['id'] if volumes else None})
-            clones.append(clone)
         for clone in clones:
             self.rpcapi.launch_server(ctxt, host, clone['id'])
         return clones
@@ -222,5 +233,13 @@ class ComputeAPI:
             raise exception.InvalidState(resource='Live image', id=live_image['id'],
                                          state=live_image['status'],
                                          reason='wait until it settles')
-        db_servers.live_image_update(live_image['id'], {'status': 'discarding'})
+        db_servers.live_image_update(live_image['id'], {'status': 'discarding'},
+                                     expected_status=(live_image['status'],))
+        raced = db_servers.server_get_all(live_image_id=live_image['id'])
+        if raced:  # a launch created clones meanwhile: it wins
+            db_servers.live_image_update(live_image['id'], {'status': live_image['status']})
+            raise exception.InvalidState(resource='Live image', id=live_image['id'],
+                                         state=live_image['status'],
+                                         reason='%d server(s) were launched from it '
+                                                'meanwhile' % len(raced))
         self.rpcapi.discard_live_image(ctxt, live_image['host'], live_image['id'])

@@ -7,7 +7,14 @@ run the same paths with real QEMU guests.
 import base64
 import os
 import stat
+import uuid
 
+import pytest
+
+from gridcentric_storage.common import context, exception
+from gridcentric_storage.compute import api as compute_api
+from gridcentric_storage.db import api as db
+from gridcentric_storage.db import servers as db_servers
 from tests.fixtures.services import wait_for
 
 
@@ -283,3 +290,46 @@ def test_bless_snapshots_the_volumes_and_clones_get_their_own(cloud):
     assert cloud.request('DELETE', '/v1/live-images/%s' % image['id']).status_code == 202
     _settle_image(cloud, image['id'])
     wait_for(lambda: cloud.request('GET', '/v1/snapshots').json()['snapshots'] == [])
+
+
+def _blessed(cloud):
+    source = _server(cloud)
+    image = cloud.request('POST', '/v1/live-images', json={
+        'live_image': {'server_id': source['id']}}).json()['live_image']
+    assert _settle_image(cloud, image['id'])['status'] == 'blessed'
+    return source, db_servers.live_image_get(image['id'])
+
+
+def test_a_launch_racing_a_discard_is_refused_and_leaves_nothing(cloud):
+    """The launch read the image as blessed just before a discard marked it."""
+    source, image = _blessed(cloud)
+    db_servers.live_image_update(image['id'], {'status': 'discarding'})
+    ctxt = context.RequestContext(user_id='admin', project_id='admin', is_admin=True)
+    with pytest.raises(exception.InvalidState, match='discarding'):
+        compute_api.ComputeAPI().launch(ctxt, image, {'num_instances': 2})
+    assert [s['id'] for s in db_servers.server_get_all()] == [source['id']]
+    assert db.volume_get_all() == []
+
+
+def test_a_discard_racing_a_launch_is_refused(cloud, monkeypatch):
+    """The discard found no clones just before a launch created one."""
+    source, image = _blessed(cloud)
+    real = db_servers.server_get_all
+    calls = []
+
+    def clones_appear_after_the_first_look(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            found = real(**kwargs)
+            db_servers.server_create({'id': str(uuid.uuid4()), 'name': 'c', 'status': 'BUILD',
+                                      'project_id': 'admin', 'host': source['host'],
+                                      'memory_mb': 256, 'vcpus': 1,
+                                      'live_image_id': image['id'], 'extra': {}})
+            return found
+        return real(**kwargs)
+
+    monkeypatch.setattr(db_servers, 'server_get_all', clones_appear_after_the_first_look)
+    ctxt = context.RequestContext(user_id='admin', project_id='admin', is_admin=True)
+    with pytest.raises(exception.InvalidState, match='launched from it meanwhile'):
+        compute_api.ComputeAPI().discard(ctxt, image)
+    assert db_servers.live_image_get(image['id'])['status'] == 'blessed'
