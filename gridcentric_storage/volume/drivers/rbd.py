@@ -39,63 +39,33 @@ python3-rbd; in a venv: tools/link-ceph-bindings.sh) are imported by ``do_setup`
 """
 
 import contextlib
-import json
 import logging
 import os
-import re
 import shutil
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from gridcentric_storage.common import concurrency, exception, processutils
-from gridcentric_storage.volume.drivers import base
+from gridcentric_storage.common import exception, processutils
+from gridcentric_storage.volume.drivers import base, rbd_client
+from gridcentric_storage.volume.drivers.rbd_client import CephClient
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 
 __all__ = ['RBDDriver']
 LOG = logging.getLogger(__name__)
 
 GiB = 1 << 30
-_UUID_RE = re.compile('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
-                      '[0-9a-fA-F]{12}$')
 _CLONE_SNAP, _DELETED = '.clone_snap', '.deleted'
-_TIMEOUT_OPTIONS = ('client_mount_timeout', 'rados_osd_op_timeout', 'rados_mon_op_timeout')
-ETIMEDOUT = 110
-
-rados: Any = None  # the bindings, imported by do_setup
-rbd: Any = None
+_error = rbd_client.error
 Parent = tuple[str, str, str]  # pool, image, snapshot
-
-
-def _error(reason: str) -> exception.DriverError:
-    return exception.DriverError(reason=reason)
-
-
-def _import_bindings() -> None:
-    global rados, rbd
-    if rbd is not None:
-        return
-    try:
-        import rados as rados_mod
-        import rbd as rbd_mod
-    except ImportError as e:
-        raise _error(f'the Ceph Python bindings cannot be imported ({e}); install '
-                     'python3-rados and python3-rbd (in a virtualenv: '
-                     'tools/link-ceph-bindings.sh <venv>)') from None
-    rados, rbd = rados_mod, rbd_mod
 
 
 def _hidden(snap: str) -> bool:
     return snap.endswith((_CLONE_SNAP, _DELETED))
 
 
-def _escape(value: str) -> str:
-    """A value in qemu's ``rbd:`` file name, where ``:`` separates options."""
-    return value.replace('\\', '\\\\').replace(':', '\\:')
-
-
-class RBDDriver(base.VolumeDriver):
+class RBDDriver(CephClient, base.VolumeDriver):
+    # CephClient (rbd_client.py): the connection, _run, _ioctx, _on_image, _name, ...
     OPTIONS_SCHEMA: ClassVar[dict[str, Any]] = {
         'type': 'object',
         'properties': {
@@ -104,7 +74,7 @@ class RBDDriver(base.VolumeDriver):
             'user': {'type': 'string', 'pattern': '^[A-Za-z0-9_.-]+$', 'maxLength': 128},
             'keyring': {'type': 'string', 'pattern': '^/'},
             'key': {'type': 'string', 'pattern': '^[A-Za-z0-9+/]+={0,2}$'},
-            'secret_uuid': {'type': 'string', 'pattern': _UUID_RE.pattern},
+            'secret_uuid': {'type': 'string', 'pattern': rbd_client.UUID_RE.pattern},
             'max_clone_depth': {'type': 'integer', 'minimum': 0, 'maximum': 100},
             'flatten_on_clone': {'type': 'boolean'},
             'connect_timeout': {'type': 'integer', 'minimum': 1, 'maximum': 3600},
@@ -142,101 +112,24 @@ class RBDDriver(base.VolumeDriver):
     def default_options(cls, backend_id: str, state_path: str) -> dict[str, Any]:
         return dict(cls.DEFAULTS)
 
-    # ---- librados plumbing: every blocking call runs through concurrency.execute
-    def _run(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        if not self._ready:
-            raise _error(f'do_setup has not run for backend {self.backend_name}')
-        try:
-            return concurrency.execute(fn, *args)
-        except (rados.Error, rbd.Error) as e:
-            if getattr(e, 'errno', None) in (ETIMEDOUT, -ETIMEDOUT) or isinstance(
-                    e, (rados.TimedOut, rbd.Timeout)):
-                raise _error(f'{what}: the Ceph cluster did not answer within '
-                             f'{self.timeout} s ({e})') from e
-            if isinstance(e, rbd.ImageBusy):
-                raise _error(f'{what}: the image is in use (attached?); a client that '
-                             f'crashed holds it for 30 s more: {e}') from e
-            raise _error(f'{what}: {e}') from e
-
-    def _connect(self) -> Any:
-        with self._connect_lock:
-            if self._client is not None:
-                return self._client
-            if not os.path.isfile(self.conf_path):
-                raise _error(f'Ceph configuration {self.conf_path} does not exist')
-            conf = {name: str(self.timeout) for name in _TIMEOUT_OPTIONS}
-            if self.options.get('keyring'):
-                conf['keyring'] = self.options['keyring']
-            if self.options.get('key'):
-                conf['key'] = self.options['key']
-            client = rados.Rados(rados_id=self.user, conffile=self.conf_path, conf=conf)
-            try:
-                client.connect()
-            except rados.Error as e:
-                client.shutdown()
-                raise _error(f'cannot connect to the Ceph cluster of {self.conf_path} as '
-                             f'client.{self.user} within {self.timeout} s: {e}') from e
-            self._client = client
-            return client
-
-    def close(self) -> None:
-        """Drop the cluster connection (the next call makes a new one)."""
-        with self._connect_lock:
-            client, self._client = self._client, None
-        if client is not None:
-            concurrency.execute(client.shutdown)
-
-    @contextlib.contextmanager
-    def _ioctx(self, pool: str | None = None) -> Iterator[Any]:
-        pool = pool or self.pool
-        try:
-            ioctx = self._connect().open_ioctx(pool)
-        except rados.ObjectNotFound:
-            raise _error(f'pool {pool} does not exist in the Ceph cluster of '
-                         f'{self.conf_path}') from None
-        with ioctx:
-            yield ioctx
-
-    def _on_image(self, what: str, name: str, fn: Callable[[Any], Any],
-                  read_only: bool = False) -> Any:
-        """``fn(image)`` with image ``name`` of the pool open, through _run."""
-        def call() -> Any:
-            with self._ioctx() as ioctx, rbd.Image(ioctx, name, read_only=read_only) as img:
-                return fn(img)
-        return self._run(what, call)
-
-    def _mon(self, prefix: str, **args: Any) -> Any:
-        cmd = json.dumps({'prefix': prefix, 'format': 'json', **args})
-        ret, out, err = self._connect().mon_command(cmd, b'', timeout=self.timeout)
-        if ret != 0:
-            raise _error(f'ceph {prefix} failed: {err or os.strerror(-ret)}')
-        return json.loads(out)
-
-    # ---- names
-    @staticmethod
-    def _name(kind: str, res_id: Any) -> str:
-        if not isinstance(res_id, str) or not _UUID_RE.match(res_id):
-            raise _error(f'{kind} id {res_id!r} is not a UUID; refusing to build an '
-                         'image name from it')
-        return f'{kind}-{res_id}'
-
     def _features(self) -> int:
-        features = rbd.RBD_FEATURE_LAYERING | rbd.RBD_FEATURE_DEEP_FLATTEN
+        lib = rbd_client.rbd
+        features = lib.RBD_FEATURE_LAYERING | lib.RBD_FEATURE_DEEP_FLATTEN
         if self.exclusive:
-            features |= (rbd.RBD_FEATURE_EXCLUSIVE_LOCK | rbd.RBD_FEATURE_OBJECT_MAP |
-                         rbd.RBD_FEATURE_FAST_DIFF)
+            features |= (lib.RBD_FEATURE_EXCLUSIVE_LOCK | lib.RBD_FEATURE_OBJECT_MAP |
+                         lib.RBD_FEATURE_FAST_DIFF)
         return int(features)
 
     # ---- set-up and stats
     def do_setup(self, context: Any) -> None:
-        _import_bindings()
+        rbd_client.import_bindings()
         self._ready = True
         self._run('cannot set up', self._connect)
 
     def check_for_setup_error(self) -> None:
         def check() -> None:
             with self._ioctx() as ioctx:
-                rbd.RBD().list(ioctx)
+                rbd_client.rbd.RBD().list(ioctx)
         self._run(f'cannot use pool {self.pool}', check)
 
     def get_volume_stats(self, refresh: bool = False) -> dict[str, Any]:
@@ -259,7 +152,7 @@ class RBDDriver(base.VolumeDriver):
         if quota:
             total, free = quota, max(min(free, quota - stored), 0)
         with self._ioctx() as ioctx:
-            usage = rbd.RBD().pool_stats_get(ioctx)
+            usage = rbd_client.rbd.RBD().pool_stats_get(ioctx)
         provisioned = usage['image_max_provisioned_bytes'] + usage['trash_max_provisioned_bytes']
         return {'volume_backend_name': self.backend_name, 'vendor_name': 'Open Source',
                 'driver_version': self.VERSION, 'storage_protocol': 'ceph',
@@ -276,7 +169,7 @@ class RBDDriver(base.VolumeDriver):
     def _parent(image: Any) -> Parent | None:
         try:
             spec = image.get_parent_image_spec()
-        except rbd.ImageNotFound:
+        except rbd_client.rbd.ImageNotFound:
             return None
         return spec['pool_name'], spec['image_name'], spec['snap_name']
 
@@ -286,13 +179,13 @@ class RBDDriver(base.VolumeDriver):
         while parent is not None and depth <= self.max_depth:
             depth += 1
             pool, name, snap = parent
-            with self._ioctx(pool) as ioctx, rbd.Image(ioctx, name, snapshot=snap,
-                                                       read_only=True) as img:
+            with self._ioctx(pool) as ioctx, rbd_client.rbd.Image(
+                    ioctx, name, snapshot=snap, read_only=True) as img:
                 parent = self._parent(img)
         return depth
 
     def _children(self, ioctx: Any, name: str, snap: str) -> list[str]:
-        with rbd.Image(ioctx, name, snapshot=snap, read_only=True) as img:
+        with rbd_client.rbd.Image(ioctx, name, snapshot=snap, read_only=True) as img:
             return ['%s/%s' % (c['pool'], c['image']) for c in img.list_children2()]
 
     @staticmethod
@@ -309,13 +202,13 @@ class RBDDriver(base.VolumeDriver):
                 try:
                     if self._children(ioctx, name, snap):
                         return
-                    with rbd.Image(ioctx, name) as img:
+                    with rbd_client.rbd.Image(ioctx, name) as img:
                         self._remove_snap(img, snap)
                         if not name.endswith(_DELETED) or list(img.list_snaps()):
                             return
                         parent = self._parent(img)
-                    rbd.RBD().remove(ioctx, name)
-                except rbd.ImageNotFound:  # already gone
+                    rbd_client.rbd.RBD().remove(ioctx, name)
+                except rbd_client.rbd.ImageNotFound:  # already gone
                     return
             if parent is None:
                 return
@@ -325,7 +218,7 @@ class RBDDriver(base.VolumeDriver):
         """Clone ``src@snap`` as the volume; grow it, flatten it past max_clone_depth."""
         dst = self._name('volume', volume.id)
         with self._lock, self._ioctx() as ioctx:
-            with rbd.Image(ioctx, src) as img:
+            with rbd_client.rbd.Image(ioctx, src) as img:
                 if hidden_snap:
                     img.create_snap(snap)
                     img.protect_snap(snap)
@@ -334,12 +227,12 @@ class RBDDriver(base.VolumeDriver):
                 img.set_snap(snap)
                 depth = self._depth(img) + 1
             try:
-                rbd.RBD().clone(ioctx, src, snap, ioctx, dst, features=self._features())
+                rbd_client.rbd.RBD().clone(ioctx, src, snap, ioctx, dst, features=self._features())
             except Exception:
                 self._reap(self.pool, src, snap)
                 raise
         try:
-            with self._ioctx() as ioctx, rbd.Image(ioctx, dst) as img:
+            with self._ioctx() as ioctx, rbd_client.rbd.Image(ioctx, dst) as img:
                 if img.size() < int(volume.size) * GiB:
                     img.resize(int(volume.size) * GiB)
                 if self.flatten or depth > self.max_depth:
@@ -358,8 +251,8 @@ class RBDDriver(base.VolumeDriver):
         """Delete image ``name`` or hide it while clones need it. Hold self._lock."""
         with self._ioctx() as ioctx:
             try:
-                img = rbd.Image(ioctx, name)
-            except rbd.ImageNotFound:
+                img = rbd_client.rbd.Image(ioctx, name)
+            except rbd_client.rbd.ImageNotFound:
                 return
             with img:
                 snaps = [s['name'] for s in img.list_snaps()]
@@ -375,9 +268,9 @@ class RBDDriver(base.VolumeDriver):
                     else:
                         self._remove_snap(img, snap)
             if busy:  # clones still read it: hide it, _reap removes it later
-                rbd.RBD().rename(ioctx, name, name + _DELETED)
+                rbd_client.rbd.RBD().rename(ioctx, name, name + _DELETED)
                 return
-            rbd.RBD().remove(ioctx, name)
+            rbd_client.rbd.RBD().remove(ioctx, name)
         if parent is not None:
             self._reap(*parent)
 
@@ -387,8 +280,8 @@ class RBDDriver(base.VolumeDriver):
 
         def create() -> None:
             with self._ioctx() as ioctx:
-                rbd.RBD().create(ioctx, name, size, old_format=False,
-                                 features=self._features())
+                rbd_client.rbd.RBD().create(ioctx, name, size, old_format=False,
+                                            features=self._features())
         self._run(f'cannot create {name} in pool {self.pool}', create)
         return None
 
@@ -429,10 +322,10 @@ class RBDDriver(base.VolumeDriver):
             with self._lock, self._ioctx() as ioctx:
                 for image in (name, name + _DELETED):
                     try:
-                        with rbd.Image(ioctx, image) as img:
+                        with rbd_client.rbd.Image(ioctx, image) as img:
                             if snap in {s['name'] for s in img.list_snaps()}:
                                 img.rename_snap(snap, snap + _DELETED)
-                    except rbd.ImageNotFound:
+                    except rbd_client.rbd.ImageNotFound:
                         continue
                     self._reap(self.pool, image, snap + _DELETED)
         self._run(f'cannot delete {snap} of {name}', delete)
@@ -466,41 +359,7 @@ class RBDDriver(base.VolumeDriver):
                 img.resize(size)
         self._on_image(f'cannot revert {name} to {snap}', name, revert)
 
-    # ---- attach
-    def _mon_addrs(self) -> tuple[list[str], list[str]]:
-        hosts, ports = [], []
-        for mon in self._mon('mon dump')['mons']:
-            addrs = {a['type']: a['addr'] for a in
-                     mon.get('public_addrs', {}).get('addrvec', [])}
-            addr = addrs.get('v1') or addrs.get('v2') or mon['addr'].split('/')[0]
-            host, port = addr.rsplit(':', 1)
-            hosts.append(host.strip('[]'))
-            ports.append(port)
-        return hosts, ports
-
-    def _keyring_text(self) -> str:
-        """``[client.<user>]`` with its key only, from ``key``, ``keyring`` or the
-        keyrings ceph.conf names."""
-        key = self.options.get('key')
-        if key:
-            return f'[client.{self.user}]\n\tkey = {key}\n'
-        paths = [self.options['keyring']] if self.options.get('keyring') else [
-            p.replace('$cluster', 'ceph').replace('$name', f'client.{self.user}')
-            for p in re.split(r'[,;\s]+', self._connect().conf_get('keyring') or '') if p]
-        section = re.compile(r'^\[client\.%s\]\s*$(.*?)(?=^\s*\[|\Z)' % re.escape(self.user),
-                             re.M | re.S)
-        for path in paths:
-            try:
-                with open(path) as f:
-                    found = section.search(f.read())
-            except OSError:
-                continue
-            match = found and re.search(r'^\s*key\s*=\s*(\S+)', found.group(1), re.M)
-            if match:
-                return f'[client.{self.user}]\n\tkey = {match.group(1)}\n'
-        raise _error(f'keyring_in_connection_info is set, but no key of client.{self.user} '
-                     f'was found in {", ".join(paths) or "any keyring"}')
-
+    # ---- attach (monitor addresses and keys: rbd_client.CephClient)
     def initialize_connection(self, volume: VolumeRef, connector: dict[str, Any],
                               initiator_data: Any = None) -> dict[str, Any]:
         """Connection data for os-brick's RBDConnector and libvirt (module doc)."""
@@ -523,23 +382,6 @@ class RBDDriver(base.VolumeDriver):
         """Nothing to tear down: nothing was exported or mapped."""
 
     # ---- images (qemu-img talks to librbd itself, with the same timeouts)
-    @contextlib.contextmanager
-    def _qemu_target(self, name: str) -> Iterator[str]:
-        """qemu's ``rbd:pool/image:id=...:conf=...`` for the image; a ``key`` goes into
-        a private temporary keyring, never on a command line."""
-        opts = [('id', self.user), ('conf', self.conf_path)]
-        opts += [(o, str(self.timeout)) for o in _TIMEOUT_OPTIONS]
-        with tempfile.TemporaryDirectory(prefix='gc-rbd-') as tmp:
-            if self.options.get('key'):
-                keyring = os.path.join(tmp, 'keyring')
-                fd = os.open(keyring, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, 'w') as f:
-                    f.write(f'[client.{self.user}]\n\tkey = {self.options["key"]}\n')
-                opts.append(('keyring', keyring))
-            elif self.options.get('keyring'):
-                opts.append(('keyring', self.options['keyring']))
-            yield f'rbd:{self.pool}/{name}' + ''.join(f':{k}={_escape(v)}' for k, v in opts)
-
     def _convert(self, argv: list[str], size: int) -> None:
         # a slow but alive copy may take a while; librados timeouts catch a dead one
         timeout = max(processutils.DEFAULT_TIMEOUT, size / (10 << 20))

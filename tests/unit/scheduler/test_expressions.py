@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gridcentric_storage.common import exception
-from gridcentric_storage.scheduler import expressions
+from gridcentric_storage.scheduler import expression_parser, expressions
 from gridcentric_storage.scheduler.expressions import EvaluationError, compile_expression
 
 from .conftest import backend
@@ -178,8 +178,9 @@ def test_capability_keys_are_only_dictionary_keys() -> None:
     assert value('capabilities.__class__ == null') is True
 
 
-def test_module_never_calls_eval_or_exec() -> None:
-    with open(expressions.__file__, encoding='utf-8') as source:
+@pytest.mark.parametrize('module', [expressions, expression_parser])
+def test_module_never_calls_eval_or_exec(module: Any) -> None:
+    with open(module.__file__, encoding='utf-8') as source:
         names = {token.string for token in tokenize.generate_tokens(source.readline)
                  if token.type == tokenize.NAME}
     assert not names & {'eval', 'exec', '__import__', 'literal_eval', 'getattr'}

@@ -12,6 +12,7 @@ import pytest
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.volume.drivers import rbd as rbd_driver
+from gridcentric_storage.volume.drivers import rbd_client
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 
 GiB = 1 << 30
@@ -39,8 +40,8 @@ def fake_bindings(monkeypatch):
                                   ObjectNotFound=type('ObjectNotFound', (FakeError,), {}))
     rbd = types.SimpleNamespace(Error=FakeError, Timeout=FakeTimeout, ImageBusy=FakeImageBusy,
                                 ImageNotFound=type('ImageNotFound', (FakeError,), {}))
-    monkeypatch.setattr(rbd_driver, 'rados', rados)
-    monkeypatch.setattr(rbd_driver, 'rbd', rbd)
+    monkeypatch.setattr(rbd_client, 'rados', rados)
+    monkeypatch.setattr(rbd_client, 'rbd', rbd)
 
 
 def make(execute=None, **options) -> rbd_driver.RBDDriver:
@@ -77,8 +78,8 @@ def test_defaults_and_secrets():
 
 
 def test_missing_bindings_are_a_clear_driver_error(monkeypatch):
-    monkeypatch.setattr(rbd_driver, 'rbd', None)
-    monkeypatch.setattr(rbd_driver, 'rados', None)
+    monkeypatch.setattr(rbd_client, 'rbd', None)
+    monkeypatch.setattr(rbd_client, 'rados', None)
     monkeypatch.setitem(sys.modules, 'rados', None)  # import rados -> ImportError
     driver = rbd_driver.RBDDriver('b1', 'ceph', {'pool': 'rbd'})
     with pytest.raises(exception.DriverError) as e:
