@@ -9,28 +9,16 @@ from), ``meta.json`` (live image, accel, volume id -> target dev),
 ``share=on``) and a clone's ``fw-*`` files (``<sysinfo type='fwcfg'>``); a
 live image adds the blessed VM's migratable XML to the QEMU driver's files.
 
-Guest RAM is given by ``<qemu:commandline>``, not ``<memoryBacking><source
-type='file'/>``: libvirt 9.0 puts that file under qemu.conf's host-wide
-``memory_backing_dir``, in a directory named after the domain's runtime id and
-deleted at shutdown, and cannot point a clone at a given file with
-``share=off``; the clone's RAM block must carry the blessed VM's name. So both
-get ``-object memory-backend-file,id=mem`` + ``-machine memory-backend=mem``
-(the later ``-machine`` wins; libvirt's own ``pc.ram`` is never mapped nor
-migrated). libvirt runs QEMU under ``-sandbox ...,spawn=deny``: the QEMU
-driver's ``exec:cat`` URIs cannot work, so bless and launch hand QEMU the state
-file with ``getfd`` (``qemuMonitorCommandWithFiles``) and use ``fd:`` URIs.
-Pause/resume go through libvirt (``suspend``/``resume``, so its state stays
-right), ``x-ignore-shared``, ``migrate`` and ``migrate-incoming`` through QMP
-passthrough (libvirt ignores MIGRATION events of jobs it did not start; the
-source keeps running). A clone is created with ``VIR_DOMAIN_START_PAUSED`` and
-``-incoming defer`` and resumed once its state is loaded.
+The domain XML is built in ``libvirt_xml.py`` (which says why guest RAM is
+given by ``<qemu:commandline>``); bless and launch move device state through
+QMP passthrough and ``fd:`` URIs in ``libvirt_live.py``. A clone is created
+with ``VIR_DOMAIN_START_PAUSED`` and ``-incoming defer`` and resumed once its
+state is loaded.
 
 QEMU runs as libvirt's DAC base label (``libvirt-qemu`` on Debian): instance
 directories are chowned to it, and ``instances_path``/``live_images_path`` and
-their parents must be searchable by it. QEMU 7.2 opens a memory-backend file
-O_RDWR even with ``share=off`` (``rom=off`` arrives in 8.2), so a live image's
-RAM is 0464, group QEMU's, instead of 0444; MAP_PRIVATE means no clone ever
-writes it, and its sha256 is recorded to check that.
+their parents must be searchable by it (a live image's RAM is group QEMU's:
+see ``libvirt_live.seal_ram``).
 """
 
 import contextlib
@@ -39,118 +27,30 @@ import logging
 import os
 import shutil
 import time
-import uuid
 import xml.etree.ElementTree as ET
+from functools import partial
 from typing import Any, cast
 
 from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.virt import accel as accel_mod
-from gridcentric_storage.virt import base, qmp
+from gridcentric_storage.virt import base, libvirt_live, libvirt_xml
 from gridcentric_storage.virt import qemu_live as live
+from gridcentric_storage.virt.libvirt_xml import PREFIX, disk_xml
 from gridcentric_storage.virt.qemu import check_id
 
 try:
     import libvirt
     import libvirt_qemu
 except ImportError:                    # the driver then fails to load, with this reason
+    # (libvirt_qemu is only used by libvirt_live, but the driver needs it all the same)
     libvirt = libvirt_qemu = None
 
 LOG = logging.getLogger(__name__)
 
 __all__ = ['LibvirtDriver', 'disk_xml']
 
-QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0'
-ET.register_namespace('qemu', QEMU_NS)
-PREFIX = 'gc-'
-_IGNORE_SHARED = [{'capability': 'x-ignore-shared', 'state': True}]
 _STATES = {1: 'running', 2: 'running', 3: 'paused', 4: 'stopped', 5: 'stopped',
            6: 'crashed', 7: 'paused'}  # virDomainState -> InstanceInfo.state
-
-
-def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    el = ET.SubElement(parent, tag, attrs)
-    if text is not None:
-        el.text = text
-    return el
-
-
-def disk_xml(connection_info: dict[str, Any], dev: str, read_only: bool = False,
-             secret_uuid: str | None = None) -> ET.Element:
-    """A virtio ``<disk>`` from os-brick style connection info (local, rbd, iscsi).
-
-    iSCSI CHAP needs a libvirt secret holding the password (``secret_uuid``);
-    rbd uses Cinder's ``secret_uuid`` (a ceph secret defined on the host) when
-    ``auth_username`` is set, else ceph.conf's defaults.
-    """
-    kind = connection_info.get('driver_volume_type')
-    data = connection_info.get('data') or {}
-    disk = ET.Element('disk', device='disk')
-    try:
-        if kind == 'local':
-            path, fmt = data['device_path'], data.get('format', 'raw')
-            if fmt not in ('raw', 'qcow2'):
-                raise ValueError('format must be raw or qcow2, not %r' % fmt)
-            block = path.startswith('/dev/')
-            disk.set('type', 'block' if block else 'file')
-            _sub(disk, 'driver', name='qemu', type=fmt, **({'discard': 'unmap'}
-                                                             if data.get('discard') else {}))
-            _sub(disk, 'source', **{'dev' if block else 'file': path})
-        elif kind in ('rbd', 'iscsi'):
-            disk.set('type', 'network')
-            _sub(disk, 'driver', name='qemu', type='raw')
-            if kind == 'rbd':
-                if '/' not in data['name']:
-                    raise ValueError('name must be pool/image, not %r' % data['name'])
-                source = _sub(disk, 'source', protocol='rbd', name=data['name'])
-                hosts, ports = data.get('hosts') or [], data.get('ports') or []
-                for host, port in zip(hosts, ports or ['6789'] * len(hosts), strict=False):
-                    _sub(source, 'host', name=host, port=str(port))
-                if data.get('conf'):
-                    _sub(source, 'config', file=data['conf'])
-                user, secret_type = data.get('auth_username'), 'ceph'
-                secret_uuid = secret_uuid or data.get('secret_uuid')
-            else:
-                source = _sub(disk, 'source', protocol='iscsi', name='%s/%d' % (
-                    data['target_iqn'], int(data.get('target_lun', 0))))
-                host, _, port = data['target_portal'].rpartition(':')
-                _sub(source, 'host', name=host.strip('[]') or port, port=port or '3260')
-                user, secret_type = data.get('auth_username'), 'iscsi'
-                if data.get('auth_method', 'CHAP') != 'CHAP':
-                    user = None
-            if user and secret_uuid:
-                auth = _sub(disk, 'auth', username=user)
-                _sub(auth, 'secret', type=secret_type, uuid=secret_uuid)
-        else:
-            raise ValueError('unsupported driver_volume_type %r' % kind)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise exception.DriverError(reason='cannot build a libvirt disk from %s connection '
-                                    'info: %s' % (kind, e))
-    _sub(disk, 'target', dev=dev, bus='virtio')
-    if read_only:
-        _sub(disk, 'readonly')
-    return disk
-
-
-class _Passthrough:
-    """``qmp.Monitor``'s ``cmd`` over libvirt's QMP passthrough (for qmp.wait_for_migration)."""
-
-    def __init__(self, dom: Any) -> None:
-        self.dom = dom
-
-    def cmd(self, name: str, files: list[int] | None = None, **arguments: Any) -> Any:
-        command = json.dumps({'execute': name, 'arguments': arguments})
-        try:
-            if files:
-                out, _ = libvirt_qemu.qemuMonitorCommandWithFiles(self.dom, command, files, 0)
-            else:
-                out = libvirt_qemu.qemuMonitorCommand(self.dom, command, 0)
-        except libvirt.libvirtError as e:
-            raise qmp.QmpError('QMP %s through libvirt failed: %s' % (name, e))
-        reply = json.loads(out)
-        if 'error' in reply:
-            raise qmp.QmpError('QMP %s failed: %s' % (name, reply['error'].get('desc')),
-                               reply['error'].get('class'))
-        return reply.get('return')
 
 
 class LibvirtDriver(base.VirtDriver):
@@ -302,17 +202,6 @@ class LibvirtDriver(base.VirtDriver):
 
     # ---- domain XML
 
-    def _ram_args(self, root: ET.Element, memory_mb: int, path: str, share: bool,
-                  incoming: bool) -> None:
-        for old in root.findall('{%s}commandline' % QEMU_NS):
-            root.remove(old)
-        args = ['-object', 'memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s' % (
-            memory_mb, path.replace(',', ',,'), 'on' if share else 'off'),
-            '-machine', 'memory-backend=mem'] + (['-incoming', 'defer'] if incoming else [])
-        cmdline = ET.SubElement(root, '{%s}commandline' % QEMU_NS)
-        for arg in args:
-            ET.SubElement(cmdline, '{%s}arg' % QEMU_NS, value=arg)
-
     def _new_secret(self, instance_id: str, dev: str, password: str) -> str:
         xml = ("<secret ephemeral='yes' private='yes'><usage type='iscsi'><target>%s%s-%s"
                "</target></usage></secret>" % (PREFIX, instance_id, dev))
@@ -336,41 +225,10 @@ class LibvirtDriver(base.VirtDriver):
 
     def spawn_xml(self, instance: base.InstanceSpec, directory: str, domain_type: str
                   ) -> ET.Element:
-        root = ET.Element('domain', type=domain_type)
-        _sub(root, 'name', PREFIX + instance.id)
-        _sub(root, 'title', instance.name)
-        _sub(root, 'genid', instance.vmgenid)
-        _sub(root, 'memory', str(instance.memory_mb), unit='MiB')
-        _sub(root, 'vcpu', str(instance.vcpus))
-        os_el = _sub(root, 'os')
-        _sub(os_el, 'type', 'hvm', arch='x86_64', machine=self.machine)
-        if instance.kernel:
-            _sub(os_el, 'kernel', instance.kernel)
-            if instance.initrd:
-                _sub(os_el, 'initrd', instance.initrd)
-            _sub(os_el, 'cmdline', instance.cmdline or 'console=ttyS0')
-        _sub(_sub(root, 'features'), 'acpi')        # vmgenid and PCI hot-plug need ACPI
-        if self.cpu_model:
-            _sub(_sub(root, 'cpu', mode='custom', match='exact'), 'model', self.cpu_model)
-        for event in ('on_poweroff', 'on_reboot', 'on_crash'):
-            _sub(root, event, 'destroy')
-        devices = _sub(root, 'devices')
-        _sub(devices, 'emulator', self.emulator)
-        for i, disk in enumerate(instance.disks):
-            devices.append(self._disk(instance.id, disk, 'vd' + chr(ord('a') + i)))
-        _sub(devices, 'controller', type='usb', model='none')
-        if instance.mac:
-            nic = _sub(devices, 'interface', type='network' if self.network else 'user')
-            if self.network:
-                _sub(nic, 'source', network=self.network)
-            _sub(nic, 'mac', address=instance.mac)
-            _sub(nic, 'model', type='virtio')
-        serial = _sub(devices, 'serial', type='file')
-        _sub(serial, 'source', path=os.path.join(directory, 'console.log'))
-        _sub(serial, 'target', port='0')
-        _sub(devices, 'memballoon', model='none')
-        self._ram_args(root, instance.memory_mb, os.path.join(directory, 'ram'), True, False)
-        return root
+        return libvirt_xml.spawn_xml(
+            instance, directory, domain_type, machine=self.machine, emulator=self.emulator,
+            cpu_model=self.cpu_model, network=self.network,
+            disk=partial(self._disk, instance.id))
 
     def _create(self, instance_id: str, root: ET.Element, paused: bool) -> Any:
         xml = ET.tostring(root, encoding='unicode')
@@ -479,17 +337,13 @@ class LibvirtDriver(base.VirtDriver):
             try:
                 xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
                 extra: dict[str, Any] = dict(
-                    self._save_state(dom, self._file(instance_id, 'ram'), work),
+                    libvirt_live.save_state(dom, self._file(instance_id, 'ram'), work,
+                                            self.migration_timeout),
                     accel=meta['accel'], source_instance=instance_id)
-                ram = os.path.join(work, 'ram')
-                owner = self._qemu_owner('kvm' if meta['accel'] == 'kvm' else 'qemu')
-                if owner and owner[0] != 0:         # QEMU 7.2 opens it O_RDWR even
-                    os.chown(ram, 0, owner[1])      # with share=off (no rom=off yet)
-                extra['ram_mode'] = '0464' if owner and owner[0] != 0 else '0444'
-                os.chmod(ram, int(extra['ram_mode'], 8))
-                extra['ram_size'] = os.stat(ram).st_size
-                if self.checksum_ram:
-                    extra['ram_sha256'] = live.sha256(ram)
+                extra.update(libvirt_live.seal_ram(
+                    os.path.join(work, 'ram'),
+                    self._qemu_owner('kvm' if meta['accel'] == 'kvm' else 'qemu'),
+                    self.checksum_ram))
                 live.write_file(os.path.join(work, 'domain.xml'), xml)
                 layout = {'id': instance_id, 'name': meta['name'], 'accel': meta['accel'],
                           'memory_mb': meta['memory_mb'], 'vcpus': meta['vcpus'],
@@ -506,46 +360,10 @@ class LibvirtDriver(base.VirtDriver):
             memory_mb=meta['memory_mb'], vcpus=meta['vcpus'], disks=list(snapshot_disks),
             extra=extra)
 
-    def _save_state(self, dom: Any, ram: str, work: str) -> dict[str, Any]:
-        """Pause, save device state (x-ignore-shared, fd: URI), freeze RAM, resume."""
-        mon = _Passthrough(dom)
-        state = os.path.join(work, 'state')
-        start = time.monotonic()
-        was_running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-        if was_running:
-            dom.suspend()
-        paused = time.monotonic()
-        try:
-            with open(state, 'xb') as f:
-                mon.cmd('getfd', files=[f.fileno()], fdname='gc-state')
-            mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
-            mon.cmd('migrate', uri='fd:gc-state')
-            qmp.wait_for_migration(cast(qmp.Monitor, mon), self.migration_timeout)
-            saved = time.monotonic()
-            method = live.freeze_copy(ram, os.path.join(work, 'ram'))
-            copied = time.monotonic()
-        finally:
-            if was_running:
-                dom.resume()
-        resumed = time.monotonic()
-        return {'ram_copy': method, 'state_seconds': round(saved - paused, 4),
-                'ram_copy_seconds': round(copied - saved, 4),
-                'paused_seconds': round(resumed - paused, 4),
-                'bless_seconds': round(resumed - start, 4),
-                'state_size': os.stat(state).st_size, 'resumed': was_running}
-
     def launch(self, artifacts: base.LiveImageArtifacts,
                clone: base.CloneSpec) -> base.InstanceInfo:
         start = time.monotonic()
-        live.image_layout(artifacts)                # LiveImageNotFound when files are gone
-        try:
-            root = ET.parse(os.path.join(artifacts.directory, 'domain.xml')).getroot()
-        except (OSError, ET.ParseError) as e:
-            raise live.LiveImageNotFound(id=artifacts.live_image_id,
-                                         reason='no domain XML (%s)' % e)
-        devices = root.find('devices')
-        assert devices is not None
-        disks = [d for d in devices.findall('disk') if d.get('device', 'disk') == 'disk']
+        root, disks = libvirt_xml.blessed_xml(artifacts)
         if len(clone.disks) != len(disks):
             raise exception.DriverError(
                 reason='live image %s has %d disk(s); the clone needs as many copy-on-write '
@@ -557,7 +375,8 @@ class LibvirtDriver(base.VirtDriver):
         with self._locks.get(clone.id):
             directory = self._new_instance_dir(clone.id, root.get('type', 'qemu'))
             try:
-                self._clone_xml(root, artifacts, clone, directory, disks)
+                libvirt_xml.clone_xml(root, artifacts, clone, directory, disks,
+                                      partial(self._disk, clone.id))
                 targets = [d.find('target') for d in disks]
                 self._save_meta(clone.id, {
                     'id': clone.id, 'name': clone.name, 'accel': accel,
@@ -567,14 +386,8 @@ class LibvirtDriver(base.VirtDriver):
                         clone.disks, targets, strict=True) if t is not None}})
                 dom = self._create(clone.id, root, True)
                 started = time.monotonic()
-                mon = _Passthrough(dom)
-                with open(artifacts.state_path, 'rb') as f:
-                    mon.cmd('getfd', files=[f.fileno()], fdname='gc-state')
-                mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
-                mon.cmd('migrate-incoming', uri='fd:gc-state')
-                qmp.wait_for_migration(cast(qmp.Monitor, mon), self.migration_timeout)
-                loaded = time.monotonic()
-                dom.resume()
+                loaded = libvirt_live.restore_state(dom, artifacts.state_path,
+                                                    self.migration_timeout)
             except libvirt.libvirtError as e:
                 self._teardown(clone.id)
                 raise exception.DriverError(reason='clone %s of live image %s failed to '
@@ -586,54 +399,6 @@ class LibvirtDriver(base.VirtDriver):
         return self._info(clone.id, 'running', dom, launch_seconds=round(end - start, 4),
                           process_seconds=round(started - start, 4),
                           restore_seconds=round(loaded - started, 4))
-
-    def _clone_xml(self, root: ET.Element, artifacts: base.LiveImageArtifacts,
-                   clone: base.CloneSpec, directory: str, disks: list[ET.Element]) -> None:
-        """Turn the blessed VM's migratable XML into the clone's, in place."""
-        for tag in ('uuid', 'seclabel'):
-            for el in root.findall(tag):
-                root.remove(el)
-        name, title, genid = root.find('name'), root.find('title'), root.find('genid')
-        assert name is not None
-        name.text = PREFIX + clone.id
-        if title is not None:
-            title.text = clone.name
-        if genid is None:
-            genid = _sub(root, 'genid')
-        genid.text = clone.vmgenid or str(uuid.uuid4())
-        os_el = root.find('os')
-        for tag in ('kernel', 'initrd', 'cmdline'):
-            for el in os_el.findall(tag) if os_el is not None else []:
-                os_el.remove(el)                    # type: ignore[union-attr]
-        devices = root.find('devices')
-        assert devices is not None
-        for old, disk in zip(disks, clone.disks, strict=True):
-            target, address = old.find('target'), old.find('address')
-            new = self._disk(clone.id, disk, target.get('dev', '') if target is not None
-                             else '')
-            if address is not None:
-                new.append(address)                 # same PCI slot as in the blessed VM
-            devices.insert(list(devices).index(old), new)
-            devices.remove(old)
-        for nic in devices.findall('interface'):
-            mac = nic.find('mac')
-            if mac is not None:
-                mac.set('address', clone.mac or '52:54:00:%02x:%02x:%02x'
-                        % tuple(os.urandom(3)))
-        mac_el = devices.find('interface/mac')
-        for serial in devices.findall('serial'):
-            source = serial.find('source')
-            if source is not None:
-                source.set('path', os.path.join(directory, 'console.log'))
-        files = live.guest_files(directory, clone, None if mac_el is None
-                                 else mac_el.get('address'))
-        for sysinfo in root.findall("sysinfo[@type='fwcfg']"):
-            root.remove(sysinfo)
-        sysinfo = ET.Element('sysinfo', type='fwcfg')
-        for key, path in sorted(files.items()):
-            _sub(sysinfo, 'entry', name='opt/com.gridcentric/' + key, file=path)
-        root.insert(list(root).index(os_el) if os_el is not None else 0, sysinfo)
-        self._ram_args(root, artifacts.memory_mb, artifacts.memory_path, False, True)
 
     def discard(self, artifacts: base.LiveImageArtifacts) -> None:
         check_id('live image', artifacts.live_image_id)

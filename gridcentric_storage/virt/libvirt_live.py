@@ -1,0 +1,117 @@
+"""The libvirt driver's bless and launch steps: QMP passthrough, state over ``fd:``.
+
+Kept apart from ``libvirt.py`` (domains and instance bookkeeping) for the
+same reason ``qemu_live.py`` is apart from ``qemu.py``: these are the steps
+whose timing is the product. The blessed VM is paused only for
+:func:`save_state`, and a clone resumes after :func:`restore_state`.
+
+libvirt runs QEMU under ``-sandbox ...,spawn=deny``: the QEMU driver's
+``exec:cat`` URIs cannot work, so bless and launch hand QEMU the state file
+with ``getfd`` (``qemuMonitorCommandWithFiles``) and use ``fd:`` URIs.
+Pause/resume go through libvirt (``suspend``/``resume``, so its state stays
+right), ``x-ignore-shared``, ``migrate`` and ``migrate-incoming`` through QMP
+passthrough (libvirt ignores MIGRATION events of jobs it did not start; the
+source keeps running).
+
+QEMU 7.2 opens a memory-backend file O_RDWR even with ``share=off``
+(``rom=off`` arrives in 8.2), so :func:`seal_ram` leaves a live image's RAM
+0464, group QEMU's, instead of 0444; MAP_PRIVATE means no clone ever writes
+it, and its sha256 is recorded to check that.
+"""
+
+import json
+import os
+import time
+from typing import Any, cast
+
+from gridcentric_storage.virt import qemu_live as live
+from gridcentric_storage.virt import qmp
+
+try:
+    import libvirt
+    import libvirt_qemu
+except ImportError:                    # libvirt.py then refuses to load the driver
+    libvirt = libvirt_qemu = None
+
+__all__ = ['Passthrough', 'restore_state', 'save_state', 'seal_ram']
+
+_IGNORE_SHARED = [{'capability': 'x-ignore-shared', 'state': True}]
+
+
+class Passthrough:
+    """``qmp.Monitor``'s ``cmd`` over libvirt's QMP passthrough (for qmp.wait_for_migration)."""
+
+    def __init__(self, dom: Any) -> None:
+        self.dom = dom
+
+    def cmd(self, name: str, files: list[int] | None = None, **arguments: Any) -> Any:
+        command = json.dumps({'execute': name, 'arguments': arguments})
+        try:
+            if files:
+                out, _ = libvirt_qemu.qemuMonitorCommandWithFiles(self.dom, command, files, 0)
+            else:
+                out = libvirt_qemu.qemuMonitorCommand(self.dom, command, 0)
+        except libvirt.libvirtError as e:
+            raise qmp.QmpError('QMP %s through libvirt failed: %s' % (name, e))
+        reply = json.loads(out)
+        if 'error' in reply:
+            raise qmp.QmpError('QMP %s failed: %s' % (name, reply['error'].get('desc')),
+                               reply['error'].get('class'))
+        return reply.get('return')
+
+
+def save_state(dom: Any, ram: str, work: str, timeout: float) -> dict[str, Any]:
+    """Pause, save device state (x-ignore-shared, fd: URI), freeze RAM, resume."""
+    mon = Passthrough(dom)
+    state = os.path.join(work, 'state')
+    start = time.monotonic()
+    was_running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    if was_running:
+        dom.suspend()
+    paused = time.monotonic()
+    try:
+        with open(state, 'xb') as f:
+            mon.cmd('getfd', files=[f.fileno()], fdname='gc-state')
+        mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
+        mon.cmd('migrate', uri='fd:gc-state')
+        qmp.wait_for_migration(cast(qmp.Monitor, mon), timeout)
+        saved = time.monotonic()
+        method = live.freeze_copy(ram, os.path.join(work, 'ram'))
+        copied = time.monotonic()
+    finally:
+        if was_running:
+            dom.resume()
+    resumed = time.monotonic()
+    return {'ram_copy': method, 'state_seconds': round(saved - paused, 4),
+            'ram_copy_seconds': round(copied - saved, 4),
+            'paused_seconds': round(resumed - paused, 4),
+            'bless_seconds': round(resumed - start, 4),
+            'state_size': os.stat(state).st_size, 'resumed': was_running}
+
+
+def seal_ram(ram: str, owner: tuple[int, int] | None, checksum: bool) -> dict[str, Any]:
+    """Make a live image's frozen RAM read-only for good; its mode, size (and sha256)."""
+    if owner and owner[0] != 0:         # QEMU 7.2 opens it O_RDWR even
+        os.chown(ram, 0, owner[1])      # with share=off (no rom=off yet)
+    sealed: dict[str, Any] = {'ram_mode': '0464' if owner and owner[0] != 0 else '0444'}
+    os.chmod(ram, int(sealed['ram_mode'], 8))
+    sealed['ram_size'] = os.stat(ram).st_size
+    if checksum:
+        sealed['ram_sha256'] = live.sha256(ram)
+    return sealed
+
+
+def restore_state(dom: Any, state: str, timeout: float) -> float:
+    """Load ``state`` into a domain created paused with ``-incoming defer``, then resume it.
+
+    Returns the monotonic time the state was loaded (before ``resume``).
+    """
+    mon = Passthrough(dom)
+    with open(state, 'rb') as f:
+        mon.cmd('getfd', files=[f.fileno()], fdname='gc-state')
+    mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
+    mon.cmd('migrate-incoming', uri='fd:gc-state')
+    qmp.wait_for_migration(cast(qmp.Monitor, mon), timeout)
+    loaded = time.monotonic()
+    dom.resume()
+    return loaded
