@@ -35,9 +35,6 @@ except ImportError:                    # libvirt.py then refuses to load the dri
 
 __all__ = ['Passthrough', 'restore_state', 'save_state', 'seal_ram']
 
-_IGNORE_SHARED = [{'capability': 'x-ignore-shared', 'state': True}]
-
-
 class Passthrough:
     """``qmp.Monitor``'s ``cmd`` over libvirt's QMP passthrough (for qmp.wait_for_migration)."""
 
@@ -60,33 +57,28 @@ class Passthrough:
         return reply.get('return')
 
 
+def _migrate_over_fd(mon: Passthrough, state_file: Any, command: str, timeout: float) -> None:
+    """Hand QEMU the open state file (getfd) and run ``migrate`` or
+    ``migrate-incoming`` through it with x-ignore-shared, to the end."""
+    mon.cmd('getfd', files=[state_file.fileno()], fdname='gc-state')
+    mon.cmd('migrate-set-capabilities', capabilities=live.IGNORE_SHARED)
+    mon.cmd(command, uri='fd:gc-state')
+    qmp.wait_for_migration(cast(qmp.Monitor, mon), timeout)
+
+
 def save_state(dom: Any, ram: str, work: str, timeout: float) -> dict[str, Any]:
     """Pause, save device state (x-ignore-shared, fd: URI), freeze RAM, resume."""
-    mon = Passthrough(dom)
-    state = os.path.join(work, 'state')
-    start = time.monotonic()
-    was_running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-    if was_running:
-        dom.suspend()
-    paused = time.monotonic()
-    try:
-        with open(state, 'xb') as f:
-            mon.cmd('getfd', files=[f.fileno()], fdname='gc-state')
-        mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
-        mon.cmd('migrate', uri='fd:gc-state')
-        qmp.wait_for_migration(cast(qmp.Monitor, mon), timeout)
-        saved = time.monotonic()
-        method = live.freeze_copy(ram, os.path.join(work, 'ram'))
-        copied = time.monotonic()
-    finally:
+    def pause() -> bool:
+        was_running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
         if was_running:
-            dom.resume()
-    resumed = time.monotonic()
-    return {'ram_copy': method, 'state_seconds': round(saved - paused, 4),
-            'ram_copy_seconds': round(copied - saved, 4),
-            'paused_seconds': round(resumed - paused, 4),
-            'bless_seconds': round(resumed - start, 4),
-            'state_size': os.stat(state).st_size, 'resumed': was_running}
+            dom.suspend()
+        return bool(was_running)
+
+    def save_device_state(state: str) -> None:
+        with open(state, 'xb') as f:
+            _migrate_over_fd(Passthrough(dom), f, 'migrate', timeout)
+
+    return live.timed_save(ram, work, pause, dom.resume, save_device_state)
 
 
 def seal_ram(ram: str, owner: tuple[int, int] | None, checksum: bool) -> dict[str, Any]:
@@ -106,12 +98,8 @@ def restore_state(dom: Any, state: str, timeout: float) -> float:
 
     Returns the monotonic time the state was loaded (before ``resume``).
     """
-    mon = Passthrough(dom)
     with open(state, 'rb') as f:
-        mon.cmd('getfd', files=[f.fileno()], fdname='gc-state')
-    mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
-    mon.cmd('migrate-incoming', uri='fd:gc-state')
-    qmp.wait_for_migration(cast(qmp.Monitor, mon), timeout)
+        _migrate_over_fd(Passthrough(dom), f, 'migrate-incoming', timeout)
     loaded = time.monotonic()
     dom.resume()
     return loaded

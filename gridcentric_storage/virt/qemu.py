@@ -461,7 +461,7 @@ class QemuDriver(base.VirtDriver):
         """Hot-plug a volume as a virtio disk; a no-op when it is attached already."""
         with self._locks.get(instance_id):
             layout = self._load_layout(instance_id)
-            if any(d.volume_id == disk.volume_id for d in layout.disks):
+            if layout.disk_of(disk.volume_id) is not None:
                 return
             slot = cmdline.DiskSlot(volume_id=disk.volume_id,
                                     index=max((d.index for d in layout.disks), default=-1) + 1,
@@ -476,7 +476,7 @@ class QemuDriver(base.VirtDriver):
     def detach_volume(self, instance_id: str, volume_id: str) -> None:
         with self._locks.get(instance_id):
             layout = self._load_layout(instance_id)
-            slot = next((d for d in layout.disks if d.volume_id == volume_id), None)
+            slot = layout.disk_of(volume_id)
             if slot is None:
                 return
             with self._monitor(instance_id) as mon:
@@ -488,8 +488,7 @@ class QemuDriver(base.VirtDriver):
         """``block_resize`` to the size the backend gave the volume: QEMU re-reads it
         and the guest gets a capacity-change notice (virtio-blk config interrupt)."""
         with self._locks.get(instance_id):
-            slot = next((d for d in self._load_layout(instance_id).disks
-                         if d.volume_id == volume_id), None)
+            slot = self._load_layout(instance_id).disk_of(volume_id)
             if slot is None:
                 raise exception.DriverError(reason='volume %s is not attached to %s'
                                             % (volume_id, instance_id))

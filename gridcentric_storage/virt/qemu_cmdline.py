@@ -78,6 +78,9 @@ class Layout:
     cmdline: str | None = None
     live_image_id: str | None = None
 
+    def disk_of(self, volume_id: str) -> DiskSlot | None:
+        return next((d for d in self.disks if d.volume_id == volume_id), None)
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -23,18 +23,20 @@ import os
 import shlex
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base, qmp
 from gridcentric_storage.virt import qemu_cmdline as cmdline
 
-__all__ = ['LiveImageNotFound', 'freeze_copy', 'guest_files', 'image_layout', 'plug_disk',
-           'restore_state', 'save_state', 'sha256', 'tail_lines', 'unplug_disk', 'write_file']
+__all__ = ['IGNORE_SHARED', 'LiveImageNotFound', 'freeze_copy', 'guest_files', 'image_layout',
+           'plug_disk', 'restore_state', 'save_state', 'sha256', 'tail_lines', 'timed_save',
+           'unplug_disk', 'write_file']
 
 FICLONE = 0x40049409          # _IOW(0x94, 9, int) from linux/fs.h
 _CHUNK = 64 << 20
-_IGNORE_SHARED = [{'capability': 'x-ignore-shared', 'state': True}]
+IGNORE_SHARED = [{'capability': 'x-ignore-shared', 'state': True}]
 
 
 class LiveImageNotFound(exception.DriverError):
@@ -133,21 +135,36 @@ def tail_lines(path: str, length: int | None) -> str:
 
 def save_state(mon: qmp.Monitor, ram: str, work: str, timeout: float) -> dict[str, Any]:
     """Pause, save device state and freeze RAM into ``work``, restore the run state."""
-    state = os.path.join(work, 'state')
-    start = time.monotonic()
-    was_running = mon.cmd('query-status')['status'] == 'running'
-    mon.cmd('stop')
-    paused = time.monotonic()
-    try:
-        mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
+    def pause() -> bool:
+        was_running = mon.cmd('query-status')['status'] == 'running'
+        mon.cmd('stop')
+        return bool(was_running)
+
+    def save_device_state(state: str) -> None:
+        mon.cmd('migrate-set-capabilities', capabilities=IGNORE_SHARED)
         mon.cmd('migrate', uri='exec:cat > %s' % shlex.quote(state))
         qmp.wait_for_migration(mon, timeout)
+
+    return timed_save(ram, work, pause, lambda: mon.cmd('cont'), save_device_state)
+
+
+def timed_save(ram: str, work: str, pause: Callable[[], bool], resume: Callable[[], Any],
+               save_device_state: Callable[[str], None]) -> dict[str, Any]:
+    """The bless sequence of both virt drivers, timed: ``pause`` (true if the VM was
+    running), ``save_device_state`` into ``work/state``, freeze a copy of the RAM into
+    ``work/ram``, ``resume`` if it was running."""
+    state = os.path.join(work, 'state')
+    start = time.monotonic()
+    was_running = pause()
+    paused = time.monotonic()
+    try:
+        save_device_state(state)
         saved = time.monotonic()
         method = freeze_copy(ram, os.path.join(work, 'ram'))
         copied = time.monotonic()
     finally:
         if was_running:
-            mon.cmd('cont')
+            resume()
     resumed = time.monotonic()
     return {'ram_copy': method, 'state_seconds': round(saved - paused, 4),
             'ram_copy_seconds': round(copied - saved, 4),
@@ -161,7 +178,7 @@ def restore_state(mon: qmp.Monitor, state: str, timeout: float) -> float:
 
     Returns the monotonic time the state was loaded (before ``cont``).
     """
-    mon.cmd('migrate-set-capabilities', capabilities=_IGNORE_SHARED)
+    mon.cmd('migrate-set-capabilities', capabilities=IGNORE_SHARED)
     mon.cmd('migrate-incoming', uri='exec:cat %s' % shlex.quote(state))
     qmp.wait_for_migration(mon, timeout)
     loaded = time.monotonic()
