@@ -26,7 +26,8 @@ import pytest
 from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base, qemu_live
 from tests.fixtures import guest
-from tests.fixtures.guest import local_disk, qcow2, wait_for
+from tests.fixtures.guest import local_disk, qcow2
+from tests.fixtures.services import wait_for
 
 SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', 'tools', 'libvirtd.sh')
 BOOT_TIMEOUT = 180.0
@@ -116,7 +117,7 @@ def source(driver: Any, work: str) -> dict[str, Any]:
         initrd=paths.initrd, cmdline=guest.CMDLINE + ' gc.role=template',
         disks=[local_disk('vol-src', disk)], mac='52:54:00:12:34:56'))
     wait_for(lambda: len(guest.counters(console(driver, 'src'))) >= 3, BOOT_TIMEOUT,
-             'the template VM to boot and count')
+             what='the template VM to boot and count')
     return {'info': info, 'disk': disk, 'token': guest.boot_token(console(driver, 'src'))}
 
 
@@ -154,7 +155,7 @@ def clones(driver: Any, blessed: dict[str, Any], work: str) -> list[base.Instanc
         return check
 
     for info in infos:
-        wait_for(resumed(info.id), 60, '%s to print its token and count' % info.id)
+        wait_for(resumed(info.id), 60, what='%s to print its token and count' % info.id)
     return infos
 
 
@@ -162,7 +163,7 @@ def test_spawn_boots_and_counts(driver: Any, source: dict[str, Any]) -> None:
     text = console(driver, 'src')
     assert source['token'] and 'GUEST-PARAM gc.role=template' in text
     last = guest.counters(text)[-1][0]
-    wait_for(counter_past(driver, 'src', last + 2), 30, 'the counter to advance')
+    wait_for(counter_past(driver, 'src', last + 2), 30, what='the counter to advance')
     info = driver.get_info('src')
     assert (info.state, info.extra['domain']) == ('running', 'gc-src')
     assert info.pid and qemu_pids('gc-src') == [info.pid]
@@ -191,7 +192,7 @@ def test_bless_freezes_the_ram_and_the_source_keeps_running(
     assert os.path.getsize(artifacts.state_path) < 4 << 20   # x-ignore-shared
     assert artifacts.extra['paused_seconds'] < 2.0, artifacts.extra
     wait_for(counter_past(driver, 'src', blessed['before'] + 3), 30,
-             'the blessed VM to keep counting')
+             what='the blessed VM to keep counting')
     assert driver.get_info('src').state == 'running'
 
 
@@ -206,7 +207,7 @@ def test_bless_twice_and_conflicts(driver: Any, blessed: dict[str, Any], work: s
     driver.discard(artifacts)
     assert not os.path.exists(artifacts.directory)
     last = guest.counters(console(driver, 'src'))[-1][0]
-    wait_for(counter_past(driver, 'src', last + 1), 30, 'the VM to keep counting')
+    wait_for(counter_past(driver, 'src', last + 1), 30, what='the VM to keep counting')
 
 
 def test_clones_resume_the_blessed_memory(driver: Any, source: dict[str, Any],
@@ -244,7 +245,7 @@ def test_clones_diverge_after_resume(driver: Any, clones: list[base.InstanceInfo
 def test_clone_gets_guest_parameters_and_user_data(driver: Any,
                                                    clones: list[base.InstanceInfo]) -> None:
     text = wait_for(lambda: 'USER-DATA' in console(driver, 'clone-0')
-                    and console(driver, 'clone-0'), 30, 'the guest to print its parameters')
+                    and console(driver, 'clone-0'), 30, what='the guest to print its parameters')
     assert 'GUEST-PARAM role=web' in text and 'GUEST-PARAM index=0' in text
     assert 'USER-DATA %s %d' % (hashlib.md5(USER_DATA).hexdigest(), len(USER_DATA)) in text
     assert 'role=web' not in console(driver, 'clone-1')
@@ -257,7 +258,7 @@ def test_attach_and_detach_a_qcow2(driver: Any, work: str,
     driver.attach_volume(vm, local_disk('vol-extra', path))
     driver.attach_volume(vm, local_disk('vol-extra', path))       # idempotent
     wait_for(lambda: re.search(r'virtio_blk \S+: \[vdb\]', console(driver, vm)), 60,
-             'the guest kernel to log the new disk')
+             what='the guest kernel to log the new disk')
     sources = [s.get('file') for s in ET.fromstring(driver._domain(vm).XMLDesc(0)).iterfind(
         'devices/disk/source')]
     assert path in sources
@@ -284,7 +285,7 @@ def test_live_image_ram_never_changed(driver: Any, blessed: dict[str, Any],
     artifacts = blessed['artifacts']
     for info in clones:
         last = guest.counters(console(driver, info.id))[-1][0]
-        wait_for(counter_past(driver, info.id, last), 30, '%s to keep counting' % info.id)
+        wait_for(counter_past(driver, info.id, last), 30, what='%s to keep counting' % info.id)
     assert qemu_live.sha256(artifacts.memory_path) == artifacts.extra['ram_sha256']
     assert os.stat(artifacts.memory_path).st_mtime == blessed['ram_mtime']
 
@@ -312,7 +313,7 @@ def test_discard_then_launch_fails_clearly(driver: Any, blessed: dict[str, Any],
     driver.discard(artifacts)
     assert not os.path.exists(artifacts.directory)
     last = guest.counters(console(driver, 'clone-0'))[-1][0]
-    wait_for(counter_past(driver, 'clone-0', last), 30, 'clone-0 to keep counting')
+    wait_for(counter_past(driver, 'clone-0', last), 30, what='clone-0 to keep counting')
     overlay = qcow2(os.path.join(work, 'late.qcow2'), backing=blessed['snap'])
     with pytest.raises(LiveImageNotFound, match='li-1.*discarded'):
         driver.launch(artifacts, base.CloneSpec(id='late', name='late',

@@ -25,7 +25,8 @@ from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base, qemu_cmdline, qemu_live, qmp
 from gridcentric_storage.virt.qemu import LiveImageNotFound, QemuDriver
 from tests.fixtures import guest, loopfs
-from tests.fixtures.guest import local_disk, qcow2, wait_for
+from tests.fixtures.guest import local_disk, qcow2
+from tests.fixtures.services import wait_for
 
 pytestmark = pytest.mark.skipif(guest.missing() is not None, reason=guest.missing() or '')
 
@@ -72,7 +73,7 @@ def source(driver: QemuDriver, work: str) -> dict[str, Any]:
         initrd=paths.initrd, cmdline=guest.CMDLINE + ' gc.role=template',
         disks=[local_disk('vol-src', disk)], mac=SOURCE_MAC))
     wait_for(lambda: len(guest.counters(console(driver, 'src'))) >= 3, BOOT_TIMEOUT,
-             'the template VM to boot and count')
+             what='the template VM to boot and count')
     return {'info': info, 'disk': disk,
             'token': guest.boot_token(console(driver, 'src'))}
 
@@ -112,7 +113,7 @@ def clones(driver: QemuDriver, blessed: dict[str, Any], work: str) -> list[base.
         return check
 
     for info in infos:
-        wait_for(resumed(info.id), 60, '%s to print its token and count' % info.id)
+        wait_for(resumed(info.id), 60, what='%s to print its token and count' % info.id)
     return infos
 
 
@@ -126,7 +127,7 @@ def test_spawn_boots_and_counts(driver: QemuDriver, source: dict[str, Any]) -> N
     assert source['token']
     assert 'GUEST-PARAM gc.role=template' in text
     last = guest.counters(text)[-1][0]
-    wait_for(counter_past(driver, 'src', last + 2), 30, 'the counter to advance')
+    wait_for(counter_past(driver, 'src', last + 2), 30, what='the counter to advance')
     numbers = [n for n, _ in guest.counters(console(driver, 'src'))]
     assert numbers == sorted(numbers) and numbers[0] == 0
     info = driver.get_info('src')
@@ -160,7 +161,7 @@ def test_bless_is_fast_and_the_ram_file_is_frozen(driver: QemuDriver,
 
 def test_source_keeps_running_after_bless(driver: QemuDriver, blessed: dict[str, Any]) -> None:
     wait_for(counter_past(driver, 'src', blessed['before'] + 3), 30,
-             'the blessed VM to keep counting')
+             what='the blessed VM to keep counting')
     assert driver.get_info('src').state == 'running'
 
 
@@ -175,7 +176,7 @@ def test_bless_of_a_running_vm_pauses_only_briefly(driver: QemuDriver, blessed: 
     assert artifacts.extra['ram_copy'] in ('reflink', 'sparse-copy')
     assert driver.get_info('src').state == 'running'
     last = guest.counters(console(driver, 'src'))[-1][0]
-    wait_for(counter_past(driver, 'src', last + 2), 30, 'the VM to keep counting')
+    wait_for(counter_past(driver, 'src', last + 2), 30, what='the VM to keep counting')
     with pytest.raises(exception.Conflict):
         driver.bless('src', 'li-2', [local_disk('vol-snap-2', snap)])
     driver.discard(artifacts)
@@ -215,7 +216,7 @@ def test_clones_diverge_after_resume(driver: QemuDriver, clones: list[base.Insta
 def test_clone_gets_guest_parameters_and_user_data(driver: QemuDriver,
                                                    clones: list[base.InstanceInfo]) -> None:
     text = wait_for(lambda: 'USER-DATA' in console(driver, 'clone-0')
-                    and console(driver, 'clone-0'), 30, 'the guest to print its parameters')
+                    and console(driver, 'clone-0'), 30, what='the guest to print its parameters')
     assert 'GUEST-PARAM role=web' in text and 'GUEST-PARAM index=0' in text
     assert 'USER-DATA %s %d' % (hashlib.md5(USER_DATA).hexdigest(), len(USER_DATA)) in text
     assert 'role=web' not in console(driver, 'clone-1')
@@ -249,7 +250,7 @@ def test_attach_and_detach_a_volume(driver: QemuDriver, work: str,
     driver.attach_volume(vm, volume)
     driver.attach_volume(vm, volume)                      # idempotent
     wait_for(lambda: re.search(r'virtio_blk \S+: \[vdb\]', console(driver, vm)), 60,
-             'the guest kernel to log the new disk')
+             what='the guest kernel to log the new disk')
     with qmp.connect(os.path.join(clones[2].instance_dir or '', 'qmp.sock')) as mon:
         files = [b['inserted']['file'] for b in mon.cmd('query-block') if 'inserted' in b]
     assert os.path.join(work, 'extra.qcow2') in files
@@ -280,7 +281,7 @@ def test_live_image_ram_never_changed(driver: QemuDriver, blessed: dict[str, Any
     artifacts = blessed['artifacts']
     for info in clones:                                   # clones have run and written RAM
         last = guest.counters(console(driver, info.id))[-1][0]
-        wait_for(counter_past(driver, info.id, last), 30, '%s to keep counting' % info.id)
+        wait_for(counter_past(driver, info.id, last), 30, what='%s to keep counting' % info.id)
     with open(artifacts.memory_path, 'rb') as f:
         assert hashlib.file_digest(f, 'sha256').hexdigest() == artifacts.extra['ram_sha256']
     assert os.stat(artifacts.memory_path).st_mtime == blessed['ram_mtime']
@@ -308,7 +309,7 @@ def test_discard_then_launch_fails_clearly(driver: QemuDriver, blessed: dict[str
     assert not os.path.exists(artifacts.directory)
     # clones already running keep their (now unlinked) RAM mapping
     last = guest.counters(console(driver, 'clone-0'))[-1][0]
-    wait_for(counter_past(driver, 'clone-0', last), 30, 'clone-0 to keep counting')
+    wait_for(counter_past(driver, 'clone-0', last), 30, what='clone-0 to keep counting')
     overlay = qcow2(os.path.join(work, 'late.qcow2'), backing=blessed['snap'])
     with pytest.raises(LiveImageNotFound, match='li-1.*discarded') as err:
         driver.launch(artifacts, base.CloneSpec(id='late', name='late',
