@@ -37,7 +37,7 @@ class FaultWrapper(Middleware):
                                    'performing the requested operation.')
 
 
-ANONYMOUS_OPERATOR = 'admin:admin'
+LOCAL_OPERATOR = 'admin:admin'
 KEYSTONEAUTH_NOAUTH_TOKEN = 'notused'  # keystoneauth1.noauth.NoAuth.get_token()
 
 
@@ -45,16 +45,23 @@ class NoAuthMiddleware(Middleware):
     """Trust the caller (loopback-only deployments, tests, the all-in-one).
 
     ``X-Auth-Token: user:project`` names the caller, as nova's noauth2 does;
-    the user "admin" gets the admin role. No token, or keystoneauth's NoAuth
-    placeholder token (what ``gc-api --os-auth-type none`` sends), means the
-    local operator: admin.
+    the user "admin" gets the admin role. keystoneauth's NoAuth placeholder
+    token (what ``gc-api --os-auth-type none`` sends) is the local operator.
+
+    A request without any token is refused: a web page the operator happens
+    to visit can make the browser post a form to a loopback port, but it
+    cannot add an ``X-Auth-Token`` header without a CORS preflight, which
+    this API never grants.
     """
 
     @webob.dec.wsgify(RequestClass=wsgi.Request)
     def __call__(self, req: wsgi.Request) -> Any:
-        token = req.headers.get('X-Auth-Token') or ANONYMOUS_OPERATOR
+        token = req.headers.get('X-Auth-Token')
+        if not token:
+            return wsgi.fault(401, 'Authentication required: noauth takes the caller from '
+                                   'the X-Auth-Token header, as "user:project".')
         if token == KEYSTONEAUTH_NOAUTH_TOKEN:
-            token = ANONYMOUS_OPERATOR
+            token = LOCAL_OPERATOR
         user_id, _, project_id = token.partition(':')
         project_id = project_id or user_id
         roles = ['admin', 'member', 'reader'] if user_id == 'admin' else ['member', 'reader']

@@ -9,8 +9,11 @@ class RequestContext(oslo_context.RequestContext):
     """oslo.context's context plus helpers used by the DB layer and policy."""
 
     def to_policy_values(self) -> Any:
+        # oslo.context stopped putting is_admin into the policy values, which
+        # silently turned every ``is_admin:True`` check into a denial.
         values = super().to_policy_values()
         values['project_id'] = self.project_id
+        values['is_admin'] = self.is_admin
         return values
 
     def elevated(self) -> 'RequestContext':

@@ -12,16 +12,20 @@ from gridcentric_storage.api.schemas import attachments as schema
 from gridcentric_storage.common import exception
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
+from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db import snapshots as db_cache
 
 CONF = cfg.CONF
-_VIEW = ('id', 'volume_id', 'host', 'instance_uuid', 'mode', 'status', 'status_reason',
-         'device_path', 'project_id')
+_VIEW = ('id', 'volume_id', 'instance_uuid', 'mode', 'status', 'status_reason',
+         'project_id')
+#: Where on which host: the cloud's plumbing, for administrators only.
+_ADMIN_VIEW = ('host', 'device_path')
 
 
 def view(attachment: dict[str, Any], is_admin: bool) -> dict[str, Any]:
     result = {key: attachment[key] for key in _VIEW}
     if is_admin:
+        result.update({key: attachment[key] for key in _ADMIN_VIEW})
         result['connection_info'] = _without_secrets(attachment['connection_info'])
     result['created_at'] = common.isotime(attachment['created_at'])
     return result
@@ -39,7 +43,8 @@ class AttachmentsController(VolumeAccess):
     def index(self, req: Any) -> dict[str, Any]:
         policy.authorize(req.context, 'attachment:get_all')
         items = db_attachments.attachment_get_all(
-            volume_id=req.GET.get('volume_id'), project_id=self.project_scope(req.context))
+            volume_id=req.GET.get('volume_id'),
+            project_id=common.listing_project(req, 'volume:get_all_tenants'))
         return {'attachments': [view(a, req.context.is_admin) for a in items]}
 
     def _get(self, req: Any, id: str, action: str) -> dict[str, Any]:
@@ -57,6 +62,10 @@ class AttachmentsController(VolumeAccess):
         policy.authorize(ctxt, 'attachment:create')
         data = body['attachment']
         volume = self.get_volume(req, data['volume_id'], 'volume:get')
+        if data.get('host'):
+            policy.authorize(ctxt, 'attachment:create_on_host')
+        if data.get('instance_uuid'):
+            self._check_instance(data['instance_uuid'], volume)
         host = data.get('host') or volume['host']
         up = [s['host'] for s in db.service_get_all(CONF.compute.topic, up_only=True)]
         if host not in up:
@@ -86,6 +95,19 @@ class AttachmentsController(VolumeAccess):
             'status': 'attaching'})
         self.rpcapi.attach_volume(ctxt, host, attachment['id'])
         return 202, {'attachment': view(attachment, ctxt.is_admin)}
+
+    @staticmethod
+    def _check_instance(instance_uuid: str, volume: dict[str, Any]) -> None:
+        """An attachment may name only a server of the volume's own project.
+
+        Otherwise a member could hang their volume on another project's
+        server, whose owner would then meet it in every bless.
+        """
+        try:
+            db_servers.server_get(instance_uuid, project_id=volume['project_id'])
+        except db_servers.ServerNotFound:
+            raise exception.Invalid(reason='instance_uuid %s is not a server of the '
+                                    "volume's project" % instance_uuid) from None
 
     def delete(self, req: Any, id: str) -> tuple[int, None]:
         attachment = self._get(req, id, 'attachment:delete')

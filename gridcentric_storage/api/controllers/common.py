@@ -5,13 +5,27 @@ from typing import Any
 
 from oslo_config import cfg
 
-from gridcentric_storage.api import validation
+from gridcentric_storage.api import policy, validation
 
 CONF = cfg.CONF
 
 
 def isotime(value: datetime.datetime | None) -> str | None:
     return value.strftime('%Y-%m-%dT%H:%M:%S.%f') if value else None
+
+
+def listing_project(req: Any, all_tenants_rule: str) -> str | None:
+    """The project a listing shows, Nova's way.
+
+    Everyone sees their own project's resources; ``?all_tenants=1`` (allowed
+    by ``all_tenants_rule``, administrators by default) shows every project's,
+    narrowed to one with ``&project_id=``.
+    """
+    ctxt = req.context
+    if not validation.query_bool(req, 'all_tenants'):
+        return ctxt.project_id
+    policy.authorize(ctxt, all_tenants_rule)
+    return req.GET.get('project_id') or None
 
 
 def pagination(req: Any, sort_keys: tuple[str, ...]) -> dict[str, Any]:

@@ -18,20 +18,27 @@ _IMAGE_VIEW = ('id', 'name', 'status', 'status_reason', 'server_id', 'host', 'me
                'vcpus', 'project_id')
 
 
-def server_view(server: dict[str, Any]) -> dict[str, Any]:
-    result = {key: server[key] for key in _SERVER_VIEW}
+#: Which host runs it: the cloud's plumbing, as Nova's OS-EXT-SRV-ATTR:host.
+_ADMIN_ONLY = ('host',)
+
+
+def server_view(server: dict[str, Any], is_admin: bool = False) -> dict[str, Any]:
+    result = {key: server[key] for key in _SERVER_VIEW
+              if is_admin or key not in _ADMIN_ONLY}
     result['created_at'] = common.isotime(server['created_at'])
     result['updated_at'] = common.isotime(server['updated_at'])
     return result
 
 
-def live_image_view(live_image: dict[str, Any]) -> dict[str, Any]:
-    result = {key: live_image[key] for key in _IMAGE_VIEW}
+def live_image_view(live_image: dict[str, Any], is_admin: bool = False) -> dict[str, Any]:
+    result = {key: live_image[key] for key in _IMAGE_VIEW
+              if is_admin or key not in _ADMIN_ONLY}
     result['created_at'] = common.isotime(live_image['created_at'])
     return result
 
 
 def scope(ctxt: Any) -> str | None:
+    """The project a lookup by id is limited to: none for administrators."""
     return None if policy.check(ctxt, 'server:get_all_tenants') else ctxt.project_id
 
 
@@ -53,17 +60,19 @@ class ServersController:
 
     def index(self, req: Any) -> dict[str, Any]:
         policy.authorize(req.context, 'server:get_all')
-        servers = db_servers.server_get_all(project_id=scope(req.context))
-        return {'servers': [server_view(s) for s in servers]}
+        project = common.listing_project(req, 'server:get_all_tenants')
+        servers = db_servers.server_get_all(project_id=project)
+        return {'servers': [server_view(s, req.context.is_admin) for s in servers]}
 
     def show(self, req: Any, id: str) -> dict[str, Any]:
-        return {'server': server_view(get_server(req.context, id, 'server:get'))}
+        return {'server': server_view(get_server(req.context, id, 'server:get'),
+                                      req.context.is_admin)}
 
     @validation.body(schema.create)
     def create(self, req: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         policy.authorize(req.context, 'server:create')
         server = self.compute.create_server(req.context, body['server'])
-        return 202, {'server': server_view(server)}
+        return 202, {'server': server_view(server, req.context.is_admin)}
 
     def delete(self, req: Any, id: str) -> tuple[int, None]:
         server = get_server(req.context, id, 'server:delete')
@@ -116,20 +125,21 @@ class LiveImagesController:
 
     def index(self, req: Any) -> dict[str, Any]:
         policy.authorize(req.context, 'live_image:get_all')
-        images = db_servers.live_image_get_all(project_id=scope(req.context),
+        project = common.listing_project(req, 'server:get_all_tenants')
+        images = db_servers.live_image_get_all(project_id=project,
                                                server_id=req.GET.get('server_id'))
-        return {'live_images': [live_image_view(i) for i in images]}
+        return {'live_images': [live_image_view(i, req.context.is_admin) for i in images]}
 
     def show(self, req: Any, id: str) -> dict[str, Any]:
-        return {'live_image': live_image_view(get_live_image(req.context, id,
-                                                             'live_image:get'))}
+        return {'live_image': live_image_view(
+            get_live_image(req.context, id, 'live_image:get'), req.context.is_admin)}
 
     @validation.body(schema.bless)
     def create(self, req: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         data = body['live_image']
         server = get_server(req.context, data['server_id'], 'live_image:bless')
         live_image = self.compute.bless(req.context, server, data.get('name'))
-        return 202, {'live_image': live_image_view(live_image)}
+        return 202, {'live_image': live_image_view(live_image, req.context.is_admin)}
 
     def delete(self, req: Any, id: str) -> tuple[int, None]:
         live_image = get_live_image(req.context, id, 'live_image:discard')
@@ -140,12 +150,12 @@ class LiveImagesController:
     def action(self, req: Any, id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         live_image = get_live_image(req.context, id, 'live_image:launch')
         clones = self.compute.launch(req.context, live_image, body['launch'])
-        return 202, {'servers': [server_view(c) for c in clones]}
+        return 202, {'servers': [server_view(c, req.context.is_admin) for c in clones]}
 
     def servers(self, req: Any, id: str) -> dict[str, Any]:
         live_image = get_live_image(req.context, id, 'live_image:get')
         clones = db_servers.server_get_all(live_image_id=live_image['id'])
-        return {'servers': [server_view(c) for c in clones]}
+        return {'servers': [server_view(c, req.context.is_admin) for c in clones]}
 
 
 def require_not_live_image(id: str) -> None:

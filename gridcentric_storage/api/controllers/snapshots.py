@@ -27,10 +27,7 @@ def view(snapshot: dict[str, Any]) -> dict[str, Any]:
 class SnapshotsController(VolumeAccess):
     def index(self, req: Any) -> dict[str, Any]:
         policy.authorize(req.context, 'snapshot:get_all')
-        project = req.context.project_id
-        if validation.query_bool(req, 'all_tenants'):
-            policy.authorize(req.context, 'volume:get_all_tenants')
-            project = None
+        project = common.listing_project(req, 'volume:get_all_tenants')
         items = db_snapshots.snapshot_get_all(project_id=project,
                                               volume_id=req.GET.get('volume_id'))
         return {'snapshots': [view(s) for s in items]}

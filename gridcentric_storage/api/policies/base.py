@@ -9,7 +9,7 @@ rules = [
                        description='Decides who counts as an administrator.'),
     policy.RuleDefault('admin_api', 'is_admin:True or role:admin',
                        description='Cloud administrators.'),
-    policy.RuleDefault('admin_or_owner', 'is_admin:True or project_id:%(project_id)s',
+    policy.RuleDefault('admin_or_owner', 'rule:admin_api or project_id:%(project_id)s',
                        description='Administrators or members of the owning project.'),
     policy.RuleDefault('project_member', 'is_admin:True or role:member or role:_member_',
                        description='Anyone with a role in a project.'),

@@ -16,6 +16,11 @@ rules = [
     policy.DocumentedRuleDefault('volume:create_on_backend', base.ADMIN,
                                  'Create a volume on a named backend (bypasses placement).',
                                  [{'method': 'POST', 'path': _PATH}]),
+    policy.DocumentedRuleDefault('volume:placement_details', base.ADMIN,
+                                 'Read every backend attribute in requirements/rank '
+                                 'expressions and see which backend rejected a volume and '
+                                 'why (others see only their own constraints).',
+                                 [{'method': 'POST', 'path': _PATH}]),
     policy.DocumentedRuleDefault('volume:get_all', base.ANY_MEMBER,
                                  "List the project's volumes.",
                                  [{'method': 'GET', 'path': _PATH}]),
@@ -64,6 +69,9 @@ rules += [
           _SNAPSHOTS + '/{snapshot_id}'),
     _rule('attachment:create', base.ANY_MEMBER, 'Attach a volume to a compute host.', 'POST',
           _ATTACHMENTS),
+    _rule('attachment:create_on_host', base.ADMIN,
+          'Attach a volume on a named compute host (members attach on the host that '
+          'owns the volume).', 'POST', _ATTACHMENTS),
     _rule('attachment:get_all', base.ANY_MEMBER, "List the project's attachments.", 'GET',
           _ATTACHMENTS),
     _rule('attachment:get', base.ADMIN_OR_OWNER, 'Show an attachment.', 'GET',
