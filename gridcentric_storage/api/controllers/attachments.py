@@ -69,7 +69,10 @@ class AttachmentsController(VolumeAccess):
         host = data.get('host') or volume['host']
         up = [s['host'] for s in db.service_get_all(CONF.compute.topic, up_only=True)]
         if host not in up:
-            raise exception.Invalid(reason='no compute service is up on host %s' % host)
+            if data.get('host'):
+                raise exception.Invalid(reason='no compute service is up on host %s' % host)
+            raise exception.ServiceUnavailable(reason="the compute service that owns the "
+                                               "volume's backend is down")
         live = db_attachments.attachment_get_all(
             volume_id=volume['id'], statuses=('attaching', 'attached', 'detaching'))
         if volume['status'] == 'available' and not live:
