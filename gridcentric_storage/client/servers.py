@@ -76,8 +76,10 @@ class ServerManager(utils.GCManager):
 @utils.arg('name')
 @utils.arg('--memory-mb', type=utils.positive_int, required=True, metavar='MB')
 @utils.arg('--vcpus', type=utils.positive_int, default=1)
-@utils.arg('--kernel', metavar='PATH', help='Kernel on the compute host.')
-@utils.arg('--initrd', metavar='PATH', help='Initramfs on the compute host.')
+@utils.arg('--kernel', metavar='NAME',
+           help='Kernel: an image of the image store (admins: or an allowed host path).')
+@utils.arg('--initrd', metavar='NAME',
+           help='Initramfs: an image of the image store (admins: or an allowed host path).')
 @utils.arg('--cmdline', metavar='ARGS', help='Kernel command line.')
 @utils.arg('--volume', metavar='ID|NAME', help='Boot from this volume instead.')
 @utils.arg('--availability-zone', metavar='AZ[:HOST]')

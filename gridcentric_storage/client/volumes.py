@@ -116,7 +116,7 @@ class VolumeManager(utils.GCManager):
     def upload_to_image(self, volume: Any, image_name: str,
                         disk_format: str = 'raw') -> dict[str, Any]:
         """Write the volume out as an image (status ``uploading``). Returns the API's
-        answer; its ``image_id`` is the image's path on the backend's host."""
+        answer; its ``image_id`` is the image's name in the caller's project."""
         body = self._action(volume, 'os-volume_upload_image',
                             {'image_name': image_name, 'disk_format': disk_format})
         return dict(body['os-volume_upload_image'])
@@ -178,9 +178,10 @@ def _wait(gc: Any, volume: Any, timeout: float, action: str = 'creating',
 @utils.arg('--name')
 @utils.arg('--snapshot', metavar='ID|NAME', help='Create from this snapshot.')
 @utils.arg('--source-volume', metavar='ID|NAME', help='Create as a clone of this volume.')
-@utils.arg('--image', metavar='PATH',
-           help="Create from this image: an absolute path of a raw or qcow2 file on the "
-                "backend's host.")
+@utils.arg('--image', metavar='NAME',
+           help="Create from this image of the image store (yours or a public one); "
+                "administrators may also give an absolute path under [image] "
+                "allowed_paths.")
 @utils.arg('--multiattach', action='store_true',
            help='Allow attaching to several hosts at once (where the backend can).')
 @utils.arg('--backend', metavar='ID|NAME', help='Place on this backend (admin).')
@@ -300,11 +301,12 @@ def do_volume_force_detach(gc: Any, args: argparse.Namespace) -> None:
 
 
 @utils.arg('volume', metavar='ID|NAME')
-@utils.arg('image_name', metavar='IMAGE_NAME', help='Name of the image file (no extension).')
+@utils.arg('image_name', metavar='IMAGE_NAME',
+           help="Name of the new image in your project's image store.")
 @utils.arg('--disk-format', choices=DISK_FORMATS, default='raw')
 @utils.wait_args
 def do_volume_upload_to_image(gc: Any, args: argparse.Namespace) -> None:
-    """Write a volume out as an image file on its backend's host (image_id is its path)."""
+    """Write a volume out as a new image of your project (image_id is its name)."""
     volume = gc.gc_volumes.find(args.volume)
     image = gc.gc_volumes.upload_to_image(volume, args.image_name, args.disk_format)
     if args.wait:

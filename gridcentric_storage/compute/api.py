@@ -18,6 +18,7 @@ from gridcentric_storage.compute import live_disks, rpcapi
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.image import store as image_store
 
 CONF = cfg.CONF
 
@@ -89,6 +90,11 @@ class ComputeAPI:
         except db_servers.ServerNotFound:
             pass
         else:
+        # Kernel and initrd are images of the store; a member's host path is a 403
+        # before anything is written (QEMU would open it as root).
+        boot_files = [data[k] for k in ('kernel', 'initrd') if data.get(k)]
+        for ref in boot_files:
+            image_store.check_reference(ctxt, ref, 'boot file')
             raise exception.Conflict(reason='server %s exists already' % server_id)
         host = self._pick_host(data.get('availability_zone'))
         server = db_servers.server_create({
@@ -105,6 +111,8 @@ class ComputeAPI:
 
     def delete_server(self, ctxt: Any, server: dict[str, Any]) -> None:
         if server['task_state'] in ('blessing', 'deleting'):
+        if boot_files:
+            self.rpcapi.check_images(ctxt, host, boot_files)
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'],
                                          reason='wait until it finishes')

@@ -1,7 +1,6 @@
 """RPC endpoints of gridcentric-compute; workflows live in their own modules."""
 
 import logging
-import os
 from typing import Any
 
 import oslo_messaging as messaging
@@ -66,7 +65,7 @@ class ComputeManager:
 
     # ---- volumes and snapshots (casts)
     def create_volume(self, ctxt: Any, volume_id: str) -> None:
-        self.volumes.create_volume(volume_id)
+        self.volumes.create_volume(volume_id, ctxt)
 
     def delete_volume(self, ctxt: Any, volume_id: str, cascade: bool = False) -> None:
         self.volumes.delete_volume(volume_id, cascade=cascade)
@@ -94,9 +93,16 @@ class ComputeManager:
     def delete_snapshot(self, ctxt: Any, snapshot_id: str) -> None:
         self.volumes.delete_snapshot(snapshot_id)
 
-    # ---- images
+    # ---- images (resolved for the caller: gridcentric_storage.image.store)
     def get_image_info(self, ctxt: Any, image_id: str) -> dict[str, Any]:
         return self.volumes.images.info(ctxt, image_id)
+
+    def check_images(self, ctxt: Any, refs: list[str]) -> None:
+        for ref in refs:
+            self.volumes.images.locate(ctxt, ref, 'boot file')
+
+    def reserve_image(self, ctxt: Any, name: str) -> None:
+        self.volumes.reserve_image(ctxt, name)
 
     def copy_volume_to_image(self, ctxt: Any, volume_id: str,
                              image_meta: dict[str, Any]) -> None:

@@ -13,6 +13,10 @@ Version history:
 * 1.3 - create_snapshot gains ``quiesced``: the attacher is paused and
   flushed, so a driver may copy an in-use volume whose file it cannot freeze.
   extend_server_volume (cast): tell a guest that an attached volume grew.
+* 1.4 - Images are entries of the compute host's image store, resolved with
+  the caller's context, never host paths a member names: reserve_image and
+  check_images (calls); copy_volume_to_image takes ``image_meta`` with the
+  image's ``name`` (written to the caller's project), no longer a ``path``.
 """
 
 from typing import Any
@@ -23,7 +27,7 @@ from oslo_config import cfg
 from gridcentric_storage.common import rpc
 
 CONF = cfg.CONF
-RPC_API_VERSION = '1.3'
+RPC_API_VERSION = '1.4'
 
 
 class ComputeAPI:
@@ -89,9 +93,18 @@ class ComputeAPI:
         return self._call(ctxt, host, 'get_image_info',  # type: ignore[no-any-return]
                           version='1.1', image_id=image_id)
 
+    def check_images(self, ctxt: Any, host: str, refs: list[str]) -> None:
+        """Each reference names a file of ``host`` that the caller may use."""
+        self._call(ctxt, host, 'check_images', version='1.4', refs=refs)
+
+    def reserve_image(self, ctxt: Any, host: str, name: str) -> None:
+        """Claim an image name in the caller's project; Conflict if it is taken."""
+        self._call(ctxt, host, 'reserve_image', version='1.4', name=name)
+
     def copy_volume_to_image(self, ctxt: Any, host: str, volume_id: str,
                              image_meta: dict[str, Any]) -> None:
-        self._cast(ctxt, host, 'copy_volume_to_image', volume_id=volume_id,
+        """``image_meta``: ``{'name': <reserved name>, 'disk_format': 'raw'|'qcow2'}``."""
+        self._cast(ctxt, host, 'copy_volume_to_image', version='1.4', volume_id=volume_id,
                    image_meta=image_meta)
 
     def purge_image_cache(self, ctxt: Any, host: str, backend_id: str | None = None,

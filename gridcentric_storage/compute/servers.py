@@ -16,6 +16,7 @@ from gridcentric_storage.compute import hooks, live_disks
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.virt import base as virt
 from gridcentric_storage.volume.manager import reason
 
@@ -35,6 +36,7 @@ class ServerManager:
         self.driver = driver
         self.rpcapi = rpcapi
         self.locks = concurrency.KeyedLocks()
+        self.images = ImageStore()
 
     # ---- disks
     def _disks(self, ctxt: Any, server: dict[str, Any]) -> list[virt.Disk]:
@@ -73,10 +75,16 @@ class ServerManager:
             if not rest:
                 db.volume_update(volume['id'], {'status': 'available'})
 
-    def _spec(self, server: dict[str, Any], disks: list[virt.Disk]) -> virt.InstanceSpec:
+    def _boot_file(self, ctxt: Any, ref: str | None) -> str | None:
+        """The file the server's kernel/initrd reference names for its creator."""
+        return self.images.locate(ctxt, ref, 'boot file') if ref else None
+
+    def _spec(self, ctxt: Any, server: dict[str, Any],
+              disks: list[virt.Disk]) -> virt.InstanceSpec:
         return virt.InstanceSpec(
             id=server['id'], name=server['name'], memory_mb=server['memory_mb'],
-            vcpus=server['vcpus'], kernel=server['kernel'], initrd=server['initrd'],
+            vcpus=server['vcpus'], kernel=self._boot_file(ctxt, server['kernel']),
+            initrd=self._boot_file(ctxt, server['initrd']),
             cmdline=server['cmdline'], disks=disks, mac=server['mac'],
             vmgenid=server['vmgenid'])
 
@@ -95,7 +103,7 @@ class ServerManager:
             if server['status'] != 'BUILD':
                 return
             try:
-                spec = self._spec(server, self._disks(ctxt, server))
+                spec = self._spec(ctxt, server, self._disks(ctxt, server))
                 info = concurrency.execute(self.driver.spawn, spec)
             except Exception as e:
                 LOG.exception('Spawning server %s failed', server_id)

@@ -13,6 +13,7 @@ from gridcentric_storage.conf import (
     compute,
     database,
     default,
+    image,
     libvirt,
     qemu,
     scheduler,
@@ -21,7 +22,7 @@ from gridcentric_storage.conf import (
 
 CONF = cfg.CONF
 
-_MODULES = (default, api, compute, scheduler, volume, qemu, libvirt, database)
+_MODULES = (default, api, compute, scheduler, volume, image, qemu, libvirt, database)
 _registered = False
 
 

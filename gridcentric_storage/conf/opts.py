@@ -2,12 +2,21 @@
 
 from oslo_config import cfg
 
-from gridcentric_storage.conf import api, compute, default, libvirt, qemu, scheduler, volume
+from gridcentric_storage.conf import (
+    api,
+    compute,
+    default,
+    image,
+    libvirt,
+    qemu,
+    scheduler,
+    volume,
+)
 
 
 def list_opts() -> list[tuple[object, list[cfg.Opt]]]:
     result: list[tuple[object, list[cfg.Opt]]] = []
-    for module in (default, api, compute, scheduler, volume, qemu, libvirt):
+    for module in (default, api, compute, scheduler, volume, image, qemu, libvirt):
         result.extend(module.list_opts())
     return result
 

@@ -5,9 +5,14 @@ a hidden volume ``volume-<entry id>`` with a snapshot ``snapshot-<entry
 id>``; that and every later volume from the same image on that backend is a
 copy-on-write clone of the snapshot (``create_volume_from_snapshot``), so the
 10th volume costs what a clone costs, not what an image copy costs. Entries
-are keyed by the image's identity (path, size, mtime), listed and purged
+are keyed by the image file's identity (path, inode, size, mtime), listed and purged
 through the API, and evicted least recently used past
 ``[volume] image_cache_max_entries`` / ``image_cache_max_size_gb`` per backend.
+
+The image is resolved with the caller's context (``images`` is the
+:class:`~gridcentric_storage.image.store.ImageStore`), so a cache entry is only
+ever reached through an image the caller may use; after a copy the file must
+still be the one that was probed, else the copy is thrown away.
 """
 
 import logging
@@ -42,27 +47,28 @@ class ImageCache:
         self.locks = concurrency.KeyedLocks()
         self._evict_lock = threading.Lock()
 
-    def create_volume_from_image(self, backend_id: str, driver: Any, volume: VolumeRef,
-                                 image_id: str) -> Any:
-        info = self.images.info(None, image_id)
+    def create_volume_from_image(self, ctxt: Any, backend_id: str, driver: Any,
+                                 volume: VolumeRef, image_id: str) -> Any:
+        info = self.images.info(ctxt, image_id)
         image_gb = math.ceil(info['virtual_size'] / GiB) or 1
         if volume.size < image_gb:
             raise exception.Invalid(reason='volume of %d GiB is smaller than image %s '
                                     '(%d GiB)' % (volume.size, image_id, image_gb))
         if not CONF.volume.image_cache_enabled:
             update = driver.create_volume(volume)
-            driver.copy_image_to_volume(None, volume, self.images, image_id)
+            driver.copy_image_to_volume(ctxt, volume, self.images, image_id)
+            self.images.check_unchanged(ctxt, info)
             return update
         # The clone happens under the entry's lock, which eviction and purge
         # take too: an entry is never removed between its lookup and the clone.
         with self.locks.get('%s:%s' % (backend_id, info['cache_key'])):
-            entry = self._get_or_fill(backend_id, driver, info, image_gb)
+            entry = self._get_or_fill(ctxt, backend_id, driver, info, image_gb)
             _, snapshot = entry_refs(entry)
             update = driver.create_volume_from_snapshot(volume, snapshot)
         self.evict(backend_id, keep=entry['id'])
         return update
 
-    def _get_or_fill(self, backend_id: str, driver: Any, info: dict[str, Any],
+    def _get_or_fill(self, ctxt: Any, backend_id: str, driver: Any, info: dict[str, Any],
                      image_gb: int) -> dict[str, Any]:
         """The available entry of the image on the backend, filled if need be; the
         caller holds the entry's lock."""
@@ -79,7 +85,8 @@ class ImageCache:
         volume, snapshot = entry_refs(entry)
         try:
             driver.create_volume(volume)
-            driver.copy_image_to_volume(None, volume, self.images, info['id'])
+            driver.copy_image_to_volume(ctxt, volume, self.images, info['id'])
+            self.images.check_unchanged(ctxt, info)
             driver.create_snapshot(snapshot)
         except Exception:
             self._remove(entry, driver)

@@ -11,10 +11,11 @@ import logging
 from typing import Any
 
 from gridcentric_storage.common import concurrency, exception
+from gridcentric_storage.common import context as gc_context
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
-from gridcentric_storage.image.local import LocalImageService
+from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.volume.image_cache import ImageCache
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 from gridcentric_storage.volume.pool import LocalPool
@@ -38,15 +39,25 @@ def snapshot_ref(snapshot: dict[str, Any]) -> SnapshotRef:
     return SnapshotRef(snapshot)
 
 
+def _member(volume: dict[str, Any]) -> gc_context.RequestContext:
+    """A member of the volume's project: without the caller's context (a restart),
+    an image is what any member may use, never an administrator's host path."""
+    return gc_context.RequestContext(user_id=volume.get('user_id'),
+                                     project_id=volume['project_id'], is_admin=False,
+                                     overwrite=False)
+
+
 class VolumeManager:
     def __init__(self, pool: LocalPool) -> None:
         self.pool = pool
-        self.images = LocalImageService()
+        self.images = ImageStore()
         self.image_cache = ImageCache(pool, self.images)
         self.locks = concurrency.KeyedLocks()
 
     # ------------------------------------------------------------- create
-    def create_volume(self, volume_id: str) -> None:
+    def create_volume(self, volume_id: str, ctxt: Any = None) -> None:
+        """``ctxt``: the caller's, which decides the images it may use (None: a member
+        of the volume's project, as after a restart)."""
         with self.locks.get(volume_id):
             volume = db.volume_get(volume_id)
             if volume['status'] != 'creating':
@@ -55,7 +66,8 @@ class VolumeManager:
             ref = VolumeRef(volume)
             try:
                 driver = self.pool.get(volume['backend_id'])
-                update = concurrency.execute(self._create_on_driver, driver, volume, ref)
+                update = concurrency.execute(self._create_on_driver, ctxt or _member(volume),
+                                             driver, volume, ref)
             except Exception as e:
                 LOG.exception('Creating volume %s failed', volume_id)
                 self._remove_leftovers(volume)
@@ -65,7 +77,8 @@ class VolumeManager:
             values.update(status='available', status_reason=None)
             db.volume_update(volume_id, values, expected_status=('creating',))
 
-    def _create_on_driver(self, driver: Any, volume: dict[str, Any], ref: VolumeRef) -> Any:
+    def _create_on_driver(self, ctxt: Any, driver: Any, volume: dict[str, Any],
+                          ref: VolumeRef) -> Any:
         if volume.get('snapshot_id'):
             snapshot = db_snapshots.snapshot_get(volume['snapshot_id'])
             return driver.create_volume_from_snapshot(ref, snapshot_ref(snapshot))
@@ -74,7 +87,7 @@ class VolumeManager:
             return driver.create_cloned_volume(ref, VolumeRef(source))
         if volume.get('image_id'):
             return self.image_cache.create_volume_from_image(
-                volume['backend_id'], driver, ref, volume['image_id'])
+                ctxt, volume['backend_id'], driver, ref, volume['image_id'])
         return driver.create_volume(ref)
 
     def _remove_leftovers(self, volume: dict[str, Any]) -> None:
@@ -188,17 +201,31 @@ class VolumeManager:
             db_snapshots.snapshot_destroy(snapshot_id)
 
     # ------------------------------------------------------------- images
-    def copy_volume_to_image(self, volume_id: str, image_meta: dict[str, Any]) -> None:
+    def reserve_image(self, ctxt: Any, name: str) -> None:
+        self.images.reserve(ctxt, name)
+
+    def copy_volume_to_image(self, ctxt: Any, volume_id: str,
+                             image_meta: dict[str, Any]) -> None:
+        """Write the volume to the image ``image_meta['name']`` of the caller's project,
+        whose name :meth:`reserve_image` claimed; a failure removes every file."""
         with self.locks.get(volume_id):
             volume = db.volume_get(volume_id)
+            name = image_meta['name']
             try:
+                _, work = self.images.export_paths(ctxt, name)
                 driver = self.pool.get(volume['backend_id'])
-                concurrency.execute(driver.copy_volume_to_image, None, VolumeRef(volume),
-                                    self.images, image_meta)
+                concurrency.execute(driver.copy_volume_to_image, ctxt, VolumeRef(volume),
+                                    self.images, dict(image_meta, path=work))
+                self.images.finish_export(ctxt, name, work)
                 status_reason = None
             except Exception as e:
                 LOG.exception('Writing volume %s to an image failed', volume_id)
                 status_reason = 'upload to image failed: %s' % reason(e)
+                try:
+                    self.images.finish_export(ctxt, name, None)
+                except Exception:
+                    LOG.warning('Could not remove what the export of %s left', volume_id,
+                                exc_info=True)
             # Reading the volume out never changes its data: it stays usable.
             db.volume_update(volume_id, {'status': 'available',
                                          'status_reason': status_reason})
@@ -213,6 +240,8 @@ class VolumeManager:
         leaves unknown data, so that volume goes to ``error``.
         """
         host = self.pool.host
+        for path in self.images.remove_incomplete():
+            LOG.info('Removed %s, left by an export a stop cut short', path)
         for volume in db.volume_get_all_by_host(host, ('creating', 'deleting', 'extending',
                                                        'uploading', 'reverting',
                                                        'downloading')):

@@ -1,6 +1,5 @@
 """POST /v1/volumes/{id}/action and the whole-volume data stream /v1/volumes/{id}/data."""
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from gridcentric_storage.common import exception
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
+from gridcentric_storage.image import store as image_store
 
 CONF = cfg.CONF
 CHUNK = 1 << 20
@@ -85,18 +85,25 @@ class VolumeActionsController(VolumeAccess):
 
     def _upload_image(self, req: Any, id: str, args: dict[str, Any]
                       ) -> tuple[int, dict[str, Any]]:
+        """Write the volume to the image ``image_name`` of the caller's project, in the
+        image store of the volume's host; ``image_id`` is that name."""
         volume = self.get_volume(req, id, 'volume:upload_image')
         _require_status(volume, ('available',), 'writing it to an image')
         disk_format = args.get('disk_format', 'raw')
-        path = os.path.join(CONF.volume.image_export_dir,
-                            '%s.%s' % (args['image_name'], disk_format))
+        name = args['image_name']
+        image_store.check_name(name)
         db.volume_update(id, {'status': 'uploading'}, expected_status=('available',))
+        try:
+            # A call, so that an existing image is a 409 now, never overwritten later.
+            self.rpcapi.reserve_image(req.context, volume['host'], name)
+        except Exception:
+            db.volume_update(id, {'status': 'available'}, expected_status=('uploading',))
+            raise
         self.rpcapi.copy_volume_to_image(req.context, volume['host'], id,
-                                         {'id': path, 'path': path,
-                                          'disk_format': disk_format})
+                                         {'name': name, 'disk_format': disk_format})
         return 202, {'os-volume_upload_image': {
-            'id': id, 'image_id': path, 'image_name': args['image_name'],
-            'disk_format': disk_format, 'status': 'uploading', 'host': volume['host']}}
+            'id': id, 'image_id': name, 'image_name': name,
+            'disk_format': disk_format, 'status': 'uploading'}}
 
     # ---- streams
     def download(self, req: Any, id: str) -> webob.Response:

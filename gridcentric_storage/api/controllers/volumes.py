@@ -15,6 +15,8 @@ from gridcentric_storage.compute import rpcapi
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
+from gridcentric_storage.image import store as image_store
+from gridcentric_storage.scheduler import visibility
 from gridcentric_storage.scheduler.request import RequestSpec
 from gridcentric_storage.scheduler.scheduler import Scheduler
 
@@ -128,6 +130,9 @@ class VolumesController(VolumeAccess):
         ctxt = req.context
         policy.authorize(ctxt, 'volume:create')
         data = dict(body['volume'])
+            # A member's host path is refused here, before any RPC; the compute
+            # host resolves the rest (names, an admin's allowed paths) itself.
+            image_store.check_reference(req.context, data['imageRef'])
         if data.get('backend_id'):
             policy.authorize(ctxt, 'volume:create_on_backend')
         origin, minimum = self._source(req, data)

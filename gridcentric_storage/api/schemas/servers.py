@@ -1,6 +1,11 @@
 from gridcentric_storage.api.schemas import common
 
-_PATH = {'type': 'string', 'minLength': 1, 'maxLength': 1024, 'pattern': r'^/'}
+# An image of the store by name; administrators may give an absolute path under
+# [image] allowed_paths (gridcentric_storage.image.store decides, with a 403 or 400).
+_BOOT_FILE = {'type': 'string', 'minLength': 1, 'maxLength': 1024,
+              'description': 'Name of an image in the image store (the project\'s or a '
+                             'public one); administrators may give an absolute path '
+                             'under [image] allowed_paths.'}
 
 create = common.envelope('server', {
     'id': common.UUID,
@@ -8,8 +13,8 @@ create = common.envelope('server', {
     'memory_mb': {'type': 'integer', 'minimum': 16, 'maximum': 1048576},
     'vcpus': {'type': 'integer', 'minimum': 1, 'maximum': 256},
     'volume_id': common.UUID,
-    'kernel': _PATH,
-    'initrd': _PATH,
+    'kernel': _BOOT_FILE,
+    'initrd': _BOOT_FILE,
     'cmdline': {'type': 'string', 'maxLength': 2048},
     'availability_zone': common.AVAILABILITY_ZONE,
 }, required=['name', 'memory_mb'])

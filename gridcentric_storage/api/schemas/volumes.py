@@ -13,7 +13,10 @@ create = common.envelope('volume', {
     'rank': common.EXPRESSION,
     'source_volid': common.UUID,
     'snapshot_id': common.UUID,
-    'imageRef': {'type': 'string', 'minLength': 1, 'maxLength': 1024},
+    'imageRef': {'type': 'string', 'minLength': 1, 'maxLength': 1024,
+                 'description': 'Name of an image in the image store (the project\'s or '
+                                'a public one); administrators may give an absolute '
+                                'path under [image] allowed_paths.'},
     'multiattach': {'type': 'boolean'},
 })
 

@@ -15,6 +15,7 @@ from gridcentric_storage.common import context, exception
 from gridcentric_storage.compute import api as compute_api
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
+from tests.fixtures.images import store_file
 from tests.fixtures.services import wait_for
 
 
@@ -38,10 +39,16 @@ def _settle_image(cloud, id):
     return wait_for(done, timeout=20)
 
 
+@pytest.fixture(autouse=True)
+def boot_files(gc_conf):
+    """A kernel and an initrd in the public image store (the fake driver boots nothing)."""
+    store_file('vmlinuz', b'kernel')
+    store_file('initrd.img', b'initrd')
+
+
 def _server(cloud, name='src', token='admin:admin'):
     response = cloud.request('POST', '/v1/servers', token=token, json={'server': {
-        'name': name, 'memory_mb': 256, 'kernel': '/boot/vmlinuz',
-        'initrd': '/boot/initrd.img'}})
+        'name': name, 'memory_mb': 256, 'kernel': 'vmlinuz', 'initrd': 'initrd.img'}})
     assert response.status_code == 202, response.text
     server = _settle_server(cloud, response.json()['server']['id'], token)
     assert server['status'] == 'ACTIVE', server
@@ -181,7 +188,7 @@ def test_bad_input(cloud):
         ('POST', '/v1/servers', {'server': {'name': 'x', 'memory_mb': 64}}, 400,
          'either volume_id or kernel'),
         ('POST', '/v1/servers', {'server': {'name': 'x', 'memory_mb': 1,
-                                            'kernel': '/k'}}, 400, 'memory_mb'),
+                                            'kernel': 'vmlinuz'}}, 400, 'memory_mb'),
         ('POST', '/v1/live-images', {'live_image': {'server_id': 'nope'}}, 400, 'server_id'),
         ('POST', '/v1/live-images/%s/action' % source['id'], {'launch': {}}, 404,
          'could not be found'),

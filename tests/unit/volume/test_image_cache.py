@@ -55,6 +55,9 @@ class Images:
     def info(self, context: Any, image_id: str) -> dict[str, Any]:
         return {'id': image_id, 'cache_key': 'key-' + image_id, 'virtual_size': GiB}
 
+    def check_unchanged(self, context: Any, info: dict[str, Any]) -> None:
+        pass
+
 
 class Pool:
     host = 'test-host'
@@ -80,7 +83,7 @@ def test_purge_waits_for_a_clone_in_progress(backend_id):
     volume = VolumeRef({'id': str(uuid.uuid4()), 'size': 1})
     result: dict[str, Any] = {}
     cloner = threading.Thread(target=lambda: result.update(cache.create_volume_from_image(
-        backend_id, driver, volume, '/images/a.raw')))
+        None, backend_id, driver, volume, 'a.raw')))
     cloner.start()
     assert driver.cloning.wait(30)
     entry_id = db_cache.cache_get_all(backend_id=backend_id)[0]['id']
