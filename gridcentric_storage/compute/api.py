@@ -76,6 +76,11 @@ class ComputeAPI:
         if bool(data.get('volume_id')) == bool(data.get('kernel')):
             raise exception.Invalid(reason='give either volume_id or kernel (with initrd '
                                     'and cmdline) to boot from')
+        # Kernel and initrd are images of the store; a member's host path is a 403
+        # before anything is written (QEMU would open it as root).
+        boot_files = [data[k] for k in ('kernel', 'initrd') if data.get(k)]
+        for ref in boot_files:
+            image_store.check_reference(ctxt, ref, 'boot file')
         if data.get('volume_id'):
             volume = db.volume_get(data['volume_id'], project_id=ctxt.project_id)
             if volume['status'] != 'available':
@@ -90,13 +95,10 @@ class ComputeAPI:
         except db_servers.ServerNotFound:
             pass
         else:
-        # Kernel and initrd are images of the store; a member's host path is a 403
-        # before anything is written (QEMU would open it as root).
-        boot_files = [data[k] for k in ('kernel', 'initrd') if data.get(k)]
-        for ref in boot_files:
-            image_store.check_reference(ctxt, ref, 'boot file')
             raise exception.Conflict(reason='server %s exists already' % server_id)
         host = self._pick_host(data.get('availability_zone'))
+        if boot_files:
+            self.rpcapi.check_images(ctxt, host, boot_files)
         server = db_servers.server_create({
             'id': server_id, 'name': data['name'], 'project_id': ctxt.project_id,
             'user_id': ctxt.user_id, 'host': host,
@@ -111,8 +113,6 @@ class ComputeAPI:
 
     def delete_server(self, ctxt: Any, server: dict[str, Any]) -> None:
         if server['task_state'] in ('blessing', 'deleting'):
-        if boot_files:
-            self.rpcapi.check_images(ctxt, host, boot_files)
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'],
                                          reason='wait until it finishes')

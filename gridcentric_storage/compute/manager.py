@@ -106,8 +106,7 @@ class ComputeManager:
 
     def copy_volume_to_image(self, ctxt: Any, volume_id: str,
                              image_meta: dict[str, Any]) -> None:
-        os.makedirs(os.path.dirname(image_meta['path']), exist_ok=True)
-        self.volumes.copy_volume_to_image(volume_id, image_meta)
+        self.volumes.copy_volume_to_image(ctxt, volume_id, image_meta)
 
     def purge_image_cache(self, ctxt: Any, backend_id: str | None = None,
                           entry_id: str | None = None) -> int:

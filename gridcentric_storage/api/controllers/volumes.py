@@ -16,7 +16,6 @@ from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
 from gridcentric_storage.image import store as image_store
-from gridcentric_storage.scheduler import visibility
 from gridcentric_storage.scheduler.request import RequestSpec
 from gridcentric_storage.scheduler.scheduler import Scheduler
 
@@ -122,6 +121,9 @@ class VolumesController(VolumeAccess):
             return ({'source_volid': source['id'], 'backend_id': source['backend_id']},
                     source['size'])
         if data.get('imageRef'):
+            # A member's host path is refused here, before any RPC; the compute
+            # host resolves the rest (names, an admin's allowed paths) itself.
+            image_store.check_reference(req.context, data['imageRef'])
             return {'image_id': data['imageRef']}, None
         return {}, None
 
@@ -130,9 +132,6 @@ class VolumesController(VolumeAccess):
         ctxt = req.context
         policy.authorize(ctxt, 'volume:create')
         data = dict(body['volume'])
-            # A member's host path is refused here, before any RPC; the compute
-            # host resolves the rest (names, an admin's allowed paths) itself.
-            image_store.check_reference(req.context, data['imageRef'])
         if data.get('backend_id'):
             policy.authorize(ctxt, 'volume:create_on_backend')
         origin, minimum = self._source(req, data)
