@@ -20,7 +20,9 @@ def pipeline_factory(loader: Any, global_conf: dict[str, Any], **local_conf: Any
 
     Discovery documents (``router.PUBLIC_PATHS``) skip authentication, as
     Nova's version document does, so clients can find the API before they
-    have a token.
+    have a token. Whatever the paste file says, the input guard comes first
+    and a fault wrapper covers the choice of pipeline itself: neither may
+    depend on a deployment's copy of api-paste.ini being current.
     """
     names = local_conf[CONF.api.auth_strategy].split()
     app = loader.get_app(names[-1])
@@ -38,7 +40,7 @@ def pipeline_factory(loader: Any, global_conf: dict[str, Any], **local_conf: Any
             return public
         return app
 
-    return dispatch
+    return wsgi.InputGuard(middleware.FaultWrapper(dispatch))
 
 
 def find_paste_config() -> str:

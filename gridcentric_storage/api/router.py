@@ -25,6 +25,8 @@ class Route(NamedTuple):
     action: str
     summary: str
     status: int
+    #: Media type of the request body (a body of another type is a 415).
+    media_type: str = wsgi.JSON
 
 
 ROUTES = [
@@ -47,7 +49,7 @@ ROUTES = [
     Route('GET', '/v1/volumes/{id}/data', 'volume_actions', 'download',
           'Read the whole volume as a byte stream', 200),
     Route('PUT', '/v1/volumes/{id}/data', 'volume_actions', 'upload',
-          'Write the whole volume from a byte stream', 200),
+          'Write the whole volume from a byte stream', 200, wsgi.OCTET_STREAM),
     Route('GET', '/v1/snapshots', 'snapshots', 'index', 'List snapshots', 200),
     Route('POST', '/v1/snapshots', 'snapshots', 'create', 'Snapshot a volume', 202),
     Route('GET', '/v1/snapshots/{id}', 'snapshots', 'show', 'Show a snapshot', 200),
@@ -125,11 +127,15 @@ class APIRouter:
         mapper.explicit = True
         for route in ROUTES:
             mapper.connect(route.path, controller=resources[route.controller],
-                           action=route.action, conditions={'method': [route.method]})
+                           action=route.action, media_type=route.media_type,
+                           conditions={'method': [route.method]})
         # Known path, wrong method -> 405 rather than 404.
         for path in sorted({r.path for r in ROUTES}):
             mapper.connect(path, controller=None, action=None)
-        self._router = routes.middleware.RoutesMiddleware(self._dispatch, mapper)
+        # No method tunnelling: with it, a cross-site form posting
+        # ``_method=DELETE`` (in the query or the form) would delete.
+        self._router = routes.middleware.RoutesMiddleware(self._dispatch, mapper,
+                                                          use_method_override=False)
 
     @classmethod
     def factory(cls, global_conf: dict[str, Any], **local_conf: Any) -> 'APIRouter':

@@ -1,6 +1,7 @@
 """JSON-schema validation of request bodies and query strings."""
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,50 @@ def validate(instance: Any, schema: dict[str, Any]) -> None:
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         raise exception.Invalid(reason=_message(errors[0]))
+
+
+#: JSON nesting deeper than any request schema needs; a deeper document is
+#: refused before anything recurses over it (validators, the DB's JSON columns).
+MAX_DEPTH = 32
+
+
+def check_document(document: Any) -> None:
+    """Refuse what json.loads accepts but nothing after it can store or echo.
+
+    Lone surrogates (``"\\ud800"``) cannot be encoded as UTF-8 and NUL
+    cannot be stored in PostgreSQL text, so both fail far from the request
+    (in the DB or in a guest file) unless they are caught here; NaN and
+    Infinity are refused by the parser (``parse_constant``). Iterative, so a
+    deep document cannot exhaust the stack here either.
+    """
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_string(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise exception.Invalid(reason='numbers must be finite, not %r' % value)
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise exception.Invalid(reason='the JSON body nests deeper than %d levels'
+                                        % MAX_DEPTH)
+            if isinstance(value, dict):
+                for key in value:
+                    _check_string(key)
+                items = list(value.values())
+            else:
+                items = value
+            stack.extend((item, depth + 1) for item in items)
+
+
+def _check_string(value: str) -> None:
+    if '\0' in value:
+        raise exception.Invalid(reason='strings cannot hold a NUL (\\u0000) character')
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError:
+        raise exception.Invalid(reason='strings cannot hold a lone surrogate (%s)'
+                                % ascii(value[:64]))
 
 
 def body(schema: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
