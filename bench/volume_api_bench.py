@@ -159,8 +159,12 @@ def streams(api: Any, backend: dict[str, Any], source: str, scratch: str) -> dic
 
 def through_api(profile: Profile, scratch: str, xfs_dir: str | None, pool: bytes
                 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    image = os.path.join(scratch, 'template.raw')
-    with open(image, 'wb') as f:
+    state = os.path.join(scratch, 'state')
+    # The image goes where the operator puts images every project may use.
+    public = os.path.join(state, 'images', 'public')
+    os.makedirs(public)
+    image = 'template.raw'
+    with open(os.path.join(public, image), 'wb') as f:
         for i in range(profile.image_data_mib):
             f.write(chunk(pool, 1000 + i))
         f.truncate(profile.image_mib * MiB)
@@ -168,8 +172,6 @@ def through_api(profile: Profile, scratch: str, xfs_dir: str | None, pool: bytes
     with open(source, 'wb') as f:
         for i in range(profile.stream_mib):
             f.write(chunk(pool, 5000 + i))
-    state = os.path.join(scratch, 'state')
-    os.mkdir(state)
     cache: dict[str, dict[str, Any]] = {}
     stream: dict[str, dict[str, Any]] = {}
     with cloud(state) as api:

@@ -7,10 +7,18 @@ test_live_images_qemu.py); what is checked is the CLI and client behaviour.
 import json
 import subprocess
 
+import pytest
 from keystoneauth1 import noauth, session
 
 from gridcentric_storage import client
+from tests.fixtures.images import store_file
 from tests.fixtures.services import gc_api
+
+
+@pytest.fixture(autouse=True)
+def kernel(gc_conf):
+    """A kernel in the public image store (the fake virt driver boots nothing)."""
+    store_file('vmlinuz', b'kernel')
 
 
 def ok_json(result: subprocess.CompletedProcess):
@@ -20,7 +28,7 @@ def ok_json(result: subprocess.CompletedProcess):
 
 def test_cli_bless_launch_discard(cloud):
     server = ok_json(gc_api(cloud, '--json', 'server-create', 'tmpl', '--memory-mb', '256',
-                            '--kernel', '/boot/vmlinuz', '--wait'))
+                            '--kernel', 'vmlinuz', '--wait'))
     assert server['status'] == 'ACTIVE'
     image = ok_json(gc_api(cloud, '--json', 'bless', 'tmpl', 'gold', '--wait'))
     assert (image['status'], image['name'], image['server_id']) == (
@@ -57,7 +65,7 @@ def test_cli_errors(cloud):
 
 def test_python_manager_reads_like_cobalts(cloud):
     nova = client.get_client(session.Session(auth=noauth.NoAuth(endpoint=cloud.url)))
-    server = nova.gc_servers.wait(nova.gc_servers.create('t', 256, kernel='/k'))
+    server = nova.gc_servers.wait(nova.gc_servers.create('t', 256, kernel='vmlinuz'))
     blessed = nova.gridcentric.bless(server, name='snap')
     assert blessed.status in ('BUILD', 'BLESSED')
     assert blessed.metadata == {'blessed_from': server.id}

@@ -16,6 +16,7 @@ import pytest
 from keystoneauth1 import noauth, session
 
 from gridcentric_storage import client
+from tests.fixtures.images import store_file
 from tests.fixtures.services import gc_api
 
 MiB = 1 << 20
@@ -165,16 +166,17 @@ def test_attach_detach(cloud, backend):
 
 
 def _qcow2(tmp_path, payload: bytes) -> str:
-    raw, image = tmp_path / 'img.raw', tmp_path / 'img.qcow2'
+    """A qcow2 image in the public image store; returns its name."""
+    raw, image = tmp_path / 'img.raw', store_file('img.qcow2')
     with open(raw, 'wb') as f:
         f.write(payload)
         f.truncate(64 * MiB)
-    subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', str(raw), str(image)],
+    subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', str(raw), image],
                    check=True)
-    return str(image)
+    return 'img.qcow2'
 
 
-def test_images_and_the_image_cache(cloud, backend, tmp_path):
+def test_images_and_the_image_cache(cloud, backend, tmp_path, gc_conf):
     payload = os.urandom(MiB)
     image = _qcow2(tmp_path, payload)
     made = [ok(cloud, 'volume-create', '--image', image, '--name', 'img%d' % i, '--wait')
@@ -189,9 +191,12 @@ def test_images_and_the_image_cache(cloud, backend, tmp_path):
     written = ok(cloud, 'volume-upload-to-image', 'img0', 'copy', '--disk-format', 'qcow2',
                  '--wait')
     assert (written['disk_format'], written['status']) == ('qcow2', 'available')
-    assert written['image_id'].endswith('/copy.qcow2') and os.path.isfile(written['image_id'])
+    assert written['image_id'] == 'copy'  # a name of the admin project's images
+    assert os.path.isfile(os.path.join(gc_conf.image.store_path, 'projects', 'admin', 'copy'))
+    assert 'project admin already has an image named copy' in fails(
+        cloud, 'volume-upload-to-image', 'img0', 'copy')
     plain = gc_api(cloud, 'volume-upload-to-image', 'img0', 'copy2', '--wait')
-    assert plain.returncode == 0 and 'copy2.raw' in plain.stdout
+    assert plain.returncode == 0 and 'copy2' in plain.stdout
     copy = ok(cloud, 'volume-create', '--image', written['image_id'], '--wait')
     # image -> img0 -> copy.qcow2 -> copy: the bytes made it through
     assert download(cloud, copy['id'], tmp_path / 'copy.raw')[:MiB] == payload
@@ -222,7 +227,9 @@ def test_bad_input_is_one_error_line(cloud, backend, tmp_path):
     assert '--size is required' in fails(cloud, 'volume-create', '--name', 'x')
     assert 'at most one of --snapshot, --source-volume and --image' in fails(
         cloud, 'volume-create', '--snapshot', 'of-big', '--image', '/x.img')
-    assert 'not an absolute path' in fails(cloud, 'volume-create', '--image', 'relative.img')
+    assert 'image relative.img was not found' in fails(cloud, 'volume-create', '--image',
+                                                       'relative.img')
+    assert 'is not an image name' in fails(cloud, 'volume-create', '--image', '../x.img')
     assert 'Cannot read' in fails(cloud, 'volume-upload', 'small', '--file',
                                   str(tmp_path / 'absent'))
     (tmp_path / 'huge').write_bytes(b'')

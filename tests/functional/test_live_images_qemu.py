@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.fixtures import guest
+from tests.fixtures.images import publish
 from tests.fixtures.services import wait_for
 
 BIN = os.path.dirname(sys.executable)
@@ -103,8 +104,9 @@ class AllInOne:
 
     def boot(self, name: str = 'template') -> dict:
         paths = guest.build_or_skip()
+        kernel, initrd = publish(self.state, paths.kernel, paths.initrd)
         response = self.call('POST', '/v1/servers', json={'server': {
-            'name': name, 'memory_mb': 256, 'kernel': paths.kernel, 'initrd': paths.initrd,
+            'name': name, 'memory_mb': 256, 'kernel': kernel, 'initrd': initrd,
             'cmdline': guest.CMDLINE}})
         assert response.status_code == 202, response.text
         server = self.settled_server(response.json()['server']['id'])

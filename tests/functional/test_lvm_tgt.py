@@ -19,11 +19,11 @@ import pytest
 from os_brick.initiator import connector as brick_connector
 
 from gridcentric_storage.common import exception
-from gridcentric_storage.image.local import LocalImageService
 from gridcentric_storage.volume.drivers import lvm as lvm_driver
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 from tests.fixtures import lvm as lvm_fixture
 from tests.fixtures import tgt as tgt_fixture
+from tests.fixtures.images import ADMIN, host_images
 
 GiB, MiB = 1 << 30, 1 << 20
 
@@ -197,13 +197,13 @@ def test_images_in_and_out(driver, tmp_path):
     volume = new_volume(1)
     driver.create_volume(volume)
     write(driver, volume, 0xEE, offset=0)  # stale data the image must overwrite
-    images = LocalImageService()
-    driver.copy_image_to_volume(None, volume, images, image)
+    images = host_images(str(tmp_path))
+    driver.copy_image_to_volume(ADMIN, volume, images, image)
     assert read(driver, volume) == b'\0' * MiB
     assert read(driver, volume, MiB) == b'\x42' * MiB
     out = str(tmp_path / 'out.qcow2')
-    driver.copy_volume_to_image(None, volume, images, {'path': out, 'disk_format': 'qcow2'})
-    info = images.info(None, out)
+    driver.copy_volume_to_image(ADMIN, volume, images, {'path': out, 'disk_format': 'qcow2'})
+    info = images.info(ADMIN, out)
     assert (info['disk_format'], info['virtual_size']) == ('qcow2', GiB)
     raw = str(tmp_path / 'out.raw')
     subprocess.run(['qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw', out, raw], check=True)
@@ -213,7 +213,7 @@ def test_images_in_and_out(driver, tmp_path):
     big = str(tmp_path / 'big.raw')
     subprocess.run(['qemu-img', 'create', '-q', '-f', 'raw', big, '2G'], check=True)
     with pytest.raises(exception.DriverError, match='does not fit'):
-        driver.copy_image_to_volume(None, volume, images, big)
+        driver.copy_image_to_volume(ADMIN, volume, images, big)
 
 
 # ---------------------------------------------------------------- tgt + libiscsi

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from gridcentric_storage.db import migration
 from tests.conftest import require_service
+from tests.fixtures.images import publish
 from tests.fixtures.services import wait_for
 
 BIN = os.path.dirname(sys.executable)
@@ -208,9 +209,10 @@ def test_live_images_across_two_compute_services(deployment):
     wait_for(lambda: dep.run('gridcentric-manage', 'service', 'list').stdout.count(' up ')
              == 2, timeout=60, interval=0.5)
     wait_for(lambda: _get_ok(dep, '/v1/servers'), timeout=30, interval=0.2)
+    kernel, initrd = publish(dep.state, paths.kernel, paths.initrd)
     response = dep.call('POST', '/v1/servers', json={'server': {
-        'name': 'template', 'memory_mb': 256, 'kernel': paths.kernel,
-        'initrd': paths.initrd, 'cmdline': guest.CMDLINE,
+        'name': 'template', 'memory_mb': 256, 'kernel': kernel,
+        'initrd': initrd, 'cmdline': guest.CMDLINE,
         'availability_zone': 'nova:compute-b'}})
     assert response.status_code == 202, response.text
     source_id = response.json()['server']['id']

@@ -19,11 +19,11 @@ from collections.abc import Iterator
 import pytest
 
 from gridcentric_storage.common import exception
-from gridcentric_storage.image.local import LocalImageService
 from gridcentric_storage.volume.drivers import base
 from gridcentric_storage.volume.drivers import rbd as rbd_driver
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 from tests.fixtures import ceph
+from tests.fixtures.images import ADMIN, host_images
 from tests.fixtures.services import wait_for
 
 GiB, MiB = 1 << 30, 1 << 20
@@ -368,7 +368,7 @@ def test_copy_image_to_volume(driver, cli, tmp_path, fmt):
     vol = new_volume(1)
     driver.create_volume(vol)
     try:
-        driver.copy_image_to_volume(None, vol, LocalImageService(), image)
+        driver.copy_image_to_volume(ADMIN, vol, host_images(str(tmp_path)), image)
         assert cli.same_data(vol.name, image, fmt)  # and zeros past the image
         assert cli.read(vol.name, 40 * MiB, MiB) == b'\xa5' * MiB
         used = cli.rbd('du', f'rbd/{vol.name}')['images'][0]['used_size']
@@ -384,7 +384,7 @@ def test_copy_image_bigger_than_volume_is_refused(driver, tmp_path):
     driver.create_volume(vol)
     try:
         with pytest.raises(exception.DriverError, match='does not fit'):
-            driver.copy_image_to_volume(None, vol, LocalImageService(), image)
+            driver.copy_image_to_volume(ADMIN, vol, host_images(str(tmp_path)), image)
     finally:
         driver.delete_volume(vol)
 
@@ -397,16 +397,16 @@ def test_copy_volume_to_image(driver, cli, tmp_path, fmt):
     write(driver, vol, b'\x22' * MiB, offset=512 * MiB)
     path = str(tmp_path / f'out.{fmt}')
     try:
-        driver.copy_volume_to_image(None, vol, LocalImageService(),
+        driver.copy_volume_to_image(ADMIN, vol, host_images(str(tmp_path)),
                                     {'path': path, 'disk_format': fmt})
-        info = LocalImageService().info(None, path)
+        info = host_images(str(tmp_path)).info(ADMIN, path)
         assert info['disk_format'] == fmt and info['virtual_size'] == GiB
         assert cli.same_data(vol.name, path, fmt)
         raw = raw_bytes(path, fmt, tmp_path)
         assert raw[:MiB] == b'\x11' * MiB and raw[512 * MiB:513 * MiB] == b'\x22' * MiB
         assert not os.path.exists(path + '.part')
         with pytest.raises(exception.DriverError, match='vmdk'):
-            driver.copy_volume_to_image(None, vol, LocalImageService(),
+            driver.copy_volume_to_image(ADMIN, vol, host_images(str(tmp_path)),
                                         {'path': path, 'disk_format': 'vmdk'})
     finally:
         driver.delete_volume(vol)
@@ -464,7 +464,7 @@ def test_osd_going_away_mid_copy_gives_a_driver_error(make_driver, cli, tmp_path
     stopper.start()
     try:
         with pytest.raises(exception.DriverError) as failure:
-            driver.copy_image_to_volume(None, vol, LocalImageService(), image)
+            driver.copy_image_to_volume(ADMIN, vol, host_images(str(tmp_path)), image)
         assert 'error while writing at byte' in str(failure.value)  # mid-copy
         assert 'Connection timed out' in str(failure.value)
         failed_after = time.monotonic() - started

@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from tests.fixtures import ceph, loopfs
+from tests.fixtures.images import store_file
 from tests.fixtures.services import wait_for
 
 MiB = 1 << 20
@@ -218,21 +219,20 @@ def test_force_delete_ends_attachments(cloud, backend):
     assert cloud.request('GET', '/v1/attachments').json()['attachments'] == []
 
 
-def _make_image(path, fmt: str, payload: bytes) -> str:
-    raw = str(path) + '.raw'
+def _make_image(tmp_path, name: str, fmt: str, payload: bytes) -> str:
+    """A 64 MiB image starting with ``payload`` in the public image store: its name."""
+    raw = str(tmp_path / (name + '.raw'))
     with open(raw, 'wb') as f:
         f.write(payload)
         f.truncate(64 * MiB)
-    if fmt == 'raw':
-        return raw
-    subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw, str(path)],
+    subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', fmt, raw, store_file(name)],
                    check=True)
-    return str(path)
+    return name
 
 
-def test_images_and_template_cache(cloud, backend, tmp_path):
+def test_images_and_template_cache(cloud, backend, tmp_path, gc_conf):
     payload = os.urandom(MiB)
-    image = _make_image(tmp_path / 'img.qcow2', 'qcow2', payload)
+    image = _make_image(tmp_path, 'img.qcow2', 'qcow2', payload)
     volumes = [create_volume(cloud, imageRef=image) for _ in range(3)]
     assert all(v['size'] == 1 and v['image_id'] == image for v in volumes)
     for volume in volumes:
@@ -246,13 +246,15 @@ def test_images_and_template_cache(cloud, backend, tmp_path):
                             json={'os-volume_upload_image': {'image_name': 'copy',
                                                              'disk_format': 'qcow2'}})
     assert written.status_code == 202, written.text
-    image_path = written.json()['os-volume_upload_image']['image_id']
+    image_id = written.json()['os-volume_upload_image']['image_id']
+    assert image_id == 'copy'  # the admin project's image, by name
     assert settle(cloud, 'volumes', volumes[0]['id'])['status'] == 'available'
+    image_path = os.path.join(gc_conf.image.store_path, 'projects', 'admin', 'copy')
     assert subprocess.run(['qemu-img', 'compare', '-f', 'qcow2', image_path,
                            os.path.join(backend['options']['path'],
                                         'volume-%s' % volumes[0]['id'])],
                           capture_output=True).returncode == 0
-    assert download(cloud, create_volume(cloud, imageRef=image_path)['id'], MiB) == \
+    assert download(cloud, create_volume(cloud, imageRef=image_id)['id'], MiB) == \
         b'\x42' * MiB
 
     purged = cloud.request('POST', '/v1/image-cache/action', json={'purge': {}})
@@ -264,7 +266,7 @@ def test_images_and_template_cache(cloud, backend, tmp_path):
 
 def test_template_cache_on_reflink(cloud, reflink_backend, tmp_path):
     payload = os.urandom(MiB)
-    image = _make_image(tmp_path / 'img.raw', 'raw', payload)
+    image = _make_image(tmp_path, 'img.raw', 'raw', payload)
     volumes = [create_volume(cloud, imageRef=image) for _ in range(2)]
     for volume in volumes:
         assert download(cloud, volume['id'], MiB) == payload
@@ -275,7 +277,7 @@ def test_template_cache_on_reflink(cloud, reflink_backend, tmp_path):
 def test_cache_evicts_least_recently_used(cloud, backend, tmp_path, gc_conf):
     gc_conf.set_override('image_cache_max_entries', 2, group='volume')
     try:
-        images = [_make_image(tmp_path / ('i%d' % i), 'raw', os.urandom(4096))
+        images = [_make_image(tmp_path, 'i%d' % i, 'raw', os.urandom(4096))
                   for i in range(3)]
         for image in images:
             create_volume(cloud, imageRef=image)
@@ -295,8 +297,8 @@ def test_bad_input_leaves_sources_alone(cloud, backend, tmp_path):
          400, 'cannot shrink'),
         ('POST', '/v1/volumes/%s/action' % other['id'],
          {'revert': {'snapshot_id': snap['id']}}, 400, 'belongs to volume'),
-        ('POST', '/v1/volumes', {'volume': {'imageRef': str(tmp_path / 'missing.img')}},
-         400, 'no such file'),
+        ('POST', '/v1/volumes', {'volume': {'imageRef': 'missing.img'}},
+         400, 'image missing.img was not found'),
         ('POST', '/v1/volumes', {'volume': {'size': 1, 'imageRef': '/etc/hostname',
                                             'snapshot_id': snap['id']}},
          400, 'at most one'),
