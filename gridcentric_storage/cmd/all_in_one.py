@@ -61,8 +61,22 @@ def main(argv: list[str] | None = None) -> int:
                                  ('volume', 'create_default_backend'): True})
     try:
         app.check_auth_strategy()
+    except SystemExit as e:
+        print('gridcentric-all-in-one: %s' % e, file=sys.stderr)
+        return 2
+    try:
+        # Before the database and any recovery: a second service on the same
+        # state directory must not touch the first one's work.
+        lock = common.lock_state_path(CONF.state_path)
+    except common.StatePathBusy as e:
+        print('gridcentric-all-in-one: %s' % e, file=sys.stderr)
+        return 1
+    except OSError as e:
+        print('gridcentric-all-in-one: %s' % e, file=sys.stderr)
+        return 2
+    try:
         fresh = prepare_database()
-    except (SystemExit, OSError) as e:
+    except OSError as e:
         print('gridcentric-all-in-one: %s' % e, file=sys.stderr)
         return 2
     if fresh and CONF.volume.create_default_backend:
@@ -70,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     rpc.init()
     compute = service.ComputeService()
     compute.start()
-    server = wsgi_server.WSGIService(app.load_app(), CONF.api.listen, CONF.api.port)
+    server = wsgi_server.WSGIService(app.load_app(), CONF.api.listen, CONF.api.port,
+                                     threads=CONF.api.threads, backlog=CONF.api.backlog)
     server.start()
     print('gridcentric-all-in-one: API on http://%s:%d (state in %s); Ctrl-C stops'
           % (CONF.api.listen, server.port, CONF.state_path), flush=True)
@@ -78,4 +93,5 @@ def main(argv: list[str] | None = None) -> int:
     server.stop()
     compute.stop()
     rpc.cleanup()
+    lock.close()
     return 0

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         print('gridcentric-api: %s' % e, file=sys.stderr)
         return 2
-    server = wsgi_server.WSGIService(application, CONF.api.listen, CONF.api.port)
+    server = wsgi_server.WSGIService(application, CONF.api.listen, CONF.api.port,
+                                     threads=CONF.api.threads, backlog=CONF.api.backlog)
     server.start()
     common.wait_for_signal()
     server.stop()

@@ -1,16 +1,28 @@
-"""A small threaded WSGI server for the API and the all-in-one.
+"""A small threaded WSGI server for the API, the all-in-one and the data server.
 
-Production deployments may instead run ``gridcentric_storage.api.wsgi_app``
-under uWSGI or mod_wsgi, as current OpenStack services do.
+A fixed pool of ``threads`` workers serves requests; while all of them are
+busy the accept loop waits, so a burst of connections queues in the kernel's
+listen backlog (``backlog``, like oslo.service's 4096) instead of being reset
+at the default backlog of 5, and a flood cannot start one thread per
+connection. Production deployments may instead run
+``gridcentric_storage.api.wsgi_app`` under uWSGI or mod_wsgi, as current
+OpenStack services do::
+
+    server = WSGIService(app, '127.0.0.1', 0, threads=64, backlog=4096)
+    server.start()          # serves on server.port
+    server.stop()
 """
 
 import logging
-import socketserver
+import queue
 import threading
 from typing import Any
 from wsgiref import simple_server
 
 LOG = logging.getLogger(__name__)
+
+DEFAULT_THREADS = 64
+DEFAULT_BACKLOG = 4096
 
 
 class _Handler(simple_server.WSGIRequestHandler):
@@ -18,15 +30,76 @@ class _Handler(simple_server.WSGIRequestHandler):
         LOG.info('%s %s', self.address_string(), format % args)
 
 
-class _Server(socketserver.ThreadingMixIn, simple_server.WSGIServer):
-    daemon_threads = True
+class _PooledServer(simple_server.WSGIServer):
+    """WSGIServer whose requests run on at most ``threads`` worker threads.
+
+    Workers are daemon threads started on demand and then kept: a stop never
+    waits for a long request (a volume stream may take minutes), exactly as
+    with the ThreadingMixIn this replaces.
+    """
+
     allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], threads: int, backlog: int,
+                 timeout: float | None) -> None:
+        # socketserver reads the listen backlog from this attribute in
+        # server_activate(), which the constructor calls.
+        self.request_queue_size = backlog
+        self._max_threads = threads
+        self._timeout = timeout
+        self._slots = threading.BoundedSemaphore(threads)
+        self._queue: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        super().__init__(address, _Handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        # Called right after accept(): wait for a free worker before taking
+        # the next connection, so the rest wait in the listen backlog. Poll,
+        # so that stop() is not held up by long requests.
+        while not self._slots.acquire(timeout=0.2):
+            if self.stopping.is_set():
+                return False
+        return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            if self._idle == 0 and len(self._workers) < self._max_threads:
+                worker = threading.Thread(target=self._work, daemon=True,
+                                          name='gc-wsgi-%d' % len(self._workers))
+                self._workers.append(worker)
+                worker.start()
+            else:
+                self._idle -= 1
+        self._queue.put((request, client_address))
+
+    def _work(self) -> None:
+        while True:
+            request, client_address = self._queue.get()
+            try:
+                # A blocked send or receive raises instead of holding the worker
+                # forever when a peer vanishes without closing.
+                request.settimeout(self._timeout)
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+                with self._lock:
+                    self._idle += 1
+                self._slots.release()
 
 
 class WSGIService:
-    def __init__(self, app: Any, host: str, port: int) -> None:
-        self._server = simple_server.make_server(host, port, app, server_class=_Server,
-                                                 handler_class=_Handler)
+    def __init__(self, app: Any, host: str, port: int, threads: int = DEFAULT_THREADS,
+                 backlog: int = DEFAULT_BACKLOG, timeout: float | None = None) -> None:
+        """``timeout``: seconds a connection may block on one send or receive."""
+        self._server = _PooledServer((host, port), threads, backlog, timeout)
+        self._server.set_app(app)
+        self.threads = threads
+        self.backlog = backlog
         self._thread: threading.Thread | None = None
 
     @property
@@ -37,8 +110,10 @@ class WSGIService:
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name='gc-wsgi', daemon=True)
         self._thread.start()
-        LOG.info('API listening on %s:%d', self._server.server_address[0], self.port)
+        LOG.info('Listening on %s:%d (%d threads, backlog %d)',
+                 self._server.server_address[0], self.port, self.threads, self.backlog)
 
     def stop(self) -> None:
+        self._server.stopping.set()
         self._server.shutdown()
         self._server.server_close()

@@ -10,13 +10,17 @@ goes back to ``available``.
 Connections that give a path (``local``) are read as files; ``rbd`` gives a
 librbd file-like object; a ``local`` connection with ``format: qcow2`` is
 converted through a raw temporary file with ``qemu-img``, since qcow2 is not
-a byte stream.
+a byte stream. Those copies (as big as the volume) live in
+``<state_path>/tmp``: a failed or abandoned stream removes its own, a peer
+that stops sending or reading for ``STALL_TIMEOUT`` seconds counts as gone,
+and the service removes whatever a stop or crash left before it serves again.
 """
 
 import contextlib
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -37,6 +41,31 @@ CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
 CHUNK = 1 << 20
 GiB = 1 << 30
+#: Seconds a stream may make no progress before its peer counts as gone (a
+#: vanished host sends no FIN; without this its worker and the volume-sized
+#: temporary copy would be held forever).
+STALL_TIMEOUT = 300.0
+
+
+def scratch_dir() -> str:
+    """Where temporary raw copies live; nothing else is kept there."""
+    return os.path.join(CONF.state_path, 'tmp')
+
+
+def remove_scratch() -> None:
+    """Remove every temporary copy: only safe while no stream runs (at start)."""
+    try:
+        names = os.listdir(scratch_dir())
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(scratch_dir(), name)
+        LOG.info('Removing %s, left by a stream a stop or crash cut short', path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 class _Transfer:
@@ -54,7 +83,8 @@ class TransferServer:
         self._transfers: dict[str, _Transfer] = {}
         self._lock = threading.Lock()
         self._server = wsgi_server.WSGIService(self._app, CONF.compute.data_listen,
-                                               CONF.compute.data_port)
+                                               CONF.compute.data_port,
+                                               timeout=STALL_TIMEOUT)
         self._reaper = concurrency.Periodic(self._expire, 5, name='gc-transfer-reaper')
 
     @property
@@ -62,6 +92,9 @@ class TransferServer:
         return 'http://%s:%d' % (CONF.compute.data_listen, self._server.port)
 
     def start(self) -> None:
+        # Before serving: no stream of this service runs yet, and the state
+        # directory's lock keeps any other service off these files.
+        remove_scratch()
         self._server.start()
         self._reaper.start()
 
@@ -189,9 +222,9 @@ class TransferServer:
 @contextlib.contextmanager
 def _raw_view(path: str, fmt: str, mode: str) -> Iterator[str]:
     """A raw temporary copy of a qcow2 volume; written back in write mode."""
-    tmpdir = os.path.join(CONF.state_path, 'tmp')
+    tmpdir = scratch_dir()
     os.makedirs(tmpdir, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tmpdir) as scratch:
+    with tempfile.TemporaryDirectory(prefix='transfer-', dir=tmpdir) as scratch:
         raw = os.path.join(scratch, 'raw')
         processutils.execute(['qemu-img', 'convert', '-f', fmt, '-O', 'raw', path, raw])
         yield raw

@@ -18,6 +18,13 @@ api_opts = [
                help='Largest number of items a list call returns at once.'),
     cfg.IntOpt('workers', default=1, min=1,
                help='Number of API worker threads serving requests.'),
+    cfg.IntOpt('threads', default=64, min=1,
+               help='Requests the built-in WSGI server (gridcentric-api, '
+                    'gridcentric-all-in-one) serves at once; further connections wait '
+                    'in the listen backlog until a thread is free.'),
+    cfg.IntOpt('backlog', default=4096, min=1,
+               help='Listen backlog of the API socket: connections the kernel queues '
+                    'while every thread is busy (capped by net.core.somaxconn).'),
 ]
 
 

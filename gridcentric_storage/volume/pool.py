@@ -50,8 +50,29 @@ class LocalPool:
         return driver
 
     def remove(self, backend_id: str) -> None:
+        """The backend was deleted: drop its driver and remove what set-up made."""
         with self._lock:
-            self._drivers.pop(backend_id, None)
+            driver = self._drivers.pop(backend_id, None)
+        if driver is not None:
+            self._delete_backend(backend_id, driver)
+
+    def _delete_backend(self, backend_id: str, driver: base.VolumeDriver) -> None:
+        """Let the driver remove what it created for the backend (optional
+        ``delete_backend()``, e.g. the file driver's directory), once the
+        backend's row is really gone: only a deleted backend loses its data."""
+        try:
+            db.backend_get(backend_id)
+            return
+        except exception.BackendNotFound:
+            pass
+        delete = getattr(driver, 'delete_backend', None)
+        if delete is None:
+            return
+        try:
+            delete()
+        except Exception as e:  # a leftover directory must not fail the delete
+            LOG.warning('Could not remove what backend %s (%s) left: %s',
+                        driver.backend_name, backend_id, e)
 
     def report(self, backend_id: str, driver: base.VolumeDriver) -> dict[str, Any]:
         stats = driver.get_volume_stats(refresh=True)
@@ -67,9 +88,10 @@ class LocalPool:
         """
         owned = {b['id']: b for b in db.backend_get_all(filters={'host': self.host})}
         with self._lock:
-            for gone in set(self._drivers) - set(owned):
-                del self._drivers[gone]
+            gone = {b: self._drivers.pop(b) for b in set(self._drivers) - set(owned)}
             loaded = dict(self._drivers)
+        for backend_id, dropped in gone.items():  # deleted while the RPC missed us
+            self._delete_backend(backend_id, dropped)
         for backend_id, backend in owned.items():
             try:
                 driver = loaded.get(backend_id)

@@ -53,7 +53,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from gridcentric_storage.common import exception, processutils
+from gridcentric_storage.common import exception, owned_dir, processutils
 from gridcentric_storage.volume.drivers import base
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 
@@ -105,7 +105,7 @@ class FileDriver(base.VolumeDriver):
     # ---- set-up and stats
     def do_setup(self, context: Any) -> None:
         try:
-            os.makedirs(self.root, mode=0o750, exist_ok=True)
+            owned_dir.make(self.root)  # recorded: delete_backend removes only ours
             for name in os.listdir(self.root):  # leftovers of interrupted creations
                 if name.endswith(_PART) and _NAME_RE.match(name[:-len(_PART)]):
                     _unlink(os.path.join(self.root, name))
@@ -133,6 +133,15 @@ class FileDriver(base.VolumeDriver):
                 f.write(mode + '\n')
             os.replace(mode_file + _PART, mode_file)
         self.mode = mode
+
+    def delete_backend(self) -> None:
+        """The backend was deleted (it held no volumes): remove its directory
+        if set-up created it; in an operator's directory only our mode record,
+        and only once no volume file is left."""
+        if not os.path.isdir(self.root) or owned_dir.remove(self.root):
+            return
+        if not any(_NAME_RE.match(name) for name in os.listdir(self.root)):
+            _unlink(os.path.join(self.root, _MODE_FILE))
 
     def _probe_reflink(self) -> str | None:
         """Return None when FICLONE works in the directory, else why not."""
