@@ -120,3 +120,9 @@ class ServiceUnavailable(GCException):
 class LengthRequired(GCException):
     msg_fmt = 'A Content-Length header is required (chunked uploads are not accepted).'
     code = 411
+
+
+class NoHypervisor(Conflict):
+    """Servers and live images need a hypervisor the host does not have."""
+
+    msg_fmt = 'No hypervisor on host %(host)s: %(reason)s'

@@ -38,7 +38,15 @@ class ComputeAPI:
         wanted = None
         if availability_zone and ':' in availability_zone:
             wanted = availability_zone.split(':', 1)[1] or None
-        up = [s['host'] for s in db.service_get_all(CONF.compute.topic, up_only=True)]
+        services = db.service_get_all(CONF.compute.topic, up_only=True)
+        up = [s['host'] for s in services]
+        # A host publishes {"hypervisor": false, ...} when it cannot run VMs;
+        # no capabilities (an older service) means it can.
+        missing = {}
+        for service in services:
+            caps = service.get('capabilities') or {}
+            if caps.get('hypervisor') is False:
+                missing[service['host']] = caps.get('hypervisor_reason') or 'not reported'
         if required is not None:
             if wanted and wanted != required:
                 raise exception.Invalid(reason='the live image is on host %s, not %s'
@@ -48,9 +56,15 @@ class ComputeAPI:
             if wanted not in up:
                 raise exception.Invalid(reason='no compute service is up on host %s'
                                         % wanted)
+            if wanted in missing:
+                raise exception.NoHypervisor(host=wanted, reason=missing[wanted])
             return wanted
         if not up:
             raise exception.NoComputeService(reason='no compute service is up')
+        if len(missing) == len(up):
+            raise exception.NoHypervisor(host=', '.join(up), reason='; '.join(
+                sorted(set(missing.values()))))
+        up = [host for host in up if host not in missing]
         load = {host: 0 for host in up}
         for server in db_servers.server_get_all():
             if server['host'] in load:

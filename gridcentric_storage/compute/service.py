@@ -1,15 +1,31 @@
 """A running compute service: RPC server, heartbeat and stats reporting."""
 
 import logging
+from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
 
+from gridcentric_storage import virt
 from gridcentric_storage.common import concurrency, rpc
 from gridcentric_storage.compute.manager import ComputeManager
+from gridcentric_storage.db import api as db
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
+
+
+def capabilities(driver: Any) -> dict[str, Any]:
+    """What this host can do, as the API reads it from the service row.
+
+    A host without a hypervisor (QEMU not installed, the virt driver not
+    loadable) still serves volumes; the API places no server there.
+    """
+    if isinstance(driver, virt.UnavailableDriver):
+        reason: str | None = driver.reason
+    else:
+        reason = getattr(driver, 'hypervisor_error', None)
+    return {'hypervisor': reason is None, 'hypervisor_reason': reason}
 
 
 class ComputeService:
@@ -25,6 +41,9 @@ class ComputeService:
     def start(self) -> None:
         LOG.info('Starting compute service on host %s (topic %s)', self.host,
                  CONF.compute.topic)
+        # Published first: the periodic heartbeat leaves it as it is.
+        db.service_heartbeat(self.host, CONF.compute.topic, 'gridcentric-compute',
+                             capabilities=capabilities(self.manager.servers.driver))
         self.manager.init_host()
         self.manager.transfers.start()
         self.rpc_server.start()

@@ -73,13 +73,17 @@ def to_dict(row: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- services
 
-def service_heartbeat(host: str, topic: str, binary: str) -> None:
+def service_heartbeat(host: str, topic: str, binary: str,
+                      capabilities: dict[str, Any] | None = None) -> None:
+    """Mark the service up; ``capabilities`` (when given) replace the published ones."""
     with writer() as session:
         service = session.query(models.Service).filter_by(host=host, topic=topic).first()
         if service is None:
             service = models.Service(host=host, topic=topic, binary=binary)
             session.add(service)
         service.last_seen_at = utcnow()
+        if capabilities is not None:
+            service.capabilities = capabilities
 
 
 def service_get_all(topic: str | None = None, up_only: bool = False) -> list[dict[str, Any]]:

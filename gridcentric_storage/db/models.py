@@ -32,6 +32,10 @@ class Service(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
     topic = sa.Column(sa.String(255), nullable=False)
     binary = sa.Column(sa.String(255), nullable=False)
     last_seen_at = sa.Column(sa.DateTime, nullable=True)
+    #: What the host can do, published at service start, e.g. ``{"hypervisor":
+    #: false, "hypervisor_reason": "qemu-system-x86_64 not found"}``; NULL from
+    #: services older than this column (they had to have a hypervisor).
+    capabilities = sa.Column(sa.JSON, nullable=True)
 
 
 class Backend(BASE, TimestampMixin):  # type: ignore[misc,valid-type]

@@ -9,7 +9,9 @@ KVM gets there in a second or two, a broken one never prints "Linux version"
 (the early-console banner) at all. Without any kernel to boot, the probe
 falls back to SeaBIOS's debug console ("No bootable device"), which is weaker
 and says so in the reason. The answer is cached per (binary, kernel) for the
-life of the process::
+life of the process. A QEMU that cannot run at all (not installed) is a
+TCG answer with that reason, never an exception: the caller decides what a
+host without a hypervisor can still do::
 
     from gridcentric_storage.virt import accel
 
@@ -68,8 +70,11 @@ def _run_until(argv: list[str], log: str, done: tuple[str, ...], banner: str | N
     """Run QEMU until one of ``done`` shows in ``log``; return (outcome, log text)."""
     start = time.monotonic()
     with open(os.devnull, 'rb') as null:
-        proc = subprocess.Popen(argv, stdin=null, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            proc = subprocess.Popen(argv, stdin=null, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as e:  # not installed, not executable
+            return 'exited', 'cannot run %s: %s' % (argv[0], e.strerror or e)
     text = ''
     outcome = 'timeout'
     try:
@@ -142,7 +147,9 @@ def choose(mode: str, qemu_binary: str, kernel: str | None = None) -> Probe:
                                               % ('/'.join(MODES), mode))
     if mode != 'auto':
         return Probe(mode, 'configured')
-    binary = shutil.which(qemu_binary) or qemu_binary
+    binary = shutil.which(qemu_binary)
+    if binary is None:  # not cached: installing QEMU later needs no restart here
+        return Probe('tcg', '%s not found' % qemu_binary)
     key = (binary, kernel)
     with _lock:
         if key not in _cache:

@@ -81,6 +81,10 @@ class LibvirtDriver(base.VirtDriver):
         self.live_images_path = os.path.abspath(live_images_path)
         self.accel_mode = accel
         self.emulator = shutil.which(emulator) or emulator
+        #: Why this host cannot run VMs (None: it can); see QemuDriver.
+        self.hypervisor_error = (None if os.path.isabs(self.emulator)
+                                 and os.access(self.emulator, os.X_OK)
+                                 else '%s not found' % emulator)
         self.machine, self.cpu_model, self.network = machine, cpu_model, network
         self.probe_kernel = probe_kernel
         self.stop_timeout, self.migration_timeout = stop_timeout, migration_timeout
@@ -101,6 +105,10 @@ class LibvirtDriver(base.VirtDriver):
         os.makedirs(self.instances_path, exist_ok=True)
         os.makedirs(self.live_images_path, exist_ok=True)
         self._connection()
+        if self.hypervisor_error:
+            LOG.warning('libvirt driver on %s: no hypervisor (%s); servers and live images '
+                        'will not run here', host, self.hypervisor_error)
+            return
         probe = self._accel_probe()
         LOG.info('libvirt driver on %s (%s): accel %s (%s)', host, self.uri, probe.accel,
                  probe.reason)

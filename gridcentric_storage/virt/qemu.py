@@ -99,6 +99,8 @@ class QemuDriver(base.VirtDriver):
         self.instances_path = os.path.abspath(instances_path)
         self.live_images_path = os.path.abspath(live_images_path)
         self.qemu_binary = qemu_binary
+        #: Why VMs cannot run here (None: they can); published for the API's placement.
+        self.hypervisor_error = None if shutil.which(qemu_binary) else '%s not found' % qemu_binary
         self.accel_mode = accel
         self.machine = machine
         self.cpu_model = cpu_model
@@ -125,6 +127,11 @@ class QemuDriver(base.VirtDriver):
     def init_host(self, host: str) -> None:
         os.makedirs(self.instances_path, exist_ok=True)
         os.makedirs(self.live_images_path, exist_ok=True)
+        if self.hypervisor_error:
+            LOG.warning('QEMU driver on %s: no hypervisor (%s); servers will not run here '
+                        '(Debian: apt install qemu-system-x86, then restart)', host,
+                        self.hypervisor_error)
+            return
         LOG.info('QEMU driver on %s: accel %s (%s)', host, self.accel, self.accel_reason)
 
     @property
