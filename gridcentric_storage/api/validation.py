@@ -2,12 +2,40 @@
 
 import functools
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jsonschema
+import jsonschema.validators
 
+from gridcentric_storage.api.schemas import common
 from gridcentric_storage.common import exception
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    # Schema patterns are ECMA 262 regexes, where a final "$" is the end of
+    # input; Python's "$" also matches before a final newline, which let
+    # "name\n" through every "^...$" pattern.
+    if pattern.endswith('$') and not pattern.endswith('\\$'):
+        pattern = pattern[:-1] + r'\Z'
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any
+             ) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, 'string') and not _compiled(pattern).search(instance):
+        if pattern == common.NAME_PATTERN:
+            yield jsonschema.ValidationError(
+                '%r is not a valid name: printable characters only (no control '
+                'characters or line breaks), without leading or trailing spaces'
+                % instance)
+        else:
+            yield jsonschema.ValidationError('%r does not match %r' % (instance, pattern))
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft7Validator, {'pattern': _pattern})
 
 
 def _message(error: jsonschema.ValidationError) -> str:
@@ -20,8 +48,7 @@ def _message(error: jsonschema.ValidationError) -> str:
 
 
 def validate(instance: Any, schema: dict[str, Any]) -> None:
-    validator = jsonschema.Draft7Validator(schema,
-                                           format_checker=jsonschema.FormatChecker())
+    validator = _Validator(schema, format_checker=jsonschema.FormatChecker())
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         raise exception.Invalid(reason=_message(errors[0]))

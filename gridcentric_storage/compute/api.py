@@ -184,12 +184,17 @@ class ComputeAPI:
                                          reason='only an ACTIVE server can be blessed')
         db_servers.server_update(server['id'], {'task_state': 'blessing'},
                                  expected_status=('ACTIVE',))
-        count = len(db_servers.live_image_get_all(server_id=server['id']))
-        live_image = db_servers.live_image_create({
-            'id': str(uuid.uuid4()), 'name': name or '%s-%d' % (server['name'], count),
-            'project_id': server['project_id'], 'user_id': ctxt.user_id,
-            'server_id': server['id'], 'host': server['host'], 'status': 'blessing',
-            'memory_mb': server['memory_mb'], 'vcpus': server['vcpus']})
+        try:
+            count = len(db_servers.live_image_get_all(server_id=server['id']))
+            live_image = db_servers.live_image_create({
+                'id': str(uuid.uuid4()), 'name': name or '%s-%d' % (server['name'], count),
+                'project_id': server['project_id'], 'user_id': ctxt.user_id,
+                'server_id': server['id'], 'host': server['host'], 'status': 'blessing',
+                'memory_mb': server['memory_mb'], 'vcpus': server['vcpus']})
+        except Exception:
+            # No live image, so no bless will ever end this task state.
+            db_servers.server_update(server['id'], {'task_state': None})
+            raise
         self.rpcapi.bless_server(ctxt, server['host'], live_image['id'])
         return live_image
 

@@ -247,14 +247,28 @@ def guest_files(directory: str, clone: base.CloneSpec, mac: str | None) -> dict[
 
     ``guest`` holds ``k=v`` lines (what a guest agent parses), ``instance`` the
     clone's own ``id``/``name``/``mac`` (a clone keeps the blessed NIC's MAC
-    until its agent sets the new one).
+    until its agent sets the new one). Each line is one record, so no field
+    may hold a line break or any other control character (a value may hold a
+    tab): the API refuses them first, this is the last guard before a guest
+    would read an injected line.
     """
+    def refuse_controls(what: str, text: str, allowed: str = '') -> None:
+        if any((ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f or c in '\u2028\u2029')
+               and c not in allowed for c in text):
+            raise exception.Invalid(reason='%s %r holds a control character or line break'
+                                    % (what, text))
+
     lines = []
     for key, value in sorted(clone.guest.items()):
-        if not key or any(c in key for c in '=\n\0') or any(c in value for c in '\n\0'):
-            raise exception.Invalid(reason='guest parameter %r=%r: keys cannot hold "=" and '
-                                    'neither key nor value a newline' % (key, value))
+        if not key or '=' in key:
+            raise exception.Invalid(reason='guest parameter %r: keys must be non-empty '
+                                    'and cannot hold "="' % key)
+        refuse_controls('guest parameter', key)
+        refuse_controls('guest parameter %s' % key, value, allowed='\t')
         lines.append('%s=%s\n' % (key, value))
+    for what, field in (('clone id', clone.id), ('clone name', clone.name),
+                        ('clone MAC', mac or '')):
+        refuse_controls(what, field)
     files = {'instance': os.path.join(directory, 'fw-instance')}
     identity = 'id=%s\nname=%s\n' % (clone.id, clone.name) + ('mac=%s\n' % mac if mac else '')
     write_file(files['instance'], identity)

@@ -1,7 +1,7 @@
 from gridcentric_storage.api.schemas import common
 
 _MUTABLE = {
-    'name': common.NAME,
+    'name': common.IDENTIFIER,
     'options': {'type': 'object'},
     'role': common.ROLE,
     'cost': {'type': 'integer', 'minimum': 0, 'maximum': 2 ** 31 - 1},

@@ -30,21 +30,25 @@ action = {
 
 bless = common.envelope('live_image', {
     'server_id': common.UUID,
-    'name': {'type': ['string', 'null'], 'maxLength': 255},
+    'name': common.OPTIONAL_NAME,
 }, required=['server_id'])
 
+# Guest parameters reach the clone as "key=value" lines: no line breaks or
+# other control characters but tab.
 _GUEST = {'type': 'object', 'maxProperties': 64,
           'propertyNames': {'pattern': r'^[A-Za-z0-9_.-]{1,64}$'},
-          'additionalProperties': {'type': 'string', 'maxLength': 1024}}
+          'additionalProperties': {'type': 'string', 'maxLength': 1024,
+                                   'pattern': r'^[^\x00-\x08\x0a-\x1f\x7f-\x9f'
+                                              r'\u2028\u2029]*$'}}
 
 launch_params = {
     'type': 'object',
     'properties': {
-        'name': {'type': ['string', 'null'], 'maxLength': 255},
+        'name': common.OPTIONAL_NAME,
         'num_instances': {'type': 'integer', 'minimum': 1, 'maximum': 100},
         'user_data': {'type': ['string', 'null'], 'maxLength': 65535},
-        'key_name': {'type': ['string', 'null'], 'maxLength': 255},
-        'availability_zone': {'type': ['string', 'null'], 'maxLength': 255},
+        'key_name': common.OPTIONAL_NAME,
+        'availability_zone': common.OPTIONAL_NAME,
         'scheduler_hints': {'type': 'object'},
         'guest': _GUEST,
         'params': _GUEST,
@@ -63,3 +67,23 @@ volume_attach = common.envelope('volumeAttachment', {
     'volumeId': common.UUID,
     'mode': {'type': 'string', 'enum': ['rw', 'ro']},
 }, required=['volumeId'])
+
+# Cobalt's server actions (POST /v2.1/servers/{id}/action), spelled co_* or
+# gc_*. The arguments are checked before anything is read or written; Cobalt's
+# clients send null for a verb without arguments.
+_NO_ARGUMENTS = {'type': ['object', 'null'], 'properties': {}, 'additionalProperties': False}
+_COBALT_VERBS = {
+    'bless': {'type': ['object', 'null'], 'properties': {'name': common.OPTIONAL_NAME},
+              'additionalProperties': False},
+    'launch': common.nullable(launch_params),
+    'discard': _NO_ARGUMENTS,
+    'list_launched': _NO_ARGUMENTS,
+    'list_blessed': _NO_ARGUMENTS,
+}
+#: Schema of the whole body of each action, by its name ("co_bless", "gc_bless", ...).
+cobalt_actions = {
+    prefix + verb: {'type': 'object', 'properties': {prefix + verb: arguments},
+                    'required': [prefix + verb], 'additionalProperties': False}
+    for verb, arguments in _COBALT_VERBS.items() for prefix in ('co_', 'gc_')
+}
+cobalt_action = {'oneOf': list(cobalt_actions.values())}

@@ -2,6 +2,6 @@ from gridcentric_storage.api.schemas import common
 
 create = common.envelope('snapshot', {
     'volume_id': common.UUID,
-    'name': {'type': ['string', 'null'], 'maxLength': 255},
+    'name': common.OPTIONAL_NAME,
     'force': {'type': 'boolean'},
 }, required=['volume_id'])

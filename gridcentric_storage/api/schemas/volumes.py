@@ -2,7 +2,7 @@ from gridcentric_storage.api.schemas import common
 
 create = common.envelope('volume', {
     'size': {'type': 'integer', 'minimum': 1, 'maximum': 65536},
-    'name': {'type': ['string', 'null'], 'maxLength': 255},
+    'name': common.OPTIONAL_NAME,
     'backend_id': common.UUID,
     'tags': common.TAGS,
     'role': common.ROLE,
