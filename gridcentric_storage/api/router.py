@@ -10,6 +10,7 @@ from gridcentric_storage.api import nova_ext, wsgi
 from gridcentric_storage.api.controllers import (
     attachments,
     backends,
+    images,
     servers,
     snapshots,
     versions,
@@ -99,7 +100,12 @@ ROUTES = [
         Route('GET', prefix + '/cobaltinfo', 'nova', 'cobaltinfo',
               'Cobalt capabilities', 200),
     )
-] + [Route('GET', '/cobaltinfo', 'nova', 'cobaltinfo', 'Cobalt capabilities', 200)]
+] + [Route('GET', '/cobaltinfo', 'nova', 'cobaltinfo', 'Cobalt capabilities', 200)] + [
+    Route('GET', '/v1/images', 'images', 'index',
+          "List the images the project may use (its own and the public ones)", 200),
+    Route('DELETE', '/v1/images/{name}', 'images', 'delete',
+          "Delete one of the project's images", 204),
+]
 
 #: Paths served before authentication (discovery documents).
 PUBLIC_PATHS = frozenset({'/', '/v1', '/v1/openapi.json'})
@@ -116,7 +122,8 @@ def make_controllers() -> dict[str, Any]:
             'servers': servers.ServersController(),
             'live_images': servers.LiveImagesController(),
             'volume_attachments': servers.VolumeAttachmentsController(),
-            'nova': nova_ext.NovaExtensionController()}
+            'nova': nova_ext.NovaExtensionController(),
+            'images': images.ImagesController()}
 
 
 class APIRouter:

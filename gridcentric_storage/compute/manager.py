@@ -104,6 +104,12 @@ class ComputeManager:
     def reserve_image(self, ctxt: Any, name: str) -> None:
         self.volumes.reserve_image(ctxt, name)
 
+    def list_images(self, ctxt: Any) -> list[dict[str, Any]]:
+        return self.volumes.images.list(ctxt)
+
+    def delete_image(self, ctxt: Any, name: str) -> None:
+        self.volumes.images.delete(ctxt, name)
+
     def copy_volume_to_image(self, ctxt: Any, volume_id: str,
                              image_meta: dict[str, Any]) -> None:
         self.volumes.copy_volume_to_image(ctxt, volume_id, image_meta)

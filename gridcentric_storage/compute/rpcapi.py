@@ -14,9 +14,10 @@ Version history:
   flushed, so a driver may copy an in-use volume whose file it cannot freeze.
   extend_server_volume (cast): tell a guest that an attached volume grew.
 * 1.4 - Images are entries of the compute host's image store, resolved with
-  the caller's context, never host paths a member names: reserve_image and
-  check_images (calls); copy_volume_to_image takes ``image_meta`` with the
-  image's ``name`` (written to the caller's project), no longer a ``path``.
+  the caller's context, never host paths a member names: reserve_image,
+  check_images, list_images, delete_image (calls); copy_volume_to_image takes
+  ``image_meta`` with the image's ``name`` (written to the caller's project),
+  no longer a ``path``.
 """
 
 from typing import Any
@@ -100,6 +101,15 @@ class ComputeAPI:
     def reserve_image(self, ctxt: Any, host: str, name: str) -> None:
         """Claim an image name in the caller's project; Conflict if it is taken."""
         self._call(ctxt, host, 'reserve_image', version='1.4', name=name)
+
+    def list_images(self, ctxt: Any, host: str) -> list[dict[str, Any]]:
+        """The caller's project's images and the public ones in ``host``'s store."""
+        return self._call(ctxt, host, 'list_images',  # type: ignore[no-any-return]
+                          version='1.4')
+
+    def delete_image(self, ctxt: Any, host: str, name: str) -> None:
+        """Delete the caller's project's image ``name``; NotFound if ``host`` has none."""
+        self._call(ctxt, host, 'delete_image', version='1.4', name=name)
 
     def copy_volume_to_image(self, ctxt: Any, host: str, volume_id: str,
                              image_meta: dict[str, Any]) -> None:

@@ -8,9 +8,10 @@ import itertools
 
 from oslo_policy import policy
 
-from gridcentric_storage.api.policies import backends, base, servers, volumes
+from gridcentric_storage.api.policies import backends, base, images, servers, volumes
 
 
 def list_rules() -> list[policy.RuleDefault]:
     return list(itertools.chain(base.list_rules(), backends.list_rules(),
-                                volumes.list_rules(), servers.list_rules()))
+                                volumes.list_rules(), servers.list_rules(),
+                                images.list_rules()))
