@@ -127,11 +127,14 @@ class VolumeDriver(abc.ABC):
 
     # ---- images, migration, retype
     #
-    # ``image_service`` is a gridcentric_storage.image.local.LocalImageService:
-    # ``image_service.info(ctxt, image_id)`` gives ``disk_format`` ('raw' or
-    # 'qcow2'), ``virtual_size`` (bytes) and ``image_service.path(ctxt,
-    # image_id)`` the local file. copy_volume_to_image writes the whole volume
-    # to the new file ``image_meta['path']`` in ``image_meta['disk_format']``.
+    # ``image_service`` is a gridcentric_storage.image.store.ImageStore; pass it
+    # the ``context`` the driver got, which decides the images the caller may use:
+    # ``image_service.info(context, image_id)`` gives ``disk_format`` ('raw' or
+    # 'qcow2', probed: give it to qemu-img with -f, never let it guess) and
+    # ``virtual_size`` (bytes), ``image_service.path(context, image_id)`` the
+    # local file. copy_volume_to_image writes the whole volume to the new file
+    # ``image_meta['path']`` in ``image_meta['disk_format']``, reading the
+    # volume in the format the driver made it (-f), never a guessed one.
     def copy_image_to_volume(self, context: Any, volume: VolumeRef, image_service: Any,
                              image_id: str, disable_sparse: bool = False) -> None:
         raise NotImplementedError()
