@@ -16,6 +16,7 @@ from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
 from gridcentric_storage.image import store as image_store
+from gridcentric_storage.scheduler import visibility
 from gridcentric_storage.scheduler.request import RequestSpec
 from gridcentric_storage.scheduler.scheduler import Scheduler
 
@@ -33,8 +34,8 @@ def view(volume: dict[str, Any], is_admin: bool) -> dict[str, Any]:
     if is_admin:
         result.update({key: volume.get(key) for key in _ADMIN_ONLY})
     result['attachments'] = [
-        {'id': a['id'], 'host': a['host'], 'status': a['status'],
-         'instance_uuid': a['instance_uuid'], 'device_path': a['device_path']}
+        dict({'id': a['id'], 'status': a['status'], 'instance_uuid': a['instance_uuid']},
+             **({'host': a['host'], 'device_path': a['device_path']} if is_admin else {}))
         for a in db_attachments.attachment_get_all(volume_id=volume['id'])]
     result['created_at'] = common.isotime(volume['created_at'])
     result['updated_at'] = common.isotime(volume['updated_at'])
@@ -76,13 +77,21 @@ class VolumesController(VolumeAccess):
                 self._scheduler = Scheduler(CONF)
             return self._scheduler
 
+    def _place(self, ctxt: Any, spec: RequestSpec) -> dict[str, Any]:
+        details = policy.check(ctxt, 'volume:placement_details')
+        if not details:
+            visibility.check_member_request(spec)
+        try:
+            return self.scheduler.select(spec, db.backend_get_all()).backend
+        except exception.NoValidBackend as e:
+            if details:
+                raise
+            raise visibility.member_error(e, spec) from None
+
     def index(self, req: Any) -> dict[str, Any]:
         ctxt = req.context
         policy.authorize(ctxt, 'volume:get_all')
-        project: str | None = ctxt.project_id
-        if validation.query_bool(req, 'all_tenants'):
-            policy.authorize(ctxt, 'volume:get_all_tenants')
-            project = None
+        project = common.listing_project(req, 'volume:get_all_tenants')
         filters = {k: req.GET[k] for k in ('name', 'status', 'backend_id') if k in req.GET}
         page = common.pagination(req, _SORT_KEYS)
         items = [view(v, ctxt.is_admin)
@@ -142,7 +151,7 @@ class VolumesController(VolumeAccess):
             raise exception.ValidationError(field='size', reason="'size' is a required "
                                             'property')
         spec = RequestSpec.from_volume_request(dict(data, size=size or 1))
-        backend = self.scheduler.select(spec, db.backend_get_all()).backend
+        backend = self._place(ctxt, spec)
         if 'image_id' in origin:
             info = self.rpcapi.get_image_info(ctxt, backend['host'], origin['image_id'])
             image_gb = max(1, math.ceil(info['virtual_size'] / GiB))
