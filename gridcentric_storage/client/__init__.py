@@ -37,6 +37,7 @@ from gridcentric_storage.client import (
     attachments,
     backends,
     image_cache,
+    images,
     live_images,
     servers,
     snapshots,
@@ -58,6 +59,7 @@ EXTENSIONS: list[tuple[str, ModuleType]] = [
     ('gc_snapshots', snapshots),
     ('gc_attachments', attachments),
     ('gc_image_cache', image_cache),
+    ('gc_images', images),
     ('gc_servers', servers),
     ('gridcentric', live_images),
 ]
