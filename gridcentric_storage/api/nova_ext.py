@@ -60,6 +60,15 @@ def nova_blessed(live_image: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _for_caller(ctxt: Any, result: Any) -> Any:
+    """Drop the host from servers shown to non-administrators, as Nova's policy does."""
+    if ctxt.is_admin or not isinstance(result, dict):
+        return result
+    for server in result.get('servers') or [result.get('server') or {}]:
+        server.pop('OS-EXT-SRV-ATTR:host', None)
+    return result
+
+
 def _live_image_or_none(ctxt: Any, id: str, action: str) -> dict[str, Any] | None:
     try:
         return get_live_image(ctxt, id, action)
@@ -77,8 +86,9 @@ class NovaExtensionController:
     def show(self, req: Any, id: str, project_id: str | None = None) -> dict[str, Any]:
         live_image = _live_image_or_none(req.context, id, 'live_image:get')
         if live_image is not None:
-            return {'server': nova_blessed(live_image)}
-        return {'server': nova_server(get_server(req.context, id, 'server:get'))}
+            return _for_caller(req.context, {'server': nova_blessed(live_image)})
+        return _for_caller(req.context,
+                           {'server': nova_server(get_server(req.context, id, 'server:get'))})
 
     def delete(self, req: Any, id: str, project_id: str | None = None) -> Any:
         return self._translated(self._delete, req, id)
@@ -90,7 +100,7 @@ class NovaExtensionController:
         return 204, None
 
     def action(self, req: Any, id: str, project_id: str | None = None) -> Any:
-        return self._translated(self._action, req, id)
+        return _for_caller(req.context, self._translated(self._action, req, id))
 
     # The OpenAPI document publishes it; _action validates each verb by name.
     action.request_schema = schema.cobalt_action  # type: ignore[attr-defined]

@@ -179,3 +179,18 @@ def test_noauth_without_a_token_is_nobody(cloud):
     member = requests.get(cloud.url + '/v1/backends', timeout=10,
                           headers={'X-Auth-Token': ALICE})
     assert member.status_code == 403
+
+
+def test_cobalt_views_show_the_host_to_admins_only(cloud, make_backend):
+    make_backend()
+    server = _server(cloud, ALICE)
+    path = '/v2.1/servers/%s' % server['id']
+    member = cloud.request('GET', path, token=ALICE)
+    assert member.status_code == 200, member.text
+    assert 'OS-EXT-SRV-ATTR:host' not in member.json()['server']
+    admin = cloud.request('GET', path, token=ADMIN).json()['server']
+    assert admin['OS-EXT-SRV-ATTR:host'] == 'test-host'
+    blessed = cloud.request('POST', path + '/action', token=ALICE,
+                            json={'co_bless': {'name': 'gold'}})
+    assert blessed.status_code == 200, blessed.text
+    assert all('OS-EXT-SRV-ATTR:host' not in s for s in blessed.json()['servers'])
