@@ -15,7 +15,12 @@ import webob
 
 from gridcentric_storage.api import validation, wsgi
 from gridcentric_storage.api.controllers import common
-from gridcentric_storage.api.controllers.servers import get_live_image, get_server, scope
+from gridcentric_storage.api.controllers.servers import (
+    check_forced_host,
+    get_live_image,
+    get_server,
+    scope,
+)
 from gridcentric_storage.api.schemas import servers as schema
 from gridcentric_storage.common import exception
 from gridcentric_storage.compute import api as compute_api
@@ -140,6 +145,7 @@ class NovaExtensionController:
             get_server(req.context, id, 'server:get')  # 404 if it is nothing at all
             raise exception.InvalidState(resource='Server', id=id, state='ACTIVE',
                                          reason='only a blessed server can be launched')
+        check_forced_host(req.context, args.get('availability_zone'))
         clones = self.compute.launch(req.context, live_image, args)
         return {'servers': [nova_server(clones[0])]}
 

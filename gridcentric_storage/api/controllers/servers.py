@@ -48,6 +48,12 @@ def get_server(ctxt: Any, id: str, action: str) -> dict[str, Any]:
     return server
 
 
+def check_forced_host(ctxt: Any, availability_zone: str | None) -> None:
+    """Nova's ``az:host`` picks a host: the cloud's plumbing, for administrators."""
+    if availability_zone and ':' in availability_zone:
+        policy.authorize(ctxt, 'server:create:forced_host')
+
+
 def get_live_image(ctxt: Any, id: str, action: str) -> dict[str, Any]:
     live_image = db_servers.live_image_get(id, project_id=scope(ctxt))
     policy.authorize(ctxt, action, {'project_id': live_image['project_id']})
@@ -71,6 +77,7 @@ class ServersController:
     @validation.body(schema.create)
     def create(self, req: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         policy.authorize(req.context, 'server:create')
+        check_forced_host(req.context, body['server'].get('availability_zone'))
         server = self.compute.create_server(req.context, body['server'])
         return 202, {'server': server_view(server, req.context.is_admin)}
 
@@ -149,6 +156,7 @@ class LiveImagesController:
     @validation.body(schema.live_image_action)
     def action(self, req: Any, id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         live_image = get_live_image(req.context, id, 'live_image:launch')
+        check_forced_host(req.context, body['launch'].get('availability_zone'))
         clones = self.compute.launch(req.context, live_image, body['launch'])
         return 202, {'servers': [server_view(c, req.context.is_admin) for c in clones]}
 

@@ -11,6 +11,9 @@ def _rule(name: str, check: str, description: str, method: str, path: str
 
 rules = [
     _rule('server:create', base.ANY_MEMBER, 'Start a server.', 'POST', '/v1/servers'),
+    _rule('server:create:forced_host', base.ADMIN,
+          'Name the host of a new server or clone (availability_zone "az:host").',
+          'POST', '/v1/servers'),
     _rule('server:get_all', base.ANY_MEMBER, "List the project's servers.", 'GET',
           '/v1/servers'),
     _rule('server:get_all_tenants', base.ADMIN, "See every project's servers.", 'GET',
