@@ -1,20 +1,27 @@
 #!/bin/bash
 # Set up a fresh Debian 12 machine and run every check: lint, types, the whole
 # test suite on newest PyPI releases, and the unit tests on Debian's own
-# OpenStack packages. Starts (and always stops) PostgreSQL and RabbitMQ.
+# OpenStack packages. Starts (and always stops) PostgreSQL, RabbitMQ and Ceph.
+# The suite needs root (loop devices, LVM, tgt, Ceph, PostgreSQL's own user):
+# run as a user, it starts itself again through sudo.
 #   tools/run-tests.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
-export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+GC_PROG=tools/run-tests.sh
+. tools/apt-lib.sh
+if [ "$(id -u)" != 0 ]; then
+    gc_require_root "the test suite"
+    exec sudo env GC_SKIP_APT="${GC_SKIP_APT:-0}" "$TOP/tools/run-tests.sh" "$@"
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 step() { printf '\n=== %s (%s)\n' "$*" "$(date +%T)"; }
 
 if [ "${GC_SKIP_APT:-0}" != 1 ]; then
     step "Debian packages"
-    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get update -q
-    $SUDO apt-get install -y -q --no-install-recommends $(grep -v '^#' tools/debian-packages.txt)
+    # shellcheck disable=SC2046 # one package name per word
+    gc_apt_install $(grep -v '^#' tools/debian-packages.txt)
 fi
 
 step "PyPI lane: virtualenv .venv"

@@ -32,6 +32,12 @@ def _default_state_path() -> str:
     return os.path.join(data_home, 'gridcentric-storage')
 
 
+def endpoint(listen: str, port: int) -> str:
+    """The URL a local client uses: a wildcard address is reached on loopback."""
+    host = {'0.0.0.0': '127.0.0.1', '::': '::1', '': '127.0.0.1'}.get(listen, listen)
+    return 'http://%s:%d' % ('[%s]' % host if ':' in host else host, port)
+
+
 def register_default_backend(host: str) -> None:
     backend_id = str(uuid.uuid4())
     cls = drivers.get_driver_class('file')
@@ -87,8 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     server = wsgi_server.WSGIService(app.load_app(), CONF.api.listen, CONF.api.port,
                                      threads=CONF.api.threads, backlog=CONF.api.backlog)
     server.start()
-    print('gridcentric-all-in-one: API on http://%s:%d (state in %s); Ctrl-C stops'
-          % (CONF.api.listen, server.port, CONF.state_path), flush=True)
+    url = endpoint(CONF.api.listen, server.port)
+    print('gridcentric-all-in-one: API on %s (state in %s); Ctrl-C stops'
+          % (url, CONF.state_path), flush=True)
+    if CONF.api.auth_strategy == 'noauth':
+        # The real port (config, CLI or a free one), so the hint always works.
+        gc_api = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), 'gc-api')
+        print('gridcentric-all-in-one: try: %s --os-auth-type none --os-endpoint %s '
+              'backend-list' % (gc_api, url), flush=True)
     common.wait_for_signal()
     server.stop()
     compute.stop()

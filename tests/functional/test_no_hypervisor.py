@@ -167,6 +167,14 @@ def test_all_in_one_without_qemu_on_path(tmp_path):
         assert response.status_code == 409, response.text
         assert 'No hypervisor on host ' in response.text
         assert 'qemu-system-x86_64 not found' in response.text
+        # The hint it prints names the real endpoint, and works as printed.
+        [hint] = [line for line in log_path.read_text().splitlines()
+                  if line.startswith('gridcentric-all-in-one: try: ')]
+        assert '--os-endpoint %s ' % url in hint
+        listed = subprocess.run(hint.split('try: ', 1)[1].split(), capture_output=True,
+                                text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert 'default' in listed.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log_path.read_text()
