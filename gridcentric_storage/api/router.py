@@ -31,7 +31,7 @@ class Route(NamedTuple):
 
 
 ROUTES = [
-    Route('GET', '/', 'versions', 'index', 'API versions', 200),
+    Route('GET', '/', 'versions', 'index', 'API versions', 300),
     Route('GET', '/v1', 'versions', 'show', 'Version 1 document', 200),
     Route('GET', '/v1/openapi.json', 'versions', 'openapi', 'This OpenAPI document', 200),
     Route('GET', '/v1/backends', 'backends', 'index', 'List backends', 200),

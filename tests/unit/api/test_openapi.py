@@ -1,0 +1,96 @@
+"""The published OpenAPI document: valid OpenAPI 3.0, complete, and the schemas served."""
+
+import pytest
+
+from gridcentric_storage.api import openapi, router
+
+
+@pytest.fixture(scope='module')
+def document():
+    return openapi.build(router.ROUTES, router.make_controllers())
+
+
+def _walk(value):
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+def test_it_is_valid_openapi_3_0(document):
+    validator = pytest.importorskip('openapi_spec_validator')
+    validator.validate(document)
+    assert document['openapi'] == '3.0.3'
+
+
+def test_no_draft_7_constructs_are_left(document):
+    for node in _walk(document):
+        assert not isinstance(node.get('type'), list), node
+        assert 'propertyNames' not in node
+
+
+def test_operation_ids_are_unique(document):
+    ids = [op['operationId'] for item in document['paths'].values() for op in item.values()]
+    assert len(ids) == len(set(ids)) == sum(1 for _ in router.ROUTES)
+
+
+def test_every_error_is_a_fault_envelope_and_success_is_described(document):
+    for path, item in document['paths'].items():
+        for method, operation in item.items():
+            codes = operation['responses']
+            assert '400' in codes, (method, path)
+            for code, response in codes.items():
+                if code.startswith('4') or code.startswith('5'):
+                    schema = response['content']['application/json']['schema']
+                    assert schema['maxProperties'] == 1, (method, path, code)
+            if 'requestBody' in operation:
+                assert '415' in codes, (method, path)
+
+
+def test_query_parameters_are_published(document):
+    def names(path, method):
+        return {p['name'] for p in document['paths'][path][method].get('parameters', [])}
+
+    assert {'limit', 'marker', 'sort_key', 'sort_dir', 'all_tenants', 'name', 'status',
+            'backend_id'} <= names('/v1/volumes', 'get')
+    assert {'cascade', 'force', 'id'} <= names('/v1/volumes/{id}', 'delete')
+    assert {'tag', 'state', 'status', 'limit'} <= names('/v1/backends', 'get')
+    assert {'project_id', 'id'} <= names('/v2.1/{project_id}/servers/{id}/action', 'post')
+
+
+def test_cobalt_action_bodies_are_one_of_each_verb(document):
+    body = document['paths']['/v2.1/servers/{id}/action']['post']['requestBody']
+    branches = body['content']['application/json']['schema']['oneOf']
+    verbs = {next(iter(branch['required'])) for branch in branches}
+    assert verbs == {prefix + verb for prefix in ('co_', 'gc_') for verb in (
+        'bless', 'launch', 'discard', 'list_launched', 'list_blessed')}
+    bless = next(b for b in branches if b['required'] == ['co_bless'])
+    name = bless['properties']['co_bless']['properties']['name']
+    assert name['nullable'] is True and name['maxLength'] == 255 and '\\x00' in name['pattern']
+
+
+def test_null_becomes_nullable_and_several_types_any_of():
+    assert openapi.to_openapi({'type': ['string', 'null'], 'maxLength': 3}) == {
+        'type': 'string', 'nullable': True, 'maxLength': 3}
+    assert openapi.to_openapi({'type': 'object', 'additionalProperties': {
+        'type': ['string', 'number', 'boolean']}}) == {
+        'type': 'object', 'additionalProperties': {
+            'anyOf': [{'type': 'string'}, {'type': 'number'}, {'type': 'boolean'}]}}
+    converted = openapi.to_openapi({'type': 'object', 'propertyNames': {'pattern': '^a$'}})
+    assert converted == {'type': 'object', 'description': 'Keys match ^a$.'}
+
+
+def test_a_route_added_without_published_schemas_keeps_the_document_valid():
+    class Things:
+        def index(self, req):
+            return {'things': []}
+
+    routes = router.ROUTES + [router.Route('GET', '/v1/things', 'things', 'index',
+                                           'A route added later', 200)]
+    built = openapi.build(routes, dict(router.make_controllers(), things=Things()))
+    success = built['paths']['/v1/things']['get']['responses']['200']
+    assert success['content']['application/json']['schema'] == {}
+    pytest.importorskip('openapi_spec_validator').validate(built)
