@@ -151,3 +151,18 @@ def test_undecodable_path_or_query_is_400_json(cloud, path):
     assert status == 400, body
     assert content_type.startswith('application/json')
     assert json.loads(body)['badRequest']['code'] == 400
+
+
+def test_a_failure_while_choosing_the_pipeline_is_a_json_500(gc_db, monkeypatch):
+    """The fault wrapper covers the dispatch between public and authenticated paths."""
+    from gridcentric_storage.api import router
+
+    class Broken:
+        def __contains__(self, path):
+            raise RuntimeError('boom')
+
+    monkeypatch.setattr(router, 'PUBLIC_PATHS', Broken())
+    response = webob.Request.blank('/v1/volumes', headers={
+        'X-Auth-Token': 'admin:admin'}).get_response(app.load_app())
+    assert response.status_int == 500
+    assert response.json['computeFault']['code'] == 500 and 'boom' not in response.text
