@@ -135,12 +135,16 @@ class FileDriver(base.VolumeDriver):
         self.mode = mode
 
     def delete_backend(self) -> None:
-        """The backend was deleted (it held no volumes): remove its directory
-        if set-up created it; in an operator's directory only our mode record,
-        and only once no volume file is left."""
-        if not os.path.isdir(self.root) or owned_dir.remove(self.root):
+        """The backend was deleted: remove its directory if set-up created it,
+        else only our mode record. The DB refuses to delete a backend that
+        holds volumes, so a volume file here means a wrong view of the DB:
+        then nothing is removed."""
+        if not os.path.isdir(self.root):
             return
-        if not any(_NAME_RE.match(name) for name in os.listdir(self.root)):
+        names = os.listdir(self.root)
+        if any(_NAME_RE.match(n) and n.startswith('volume-') for n in names):
+            raise _error(f'{self.root} still holds volume files; left as it is')
+        if not owned_dir.remove(self.root) and not any(_NAME_RE.match(n) for n in names):
             _unlink(os.path.join(self.root, _MODE_FILE))
 
     def _probe_reflink(self) -> str | None:
