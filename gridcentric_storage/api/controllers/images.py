@@ -11,11 +11,15 @@ a public one of the same name, as it does when a volume is created from it::
 
 ``DELETE /v1/images/{name}`` deletes the project's image of that name on every
 host that has it (public images are the operator's). Hosts that are down are
-not asked.
+not asked, and one that does not answer in ``[compute] rpc_call_timeout`` is
+left out (logged) rather than failing the whole request.
 """
 
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import oslo_messaging as messaging
 from oslo_config import cfg
 
 from gridcentric_storage.api import policy
@@ -25,10 +29,17 @@ from gridcentric_storage.db import api as db
 from gridcentric_storage.image import store as image_store
 
 CONF = cfg.CONF
+LOG = logging.getLogger(__name__)
 
 
-def _up_hosts() -> list[str]:
-    return sorted(s['host'] for s in db.service_get_all(CONF.compute.topic, up_only=True))
+def _answers(ask: Callable[[str], Any]) -> Iterator[tuple[str, Any]]:
+    """(host, answer) of each compute host that is up and answers in time."""
+    for host in sorted(s['host'] for s in db.service_get_all(CONF.compute.topic,
+                                                            up_only=True)):
+        try:
+            yield host, ask(host)
+        except messaging.MessagingTimeout:
+            LOG.warning('Compute host %s did not answer about images; left out', host)
 
 
 class ImagesController:
@@ -38,8 +49,8 @@ class ImagesController:
         ctxt = req.context
         policy.authorize(ctxt, 'image:get_all')
         found: dict[str, dict[str, Any]] = {}
-        for host in _up_hosts():
-            for image in self.rpcapi.list_images(ctxt, host):
+        for host, answer in _answers(lambda host: self.rpcapi.list_images(ctxt, host)):
+            for image in answer:
                 entry = found.setdefault(image['name'], dict(image, hosts=[]))
                 if image['visibility'] == 'private' and entry['visibility'] == 'public':
                     found[image['name']] = entry = dict(image, hosts=[])
@@ -54,13 +65,14 @@ class ImagesController:
         ctxt = req.context
         policy.authorize(ctxt, 'image:delete')
         image_store.check_name(name)
-        deleted = 0
-        for host in _up_hosts():
+
+        def delete(host: str) -> bool:
             try:
                 self.rpcapi.delete_image(ctxt, host, name)
             except exception.NotFound:
-                continue
-            deleted += 1
-        if not deleted:
+                return False
+            return True
+
+        if not any([deleted for _, deleted in _answers(delete)]):
             raise exception.NotFound('Project %s has no image named %s'
                                      % (ctxt.project_id, name))

@@ -43,3 +43,15 @@ def test_members_delete_their_projects_images_only(cloud, gc_conf):
     assert os.path.exists(public) and os.path.exists(theirs)
     assert cloud.request('DELETE', '/v1/images/pending', token=MEMBER).status_code == 409
     assert cloud.request('DELETE', '/v1/images/.hidden', token=MEMBER).status_code == 400
+
+
+def test_a_host_that_does_not_answer_is_left_out(cloud, gc_conf):
+    """Up by its last heartbeat, but nothing serves its RPC: no 500 for the others."""
+    from gridcentric_storage.db import api as db
+
+    db.service_heartbeat('ghost-host', gc_conf.compute.topic, 'gridcentric-compute')
+    gc_conf.set_override('rpc_call_timeout', 1, group='compute')  # gc_conf clears it
+    store_file('mine', b'mine', project='projA')
+    assert names(cloud, MEMBER) == [('mine', 'private')]
+    assert cloud.request('DELETE', '/v1/images/mine', token=MEMBER).status_code == 204
+    assert cloud.request('DELETE', '/v1/images/mine', token=MEMBER).status_code == 404
