@@ -14,6 +14,10 @@ from tests.fixtures.services import wait_for
 
 BIN = os.path.dirname(sys.executable)
 
+#: The all-in-one's noauth API refuses requests without a token.
+API = requests.Session()
+API.headers['X-Auth-Token'] = 'admin:admin'
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -34,7 +38,7 @@ def _stop(proc: subprocess.Popen) -> int:
 
 def _up(url: str) -> bool:
     try:
-        return requests.get(url + '/v1/backends', timeout=5).status_code == 200
+        return API.get(url + '/v1/backends', timeout=5).status_code == 200
     except requests.ConnectionError:
         return False
 
@@ -47,13 +51,13 @@ def test_all_in_one_serves_volumes_on_the_default_backend(tmp_path):
     proc = _start(['--config-file', str(config)], tmp_path / 'aio.log')
     try:
         wait_for(lambda: _up(url), timeout=60, interval=0.2)
-        backends = requests.get(url + '/v1/backends', timeout=10).json()['backends']
+        backends = API.get(url + '/v1/backends', timeout=10).json()['backends']
         assert [(b['name'], b['driver'], b['status']) for b in backends] == [
             ('default', 'file', 'up')]
         assert (tmp_path / 'gridcentric.sqlite').exists()
-        volume = requests.post(url + '/v1/volumes', json={'volume': {'size': 1}},
+        volume = API.post(url + '/v1/volumes', json={'volume': {'size': 1}},
                                timeout=10).json()['volume']
-        wait_for(lambda: requests.get(url + '/v1/volumes/%s' % volume['id'], timeout=10)
+        wait_for(lambda: API.get(url + '/v1/volumes/%s' % volume['id'], timeout=10)
                  .json()['volume']['status'] == 'available', timeout=30)
         path = tmp_path / 'volumes' / backends[0]['id'] / ('volume-%s' % volume['id'])
         assert path.exists()
@@ -64,7 +68,7 @@ def test_all_in_one_serves_volumes_on_the_default_backend(tmp_path):
     proc = _start(['--config-file', str(config)], tmp_path / 'aio2.log')
     try:
         wait_for(lambda: _up(url), timeout=60, interval=0.2)
-        backends = requests.get(url + '/v1/backends', timeout=10).json()['backends']
+        backends = API.get(url + '/v1/backends', timeout=10).json()['backends']
         assert [b['name'] for b in backends] == ['default']
         assert backends[0]['volume_count'] == 1
     finally:

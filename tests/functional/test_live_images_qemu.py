@@ -58,7 +58,7 @@ class AllInOne:
 
     def _up(self) -> bool:
         try:
-            return requests.get(self.url + '/v1/servers', timeout=5).status_code == 200
+            return self.call('GET', '/v1/servers').status_code == 200
         except requests.ConnectionError:
             return False
 
@@ -74,7 +74,10 @@ class AllInOne:
         shutil.rmtree(self.state, ignore_errors=True)
 
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, self.url + path, timeout=60, **kwargs)
+        headers = kwargs.pop('headers', {})
+        headers.setdefault('X-Auth-Token', 'admin:admin')
+        return requests.request(method, self.url + path, timeout=60, headers=headers,
+                                **kwargs)
 
     def hook(self, name: str, script: str) -> None:
         path = self.hooks / name

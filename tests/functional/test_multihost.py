@@ -88,7 +88,10 @@ class Deployment:
         shutil.rmtree(self.state, ignore_errors=True)
 
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, self.url + path, timeout=30, **kwargs)
+        headers = kwargs.pop('headers', {})
+        headers.setdefault('X-Auth-Token', 'admin:admin')
+        return requests.request(method, self.url + path, timeout=30, headers=headers,
+                                **kwargs)
 
     def logs(self) -> str:
         return '\n'.join('%s:\n%s' % (p.name, p.read_text()) for p in self.tmp.glob('*.log'))
