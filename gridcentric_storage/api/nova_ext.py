@@ -156,7 +156,7 @@ class NovaExtensionController:
             raise exception.InvalidState(resource='Server', id=id, state='ACTIVE',
                                          reason='only a blessed server can be discarded')
         self.compute.discard(req.context, live_image)
-        return webob.Response(status=200)
+        return wsgi.empty_response(200)  # Cobalt's answer: 200, no body
 
     def _co_list_launched(self, req: Any, id: str, args: dict[str, Any]) -> dict[str, Any]:
         live_image = get_live_image(req.context, id, 'live_image:get')

@@ -92,10 +92,8 @@ def _success(route: Any) -> dict[str, Any]:
     if key == ('volume_actions', 'download'):
         return {'description': 'The volume\'s bytes', 'content': {
             wsgi.OCTET_STREAM: {'schema': {'type': 'string', 'format': 'binary'}}}}
-    if key == ('nova', 'action'):  # co_discard: an empty 200
-        return {'description': 'The servers concerned; co_discard answers no body',
-                'content': _json(body)}
-    return {'description': 'Success', 'content': _json(body)}
+    return {'description': responses.DESCRIPTIONS.get(key, 'Success'),
+            'content': _json(body)}
 
 
 def _operation(route: Any, controllers: dict[str, Any], taken: set[str]) -> dict[str, Any]:

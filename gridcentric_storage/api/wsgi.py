@@ -50,6 +50,17 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None
     return response
 
 
+def empty_response(status: int) -> webob.Response:
+    """A response without a body, and so without a Content-Type.
+
+    webob would call it text/html and json_response application/json; an
+    empty body is neither (a client that trusts the header fails to parse it).
+    """
+    response = webob.Response(status=status)
+    del response.content_type
+    return response
+
+
 def fault(code: int, message: str) -> webob.Response:
     name = _FAULT_NAMES.get(code, 'computeFault')
     return json_response(code, {name: {'code': code, 'message': message}})
@@ -120,10 +131,10 @@ class Resource:
         if isinstance(result, webob.Response):
             return result
         if result is None:
-            return webob.Response(status=204)
+            return empty_response(204)
         if isinstance(result, tuple):
             status, body = result
-            return json_response(status, body)
+            return empty_response(status) if body is None else json_response(status, body)
         return json_response(200, result)
 
 

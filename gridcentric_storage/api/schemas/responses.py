@@ -24,7 +24,10 @@ STRINGS: dict[str, Any] = {'type': 'array', 'items': STRING}
 
 
 def record(required: tuple[str, ...] = ('id',), **properties: Any) -> dict[str, Any]:
-    return {'type': 'object', 'required': list(required), 'properties': properties}
+    schema = {'type': 'object', 'properties': properties}
+    if required:  # OpenAPI 3.0 wants a non-empty list or none
+        schema['required'] = list(required)
+    return schema
 
 
 def wrapped(key: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -120,9 +123,9 @@ RESPONSES: dict[tuple[str, str], dict[str, Any] | None] = {
     ('volumes', 'create'): wrapped('volume', VOLUME),
     ('volumes', 'show'): wrapped('volume', VOLUME),
     ('volumes', 'delete'): None,
-    # Extend, revert and force-detach answer no body; writing to an image
-    # answers {"os-volume_upload_image": {...}}.
-    ('volume_actions', 'action'): common.nullable(OBJECT),
+    ('volume_actions', 'action'): record((), **{'os-volume_upload_image': record(
+        ('image_id',), id=STRING, image_id=STRING, image_name=STRING, disk_format=STRING,
+        status=STRING, host=TEXT)}),
     ('volume_actions', 'upload'): wrapped('volume', record(('id', 'bytes_written'),
                                                            id=STRING,
                                                            bytes_written=INTEGER)),
@@ -151,7 +154,6 @@ RESPONSES: dict[tuple[str, str], dict[str, Any] | None] = {
     ('live_images', 'delete'): None,
     ('live_images', 'action'): listed('servers', SERVER),
     ('live_images', 'servers'): listed('servers', SERVER),
-    # co_discard answers an empty 200; the other verbs {"servers": [...]}.
     ('nova', 'action'): listed('servers', NOVA_SERVER),
     ('nova', 'show'): wrapped('server', NOVA_SERVER),
     ('nova', 'delete'): None,
@@ -160,6 +162,16 @@ RESPONSES: dict[tuple[str, str], dict[str, Any] | None] = {
         ('name',), name=STRING, size=common.nullable(INTEGER), visibility=STRING,
         hosts=STRINGS)),
     ('images', 'delete'): None,
+}
+
+
+#: Success descriptions where one status code has two shapes. A response
+#: without a body carries no Content-Type either.
+DESCRIPTIONS = {
+    ('volume_actions', 'action'): 'os-volume_upload_image answers the image it writes; '
+                                  'os-extend, revert and os-force_detach answer no body',
+    ('nova', 'action'): 'co_bless, co_launch and co_list_*: the servers concerned; '
+                        'co_discard: no body',
 }
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from gridcentric_storage.api import openapi, router
+from tests.fixtures.services import wait_for
 
 
 @pytest.fixture(scope='module')
@@ -94,3 +95,25 @@ def test_a_route_added_without_published_schemas_keeps_the_document_valid():
     success = built['paths']['/v1/things']['get']['responses']['200']
     assert success['content']['application/json']['schema'] == {}
     pytest.importorskip('openapi_spec_validator').validate(built)
+
+
+def test_responses_without_a_body_claim_no_media_type(cloud, make_backend):
+    """Neither application/json (an empty body is no JSON) nor webob's text/html."""
+    from tests.fixtures.images import store_file
+    from tests.unit.api.test_live_images import _server, _settle_image
+
+    store_file('vmlinuz', b'kernel')
+    store_file('initrd.img', b'initrd')
+    make_backend()
+    volume = cloud.request('POST', '/v1/volumes', json={'volume': {'size': 1}}).json()
+    wait_for(lambda: cloud.request('GET', '/v1/volumes/%s' % volume['volume']['id']).json()[
+        'volume']['status'] == 'available', what='an available volume')
+    deleted = cloud.request('DELETE', '/v1/volumes/%s' % volume['volume']['id'])
+    image = cloud.request('POST', '/v2.1/servers/%s/action' % _server(cloud)['id'],
+                          json={'co_bless': None}).json()['servers'][0]
+    _settle_image(cloud, image['id'])
+    discarded = cloud.request('POST', '/v2.1/servers/%s/action' % image['id'],
+                              json={'co_discard': None})
+    for response, status in ((deleted, 202), (discarded, 200)):
+        assert response.status_code == status, response.text
+        assert response.content == b'' and 'Content-Type' not in response.headers
