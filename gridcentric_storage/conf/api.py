@@ -16,9 +16,9 @@ api_opts = [
                     'installed package.'),
     cfg.IntOpt('max_limit', default=1000, min=1,
                help='Largest number of items a list call returns at once.'),
-    cfg.IntOpt('workers', default=1, min=1,
-               help='Number of API worker threads serving requests.'),
     cfg.IntOpt('threads', default=64, min=1,
+               # 'workers' once named these threads but was never read.
+               deprecated_opts=[cfg.DeprecatedOpt('workers', group='api')],
                help='Requests the built-in WSGI server (gridcentric-api, '
                     'gridcentric-all-in-one) serves at once; further connections wait '
                     'in the listen backlog until a thread is free.'),
