@@ -10,6 +10,7 @@ from gridcentric_storage.client import (
     attachments,
     backends,
     image_cache,
+    images,
     snapshots,
     utils,
     volumes,
@@ -19,12 +20,13 @@ from gridcentric_storage.client import (
 def test_extensions_are_attached_without_clashing(gc):
     assert [name for name, _ in client.EXTENSIONS] == [
         'gc_backends', 'gc_volumes', 'gc_snapshots', 'gc_attachments', 'gc_image_cache',
-        'gc_servers', 'gridcentric']
+        'gc_images', 'gc_servers', 'gridcentric']
     assert isinstance(gc.gc_backends, backends.BackendManager)
     assert isinstance(gc.gc_volumes, volumes.VolumeManager)
     assert isinstance(gc.gc_snapshots, snapshots.SnapshotManager)
     assert isinstance(gc.gc_attachments, attachments.AttachmentManager)
     assert isinstance(gc.gc_image_cache, image_cache.ImageCacheManager)
+    assert isinstance(gc.gc_images, images.ImagesManager)
     assert isinstance(gc.volumes, nova_volumes.VolumeManager)   # novaclient's own, intact
 
 
