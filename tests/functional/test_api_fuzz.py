@@ -94,8 +94,6 @@ def fuzz_cloud(cloud):
     store_file('vmlinuz', b'kernel')
     store_file('initrd.img', b'initrd')
     # A file backend, not the fake one: its volumes stream (upload, download).
-    # Its path is the default one because PUT /v1/backends/{id} with other
-    # options resets the path to it (which orphans the volumes otherwise).
     backend = cloud.request('POST', '/v1/backends', json={'backend': {
         'name': 'fuzz', 'driver': 'file'}})
     assert backend.status_code == 201, backend.text

@@ -130,7 +130,7 @@ class BackendsController:
         before = db.backend_get(id)
         values = dict(body['backend'])
         if 'options' in values:
-            values['options'] = validated_options(before['driver'], id, values['options'])
+            values['options'] = self._changed_options(before, values['options'])
         backend = db.backend_update(id, values)
         if 'options' in values and values['options'] != before['options']:
             try:
@@ -139,6 +139,25 @@ class BackendsController:
                 db.backend_update(id, {'options': before['options']})
                 raise
         return {'backend': view(db.backend_get(id))}
+
+    @staticmethod
+    def _changed_options(before: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+        """``given`` over the current options, as a change, not a replacement.
+
+        Options left out keep their values, and a masked secret sent back as
+        it was shown keeps the real one: otherwise an update of one option
+        would silently move the backend to its default location.
+        """
+        given = {k: v for k, v in given.items() if v != SECRET_MASK}
+        options = validated_options(before['driver'], before['id'],
+                                    dict(before['options'], **given))
+        location = drivers.get_driver_class(before['driver']).LOCATION_OPTIONS
+        moved = sorted(k for k in location if options.get(k) != before['options'].get(k))
+        if moved and before['volume_count']:
+            raise exception.Conflict(reason='backend %s holds %d volume(s); %s cannot change '
+                                     'under them' % (before['name'], before['volume_count'],
+                                                     ', '.join(moved)))
+        return options
 
     def delete(self, req: Any, id: str) -> None:
         policy.authorize(req.context, 'backend:delete')

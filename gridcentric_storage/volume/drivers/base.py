@@ -40,6 +40,9 @@ class VolumeDriver(abc.ABC):
         'type': 'object', 'properties': {}, 'additionalProperties': False}
     #: Option names never returned by the API (passwords, keys, tokens).
     SECRET_OPTIONS: ClassVar[frozenset[str]] = frozenset()
+    #: Options that say where the volumes are: changing one under existing
+    #: volumes would orphan them, so the API refuses it while any exist.
+    LOCATION_OPTIONS: ClassVar[frozenset[str]] = frozenset()
     VERSION: ClassVar[str] = '1.0'
 
     def __init__(self, backend_id: str, backend_name: str,

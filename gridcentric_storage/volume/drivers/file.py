@@ -79,6 +79,7 @@ def _error(reason: str) -> exception.DriverError:
 
 
 class FileDriver(base.VolumeDriver):
+    LOCATION_OPTIONS: ClassVar[frozenset[str]] = frozenset({'path', 'cow_mode'})
     OPTIONS_SCHEMA: ClassVar[dict[str, Any]] = {
         'type': 'object',
         'properties': {

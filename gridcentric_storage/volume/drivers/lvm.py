@@ -76,6 +76,8 @@ def _error(reason: str) -> exception.DriverError:
 
 
 class LVMDriver(base.VolumeDriver):
+    LOCATION_OPTIONS: ClassVar[frozenset[str]] = frozenset(
+        {'volume_group', 'lvm_type', 'thin_pool', 'shared', 'lvm_system_dir'})
     OPTIONS_SCHEMA: ClassVar[dict[str, Any]] = {
         'type': 'object',
         'properties': {

@@ -1,6 +1,7 @@
 """/v1/backends through the real API, compute service and SQLite."""
 
 from gridcentric_storage.db import api as db
+from tests.fixtures.services import wait_for
 
 
 def test_create_show_and_list(cloud, make_backend):
@@ -114,3 +115,33 @@ def test_backends_are_admin_only(cloud, make_backend):
         assert response.status_code == 403, (method, path)
         assert 'backend:' in response.json()['forbidden']['message']
     assert cloud.request('GET', '/v1/backends/%s' % backend['id']).status_code == 200
+
+
+def test_an_options_update_changes_only_what_it_names(cloud, make_backend, tmp_path):
+    backend = make_backend('files', driver='file', options={'path': str(tmp_path / 'files')})
+    path = '/v1/backends/%s' % backend['id']
+    volume = cloud.request('POST', '/v1/volumes', json={'volume': {'size': 1}}).json()['volume']
+    wait_for(lambda: cloud.request('GET', '/v1/volumes/%s' % volume['id'])
+             .json()['volume']['status'] == 'available', timeout=20, what='the volume')
+    # an empty change used to reset path to the default, orphaning the volume
+    unchanged = cloud.request('PUT', path, json={'backend': {'options': {}}})
+    assert unchanged.status_code == 200, unchanged.text
+    assert unchanged.json()['backend']['options']['path'] == str(tmp_path / 'files')
+    moved = cloud.request('PUT', path, json={'backend': {'options': {
+        'path': str(tmp_path / 'elsewhere')}}})
+    assert moved.status_code == 409, moved.text
+    assert 'path cannot change' in moved.json()['conflict']['message']
+    data = cloud.request('GET', '/v1/volumes/%s/data' % volume['id'], stream=True)
+    assert data.status_code == 200, data.text
+    assert len(next(data.iter_content(4096))) > 0
+    data.close()
+
+
+def test_a_masked_secret_sent_back_keeps_the_real_one(cloud, make_backend):
+    backend = make_backend('secretive', options={'password': 'hunter2', 'capacity_gb': 5})
+    assert backend['options']['password'] == '***'
+    path = '/v1/backends/%s' % backend['id']
+    updated = cloud.request('PUT', path, json={'backend': {'options': dict(
+        backend['options'], capacity_gb=9)}})
+    assert updated.status_code == 200, updated.text
+    assert db.backend_get(backend['id'])['options']['password'] == 'hunter2'
