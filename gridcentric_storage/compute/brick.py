@@ -18,6 +18,8 @@ from typing import Any
 
 from oslo_config import cfg
 
+from gridcentric_storage.common import exception
+
 CONF = cfg.CONF
 _setup_lock = threading.Lock()
 _setup_done = False
@@ -48,6 +50,16 @@ def connector_properties(host: str, my_ip: str = '127.0.0.1') -> dict[str, Any]:
     props: dict[str, Any] = connector.get_connector_properties(
         None, my_ip, False, False, host=host)
     return props
+
+
+class NotConnectable(exception.Conflict):
+    msg_fmt = ('volumes of this backend cannot be opened on a host (no os-brick connector '
+               'for %(volume_type)s connections), so they cannot be streamed or attached')
+
+
+def check_connectable(driver_volume_type: str) -> None:
+    if driver_volume_type not in PROTOCOLS:
+        raise NotConnectable(volume_type=driver_volume_type)
 
 
 def _connector(connection_info: dict[str, Any]) -> Any:

@@ -105,6 +105,8 @@ class TransferServer:
     # ---- RPC side
     def prepare(self, volume_id: str, direction: str) -> dict[str, Any]:
         status = 'uploading' if direction == 'read' else 'downloading'
+        driver = self.pool.get(db.volume_get(volume_id)['backend_id'])
+        brick.check_connectable(type(driver).DRIVER_VOLUME_TYPE)
         volume = db.volume_update(volume_id, {'status': status, 'status_reason': None},
                                   expected_status=('available',))
         token = secrets.token_urlsafe(32)

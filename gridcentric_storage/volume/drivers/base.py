@@ -43,6 +43,9 @@ class VolumeDriver(abc.ABC):
     #: Options that say where the volumes are: changing one under existing
     #: volumes would orphan them, so the API refuses it while any exist.
     LOCATION_OPTIONS: ClassVar[frozenset[str]] = frozenset()
+    #: The ``driver_volume_type`` of :meth:`initialize_connection`, known
+    #: before connecting, so a host can refuse what it cannot open up front.
+    DRIVER_VOLUME_TYPE: ClassVar[str] = 'local'
     VERSION: ClassVar[str] = '1.0'
 
     def __init__(self, backend_id: str, backend_name: str,

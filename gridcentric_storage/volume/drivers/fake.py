@@ -23,6 +23,8 @@ class FakeDriver(base.VolumeDriver):
         'additionalProperties': False,
     }
     SECRET_OPTIONS = frozenset({'password'})
+    #: No host can open these: streams and attachments refuse them (409).
+    DRIVER_VOLUME_TYPE = 'fake'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

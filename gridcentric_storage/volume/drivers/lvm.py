@@ -76,6 +76,7 @@ def _error(reason: str) -> exception.DriverError:
 
 
 class LVMDriver(base.VolumeDriver):
+    DRIVER_VOLUME_TYPE: ClassVar[str] = 'iscsi'
     LOCATION_OPTIONS: ClassVar[frozenset[str]] = frozenset(
         {'volume_group', 'lvm_type', 'thin_pool', 'shared', 'lvm_system_dir'})
     OPTIONS_SCHEMA: ClassVar[dict[str, Any]] = {

@@ -66,6 +66,7 @@ def _hidden(snap: str) -> bool:
 
 class RBDDriver(CephClient, base.VolumeDriver):
     # CephClient (rbd_client.py): the connection, _run, _ioctx, _on_image, _name, ...
+    DRIVER_VOLUME_TYPE: ClassVar[str] = 'rbd'
     LOCATION_OPTIONS: ClassVar[frozenset[str]] = frozenset({'pool', 'ceph_conf'})
     OPTIONS_SCHEMA: ClassVar[dict[str, Any]] = {
         'type': 'object',

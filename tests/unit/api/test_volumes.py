@@ -123,3 +123,17 @@ def test_unknown_volume_and_backend_ids(cloud, make_backend):
     response = _create(cloud, size=1, backend_id='6f1c1b43-5e0e-4c58-9d7a-0ad3d5e8a001')
     assert response.status_code == 400
     assert '6f1c1b43' in response.text
+
+
+def test_volumes_no_host_can_open_refuse_streams_clearly(cloud, make_backend):
+    make_backend()      # the fake driver: no os-brick connector opens its volumes
+    volume = _create(cloud, size=1).json()['volume']
+    assert _wait_status(cloud, volume['id'])['status'] == 'available'
+    upload = cloud.request('PUT', '/v1/volumes/%s/data' % volume['id'], data=b'x' * 512,
+                           headers={'Content-Type': 'application/octet-stream'})
+    download = cloud.request('GET', '/v1/volumes/%s/data' % volume['id'])
+    for response in (upload, download):
+        assert response.status_code == 409, response.text
+        assert 'cannot be streamed' in response.json()['conflict']['message']
+    after = cloud.request('GET', '/v1/volumes/%s' % volume['id']).json()['volume']
+    assert after['status'] == 'available'
