@@ -17,13 +17,16 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import oslo_messaging as messaging
 import webob
 import webob.dec
 import webob.exc
+from oslo_config import cfg
 
 from gridcentric_storage.api import validation
 from gridcentric_storage.common import exception
 
+CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
 
 JSON = 'application/json'
@@ -94,6 +97,9 @@ class Request(webob.Request):
                      % (accepted, self.content_type))
 
     def json_body_or_400(self) -> Any:
+        limit = CONF.api.max_json_body_size
+        if (self.content_length or 0) > limit:
+            raise exception.RequestTooLarge(size=self.content_length, limit=limit)
         if not self.body:
             raise exception.Invalid(reason='the request needs a JSON body')
         try:
@@ -128,6 +134,10 @@ class Resource:
             if e.code >= 500:
                 LOG.error('%s %s failed: %s', req.method, req.path, e.message)
             return fault(e.code if e.code != 500 else 500, e.message)
+        except messaging.MessagingTimeout:
+            LOG.warning('%s %s: a compute service did not answer in time',
+                        req.method, req.path)
+            return fault(503, 'A compute service did not answer in time; try again later.')
         if isinstance(result, webob.Response):
             return result
         if result is None:

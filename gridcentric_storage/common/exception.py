@@ -126,3 +126,8 @@ class NoHypervisor(Conflict):
     """Servers and live images need a hypervisor the host does not have."""
 
     msg_fmt = 'No hypervisor on host %(host)s: %(reason)s'
+
+
+class RequestTooLarge(GCException):
+    msg_fmt = 'The request body is %(size)d bytes; the limit is %(limit)d.'
+    code = 413

@@ -16,6 +16,10 @@ api_opts = [
                     'installed package.'),
     cfg.IntOpt('max_limit', default=1000, min=1,
                help='Largest number of items a list call returns at once.'),
+    cfg.IntOpt('max_json_body_size', default=114688, min=1024,
+               help='Largest JSON request body in bytes (a larger one is a 413 before '
+                    'it is read); the default is oslo.middleware\'s and Nova\'s. Volume '
+                    'data streams are not JSON and have no such limit.'),
     cfg.IntOpt('threads', default=64, min=1,
                # 'workers' once named these threads but was never read.
                deprecated_opts=[cfg.DeprecatedOpt('workers', group='api')],

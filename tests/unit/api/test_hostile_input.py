@@ -166,3 +166,24 @@ def test_a_failure_while_choosing_the_pipeline_is_a_json_500(gc_db, monkeypatch)
         'X-Auth-Token': 'admin:admin'}).get_response(app.load_app())
     assert response.status_int == 500
     assert response.json['computeFault']['code'] == 500 and 'boom' not in response.text
+
+
+def test_an_oversized_json_body_is_413_before_it_is_read(cloud):
+    body = json.dumps({'volume': {'size': 1, 'name': 'x' * 200_000}})
+    message = _fault(cloud.request('POST', '/v1/volumes', data=body,
+                                   headers={'Content-Type': 'application/json'}), 413)
+    assert 'limit is 114688' in message
+    assert cloud.request('GET', '/v1/volumes').json()['volumes'] == []
+
+
+def test_a_compute_service_that_does_not_answer_is_a_503(cloud, gc_conf):
+    from tests.fixtures.images import store_file
+
+    store_file('disk.raw', b'\0' * 4096)
+    cloud.request('POST', '/v1/backends', json={'backend': {'name': 'b', 'driver': 'fake'}})
+    gc_conf.set_override('rpc_call_timeout', 1, group='compute')
+    cloud.compute.stop()        # its service row still says "up" for a while
+    message = _fault(cloud.request('POST', '/v1/volumes', json={'volume': {
+        'imageRef': 'disk.raw'}}), 503)
+    assert 'did not answer' in message
+    assert cloud.request('GET', '/v1/volumes').json()['volumes'] == []
