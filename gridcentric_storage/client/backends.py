@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Any
 
-from novaclient import base, exceptions
+from novaclient import base
 
 from gridcentric_storage.client import utils
 
@@ -269,15 +269,8 @@ def do_backend_disable(gc: Any, args: argparse.Namespace) -> None:
 @utils.arg('backends', metavar='ID|NAME', nargs='+')
 def do_backend_delete(gc: Any, args: argparse.Namespace) -> None:
     """Remove empty storage backends."""
-    failures = []
-    for name_or_id in args.backends:
-        try:
-            gc.gc_backends.delete(gc.gc_backends.find(name_or_id))
-        except (exceptions.ClientException, utils.ClientError) as exc:
-            # report every API failure in one line, delete the rest
-            failures.append(f'{name_or_id}: {exc}')
-    if failures:
-        raise utils.CommandError('Unable to delete backend(s): {}'.format('; '.join(failures)))
+    utils.for_each(args.backends, lambda name: gc.gc_backends.delete(gc.gc_backends.find(name)),
+                   'Unable to delete backend(s)')
 
 
 @utils.arg('--interval', type=_non_negative(float), default=2.0, metavar='SECONDS',

@@ -25,7 +25,7 @@ import argparse
 import sys
 from typing import Any
 
-from novaclient import base, exceptions
+from novaclient import base
 
 from gridcentric_storage.client import utils
 
@@ -81,15 +81,8 @@ def do_image_cache_list(gc: Any, args: argparse.Namespace) -> None:
 @utils.arg('entries', metavar='ENTRY_ID', nargs='+')
 def do_image_cache_delete(gc: Any, args: argparse.Namespace) -> None:
     """Purge image cache entries (admin)."""
-    failures = []
-    for entry_id in args.entries:
-        try:
-            gc.gc_image_cache.delete(entry_id)
-        except exceptions.ClientException as exc:
-            failures.append(f'{entry_id}: {exc}')
-    if failures:
-        raise utils.CommandError('Unable to purge image cache entries: {}'.format(
-            '; '.join(failures)))
+    utils.for_each(args.entries, gc.gc_image_cache.delete,
+                   'Unable to purge image cache entries')
 
 
 @utils.arg('--backend', metavar='ID|NAME', help='Only the entries of this backend.')

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from novaclient import base, exceptions
+from novaclient import base
 
 from gridcentric_storage.client import utils
 
@@ -61,11 +61,4 @@ def do_image_list(gc: Any, args: argparse.Namespace) -> None:
 @utils.arg('images', metavar='NAME', nargs='+')
 def do_image_delete(gc: Any, args: argparse.Namespace) -> None:
     """Delete images of your project."""
-    failures = []
-    for name in args.images:
-        try:
-            gc.gc_images.delete(name)
-        except exceptions.ClientException as exc:
-            failures.append(f'{name}: {exc}')
-    if failures:
-        raise utils.CommandError('Unable to delete image(s): {}'.format('; '.join(failures)))
+    utils.for_each(args.images, gc.gc_images.delete, 'Unable to delete image(s)')

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from novaclient import base, exceptions
+from novaclient import base
 
 from gridcentric_storage.client import utils
 
@@ -112,17 +112,13 @@ def do_server_show(gc: Any, args: argparse.Namespace) -> None:
 @utils.wait_args
 def do_server_delete(gc: Any, args: argparse.Namespace) -> None:
     """Delete servers."""
-    failures = []
-    for name_or_id in args.servers:
-        try:
-            server = gc.gc_servers.find(name_or_id)
-            gc.gc_servers.delete(server)
-            if args.wait:
-                utils.wait_for(gc.gc_servers, server, args.timeout, 'deleting', deleted=True)
-        except (exceptions.ClientException, utils.ClientError) as exc:
-            failures.append(f'{name_or_id}: {exc}')
-    if failures:
-        raise utils.CommandError('Unable to delete server(s): {}'.format('; '.join(failures)))
+    def delete(name_or_id: str) -> None:
+        server = gc.gc_servers.find(name_or_id)
+        gc.gc_servers.delete(server)
+        if args.wait:
+            utils.wait_for(gc.gc_servers, server, args.timeout, 'deleting', deleted=True)
+
+    utils.for_each(args.servers, delete, 'Unable to delete server(s)')
 
 
 @utils.arg('server', metavar='ID|NAME')

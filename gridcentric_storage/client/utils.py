@@ -256,6 +256,22 @@ positive_int = _at_least(int, 1, 'integer')          # ``argparse`` types
 seconds = _at_least(float, 0, 'number of seconds')
 
 
+def for_each(items: Iterable[str], action: Callable[[str], Any], failed: str) -> None:
+    """Run ``action`` on every item, then report every failure in one line.
+
+    ``failed`` starts that line ("Unable to delete backend(s)"): one bad name
+    never stops the rest, as novaclient's multi-delete commands behave.
+    """
+    failures = []
+    for item in items:
+        try:
+            action(item)
+        except (exceptions.ClientException, ClientError) as exc:
+            failures.append(f'{item}: {exc}')
+    if failures:
+        raise CommandError('{}: {}'.format(failed, '; '.join(failures)))
+
+
 def wait_args(func: F) -> F:
     """Decorator: ``--wait`` and ``--timeout`` for a command that starts work."""
     func = arg('--timeout', type=seconds, default=DEFAULT_TIMEOUT, metavar='SECONDS',
