@@ -16,7 +16,7 @@ from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
 from tests.fixtures import loopfs
 from tests.fixtures.images import store_file
-from tests.fixtures.services import wait_for
+from tests.fixtures.services import file_backend, wait_for
 
 MEMBER, OTHER, ADMIN = 'alice:projA', 'bob:projB', 'admin:admin'
 MiB = 1 << 20
@@ -31,27 +31,20 @@ def secret(tmp_path):
     return str(path)
 
 
-def _file_backend(cloud, path):
-    response = cloud.request('POST', '/v1/backends', json={'backend': {
-        'name': 'files', 'driver': 'file', 'options': {'path': str(path)}}})
-    assert response.status_code == 201, response.text
-    return response.json()['backend']
-
-
 @pytest.fixture
 def backend(cloud, tmp_path):
     """qcow2 copy-on-write (ext4): volumes are qcow2 files the service made."""
-    return _file_backend(cloud, tmp_path / 'files')
+    return file_backend(cloud, tmp_path / 'files')
 
 
 @pytest.fixture(params=['qcow2', 'reflink'])
 def any_backend(request, cloud, tmp_path):
     """Both file modes: qcow2 volumes, and raw volumes on a loop-mounted XFS."""
     if request.param == 'qcow2':
-        yield _file_backend(cloud, tmp_path / 'files')
+        yield file_backend(cloud, tmp_path / 'files')
         return
     for mountpoint in loopfs.mounted_or_skip('xfs', tmp_path):
-        yield _file_backend(cloud, os.path.join(mountpoint, 'files'))
+        yield file_backend(cloud, os.path.join(mountpoint, 'files'))
         cloud.stop()  # release the files before the filesystem is unmounted
 
 

@@ -15,7 +15,7 @@ import requests
 
 from gridcentric_storage.common import wsgi_server
 from gridcentric_storage.compute import transfer
-from tests.fixtures.services import InProcessCloud, wait_for
+from tests.fixtures.services import InProcessCloud, file_backend, wait_for
 
 BIN = os.path.dirname(sys.executable)
 GiB = 1 << 30
@@ -247,19 +247,12 @@ def test_leftover_copies_are_removed_at_start(gc_db, tmp_path):
 
 # ---- a deleted backend takes along the directory the service made for it
 
-def _file_backend(cloud, name, path):
-    response = cloud.request('POST', '/v1/backends', json={'backend': {
-        'name': name, 'driver': 'file', 'options': {'path': str(path)}}})
-    assert response.status_code == 201, response.text
-    return response.json()['backend']
-
-
 def _delete_backend(cloud, backend):
     assert cloud.request('DELETE', '/v1/backends/%s' % backend['id']).status_code == 204
 
 
 def test_deleting_a_backend_removes_the_directory_it_created(cloud, tmp_path):
-    made = _file_backend(cloud, 'made', tmp_path / 'new' / 'made')
+    made = file_backend(cloud, tmp_path / 'new' / 'made', name='made')
     assert (tmp_path / 'new' / 'made').is_dir()
     _delete_backend(cloud, made)
     assert not (tmp_path / 'new' / 'made').exists()
@@ -270,7 +263,7 @@ def test_deleting_a_backend_keeps_the_operators_directory(cloud, tmp_path):
     existing = tmp_path / 'srv-fast'
     existing.mkdir()
     (existing / 'notes.txt').write_text('the operator\'s own file\n')
-    backend = _file_backend(cloud, 'fast', existing)
+    backend = file_backend(cloud, existing, name='fast')
     volume = cloud.request('POST', '/v1/volumes', json={'volume': {'size': 1}}).json()
     wait_for(lambda: _volume(cloud, volume['volume']['id'])['status'] == 'available',
              what='the volume')

@@ -14,23 +14,16 @@ import pytest
 
 from tests.fixtures import ceph, loopfs
 from tests.fixtures.images import store_file
-from tests.fixtures.services import wait_for
+from tests.fixtures.services import file_backend, wait_for
 
 MiB = 1 << 20
 GiB = 1 << 30
 
 
-def _file_backend(cloud, path):
-    response = cloud.request('POST', '/v1/backends', json={'backend': {
-        'name': 'files', 'driver': 'file', 'options': {'path': str(path)}}})
-    assert response.status_code == 201, response.text
-    return response.json()['backend']
-
-
 @pytest.fixture
 def backend(cloud, tmp_path):
     """A file backend on this machine's ext4: qcow2 copy-on-write."""
-    created = _file_backend(cloud, tmp_path / 'files')
+    created = file_backend(cloud, tmp_path / 'files')
     assert created['capabilities']['copy_on_write'] == 'qcow2'
     return created
 
@@ -39,7 +32,7 @@ def backend(cloud, tmp_path):
 def reflink_backend(cloud, tmp_path):
     """A file backend on a loop-mounted XFS (reflink=1): FICLONE copy-on-write."""
     for mountpoint in loopfs.mounted_or_skip('xfs', tmp_path):
-        created = _file_backend(cloud, os.path.join(mountpoint, 'files'))
+        created = file_backend(cloud, os.path.join(mountpoint, 'files'))
         assert created['capabilities']['copy_on_write'] == 'reflink'
         yield created
         cloud.stop()  # release the files before the filesystem is unmounted
