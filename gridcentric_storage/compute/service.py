@@ -41,12 +41,14 @@ class ComputeService:
     def start(self) -> None:
         LOG.info('Starting compute service on host %s (topic %s)', self.host,
                  CONF.compute.topic)
-        # Published first: the periodic heartbeat leaves it as it is.
-        db.service_heartbeat(self.host, CONF.compute.topic, 'gridcentric-compute',
-                             capabilities=capabilities(self.manager.servers.driver))
         self.manager.init_host()
         self.manager.transfers.start()
         self.rpc_server.start()
+        # Only now is the host "up": a call sent to it before its RPC server
+        # consumes would be dropped by the broker (no queue bound yet). The
+        # capabilities go with this first heartbeat; later ones keep them.
+        db.service_heartbeat(self.host, CONF.compute.topic, 'gridcentric-compute',
+                             capabilities=capabilities(self.manager.servers.driver))
         self.periodic.start()
         self.manager.after_start()
 

@@ -59,7 +59,9 @@ class Deployment:
             '[database]\nconnection = %s\n'
             '[api]\nauth_strategy = noauth\nlisten = 127.0.0.1\nport = %d\n'
             '[compute]\nreport_interval = 1\n'
-            % (self.state, rabbit_url, uuid.uuid4().hex[:8], pg_url, self.port))
+            # one image store for all hosts, as an operator shares it (NFS...)
+            '[image]\nstore_path = %s/images\n'
+            % (self.state, rabbit_url, uuid.uuid4().hex[:8], pg_url, self.port, self.state))
         self.url = 'http://127.0.0.1:%d' % self.port
 
     def run(self, name: str, *args: str) -> subprocess.CompletedProcess:
@@ -70,7 +72,10 @@ class Deployment:
         args = [os.path.join(BIN, name), '--config-file', str(self.common)]
         if host:
             host_conf = self.tmp / ('%s.conf' % host)
-            host_conf.write_text('[DEFAULT]\nhost = %s\n' % host)
+            # Each host its own state directory, as on separate machines (a
+            # second service on one state directory refuses to start).
+            host_conf.write_text('[DEFAULT]\nhost = %s\nstate_path = %s/%s\n'
+                                 % (host, self.state, host))
             args += ['--config-file', str(host_conf)]
         log = open(self.tmp / ('%s-%s.log' % (name, host or 'api')), 'w')
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
