@@ -96,7 +96,7 @@ def test_method_override_is_not_honoured(cloud, make_backend):
 
 # ---- JSON documents
 @pytest.mark.parametrize('body', [
-    b'[' * 100000 + b']' * 100000,
+    b'[' * 50000 + b']' * 50000,     # deep, yet under the 112 KiB body limit
     b'{"volume": {"size": 1, "capabilities": ' + b'{"a": ' * 64 + b'1' + b'}' * 66,
 ])
 def test_deeply_nested_json_is_400(cloud, make_backend, body):
