@@ -57,19 +57,16 @@ class LocalPool:
             self._delete_backend(backend_id, driver)
 
     def _delete_backend(self, backend_id: str, driver: base.VolumeDriver) -> None:
-        """Let the driver remove what it created for the backend (optional
-        ``delete_backend()``, e.g. the file driver's directory), once the
-        backend's row is really gone: only a deleted backend loses its data."""
+        """Let the driver remove what it created for the backend (e.g. the file
+        driver's directory), once the backend's row is really gone: only a
+        deleted backend loses its data."""
         try:
             db.backend_get(backend_id)
             return
         except exception.BackendNotFound:
             pass
-        delete = getattr(driver, 'delete_backend', None)
-        if delete is None:
-            return
         try:
-            delete()
+            driver.delete_backend()
         except Exception as e:  # a leftover directory must not fail the delete
             LOG.warning('Could not remove what backend %s (%s) left: %s',
                         driver.backend_name, backend_id, e)

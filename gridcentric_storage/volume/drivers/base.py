@@ -69,6 +69,11 @@ class VolumeDriver(abc.ABC):
     def do_setup(self, context: Any) -> None:
         """Prepare the backend (connect, create directories, ...)."""
 
+    def delete_backend(self) -> None:
+        """The backend was deleted: remove what :meth:`do_setup` created for it
+        (never data the operator had there before). Nothing by default."""
+        return None     # an optional hook, not an abstract method
+
     @abc.abstractmethod
     def check_for_setup_error(self) -> None:
         """Raise DriverError if the backend cannot be used."""
