@@ -18,9 +18,6 @@ volume_opts = [
     cfg.IntOpt('image_cache_max_size_gb', default=0, min=0,
                help='GiB of cached images per backend before the least recently '
                     'used are evicted (0: no limit).'),
-    cfg.StrOpt('image_export_dir', default='$state_path/images',
-               help='Directory on the backend\'s host where volumes written out as '
-                    'images (os-volume_upload_image) are stored.'),
     cfg.IntOpt('max_snapshots_per_volume', default=64, min=1,
                help='Snapshots one volume may have.'),
 ]
