@@ -77,7 +77,7 @@ def _for_caller(ctxt: Any, result: Any) -> Any:
 def _live_image_or_none(ctxt: Any, id: str, action: str) -> dict[str, Any] | None:
     try:
         return get_live_image(ctxt, id, action)
-    except db_servers.LiveImageNotFound:
+    except exception.LiveImageNotFound:
         return None
 
 
@@ -114,7 +114,7 @@ class NovaExtensionController:
         """Cobalt's codes: a state conflict is 400; quota is 413 with Retry-After."""
         try:
             return fn(*args)
-        except compute_api.QuotaExceeded as e:
+        except exception.QuotaExceeded as e:
             response = wsgi.fault(413, e.message)
             response.headers['Retry-After'] = '0'
             return response

@@ -131,3 +131,66 @@ class NoHypervisor(Conflict):
 class RequestTooLarge(GCException):
     msg_fmt = 'The request body is %(size)d bytes; the limit is %(limit)d.'
     code = 413
+
+
+class QuotaExceeded(GCException):
+    msg_fmt = 'Quota exceeded: %(reason)s'
+    code = 413
+
+
+class HookFailed(GCException):
+    msg_fmt = 'Hook %(hook)s failed: %(reason)s'
+    code = 409
+
+
+class NotConnectable(Conflict):
+    msg_fmt = ('volumes of this backend cannot be opened on a host (no os-brick connector '
+               'for %(volume_type)s connections), so they cannot be streamed or attached')
+
+
+class HiddenAttribute(Forbidden):
+    msg_fmt = ('%(field)s may only use %(allowed)s and capabilities.KEY; %(names)s '
+               'are visible to administrators only')
+
+
+class UnknownPlugin(GCException):
+    """``enabled_filters``/``enabled_weighers`` names a plugin nobody provides."""
+
+    msg_fmt = ('Unknown scheduler %(kind)s %(name)r in [scheduler] enabled_%(kind)ss; '
+               'available: %(available)s')
+
+
+class AttachmentNotFound(NotFound):
+    msg_fmt = 'Attachment %(id)s could not be found.'
+
+
+class ServerNotFound(NotFound):
+    msg_fmt = 'Server %(id)s could not be found.'
+
+
+class LiveImageNotFound(NotFound):
+    msg_fmt = 'Live image %(id)s could not be found.'
+
+
+class SnapshotNotFound(NotFound):
+    msg_fmt = 'Snapshot %(id)s could not be found.'
+
+
+class CacheEntryNotFound(NotFound):
+    msg_fmt = 'Image cache entry %(id)s could not be found.'
+
+
+class LiveImageFilesMissing(DriverError):
+    """The live image's files are gone (discarded, or never blessed here)."""
+
+    msg_fmt = 'Live image %(id)s cannot be used: %(reason)s'
+    code = 404
+
+
+class QmpError(DriverError):
+    """A QMP command failed or QEMU could not be reached; ``error_class`` from QEMU."""
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        # error_class stays a keyword so the error is rebuilt whole across RPC.
+        super().__init__(message, **kwargs)
+        self.error_class: str | None = kwargs.get('error_class')

@@ -12,19 +12,10 @@ from oslo_config import cfg
 from gridcentric_storage.common import context as gc_context
 
 CONF = cfg.CONF
-#: Modules whose exceptions cross RPC as themselves (with their HTTP code):
-#: anything else arrives as oslo.messaging's RemoteError, an opaque 500.
-ALLOWED_EXMODS = ['gridcentric_storage.common.exception',
-                  'gridcentric_storage.compute.api',
-                  'gridcentric_storage.compute.brick',
-                  'gridcentric_storage.compute.hooks',
-                  'gridcentric_storage.db.attachments',
-                  'gridcentric_storage.db.servers',
-                  'gridcentric_storage.db.snapshots',
-                  'gridcentric_storage.scheduler.scheduler',
-                  'gridcentric_storage.scheduler.visibility',
-                  'gridcentric_storage.virt.qemu_live',
-                  'gridcentric_storage.virt.qmp']
+#: Every error a user can cause is defined in common.exception, so it crosses
+#: RPC as itself (with its HTTP code); anything else arrives as
+#: oslo.messaging's RemoteError, an opaque 500.
+ALLOWED_EXMODS = ['gridcentric_storage.common.exception']
 
 _transport: messaging.Transport | None = None
 

@@ -23,11 +23,6 @@ from gridcentric_storage.image import store as image_store
 CONF = cfg.CONF
 
 
-class QuotaExceeded(exception.GCException):
-    msg_fmt = 'Quota exceeded: %(reason)s'
-    code = 413
-
-
 class ComputeAPI:
     rpcapi = rpcapi.LazyComputeAPI()
 
@@ -78,8 +73,9 @@ class ComputeAPI:
             return
         used = len(db_servers.server_get_all(project_id=ctxt.project_id))
         if used + count > limit:
-            raise QuotaExceeded(reason='project %s has %d of %d servers; %d more requested'
-                                % (ctxt.project_id, used, limit, count))
+            raise exception.QuotaExceeded(
+                reason='project %s has %d of %d servers; %d more requested'
+                % (ctxt.project_id, used, limit, count))
 
     @staticmethod
     def _new_mac() -> str:
@@ -106,7 +102,7 @@ class ComputeAPI:
         server_id = data.get('id') or str(uuid.uuid4())
         try:
             db_servers.server_get(server_id)
-        except db_servers.ServerNotFound:
+        except exception.ServerNotFound:
             pass
         else:
             raise exception.Conflict(reason='server %s exists already' % server_id)

@@ -52,14 +52,9 @@ def connector_properties(host: str, my_ip: str = '127.0.0.1') -> dict[str, Any]:
     return props
 
 
-class NotConnectable(exception.Conflict):
-    msg_fmt = ('volumes of this backend cannot be opened on a host (no os-brick connector '
-               'for %(volume_type)s connections), so they cannot be streamed or attached')
-
-
 def check_connectable(driver_volume_type: str) -> None:
     if driver_volume_type not in PROTOCOLS:
-        raise NotConnectable(volume_type=driver_volume_type)
+        raise exception.NotConnectable(volume_type=driver_volume_type)
 
 
 def _connector(connection_info: dict[str, Any]) -> Any:

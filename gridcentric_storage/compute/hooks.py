@@ -18,11 +18,6 @@ CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
 
 
-class HookFailed(exception.GCException):
-    msg_fmt = 'Hook %(hook)s failed: %(reason)s'
-    code = 409
-
-
 def run(phase: str, action: str, **ids: str | None) -> None:
     path = os.path.join(CONF.compute.hooks_dir, '%s_%s' % (phase, action))
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
@@ -35,5 +30,5 @@ def run(phase: str, action: str, **ids: str | None) -> None:
         processutils.execute([path], env=env, timeout=CONF.compute.hook_timeout)
     except exception.DriverError as e:
         if phase == 'pre':
-            raise HookFailed(hook=path, reason=e.message)
+            raise exception.HookFailed(hook=path, reason=e.message)
         LOG.warning('Hook %s failed: %s', path, e.message)

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from gridcentric_storage.common import concurrency
+from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.compute import hooks, live_disks
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
@@ -116,7 +116,7 @@ class ServerManager:
         with self.locks.get(server_id):
             try:
                 server = db_servers.server_get(server_id)
-            except db_servers.ServerNotFound:
+            except exception.ServerNotFound:
                 return
             try:
                 concurrency.execute(self.driver.destroy, server_id)
@@ -285,7 +285,7 @@ class ServerManager:
         with self.locks.get(live_image_id):
             try:
                 live_image = db_servers.live_image_get(live_image_id)
-            except db_servers.LiveImageNotFound:
+            except exception.LiveImageNotFound:
                 return
             try:
                 hooks.run('pre', 'discard', live_image_id=live_image_id,
@@ -345,5 +345,5 @@ class ServerManager:
             LOG.warning('Could not resume server %s', server_id, exc_info=True)
         try:
             db_servers.server_update(server_id, {'task_state': None})
-        except db_servers.ServerNotFound:
+        except exception.ServerNotFound:
             pass

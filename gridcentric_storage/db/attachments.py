@@ -7,16 +7,12 @@ from gridcentric_storage.db import models
 from gridcentric_storage.db.api import row_create, row_destroy, row_get, row_get_all, row_update
 
 
-class AttachmentNotFound(exception.NotFound):
-    msg_fmt = 'Attachment %(id)s could not be found.'
-
-
 def attachment_create(values: dict[str, Any]) -> dict[str, Any]:
     return row_create(models.Attachment, values)
 
 
 def attachment_get(attachment_id: str, project_id: str | None = None) -> dict[str, Any]:
-    return row_get(models.Attachment, attachment_id, AttachmentNotFound, project_id)
+    return row_get(models.Attachment, attachment_id, exception.AttachmentNotFound, project_id)
 
 
 def attachment_get_all(volume_id: str | None = None, project_id: str | None = None,
@@ -27,7 +23,7 @@ def attachment_get_all(volume_id: str | None = None, project_id: str | None = No
 
 
 def attachment_update(attachment_id: str, values: dict[str, Any]) -> dict[str, Any]:
-    return row_update(models.Attachment, attachment_id, values, AttachmentNotFound)
+    return row_update(models.Attachment, attachment_id, values, exception.AttachmentNotFound)
 
 
 def attachment_destroy(attachment_id: str) -> None:

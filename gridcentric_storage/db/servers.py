@@ -7,20 +7,12 @@ from gridcentric_storage.db import models
 from gridcentric_storage.db.api import row_create, row_destroy, row_get, row_get_all, row_update
 
 
-class ServerNotFound(exception.NotFound):
-    msg_fmt = 'Server %(id)s could not be found.'
-
-
-class LiveImageNotFound(exception.NotFound):
-    msg_fmt = 'Live image %(id)s could not be found.'
-
-
 def server_create(values: dict[str, Any]) -> dict[str, Any]:
     return row_create(models.Server, values)
 
 
 def server_get(server_id: str, project_id: str | None = None) -> dict[str, Any]:
-    return row_get(models.Server, server_id, ServerNotFound, project_id)
+    return row_get(models.Server, server_id, exception.ServerNotFound, project_id)
 
 
 def server_get_all(project_id: str | None = None, host: str | None = None,
@@ -32,7 +24,7 @@ def server_get_all(project_id: str | None = None, host: str | None = None,
 
 def server_update(server_id: str, values: dict[str, Any],
                   expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
-    return row_update(models.Server, server_id, values, ServerNotFound, expected_status)
+    return row_update(models.Server, server_id, values, exception.ServerNotFound, expected_status)
 
 
 def server_destroy(server_id: str) -> None:
@@ -44,7 +36,7 @@ def live_image_create(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def live_image_get(live_image_id: str, project_id: str | None = None) -> dict[str, Any]:
-    return row_get(models.LiveImage, live_image_id, LiveImageNotFound, project_id)
+    return row_get(models.LiveImage, live_image_id, exception.LiveImageNotFound, project_id)
 
 
 def live_image_get_all(project_id: str | None = None, server_id: str | None = None,
@@ -56,7 +48,7 @@ def live_image_get_all(project_id: str | None = None, server_id: str | None = No
 
 def live_image_update(live_image_id: str, values: dict[str, Any],
                       expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
-    return row_update(models.LiveImage, live_image_id, values, LiveImageNotFound,
+    return row_update(models.LiveImage, live_image_id, values, exception.LiveImageNotFound,
                       expected_status)
 
 

@@ -17,16 +17,12 @@ from gridcentric_storage.db.api import (
 )
 
 
-class SnapshotNotFound(exception.NotFound):
-    msg_fmt = 'Snapshot %(id)s could not be found.'
-
-
 def snapshot_create(values: dict[str, Any]) -> dict[str, Any]:
     return row_create(models.Snapshot, values)
 
 
 def snapshot_get(snapshot_id: str, project_id: str | None = None) -> dict[str, Any]:
-    return row_get(models.Snapshot, snapshot_id, SnapshotNotFound, project_id)
+    return row_get(models.Snapshot, snapshot_id, exception.SnapshotNotFound, project_id)
 
 
 def snapshot_get_all(project_id: str | None = None, volume_id: str | None = None,
@@ -38,7 +34,7 @@ def snapshot_get_all(project_id: str | None = None, volume_id: str | None = None
 
 def snapshot_update(snapshot_id: str, values: dict[str, Any],
                     expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
-    return row_update(models.Snapshot, snapshot_id, values, SnapshotNotFound,
+    return row_update(models.Snapshot, snapshot_id, values, exception.SnapshotNotFound,
                       expected_status)
 
 
@@ -87,12 +83,8 @@ def cache_get_all(backend_id: str | None = None, host: str | None = None
         return [to_dict(e) for e in query]
 
 
-class CacheEntryNotFound(exception.NotFound):
-    msg_fmt = 'Image cache entry %(id)s could not be found.'
-
-
 def cache_get_entry(entry_id: str) -> dict[str, Any]:
-    return row_get(models.ImageCacheEntry, entry_id, CacheEntryNotFound)
+    return row_get(models.ImageCacheEntry, entry_id, exception.CacheEntryNotFound)
 
 
 def cache_destroy(entry_id: str) -> None:

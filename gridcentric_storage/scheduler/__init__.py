@@ -16,13 +16,14 @@ Example::
     LOG.info('Placed volume on %(backend)s: %(weights)s', placement.explain())
 """
 
+from gridcentric_storage.common.exception import UnknownPlugin
 from gridcentric_storage.scheduler.expressions import (
                                                        EvaluationError,
                                                        Expression,
                                                        compile_expression,
 )
 from gridcentric_storage.scheduler.request import RequestSpec
-from gridcentric_storage.scheduler.scheduler import Placement, Scheduler, UnknownPlugin
+from gridcentric_storage.scheduler.scheduler import Placement, Scheduler
 
 __all__ = ['EvaluationError', 'Expression', 'Placement', 'RequestSpec', 'Scheduler',
            'UnknownPlugin', 'compile_expression']

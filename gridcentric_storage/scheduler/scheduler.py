@@ -35,7 +35,7 @@ from gridcentric_storage.scheduler.base import Backend, BaseFilter, BaseWeigher,
 from gridcentric_storage.scheduler.request import RequestSpec
 
 __all__ = ['FILTERS_NAMESPACE', 'WEIGHERS_NAMESPACE', 'Placement', 'Scheduler',
-           'UnknownPlugin', 'load_plugin', 'normalise']
+           'load_plugin', 'normalise']
 
 FILTERS_NAMESPACE = 'gridcentric_storage.scheduler.filters'
 WEIGHERS_NAMESPACE = 'gridcentric_storage.scheduler.weighers'
@@ -66,13 +66,6 @@ BUILTIN_PLUGINS: dict[str, dict[str, str]] = {
 MAX_LISTED = 20
 
 
-class UnknownPlugin(exception.GCException):
-    """``enabled_filters``/``enabled_weighers`` names a plugin nobody provides."""
-
-    msg_fmt = ('Unknown scheduler %(kind)s %(name)r in [scheduler] enabled_%(kind)ss; '
-               'available: %(available)s')
-
-
 def load_plugin(namespace: str, name: str) -> type:
     """The class for ``name``: built-in first, then stevedore entry points."""
     kind = 'filter' if namespace == FILTERS_NAMESPACE else 'weigher'
@@ -85,11 +78,11 @@ def load_plugin(namespace: str, name: str) -> type:
         manager: Any = extension.ExtensionManager(namespace=namespace, invoke_on_load=False)
         found = {ext.name: ext.plugin for ext in manager}
         if name not in found:
-            raise UnknownPlugin(kind=kind, name=name,
+            raise exception.UnknownPlugin(kind=kind, name=name,
                                 available=', '.join(sorted(set(builtin) | set(found))))
         plugin = found[name]
     if not (isinstance(plugin, type) and issubclass(plugin, base)):
-        raise UnknownPlugin(kind=kind, name=name,
+        raise exception.UnknownPlugin(kind=kind, name=name,
                             available='(%r is not a %s)' % (plugin, base.__name__))
     return plugin
 

@@ -36,11 +36,6 @@ __all__ = ['MEMBER_NAMES', 'check_member_expression', 'check_member_request',
 MEMBER_NAMES = frozenset(('role', 'cost', 'tags', 'availability_zone'))
 
 
-class HiddenAttribute(exception.Forbidden):
-    msg_fmt = ('%(field)s may only use %(allowed)s and capabilities.KEY; %(names)s '
-               'are visible to administrators only')
-
-
 def names_in(node: Node) -> Iterator[str]:
     if isinstance(node, Name):
         yield node.key
@@ -59,7 +54,7 @@ def check_member_expression(expression: Expression | None, field: str) -> None:
         return
     hidden = sorted(set(names_in(expression.tree)) - MEMBER_NAMES)
     if hidden:
-        raise HiddenAttribute(field=field, allowed=', '.join(sorted(MEMBER_NAMES)),
+        raise exception.HiddenAttribute(field=field, allowed=', '.join(sorted(MEMBER_NAMES)),
                               names=', '.join(hidden))
 
 

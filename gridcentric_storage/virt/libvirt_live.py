@@ -24,6 +24,7 @@ import os
 import time
 from typing import Any, cast
 
+from gridcentric_storage.common import exception
 from gridcentric_storage.virt import qemu_live as live
 from gridcentric_storage.virt import qmp
 
@@ -49,11 +50,12 @@ class Passthrough:
             else:
                 out = libvirt_qemu.qemuMonitorCommand(self.dom, command, 0)
         except libvirt.libvirtError as e:
-            raise qmp.QmpError('QMP %s through libvirt failed: %s' % (name, e))
+            raise exception.QmpError(reason='QMP %s through libvirt failed: %s' % (name, e))
         reply = json.loads(out)
         if 'error' in reply:
-            raise qmp.QmpError('QMP %s failed: %s' % (name, reply['error'].get('desc')),
-                               reply['error'].get('class'))
+            raise exception.QmpError(
+                reason='QMP %s failed: %s' % (name, reply['error'].get('desc')),
+                error_class=reply['error'].get('class'))
         return reply.get('return')
 
 

@@ -164,7 +164,7 @@ def blessed_xml(artifacts: base.LiveImageArtifacts) -> tuple[ET.Element, list[ET
     try:
         root = ET.parse(os.path.join(artifacts.directory, 'domain.xml')).getroot()
     except (OSError, ET.ParseError) as e:
-        raise live.LiveImageNotFound(id=artifacts.live_image_id,
+        raise exception.LiveImageFilesMissing(id=artifacts.live_image_id,
                                      reason='no domain XML (%s)' % e)
     devices = root.find('devices')
     assert devices is not None

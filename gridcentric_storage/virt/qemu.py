@@ -56,11 +56,10 @@ from gridcentric_storage.virt import accel as accel_mod
 from gridcentric_storage.virt import base, qmp
 from gridcentric_storage.virt import qemu_cmdline as cmdline
 from gridcentric_storage.virt import qemu_live as live
-from gridcentric_storage.virt.qemu_live import LiveImageNotFound
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ['LiveImageNotFound', 'QemuDriver']
+__all__ = ['QemuDriver']
 
 _ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$')
 _STATES = {'running': 'running', 'paused': 'paused', 'postmigrate': 'paused',
@@ -217,7 +216,7 @@ class QemuDriver(base.VirtDriver):
             with self._monitor(layout.id, wait=self.start_timeout) as mon:
                 connected = True
                 yield mon
-        except qmp.QmpError:
+        except exception.QmpError:
             if connected:
                 raise
             raise exception.DriverError(reason='QEMU for %s did not start: %s'
@@ -231,7 +230,7 @@ class QemuDriver(base.VirtDriver):
         try:
             with self._monitor(instance_id, timeout=max(self.stop_timeout / 2, 1)) as mon:
                 mon.cmd('quit')
-        except qmp.QmpError:
+        except exception.QmpError:
             pass                                       # quit races the socket closing
         deadline = time.monotonic() + self.stop_timeout
         while self._pid(instance_id) is not None and time.monotonic() < deadline:
@@ -327,7 +326,7 @@ class QemuDriver(base.VirtDriver):
         try:
             with self._monitor(instance_id) as mon:
                 status = mon.cmd('query-status')['status']
-        except qmp.QmpError as e:
+        except exception.QmpError as e:
             return self._info(layout, pid, 'running', qmp_error=e.message)
         return self._info(layout, pid, _STATES.get(status, 'crashed'), qemu_status=status)
 
@@ -502,6 +501,6 @@ class QemuDriver(base.VirtDriver):
             with self._monitor(instance_id) as mon:
                 try:
                     mon.cmd('block_resize', **{'node-name': slot.node, 'size': new_size})
-                except qmp.QmpError as e:
+                except exception.QmpError as e:
                     raise exception.DriverError(reason='QEMU did not resize %s: %s'
                                                 % (volume_id, e.message)) from e

@@ -30,7 +30,7 @@ from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base, qmp
 from gridcentric_storage.virt import qemu_cmdline as cmdline
 
-__all__ = ['IGNORE_SHARED', 'LiveImageNotFound', 'freeze_copy', 'guest_files', 'image_layout',
+__all__ = ['IGNORE_SHARED', 'freeze_copy', 'guest_files', 'image_layout',
            'plug_disk', 'restore_state', 'save_state', 'sha256', 'tail_lines', 'timed_save',
            'unplug_disk', 'write_file']
 
@@ -39,27 +39,20 @@ _CHUNK = 64 << 20
 IGNORE_SHARED = [{'capability': 'x-ignore-shared', 'state': True}]
 
 
-class LiveImageNotFound(exception.DriverError):
-    """The live image's files are gone (discarded, or never blessed here)."""
-
-    msg_fmt = 'Live image %(id)s cannot be used: %(reason)s'
-    code = 404
-
-
 def image_layout(artifacts: base.LiveImageArtifacts) -> cmdline.Layout:
-    """The blessed VM's :class:`Layout`; LiveImageNotFound when files are missing."""
+    """The blessed VM's :class:`Layout`; exception.LiveImageFilesMissing when files are missing."""
     if not os.path.isdir(artifacts.directory):
-        raise LiveImageNotFound(id=artifacts.live_image_id,
+        raise exception.LiveImageFilesMissing(id=artifacts.live_image_id,
                                 reason='%s is gone (discarded?)' % artifacts.directory)
     try:
         with open(os.path.join(artifacts.directory, 'layout.json')) as f:
             layout = cmdline.Layout.from_json(json.load(f)['layout'])
     except (OSError, ValueError, KeyError) as e:
-        raise LiveImageNotFound(id=artifacts.live_image_id,
+        raise exception.LiveImageFilesMissing(id=artifacts.live_image_id,
                                 reason='no layout in %s (%s)' % (artifacts.directory, e))
     for path in (artifacts.memory_path, artifacts.state_path):
         if not os.path.isfile(path):
-            raise LiveImageNotFound(id=artifacts.live_image_id,
+            raise exception.LiveImageFilesMissing(id=artifacts.live_image_id,
                                     reason='%s is missing (discarded?)' % path)
     return layout
 
@@ -206,7 +199,7 @@ def plug_disk(mon: qmp.Monitor, disk: cmdline.DiskSlot) -> None:
     mon.cmd('blockdev-add', **options)
     try:
         mon.cmd('device_add', **cmdline.disk_device(disk))
-    except qmp.QmpError:
+    except exception.QmpError:
         mon.cmd('blockdev-del', **{'node-name': disk.node})
         for secret_id in secrets:
             mon.cmd('object-del', id=secret_id)
@@ -233,7 +226,7 @@ def unplug_disk(mon: qmp.Monitor, disk: cmdline.DiskSlot, timeout: float) -> Non
         try:
             mon.cmd('blockdev-del', **{'node-name': disk.node})
             break
-        except qmp.QmpError as e:
+        except exception.QmpError as e:
             if 'in use' not in e.message or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)

@@ -30,17 +30,9 @@ from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
 
 from gridcentric_storage.common import exception
 
-__all__ = ['Monitor', 'QmpError', 'connect', 'wait_for_migration']
+__all__ = ['Monitor', 'connect', 'wait_for_migration']
 
 T = TypeVar('T')
-
-
-class QmpError(exception.DriverError):
-    """A QMP command failed or QEMU could not be reached; ``error_class`` from QEMU."""
-
-    def __init__(self, reason: str, error_class: str | None = None) -> None:
-        super().__init__(reason=reason)
-        self.error_class = error_class
 
 
 class _LoopThread:
@@ -88,18 +80,20 @@ class Monitor:
         _LOOP.run(self._connect(), self.timeout)
 
     def cmd(self, name: str, **arguments: Any) -> Any:
-        """Execute ``name``; return its ``return`` value or raise QmpError."""
+        """Execute ``name``; return its ``return`` value or raise exception.QmpError."""
         if self._client is None:
-            raise QmpError('QMP session to %s is closed' % self.path)
+            raise exception.QmpError(reason='QMP session to %s is closed' % self.path)
         client = self._client
         try:
             return _LOOP.run(client.execute(name, arguments or None), self.timeout)
         except ExecuteError as e:
-            raise QmpError('QMP %s failed: %s' % (name, e), e.error_class)
+            raise exception.QmpError(reason='QMP %s failed: %s' % (name, e),
+                                     error_class=e.error_class)
         except TimeoutError:
-            raise QmpError('QMP %s got no answer within %.0f s' % (name, self.timeout))
+            raise exception.QmpError(reason='QMP %s got no answer within %.0f s'
+                                     % (name, self.timeout))
         except (QMPError, OSError, EOFError) as e:
-            raise QmpError('QMP %s failed: %s' % (name, e or type(e).__name__))
+            raise exception.QmpError(reason='QMP %s failed: %s' % (name, e or type(e).__name__))
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -129,7 +123,7 @@ def connect(path: str, timeout: float = 30.0, wait: float = 0.0,
         except (ConnectError, OSError, TimeoutError) as e:
             if time.monotonic() >= deadline or (alive is not None and not alive()):
                 cause = getattr(e, 'exc', None) or e
-                raise QmpError('cannot reach QMP at %s: %s' % (path, cause))
+                raise exception.QmpError(reason='cannot reach QMP at %s: %s' % (path, cause))
             time.sleep(delay)
             delay = min(delay * 2, 0.005)
     try:
@@ -139,7 +133,7 @@ def connect(path: str, timeout: float = 30.0, wait: float = 0.0,
 
 
 def wait_for_migration(monitor: Monitor, timeout: float, poll: float = 0.001) -> dict[str, Any]:
-    """Poll ``query-migrate`` until ``completed``; QmpError on failure or timeout."""
+    """Poll ``query-migrate`` until ``completed``; exception.QmpError on failure or timeout."""
     deadline = time.monotonic() + timeout
     while True:
         info = monitor.cmd('query-migrate')
@@ -147,8 +141,9 @@ def wait_for_migration(monitor: Monitor, timeout: float, poll: float = 0.001) ->
         if status == 'completed':
             return info
         if status in ('failed', 'cancelled'):
-            raise QmpError('migration %s: %s' % (status, info.get('error-desc', 'no details')))
+            raise exception.QmpError(reason='migration %s: %s'
+                                     % (status, info.get('error-desc', 'no details')))
         if time.monotonic() > deadline:
-            raise QmpError('migration still %s after %.0f s' % (status, timeout))
+            raise exception.QmpError(reason='migration still %s after %.0f s' % (status, timeout))
         time.sleep(poll)
         poll = min(poll * 1.5, 0.01)

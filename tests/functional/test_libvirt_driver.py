@@ -306,7 +306,6 @@ def test_destroy_is_idempotent(driver: Any, clones: list[base.InstanceInfo]) -> 
 
 def test_discard_then_launch_fails_clearly(driver: Any, blessed: dict[str, Any],
                                            clones: list[base.InstanceInfo], work: str) -> None:
-    from gridcentric_storage.virt.qemu_live import LiveImageNotFound
 
     artifacts = blessed['artifacts']
     driver.discard(artifacts)
@@ -315,7 +314,7 @@ def test_discard_then_launch_fails_clearly(driver: Any, blessed: dict[str, Any],
     last = guest.counters(console(driver, 'clone-0'))[-1][0]
     wait_for(counter_past(driver, 'clone-0', last), 30, what='clone-0 to keep counting')
     overlay = qcow2(os.path.join(work, 'late.qcow2'), backing=blessed['snap'])
-    with pytest.raises(LiveImageNotFound, match='li-1.*discarded'):
+    with pytest.raises(exception.LiveImageFilesMissing, match='li-1.*discarded'):
         driver.launch(artifacts, base.CloneSpec(id='late', name='late',
                                                 disks=[local_disk('vol-late', overlay)]))
     assert 'late' not in driver.list_instances()

@@ -23,7 +23,7 @@ import pytest
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base, qemu_cmdline, qemu_live, qmp
-from gridcentric_storage.virt.qemu import LiveImageNotFound, QemuDriver
+from gridcentric_storage.virt.qemu import QemuDriver
 from tests.fixtures import guest, loopfs
 from tests.fixtures.guest import local_disk, qcow2
 from tests.fixtures.services import wait_for
@@ -311,7 +311,7 @@ def test_discard_then_launch_fails_clearly(driver: QemuDriver, blessed: dict[str
     last = guest.counters(console(driver, 'clone-0'))[-1][0]
     wait_for(counter_past(driver, 'clone-0', last), 30, what='clone-0 to keep counting')
     overlay = qcow2(os.path.join(work, 'late.qcow2'), backing=blessed['snap'])
-    with pytest.raises(LiveImageNotFound, match='li-1.*discarded') as err:
+    with pytest.raises(exception.LiveImageFilesMissing, match='li-1.*discarded') as err:
         driver.launch(artifacts, base.CloneSpec(id='late', name='late',
                                                 disks=[local_disk('vol-late', overlay)]))
     assert isinstance(err.value, exception.DriverError)

@@ -108,7 +108,7 @@ class AttachmentsController(VolumeAccess):
         """
         try:
             db_servers.server_get(instance_uuid, project_id=volume['project_id'])
-        except db_servers.ServerNotFound:
+        except exception.ServerNotFound:
             raise exception.Invalid(reason='instance_uuid %s is not a server of the '
                                     "volume's project" % instance_uuid) from None
 

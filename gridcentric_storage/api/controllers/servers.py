@@ -170,6 +170,6 @@ def require_not_live_image(id: str) -> None:
     """A blessed server id names a live image: Cobalt's 'discard it instead'."""
     try:
         db_servers.live_image_get(id)
-    except db_servers.LiveImageNotFound:
+    except exception.LiveImageNotFound:
         return
     raise exception.Invalid(reason='%s is a blessed live image; discard it instead' % id)

@@ -77,7 +77,7 @@ class VolumeActionsController(VolumeAccess):
         if args.get('attachment_id'):
             attachments = [a for a in attachments if a['id'] == args['attachment_id']]
             if not attachments:
-                raise db_attachments.AttachmentNotFound(id=args['attachment_id'])
+                raise exception.AttachmentNotFound(id=args['attachment_id'])
         for attachment in attachments:
             db_attachments.attachment_update(attachment['id'], {'status': 'detaching'})
             self.rpcapi.detach_volume(req.context, attachment['host'], attachment['id'])
