@@ -61,6 +61,7 @@ from gridcentric_storage.common import exception, processutils
 from gridcentric_storage.volume.drivers import base
 from gridcentric_storage.volume.drivers.lvm_commands import LVM, TAG, LogicalVolume
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
+from gridcentric_storage.volume.targets import base as targets_base
 from gridcentric_storage.volume.targets import tgt
 
 __all__ = ['LVMDriver']
@@ -115,7 +116,8 @@ class LVMDriver(base.VolumeDriver):
         self.lvm = LVM(opts['volume_group'], execute=self._execute,
                        system_dir=opts.get('lvm_system_dir'), activation=self.activation,
                        shared=self.shared)
-        self.targets = tgt.TgtAdm(opts['targets_dir'], execute=self._execute)
+        self.targets: targets_base.Target = tgt.TgtAdm(opts['targets_dir'],
+                                                       execute=self._execute)
 
     @classmethod
     def default_options(cls, backend_id: str, state_path: str) -> dict[str, Any]:

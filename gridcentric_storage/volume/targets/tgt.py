@@ -1,4 +1,5 @@
-"""iSCSI exports through a local ``tgtd`` the way Cinder's ``TgtAdm`` does it.
+"""iSCSI exports through a local ``tgtd`` the way Cinder's ``TgtAdm`` does it
+(:class:`TgtAdm`, the :mod:`.base` contract's implementation for production).
 
 Each exported volume gets one target with one LUN (1) backed by a block device,
 described by a conf snippet ``<conf_dir>/<volume name>.conf`` (mode 0600: it
@@ -24,7 +25,6 @@ All tgt commands here talk to the daemon on control port ``control_port``
 next free target id by reading the running state.
 """
 
-import dataclasses
 import os
 import re
 import secrets
@@ -32,15 +32,12 @@ import string
 import threading
 
 from gridcentric_storage.common import exception, processutils
+from gridcentric_storage.volume.targets import base
+from gridcentric_storage.volume.targets.base import Export
 
-__all__ = ['Target', 'TgtAdm', 'generate_chap']
+__all__ = ['Export', 'Target', 'TgtAdm', 'generate_chap', 'parse_show']
 
 _LOCK = threading.Lock()  # one tgtd per host, shared by every backend in the process
-_IQN_RE = re.compile(r'^(iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+(:[A-Za-z0-9.:_-]+)?'
-                     r'|eui\.[0-9A-Fa-f]{16})$')
-_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
-_CHAP_RE = re.compile(r'^[A-Za-z0-9]{8,64}$')
-_PATH_RE = re.compile(r'^/[^\s<>#]+$')
 _ALNUM = string.ascii_letters + string.digits
 
 
@@ -54,24 +51,20 @@ def generate_chap() -> tuple[str, str]:
             ''.join(secrets.choice(_ALNUM) for _ in range(16)))
 
 
-@dataclasses.dataclass
-class Target:
-    tid: int
-    iqn: str
-    backing_stores: list[str]
-    accounts: list[str]
-    acls: list[str]
+#: The former name of :class:`~.base.Export` here (before the contract), kept for
+#: callers that still spell it so; not the contract class ``base.Target``.
+Target = Export
 
 
-def parse_show(out: str) -> dict[str, Target]:
-    """Parse ``tgtadm --op show --mode target`` into ``{iqn: Target}``."""
-    targets: dict[str, Target] = {}
-    current: Target | None = None
+def parse_show(out: str) -> dict[str, Export]:
+    """Parse ``tgtadm --op show --mode target`` into ``{iqn: Export}``."""
+    targets: dict[str, Export] = {}
+    current: Export | None = None
     section = ''
     for line in out.splitlines():
         m = re.match(r'^Target (\d+): (\S+)\s*$', line)
         if m:
-            current = Target(int(m[1]), m[2], [], [], [])
+            current = Export(int(m[1]), m[2], [], [], [])
             targets[current.iqn] = current
             section = ''
             continue
@@ -91,8 +84,9 @@ def parse_show(out: str) -> dict[str, Target]:
     return targets
 
 
-class TgtAdm:
-    """Targets of one tgtd, described by snippets in ``conf_dir``."""
+class TgtAdm(base.Target):
+    """The :class:`~.base.Target` contract over one tgtd: exports described by
+    snippets in ``conf_dir``."""
 
     def __init__(self, conf_dir: str, execute: processutils.Executor | None = None,
                  control_port: int = 0) -> None:
@@ -102,20 +96,14 @@ class TgtAdm:
 
     # ---- files
     def conf_path(self, name: str) -> str:
-        if not _NAME_RE.match(name or ''):
-            raise _error(f'{name!r} cannot name a target conf file')
+        base.check_name(name)
         return os.path.join(self.conf_dir, name + '.conf')
 
     def write_conf(self, name: str, iqn: str, path: str,
                    chap: tuple[str, str] | None) -> str:
-        if not _IQN_RE.match(iqn):
-            raise _error(f'{iqn!r} is not an iSCSI qualified name')
-        if not _PATH_RE.match(path):
-            raise _error(f'{path!r} cannot be a tgt backing store')
+        base.check_export(iqn, path, chap)
         auth = ''
         if chap is not None:
-            if not all(isinstance(v, str) and _CHAP_RE.match(v) for v in chap):
-                raise _error('CHAP user and password must be 8-64 letters or digits')
             auth = f'    incominguser {chap[0]} {chap[1]}\n'
         os.makedirs(self.conf_dir, mode=0o700, exist_ok=True)
         conf = self.conf_path(name)
@@ -156,7 +144,7 @@ class TgtAdm:
     def _tgtadm(self, *args: str) -> str:
         return self._execute(['tgtadm', '-C', self.control_port, '--lld', 'iscsi', *args])
 
-    def show(self) -> dict[str, Target]:
+    def show(self) -> dict[str, Export]:
         return parse_show(self._tgtadm('--op', 'show', '--mode', 'target'))
 
     def accounts(self) -> list[str]:
@@ -169,7 +157,7 @@ class TgtAdm:
 
     # ---- targets
     def create(self, name: str, iqn: str, path: str,
-               chap: tuple[str, str] | None) -> Target:
+               chap: tuple[str, str] | None) -> Export:
         """Write the snippet and make the running target match it (idempotent)."""
         with _LOCK:
             conf = self.write_conf(name, iqn, path, chap)
@@ -177,8 +165,10 @@ class TgtAdm:
             wanted_accounts = [chap[0]] if chap else []
             if existing and (existing.backing_stores != [path] or
                              existing.accounts != wanted_accounts):
-                # stale (a loop device or account that changed): rebuild it
+                # stale (a loop device or account that changed): rebuild it, and
+                # drop an account it no longer uses (tgt-admin leaves accounts behind)
                 self._delete_locked(iqn, existing, conf)
+                self._delete_accounts(set(existing.accounts) - set(wanted_accounts))
                 existing = None
             if existing is None:
                 self._execute(['tgt-admin', '-C', self.control_port, '-c', conf,
@@ -207,9 +197,7 @@ class TgtAdm:
             users = set(target.accounts if target else [])
             if saved and saved.get('user'):
                 users.add(saved['user'])
-            existing_accounts = self.accounts() if users else []
-            for user in sorted(users & set(existing_accounts)):
-                self._tgtadm('--op', 'delete', '--mode', 'account', '--user', user)
+            self._delete_accounts(users)
             for path in (conf, conf + '.part'):
                 try:
                     os.unlink(path)
@@ -219,7 +207,12 @@ class TgtAdm:
                 stores.append(saved['path'])
         return stores
 
-    def _delete_locked(self, iqn: str, target: Target, conf: str) -> None:
+    def _delete_accounts(self, users: set[str]) -> None:
+        existing = self.accounts() if users else []
+        for user in sorted(users & set(existing)):
+            self._tgtadm('--op', 'delete', '--mode', 'account', '--user', user)
+
+    def _delete_locked(self, iqn: str, target: Export, conf: str) -> None:
         argv = ['tgt-admin', '-C', self.control_port]
         if os.path.exists(conf):
             argv += ['-c', conf]
@@ -242,7 +235,7 @@ class TgtAdm:
                 raise _error(f'{iqn} is not exported')
             chap = (saved['user'], saved['password']) if 'user' in saved else None
             self.write_conf(name, iqn, path, chap)
-            tid = str(target.tid)
-            self._tgtadm('--op', 'delete', '--mode', 'logicalunit', '--tid', tid, '--lun', '1')
-            self._tgtadm('--op', 'new', '--mode', 'logicalunit', '--tid', tid, '--lun', '1',
+            tid, lun = str(target.tid), str(base.LUN)
+            self._tgtadm('--op', 'delete', '--mode', 'logicalunit', '--tid', tid, '--lun', lun)
+            self._tgtadm('--op', 'new', '--mode', 'logicalunit', '--tid', tid, '--lun', lun,
                          '-b', path)
