@@ -21,9 +21,10 @@ the caller's context from the RPC message::
         'size': 412090368, 'cache_key': 'sha256 of path, inode, size and mtime'}
 
 Drivers receive the store as Cinder's ``image_service`` (``info`` and ``path``
-with the same context). Exports reserve their name with ``O_EXCL`` first, so
-an image is never overwritten, and are written under a hidden name (a
-leading ``.``, which no image name has) until complete.
+with the same context; the contract is :class:`~.base.ImageSource`). Exports
+reserve their name with ``O_EXCL`` first, so an image is never overwritten,
+and are written under a hidden name (a leading ``.``, which no image name
+has) until complete.
 """
 
 import errno
@@ -35,7 +36,7 @@ from typing import Any
 from oslo_config import cfg
 
 from gridcentric_storage.common import exception, processutils
-from gridcentric_storage.image import probe
+from gridcentric_storage.image import base, probe
 
 __all__ = ['NAME_PATTERN', 'ImageStore', 'check_name', 'check_reference', 'is_host_path']
 
@@ -88,8 +89,9 @@ def _unlink(path: str) -> None:
         pass
 
 
-class ImageStore:
-    """``root``/``allowed_paths`` default to ``[image]`` options (read at each use)."""
+class ImageStore(base.ImageSource):
+    """The :class:`~.base.ImageSource` of a compute host. ``root``/``allowed_paths``
+    default to ``[image]`` options (read at each use)."""
 
     def __init__(self, root: str | None = None, allowed_paths: list[str] | None = None,
                  execute: processutils.Executor = processutils.execute) -> None:
