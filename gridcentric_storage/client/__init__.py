@@ -20,9 +20,13 @@ type ``gridcentric``; with no auth (the all-in-one) from the session or
     gc.gc_volumes.extend(vol, 2)
     att = gc.gc_attachments.wait(gc.gc_attachments.create(vol))
 
+Managers are novaclient ``ManagerWithFind``s: ``gc.gc_volumes.find(name='v1')``, or
+``novaclient.utils.find_resource(gc.gc_volumes, name_or_id)`` for an ID or a name
+(``novaclient.exceptions.CommandError`` when nothing or several match).
+
 API errors are novaclient's exceptions (``novaclient.exceptions.Conflict`` etc.,
-with ``.code`` and the API's ``.message``); the client's own are in
-:mod:`gridcentric_storage.client.utils`.
+with ``.code`` and the API's ``.message``); the client's own (waiting, transfers)
+are in :mod:`gridcentric_storage.client.utils`.
 """
 
 from __future__ import annotations

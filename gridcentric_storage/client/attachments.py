@@ -20,11 +20,11 @@ An attachment as the API shows it (admins also see ``connection_info``)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from novaclient import base, exceptions
+from novaclient.utils import arg, find_resource
 
 from gridcentric_storage.client import utils
 
@@ -65,15 +65,18 @@ class AttachmentManager(utils.GCManager):
         """Start detaching (status ``detaching``, then the attachment disappears)."""
         self._delete(self._url(attachment))
 
-    def find(self, attachment_id: str) -> Attachment:
-        """An attachment by ID (attachments have no names)."""
-        with contextlib.suppress(exceptions.NotFound, exceptions.BadRequest):
-            return self.get(attachment_id)
-        raise utils.CommandError(f"No attachment with an ID of '{attachment_id}' exists.")
-
 
 # ---------------------------------------------------------------------------
 # gc-api commands
+
+
+def _get(gc: Any, attachment_id: str) -> Attachment:
+    """An attachment by ID (attachments have no names to find them by)."""
+    try:
+        return gc.gc_attachments.get(attachment_id)
+    except (exceptions.NotFound, exceptions.BadRequest):
+        raise exceptions.CommandError(
+            f"No attachment with an ID of '{attachment_id}' exists.") from None
 
 
 LIST_COLUMNS = [
@@ -82,14 +85,14 @@ LIST_COLUMNS = [
 ]
 
 
-@utils.arg('volume', metavar='VOLUME', help='ID or name of the volume.')
-@utils.arg('--host', help="Compute host to attach to (default: the backend's host).")
-@utils.arg('--instance-uuid', metavar='UUID', help='The instance the volume is for.')
-@utils.arg('--mode', choices=MODES, help='Read-write (default) or read-only.')
+@arg('volume', metavar='VOLUME', help='ID or name of the volume.')
+@arg('--host', help="Compute host to attach to (default: the backend's host).")
+@arg('--instance-uuid', metavar='UUID', help='The instance the volume is for.')
+@arg('--mode', choices=MODES, help='Read-write (default) or read-only.')
 @utils.wait_args
 def do_attachment_create(gc: Any, args: argparse.Namespace) -> None:
     """Attach a volume to a compute host (alias: volume-attach)."""
-    volume = gc.gc_volumes.find(args.volume)
+    volume = find_resource(gc.gc_volumes, args.volume)
     attachment = gc.gc_attachments.create(volume, host=args.host,
                                           instance_uuid=args.instance_uuid, mode=args.mode)
     if args.wait:
@@ -98,39 +101,32 @@ def do_attachment_create(gc: Any, args: argparse.Namespace) -> None:
     utils.print_dict(attachment, args.json)
 
 
-@utils.arg('--volume', metavar='ID|NAME', help='Only the attachments of this volume.')
+@arg('--volume', metavar='ID|NAME', help='Only the attachments of this volume.')
 def do_attachment_list(gc: Any, args: argparse.Namespace) -> None:
     """List attachments."""
-    volume = gc.gc_volumes.find(args.volume) if args.volume else None
+    volume = find_resource(gc.gc_volumes, args.volume) if args.volume else None
     utils.print_list(gc.gc_attachments.list(volume_id=volume), LIST_COLUMNS, args.json)
 
 
-@utils.arg('attachment', metavar='ID')
+@arg('attachment', metavar='ID')
 def do_attachment_show(gc: Any, args: argparse.Namespace) -> None:
     """Show an attachment."""
-    utils.print_dict(gc.gc_attachments.find(args.attachment), args.json)
+    utils.print_dict(_get(gc, args.attachment), args.json)
 
 
-@utils.arg('attachments', metavar='ID', nargs='+')
+@arg('attachments', metavar='ID', nargs='+')
 @utils.wait_args
 def do_attachment_delete(gc: Any, args: argparse.Namespace) -> None:
     """Detach volumes: end attachments (alias: volume-detach)."""
-    failures, detaching = [], []
-    for attachment_id in args.attachments:
-        try:
-            attachment = gc.gc_attachments.find(attachment_id)
-            gc.gc_attachments.delete(attachment)
-            detaching.append(attachment)
-        except (exceptions.ClientException, utils.ClientError) as exc:
-            failures.append(f'{attachment_id}: {exc}')
-    for attachment in detaching if args.wait else []:
-        try:
-            utils.wait_for(gc.gc_attachments, attachment, args.timeout, 'detaching',
-                           deleted=True)
-        except (exceptions.ClientException, utils.ClientError) as exc:
-            failures.append(str(exc))
-    if failures:
-        raise utils.CommandError('Unable to detach: {}'.format('; '.join(failures)))
+    def detach(attachment_id: str) -> Attachment:
+        attachment = _get(gc, attachment_id)
+        gc.gc_attachments.delete(attachment)
+        return attachment
+
+    def wait(attachment: Attachment) -> None:
+        utils.wait_for(gc.gc_attachments, attachment, args.timeout, 'detaching', deleted=True)
+
+    utils.for_each(args.attachments, detach, 'Unable to detach', wait if args.wait else None)
 
 
 def _alias(command: Callable[..., None], doc: str) -> Callable[..., None]:

@@ -28,7 +28,8 @@ import sys
 import time
 from typing import Any
 
-from novaclient import base
+from novaclient import base, exceptions
+from novaclient.utils import arg, find_resource
 
 from gridcentric_storage.client import utils
 
@@ -65,9 +66,11 @@ class BackendManager(utils.GCManager):
 
     def list(self, limit: int | None = None, marker: str | None = None,
              sort_key: str | None = None, sort_dir: str | None = None,
-             **filters: Any) -> list[Backend]:
+             search_opts: dict[str, Any] | None = None, **filters: Any) -> list[Backend]:
         """Backends matching ``filters`` (any of :data:`FILTERS`; ``tag`` may be a
-        list); every page unless ``limit`` is given."""
+        list); every page unless ``limit`` is given. ``search_opts`` are more filters,
+        under the name ``ManagerWithFind.findall`` passes its name filter to the API."""
+        filters.update(search_opts or {})
         unknown = set(filters) - set(FILTERS)
         if unknown:
             raise TypeError('unknown backend filters: {}'.format(', '.join(sorted(unknown))))
@@ -150,50 +153,31 @@ TOP_COLUMNS = [
 ]
 
 
-def _non_negative(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'invalid value: {text!r}') from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f'must not be negative: {text!r}')
-        return value
-    return parse
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative(int)(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 1: {text!r}')
-    return value
-
-
 # The fields backend-create and backend-update share.
 COMMON_ARGS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (('--option',), dict(metavar='KEY=VALUE', action='append', dest='options',
                          help='Driver option (repeatable); VALUE is parsed as JSON '
                               'when it is valid JSON, else taken as a string.')),
     (('--role',), dict(choices=ROLES, help='What the backend is for.')),
-    (('--cost',), dict(type=_non_negative(int), help='Placement cost (lower wins).')),
+    (('--cost',), dict(type=utils.non_negative_int, help='Placement cost (lower wins).')),
     (('--tag',), dict(action='append', dest='tags', metavar='TAG',
                       help='Tag (repeatable); volumes ask for tags to land here.')),
     (('--availability-zone',), dict(metavar='AZ')),
-    (('--max-over-subscription-ratio',), dict(type=_non_negative(float), metavar='RATIO')),
-    (('--reserved-percentage',), dict(type=_non_negative(int), metavar='PERCENT')),
+    (('--max-over-subscription-ratio',), dict(type=utils.non_negative_float, metavar='RATIO')),
+    (('--reserved-percentage',), dict(type=utils.non_negative_int, metavar='PERCENT')),
 ]
 
 
 def _common_args(func: Any) -> Any:
     for args, kwargs in reversed(COMMON_ARGS):
-        func = utils.arg(*args, **kwargs)(func)
+        func = arg(*args, **kwargs)(func)
     return func
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.options is None:
         return None
-    return dict(utils.parse_option(text) for text in args.options)
+    return dict(utils.key_values(args.options, '--option', parse_json=True))
 
 
 def _fields(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -202,28 +186,28 @@ def _fields(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
     return fields
 
 
-@utils.arg('name', metavar='NAME', help='Unique backend name.')
-@utils.arg('--driver', required=True, help='Volume driver (file, lvm, rbd, storpool, ...).')
+@arg('name', metavar='NAME', help='Unique backend name.')
+@arg('--driver', required=True, help='Volume driver (file, lvm, rbd, storpool, ...).')
 @_common_args
-@utils.arg('--host', help='Host whose gridcentric-compute runs the driver.')
+@arg('--host', help='Host whose gridcentric-compute runs the driver.')
 def do_backend_create(gc: Any, args: argparse.Namespace) -> None:
     """Register a storage backend."""
     backend = gc.gc_backends.create(args.name, args.driver, **_fields(args, CREATE_FIELDS))
     utils.print_dict(backend, args.json)
 
 
-@utils.arg('--name', help='Exact backend name.')
-@utils.arg('--driver')
-@utils.arg('--state', choices=('enabled', 'disabled'))
-@utils.arg('--status', choices=('up', 'down'))
-@utils.arg('--role', choices=ROLES)
-@utils.arg('--host')
-@utils.arg('--availability-zone', metavar='AZ')
-@utils.arg('--tag', action='append', metavar='TAG', help='Has this tag (repeatable).')
-@utils.arg('--sort-key', metavar='KEY', help='Sort by this field.')
-@utils.arg('--sort-dir', choices=('asc', 'desc'))
-@utils.arg('--limit', type=_positive_int, help='At most this many backends.')
-@utils.arg('--marker', metavar='ID', help='Start after this backend ID.')
+@arg('--name', help='Exact backend name.')
+@arg('--driver')
+@arg('--state', choices=('enabled', 'disabled'))
+@arg('--status', choices=('up', 'down'))
+@arg('--role', choices=ROLES)
+@arg('--host')
+@arg('--availability-zone', metavar='AZ')
+@arg('--tag', action='append', metavar='TAG', help='Has this tag (repeatable).')
+@arg('--sort-key', metavar='KEY', help='Sort by this field.')
+@arg('--sort-dir', choices=('asc', 'desc'))
+@arg('--limit', type=utils.positive_int, help='At most this many backends.')
+@arg('--marker', metavar='ID', help='Start after this backend ID.')
 def do_backend_list(gc: Any, args: argparse.Namespace) -> None:
     """List storage backends."""
     filters = {name: getattr(args, name) for name in FILTERS}
@@ -233,50 +217,51 @@ def do_backend_list(gc: Any, args: argparse.Namespace) -> None:
     utils.print_list(backends, LIST_COLUMNS, args.json)
 
 
-@utils.arg('backend', metavar='ID|NAME')
+@arg('backend', metavar='ID|NAME')
 def do_backend_show(gc: Any, args: argparse.Namespace) -> None:
     """Show a storage backend."""
-    utils.print_dict(gc.gc_backends.find(args.backend), args.json)
+    utils.print_dict(find_resource(gc.gc_backends, args.backend), args.json)
 
 
-@utils.arg('backend', metavar='ID|NAME')
-@utils.arg('--name', help='New name.')
+@arg('backend', metavar='ID|NAME')
+@arg('--name', help='New name.')
 @_common_args
 def do_backend_update(gc: Any, args: argparse.Namespace) -> None:
     """Change a storage backend (--option replaces the whole option set)."""
     fields = _fields(args, UPDATE_FIELDS)
     if all(value is None for value in fields.values()):
-        raise utils.CommandError('Nothing to update; give at least one field to change.')
-    backend = gc.gc_backends.find(args.backend)
+        raise exceptions.CommandError('Nothing to update; give at least one field to change.')
+    backend = find_resource(gc.gc_backends, args.backend)
     utils.print_dict(gc.gc_backends.update(backend, **fields), args.json)
 
 
-@utils.arg('backend', metavar='ID|NAME')
+@arg('backend', metavar='ID|NAME')
 def do_backend_enable(gc: Any, args: argparse.Namespace) -> None:
     """Let the scheduler place new volumes on a backend."""
-    backend = gc.gc_backends.find(args.backend)
+    backend = find_resource(gc.gc_backends, args.backend)
     utils.print_dict(gc.gc_backends.enable(backend), args.json)
 
 
-@utils.arg('backend', metavar='ID|NAME')
-@utils.arg('--reason', help='Why (shown as disabled_reason).')
+@arg('backend', metavar='ID|NAME')
+@arg('--reason', help='Why (shown as disabled_reason).')
 def do_backend_disable(gc: Any, args: argparse.Namespace) -> None:
     """Stop placing new volumes on a backend (existing volumes keep working)."""
-    backend = gc.gc_backends.find(args.backend)
+    backend = find_resource(gc.gc_backends, args.backend)
     utils.print_dict(gc.gc_backends.disable(backend, args.reason), args.json)
 
 
-@utils.arg('backends', metavar='ID|NAME', nargs='+')
+@arg('backends', metavar='ID|NAME', nargs='+')
 def do_backend_delete(gc: Any, args: argparse.Namespace) -> None:
     """Remove empty storage backends."""
-    utils.for_each(args.backends, lambda name: gc.gc_backends.delete(gc.gc_backends.find(name)),
+    utils.for_each(args.backends,
+                   lambda name: gc.gc_backends.delete(find_resource(gc.gc_backends, name)),
                    'Unable to delete backend(s)')
 
 
-@utils.arg('--interval', type=_non_negative(float), default=2.0, metavar='SECONDS',
-           help='Seconds between refreshes (default 2).')
-@utils.arg('--count', type=_positive_int, metavar='N',
-           help='Refresh N times, then exit (default: until Ctrl-C).')
+@arg('--interval', type=utils.seconds, default=2.0, metavar='SECONDS',
+     help='Seconds between refreshes (default 2).')
+@arg('--count', type=utils.positive_int, metavar='N',
+     help='Refresh N times, then exit (default: until Ctrl-C).')
 def do_backend_top(gc: Any, args: argparse.Namespace) -> None:
     """Live view of the pool: state, status, usage and volume count per backend."""
     out = sys.stdout
@@ -286,14 +271,14 @@ def do_backend_top(gc: Any, args: argparse.Namespace) -> None:
         while True:
             backends = sorted(gc.gc_backends.list(), key=lambda b: str(b.name))
             if args.json:
-                utils.print_json([b.to_dict() for b in backends], out)
+                utils.print_json([b.to_dict() for b in backends])
             else:
                 if clear:
                     out.write('\033[H\033[2J')
                 elif shown:
                     out.write('\n')
                 out.write(_top_header(backends) + '\n')
-                out.write(utils.make_table(backends, TOP_COLUMNS) + '\n')
+                utils.print_list(backends, TOP_COLUMNS)
             out.flush()
             shown += 1
             if args.count is not None and shown >= args.count:

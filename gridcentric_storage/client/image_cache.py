@@ -26,6 +26,7 @@ import sys
 from typing import Any
 
 from novaclient import base
+from novaclient.utils import arg
 
 from gridcentric_storage.client import utils
 
@@ -71,21 +72,21 @@ LIST_COLUMNS = [
 ]
 
 
-@utils.arg('--backend', metavar='ID|NAME', help='Only the entries of this backend.')
+@arg('--backend', metavar='ID|NAME', help='Only the entries of this backend.')
 def do_image_cache_list(gc: Any, args: argparse.Namespace) -> None:
     """List the image cache (admin)."""
     entries = gc.gc_image_cache.list(backend_id=utils.backend_id(gc, args.backend))
     utils.print_list(entries, LIST_COLUMNS, args.json)
 
 
-@utils.arg('entries', metavar='ENTRY_ID', nargs='+')
+@arg('entries', metavar='ENTRY_ID', nargs='+')
 def do_image_cache_delete(gc: Any, args: argparse.Namespace) -> None:
     """Purge image cache entries (admin)."""
     utils.for_each(args.entries, gc.gc_image_cache.delete,
                    'Unable to purge image cache entries')
 
 
-@utils.arg('--backend', metavar='ID|NAME', help='Only the entries of this backend.')
+@arg('--backend', metavar='ID|NAME', help='Only the entries of this backend.')
 def do_image_cache_purge(gc: Any, args: argparse.Namespace) -> None:
     """Purge the whole image cache, or a backend's part of it (admin)."""
     purged = gc.gc_image_cache.purge(utils.backend_id(gc, args.backend))

@@ -19,6 +19,7 @@ import argparse
 from typing import Any
 
 from novaclient import base
+from novaclient.utils import arg
 
 from gridcentric_storage.client import utils
 
@@ -58,7 +59,7 @@ def do_image_list(gc: Any, args: argparse.Namespace) -> None:
     utils.print_list(gc.gc_images.list(), LIST_COLUMNS, args.json)
 
 
-@utils.arg('images', metavar='NAME', nargs='+')
+@arg('images', metavar='NAME', nargs='+')
 def do_image_delete(gc: Any, args: argparse.Namespace) -> None:
     """Delete images of your project."""
     utils.for_each(args.images, gc.gc_images.delete, 'Unable to delete image(s)')

@@ -21,6 +21,7 @@ import builtins
 from typing import Any
 
 from novaclient import base
+from novaclient.utils import arg, find_resource
 
 from gridcentric_storage.client import utils
 
@@ -97,53 +98,44 @@ class GridcentricManager(utils.GCManager):
         return list(body['capabilities'])
 
 
-def _key_values(pairs: list[str] | None, what: str) -> dict[str, str]:
-    result = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition('=')
-        if not sep or not key:
-            raise utils.CommandError(f'{what} must look like KEY=VALUE, not {pair!r}')
-        result[key] = value
-    return result
-
-
-@utils.arg('server', metavar='SERVER', help='ID or name of a running server.')
-@utils.arg('name', metavar='NAME', nargs='?', help='Name of the live image.')
+@arg('server', metavar='SERVER', help='ID or name of a running server.')
+@arg('name', metavar='NAME', nargs='?', help='Name of the live image.')
 @utils.wait_args
 def do_live_image_create(gc: Any, args: argparse.Namespace) -> None:
     """Bless a running server into a live image (alias: bless)."""
-    server = gc.gc_servers.find(args.server)
+    server = find_resource(gc.gc_servers, args.server)
     blessed = gc.gridcentric.bless(server, args.name)
     if args.wait:
         utils.wait_for(gc.gridcentric, blessed, args.timeout, 'blessing')
     utils.print_dict(gc.gridcentric.get(blessed.id), args.json)
 
 
-@utils.arg('--live-image', metavar='LIVE_IMAGE', required=True,
-           help='ID or name of the live image.')
-@utils.arg('name', metavar='NAME', nargs='?', help='Name of the new server(s).')
-@utils.arg('--num-instances', type=utils.positive_int, default=1)
-@utils.arg('--user-data', metavar='FILE', type=argparse.FileType('rb'))
-@utils.arg('--key-name')
-@utils.arg('--availability-zone', metavar='AZ[:HOST]')
-@utils.arg('--params', action='append', metavar='KEY=VALUE',
-           help='A guest parameter (repeatable).')
-@utils.arg('--hint', action='append', metavar='KEY=VALUE',
-           help='A scheduler hint (repeatable).')
-@utils.arg('--nic', action='append', metavar='net-id=UUID',
-           help='A network (repeatable; Nova\'s --nic form).')
+@arg('--live-image', metavar='LIVE_IMAGE', required=True,
+     help='ID or name of the live image.')
+@arg('name', metavar='NAME', nargs='?', help='Name of the new server(s).')
+@arg('--num-instances', type=utils.positive_int, default=1)
+@arg('--user-data', metavar='FILE', type=argparse.FileType('rb'))
+@arg('--key-name')
+@arg('--availability-zone', metavar='AZ[:HOST]')
+@arg('--params', action='append', metavar='KEY=VALUE',
+     help='A guest parameter (repeatable).')
+@arg('--hint', action='append', metavar='KEY=VALUE',
+     help='A scheduler hint (repeatable).')
+@arg('--nic', action='append', metavar='net-id=UUID',
+     help='A network (repeatable; Nova\'s --nic form).')
 @utils.wait_args
 def do_live_image_start(gc: Any, args: argparse.Namespace) -> None:
     """Launch servers from a live image (alias: launch)."""
-    live_image = gc.gridcentric.find(args.live_image)
     networks = [{'uuid' if k == 'net-id' else k: v}
-                for nic in args.nic or [] for k, v in _key_values([nic], '--nic').items()]
+                for k, v in utils.key_values(args.nic, '--nic')]
+    hints = dict(utils.key_values(args.hint, '--hint'))
+    guest = dict(utils.key_values(args.params, '--params'))
+    live_image = find_resource(gc.gridcentric, args.live_image)
     first = gc.gridcentric.launch(
         live_image, name=args.name, num_instances=args.num_instances,
         user_data=args.user_data.read() if args.user_data else None,
         key_name=args.key_name, availability_zone=args.availability_zone,
-        scheduler_hints=_key_values(args.hint, '--hint'),
-        guest=_key_values(args.params, '--params'), networks=networks)
+        scheduler_hints=hints, guest=guest, networks=networks)
     clones = gc.gridcentric.list_launched(live_image)
     if args.wait:
         for clone in clones:
@@ -156,29 +148,29 @@ def do_live_image_start(gc: Any, args: argparse.Namespace) -> None:
         utils.print_list(clones, SERVER_COLUMNS)
 
 
-@utils.arg('live_images', metavar='LIVE_IMAGE', nargs='+')
+@arg('live_images', metavar='LIVE_IMAGE', nargs='+')
 @utils.wait_args
 def do_live_image_delete(gc: Any, args: argparse.Namespace) -> None:
     """Discard live images; refused while servers launched from them exist (alias: discard)."""
     for name_or_id in args.live_images:
-        live_image = gc.gridcentric.find(name_or_id)
+        live_image = find_resource(gc.gridcentric, name_or_id)
         gc.gridcentric.discard(live_image)
         if args.wait:
             utils.wait_for(gc.gridcentric, live_image, args.timeout, 'discarding',
                            deleted=True)
 
 
-@utils.arg('server', metavar='SERVER', nargs='?', help='Only the live images of this server.')
+@arg('server', metavar='SERVER', nargs='?', help='Only the live images of this server.')
 def do_live_image_list(gc: Any, args: argparse.Namespace) -> None:
     """List live images (alias: list-blessed)."""
-    server = gc.gc_servers.find(args.server) if args.server else None
+    server = find_resource(gc.gc_servers, args.server) if args.server else None
     utils.print_list(gc.gridcentric.list(server), LIST_COLUMNS, args.json)
 
 
-@utils.arg('live_image', metavar='LIVE_IMAGE')
+@arg('live_image', metavar='LIVE_IMAGE')
 def do_live_image_servers(gc: Any, args: argparse.Namespace) -> None:
     """List the servers launched from a live image (alias: list-launched)."""
-    clones = gc.gridcentric.list_launched(gc.gridcentric.find(args.live_image))
+    clones = gc.gridcentric.list_launched(find_resource(gc.gridcentric, args.live_image))
     if args.json:
         utils.print_json([c.to_dict() for c in clones])
     else:

@@ -15,6 +15,7 @@ import argparse
 from typing import Any
 
 from novaclient import base
+from novaclient.utils import arg, find_resource
 
 from gridcentric_storage.client import utils
 
@@ -73,21 +74,21 @@ class ServerManager(utils.GCManager):
                 return current
 
 
-@utils.arg('name')
-@utils.arg('--memory-mb', type=utils.positive_int, required=True, metavar='MB')
-@utils.arg('--vcpus', type=utils.positive_int, default=1)
-@utils.arg('--kernel', metavar='NAME',
-           help='Kernel: an image of the image store (admins: or an allowed host path).')
-@utils.arg('--initrd', metavar='NAME',
-           help='Initramfs: an image of the image store (admins: or an allowed host path).')
-@utils.arg('--cmdline', metavar='ARGS', help='Kernel command line.')
-@utils.arg('--volume', metavar='ID|NAME', help='Boot from this volume instead.')
-@utils.arg('--availability-zone', metavar='AZ[:HOST]')
-@utils.arg('--id', metavar='UUID', help="Use this UUID (e.g. a Nova instance's).")
+@arg('name')
+@arg('--memory-mb', type=utils.positive_int, required=True, metavar='MB')
+@arg('--vcpus', type=utils.positive_int, default=1)
+@arg('--kernel', metavar='NAME',
+     help='Kernel: an image of the image store (admins: or an allowed host path).')
+@arg('--initrd', metavar='NAME',
+     help='Initramfs: an image of the image store (admins: or an allowed host path).')
+@arg('--cmdline', metavar='ARGS', help='Kernel command line.')
+@arg('--volume', metavar='ID|NAME', help='Boot from this volume instead.')
+@arg('--availability-zone', metavar='AZ[:HOST]')
+@arg('--id', metavar='UUID', help="Use this UUID (e.g. a Nova instance's).")
 @utils.wait_args
 def do_server_create(gc: Any, args: argparse.Namespace) -> None:
     """Start a server."""
-    volume_id = gc.gc_volumes.find(args.volume).id if args.volume else None
+    volume_id = find_resource(gc.gc_volumes, args.volume).id if args.volume else None
     server = gc.gc_servers.create(args.name, args.memory_mb, vcpus=args.vcpus,
                                   kernel=args.kernel, initrd=args.initrd,
                                   cmdline=args.cmdline, volume_id=volume_id,
@@ -102,27 +103,31 @@ def do_server_list(gc: Any, args: argparse.Namespace) -> None:
     utils.print_list(gc.gc_servers.list(), LIST_COLUMNS, args.json)
 
 
-@utils.arg('server', metavar='ID|NAME')
+@arg('server', metavar='ID|NAME')
 def do_server_show(gc: Any, args: argparse.Namespace) -> None:
     """Show a server."""
-    utils.print_dict(gc.gc_servers.find(args.server), args.json)
+    utils.print_dict(find_resource(gc.gc_servers, args.server), args.json)
 
 
-@utils.arg('servers', metavar='ID|NAME', nargs='+')
+@arg('servers', metavar='ID|NAME', nargs='+')
 @utils.wait_args
 def do_server_delete(gc: Any, args: argparse.Namespace) -> None:
     """Delete servers."""
-    def delete(name_or_id: str) -> None:
-        server = gc.gc_servers.find(name_or_id)
+    def delete(name_or_id: str) -> Server:
+        server = find_resource(gc.gc_servers, name_or_id)
         gc.gc_servers.delete(server)
-        if args.wait:
-            utils.wait_for(gc.gc_servers, server, args.timeout, 'deleting', deleted=True)
+        return server
 
-    utils.for_each(args.servers, delete, 'Unable to delete server(s)')
+    def wait(server: Server) -> None:
+        utils.wait_for(gc.gc_servers, server, args.timeout, 'deleting', deleted=True)
+
+    utils.for_each(args.servers, delete, 'Unable to delete server(s)',
+                   wait if args.wait else None)
 
 
-@utils.arg('server', metavar='ID|NAME')
-@utils.arg('--length', type=utils.positive_int, metavar='LINES', help='Only the last lines.')
+@arg('server', metavar='ID|NAME')
+@arg('--length', type=utils.positive_int, metavar='LINES', help='Only the last lines.')
 def do_server_console(gc: Any, args: argparse.Namespace) -> None:
     """Print a server's serial console output."""
-    print(gc.gc_servers.console_output(gc.gc_servers.find(args.server), args.length), end='')
+    server = find_resource(gc.gc_servers, args.server)
+    print(gc.gc_servers.console_output(server, args.length), end='')

@@ -28,6 +28,7 @@ from typing import Any
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading
 from novaclient import exceptions as nova_exc
+from novaclient import utils as nova_utils
 
 from gridcentric_storage import client as gc_client
 from gridcentric_storage.client import utils
@@ -62,23 +63,25 @@ def _commands() -> Iterator[tuple[str, Callable[..., Any]]]:
 def _add_service_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         'Service Options', 'Which endpoint of the service catalog to talk to.')
-    env = os.environ.get
+    env = nova_utils.env   # the first of these variables that is set and not empty
     group.add_argument('--os-service-type', metavar='<name>',
-                       default=env('OS_GRIDCENTRIC_SERVICE_TYPE', gc_client.SERVICE_TYPE),
+                       default=env('OS_GRIDCENTRIC_SERVICE_TYPE',
+                                   default=gc_client.SERVICE_TYPE),
                        help='Service type in the catalog. Defaults to '
                             'env[OS_GRIDCENTRIC_SERVICE_TYPE] or "gridcentric".')
     group.add_argument('--os-service-name', metavar='<name>',
-                       default=env('OS_GRIDCENTRIC_SERVICE_NAME'),
+                       default=env('OS_GRIDCENTRIC_SERVICE_NAME', default=None),
                        help='Service name in the catalog. Defaults to '
                             'env[OS_GRIDCENTRIC_SERVICE_NAME].')
     group.add_argument('--os-interface', '--os-endpoint-type', metavar='<name>',
-                       default=env('OS_INTERFACE', env('OS_ENDPOINT_TYPE', 'public')),
+                       default=env('OS_INTERFACE', 'OS_ENDPOINT_TYPE', default='public'),
                        help='public, internal or admin. Defaults to env[OS_INTERFACE] '
                             'or "public".')
-    group.add_argument('--os-region-name', metavar='<name>', default=env('OS_REGION_NAME'),
+    group.add_argument('--os-region-name', metavar='<name>',
+                       default=env('OS_REGION_NAME', default=None),
                        help='Region of the endpoint. Defaults to env[OS_REGION_NAME].')
     group.add_argument('--os-endpoint-override', metavar='<url>',
-                       default=env('OS_ENDPOINT_OVERRIDE'),
+                       default=env('OS_ENDPOINT_OVERRIDE', default=None),
                        help='API root to use instead of the catalog\'s, e.g. '
                             'http://host:8779. Defaults to env[OS_ENDPOINT_OVERRIDE].')
 
@@ -159,7 +162,7 @@ def _describe(exc: BaseException, args: argparse.Namespace, gc: Any) -> str:
     if isinstance(exc, ks_exc.EndpointNotFound):
         return (f'No endpoint for service type {args.os_service_type!r} ({exc}); '
                 f'set --os-endpoint-override, or {NOAUTH_HINT}.')
-    if isinstance(exc, (utils.ClientError, ks_exc.ClientException)):
+    if isinstance(exc, (utils.ClientError, nova_exc.CommandError, ks_exc.ClientException)):
         return str(exc)
     return f'{type(exc).__name__}: {exc}'
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from novaclient import base, exceptions
+from novaclient import base
+from novaclient.utils import arg, find_resource
 
 from gridcentric_storage.client import utils
 
@@ -82,54 +83,48 @@ LIST_COLUMNS = [
 ]
 
 
-@utils.arg('volume', metavar='VOLUME', help='ID or name of the volume.')
-@utils.arg('--name')
-@utils.arg('--force', action='store_true', help='Snapshot it even while attached.')
+@arg('volume', metavar='VOLUME', help='ID or name of the volume.')
+@arg('--name')
+@arg('--force', action='store_true', help='Snapshot it even while attached.')
 @utils.wait_args
 def do_snapshot_create(gc: Any, args: argparse.Namespace) -> None:
     """Take a snapshot of a volume."""
-    volume = gc.gc_volumes.find(args.volume)
+    volume = find_resource(gc.gc_volumes, args.volume)
     snapshot = gc.gc_snapshots.create(volume, name=args.name, force=args.force)
     if args.wait:
         snapshot = utils.wait_for(gc.gc_snapshots, snapshot, args.timeout)
     utils.print_dict(snapshot, args.json)
 
 
-@utils.arg('--volume', metavar='ID|NAME', help='Only the snapshots of this volume.')
-@utils.arg('--name', help='Exact snapshot name.')
-@utils.arg('--all-tenants', action='store_true', help='Every project (admin).')
+@arg('--volume', metavar='ID|NAME', help='Only the snapshots of this volume.')
+@arg('--name', help='Exact snapshot name.')
+@arg('--all-tenants', action='store_true', help='Every project (admin).')
 def do_snapshot_list(gc: Any, args: argparse.Namespace) -> None:
     """List snapshots."""
-    volume = gc.gc_volumes.find(args.volume) if args.volume else None
+    volume = find_resource(gc.gc_volumes, args.volume) if args.volume else None
     snapshots = gc.gc_snapshots.list(volume_id=volume, all_tenants=args.all_tenants,
                                      name=args.name)
     columns = LIST_COLUMNS + ([('Project', 'project_id')] if args.all_tenants else [])
     utils.print_list(snapshots, columns, args.json)
 
 
-@utils.arg('snapshot', metavar='ID|NAME')
+@arg('snapshot', metavar='ID|NAME')
 def do_snapshot_show(gc: Any, args: argparse.Namespace) -> None:
     """Show a snapshot."""
-    utils.print_dict(gc.gc_snapshots.find(args.snapshot), args.json)
+    utils.print_dict(find_resource(gc.gc_snapshots, args.snapshot), args.json)
 
 
-@utils.arg('snapshots', metavar='ID|NAME', nargs='+')
+@arg('snapshots', metavar='ID|NAME', nargs='+')
 @utils.wait_args
 def do_snapshot_delete(gc: Any, args: argparse.Namespace) -> None:
     """Delete snapshots."""
-    failures, deleting = [], []
-    for name_or_id in args.snapshots:
-        try:
-            snapshot = gc.gc_snapshots.find(name_or_id)
-            gc.gc_snapshots.delete(snapshot)
-            deleting.append(snapshot)
-        except (exceptions.ClientException, utils.ClientError) as exc:
-            failures.append(f'{name_or_id}: {exc}')
-    for snapshot in deleting if args.wait else []:
-        try:
-            utils.wait_for(gc.gc_snapshots, snapshot, args.timeout, 'deleting', deleted=True)
-        except (exceptions.ClientException, utils.ClientError) as exc:
-            failures.append(str(exc))
-    if failures:
-        raise utils.CommandError('Unable to delete snapshot(s): {}'.format(
-            '; '.join(failures)))
+    def delete(name_or_id: str) -> Snapshot:
+        snapshot = find_resource(gc.gc_snapshots, name_or_id)
+        gc.gc_snapshots.delete(snapshot)
+        return snapshot
+
+    def wait(snapshot: Snapshot) -> None:
+        utils.wait_for(gc.gc_snapshots, snapshot, args.timeout, 'deleting', deleted=True)
+
+    utils.for_each(args.snapshots, delete, 'Unable to delete snapshot(s)',
+                   wait if args.wait else None)

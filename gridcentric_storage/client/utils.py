@@ -1,10 +1,15 @@
-"""Shared pieces of the client: the manager base (with waiting and raw byte
-streams), name resolution, argument types, output and progress lines.
+"""What the client needs beyond python-novaclient: the manager base (pagination,
+waiting, raw byte streams), ``--wait`` handling, argument types, table cells and
+progress lines.
 
-Nothing here talks to a particular resource; the extension modules build on it. The
-manager base is deliberately kept out of the extension modules' namespace (they
-import this *module*), because ``novaclient.extension.Extension`` picks the
-``base.Manager`` subclass it finds in an extension module's globals.
+novaclient does the rest: ``novaclient.utils.arg`` declares the commands' arguments,
+``novaclient.utils.find_resource`` (on :class:`GCManager`'s ``ManagerWithFind``
+``find``/``findall``) resolves names and IDs, and :func:`print_list` /
+:func:`print_dict` hand novaclient's table printers the cell text. Nothing here talks
+to a particular resource. The manager base is deliberately kept out of the extension
+modules' namespace (they import this *module*), because
+``novaclient.extension.Extension`` picks the ``base.Manager`` subclass it finds in an
+extension module's globals.
 """
 
 from __future__ import annotations
@@ -15,32 +20,28 @@ import json
 import sys
 import time
 import urllib.parse
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
-import prettytable
 from keystoneauth1 import adapter
 from novaclient import base, exceptions
+from novaclient import utils as nova_utils
+from oslo_utils import uuidutils
 
 __all__ = [
-    'ClientError', 'CommandError', 'ResourceInErrorState', 'WaitTimeout',
-    'GCManager', 'arg', 'find_resource', 'is_uuid_like', 'parse_option',
-    'print_list', 'print_dict', 'print_json', 'Progress', 'TransferProgress',
-    'positive_int', 'seconds', 'wait_args', 'wait_for', 'backend_id', 'label',
+    'ClientError', 'ResourceInErrorState', 'WaitTimeout', 'ERRORS', 'GCManager',
+    'key_values', 'print_list', 'print_dict', 'print_json', 'Progress',
+    'TransferProgress', 'positive_int', 'non_negative_int', 'non_negative_float',
+    'seconds', 'wait_args', 'wait_for', 'backend_id', 'label', 'for_each',
 ]
 
-F = TypeVar('F', bound=Callable[..., Any])
 POLL_INTERVAL = 1.0     # seconds between polls of ``wait`` / ``--wait``
 DEFAULT_TIMEOUT = 600.0
 
 
 class ClientError(Exception):
-    """Base of the errors the client raises itself (API errors are novaclient's)."""
-
-
-class CommandError(ClientError):
-    """A user-facing error: bad input, a name that matches nothing or too much."""
+    """Base of the errors the client raises itself (API errors are novaclient's, and
+    so is ``novaclient.exceptions.CommandError`` for bad input and unknown names)."""
 
 
 class ResourceInErrorState(ClientError):
@@ -55,28 +56,13 @@ class WaitTimeout(ClientError):
     """Waited-for work did not finish in time."""
 
 
-def arg(*args: Any, **kwargs: Any) -> Callable[[F], F]:
-    """Decorator for ``do_*`` commands: record one ``argparse`` argument.
-
-    As in novaclient, decorators run bottom-up, so each inserts at the front and
-    the arguments keep the order they are written in.
-    """
-    def _decorator(func: F) -> F:
-        arguments = func.__dict__.setdefault('arguments', [])
-        arguments.insert(0, (args, kwargs))
-        return func
-    return _decorator
-
-
-def is_uuid_like(value: Any) -> bool:
-    try:
-        return str(uuid.UUID(str(value))) == str(value).lower()
-    except (TypeError, ValueError, AttributeError):
-        return False
+# What a command reports as a failure of one item (any other error is a bug).
+ERRORS = (exceptions.ClientException, exceptions.CommandError, ClientError)
 
 
 def _query(params: Mapping[str, Any]) -> str:
-    """Query string without ``None`` values; lists become repeated keys."""
+    """Query string without ``None`` values; lists become repeated keys (which
+    ``novaclient.utils.prepare_query_string`` would send as one quoted list)."""
     clean = {k: v for k, v in params.items() if v is not None and v != []}
     if not clean:
         return ''
@@ -92,10 +78,12 @@ def _next_marker(body: Mapping[str, Any], response_key: str) -> str | None:
     return None
 
 
-class GCManager(base.Manager):
-    """``novaclient.base.Manager`` for our API: absolute ``/v1/...`` paths from the
-    API root, Cinder-style ``<key>_links`` pagination, and no completion cache
-    (novaclient's writes files under ``~/.novaclient`` on every list)."""
+class GCManager(base.ManagerWithFind):
+    """``novaclient.base.ManagerWithFind`` for our API: absolute ``/v1/...`` paths
+    from the API root, Cinder-style ``<key>_links`` pagination, waiting for a status,
+    and no completion cache (novaclient's writes files under ``~/.novaclient`` on every
+    list). ``find(name=...)`` is novaclient's; resolve an ID or name with
+    ``novaclient.utils.find_resource(manager, name_or_id)``."""
 
     collection_key = ''   # e.g. 'backends'
     resource_key = ''     # e.g. 'backend'
@@ -163,17 +151,16 @@ class GCManager(base.Manager):
             raise exceptions.from_response(resp, body, url, method)
         return resp
 
-    def find(self, name_or_id: str) -> Any:
-        """One resource by ID or exact name; see :func:`find_resource`."""
-        return find_resource(self, name_or_id)
-
     def wait(self, resource: Any, deleted: bool = False, timeout: float | None = None,
              poll_interval: float | None = None,
              progress: Callable[[Any, float], None] | None = None) -> Any:
         """Poll until ``resource`` leaves :attr:`transitional`; return it settled, or
         None once it is gone (404) when ``deleted``. Raises :class:`ResourceInErrorState`
         for an ``error*`` state, :class:`WaitTimeout` after ``timeout`` seconds.
-        ``progress(resource, elapsed)`` is called after every poll."""
+        ``progress(resource, elapsed)`` is called after every poll.
+
+        Shaped like novaclient's ``_poll_for_status`` (private to its shell, without a
+        timeout, printing to stdout); no library has a public equivalent."""
         interval = POLL_INTERVAL if poll_interval is None else poll_interval
         kind = self.resource_class.__name__
         started = time.monotonic()
@@ -203,29 +190,6 @@ class GCManager(base.Manager):
         return self._get_one(resource)
 
 
-def find_resource(manager: Any, name_or_id: str) -> Any:
-    """Resolve an ID or an exact name (``?name=`` listing) to one resource.
-
-    Raises :class:`CommandError` when nothing or more than one resource matches.
-    """
-    kind = manager.resource_class.__name__.lower()
-    uuid_like = is_uuid_like(name_or_id)
-    if uuid_like:
-        with contextlib.suppress(exceptions.NotFound):
-            return manager.get(name_or_id)
-    matches = [r for r in manager.list(name=name_or_id)
-               if getattr(r, 'name', None) == name_or_id]
-    if len(matches) > 1:
-        ids = ', '.join(str(r.id) for r in matches)
-        raise CommandError(f"Multiple {kind}s are named '{name_or_id}' ({ids}); use an ID instead.")
-    if matches:
-        return matches[0]
-    if not uuid_like:
-        with contextlib.suppress(exceptions.NotFound, exceptions.BadRequest):
-            return manager.get(name_or_id)
-    raise CommandError(f"No {kind} with a name or ID of '{name_or_id}' exists.")
-
-
 def label(resource: Any) -> str:
     """``name (id)``, or the ID alone for unnamed resources."""
     info = resource.to_dict() if hasattr(resource, 'to_dict') else {}
@@ -235,9 +199,9 @@ def label(resource: Any) -> str:
 
 def backend_id(gc: Any, name_or_id: str | None) -> str | None:
     """An ID is passed through untouched (no admin-only lookup); a name is resolved."""
-    if name_or_id is None or is_uuid_like(name_or_id):
+    if name_or_id is None or uuidutils.is_uuid_like(name_or_id):
         return name_or_id
-    return gc.gc_backends.find(name_or_id).id
+    return nova_utils.find_resource(gc.gc_backends, name_or_id).id
 
 
 def _at_least(kind: Callable[[str], Any], minimum: int, what: str) -> Callable[[str], Any]:
@@ -252,33 +216,61 @@ def _at_least(kind: Callable[[str], Any], minimum: int, what: str) -> Callable[[
     return parse
 
 
-positive_int = _at_least(int, 1, 'integer')          # ``argparse`` types
+# ``argparse`` types
+positive_int = _at_least(int, 1, 'integer')
+non_negative_int = _at_least(int, 0, 'integer')
+non_negative_float = _at_least(float, 0, 'number')
 seconds = _at_least(float, 0, 'number of seconds')
 
 
-def for_each(items: Iterable[str], action: Callable[[str], Any], failed: str) -> None:
-    """Run ``action`` on every item, then report every failure in one line.
+def key_values(texts: Iterable[str] | None, option: str,
+               parse_json: bool = False) -> list[tuple[str, Any]]:
+    """The ``(key, value)`` pairs of a repeatable ``KEY=VALUE`` option. Checked when
+    the command runs, not by ``argparse``, so a bad one is a one-line error. With
+    ``parse_json`` a value that is JSON (numbers, true/false, lists, objects, quoted
+    strings) is parsed."""
+    pairs = []
+    for text in texts or []:
+        key, sep, value = text.partition('=')
+        if not sep or not key.strip():
+            raise exceptions.CommandError(f"{option} '{text}' is not of the form KEY=VALUE.")
+        parsed: Any = value
+        if parse_json:
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(value)
+        pairs.append((key.strip(), parsed))
+    return pairs
 
-    ``failed`` starts that line ("Unable to delete backend(s)"): one bad name
-    never stops the rest, as novaclient's multi-delete commands behave.
-    """
-    failures = []
+
+def for_each(items: Iterable[str], action: Callable[[str], Any], failed: str,
+             then: Callable[[Any], Any] | None = None) -> None:
+    """Run ``action`` on every item, then ``then`` on what each successful one
+    returned, then report every failure in one line starting with ``failed``
+    ("Unable to delete backend(s)"): one bad name never stops the rest."""
+    failures, done = [], []
     for item in items:
         try:
-            action(item)
-        except (exceptions.ClientException, ClientError) as exc:
+            done.append((item, action(item)))
+        except ERRORS as exc:
+            failures.append(f'{item}: {exc}')
+    for item, result in done:
+        try:
+            if then is not None:
+                then(result)
+        except ERRORS as exc:
             failures.append(f'{item}: {exc}')
     if failures:
-        raise CommandError('{}: {}'.format(failed, '; '.join(failures)))
+        raise exceptions.CommandError('{}: {}'.format(failed, '; '.join(failures)))
 
 
-def wait_args(func: F) -> F:
+def wait_args(func: Any) -> Any:
     """Decorator: ``--wait`` and ``--timeout`` for a command that starts work."""
-    func = arg('--timeout', type=seconds, default=DEFAULT_TIMEOUT, metavar='SECONDS',
-               help=f'With --wait: give up after this long (default {DEFAULT_TIMEOUT:.0f}, '
-                    '0 = never).')(func)
-    return arg('--wait', action='store_true',
-               help='Wait until done; a progress line is drawn on a tty.')(func)
+    func = nova_utils.arg(
+        '--timeout', type=seconds, default=DEFAULT_TIMEOUT, metavar='SECONDS',
+        help=f'With --wait: give up after this long (default {DEFAULT_TIMEOUT:.0f}, '
+             '0 = never).')(func)
+    return nova_utils.arg('--wait', action='store_true',
+                          help='Wait until done; a progress line is drawn on a tty.')(func)
 
 
 def wait_for(manager: Any, resource: Any, timeout: float, action: str = 'creating',
@@ -293,20 +285,8 @@ def wait_for(manager: Any, resource: Any, timeout: float, action: str = 'creatin
         progress.done()
 
 
-def parse_option(text: str) -> tuple[str, Any]:
-    """``key=value`` -> (key, value); the value is JSON when it parses as JSON
-    (numbers, true/false, lists, objects, quoted strings), else the plain string."""
-    key, sep, value = text.partition('=')
-    key = key.strip()
-    if not sep or not key:
-        raise CommandError(f"Option '{text}' is not of the form KEY=VALUE.")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
-
-
-def format_value(value: Any) -> str:
+def _cell(value: Any) -> str:
+    """Table text of a value: lists of names comma-separated, blanks empty."""
     if value is None:
         return ''
     if isinstance(value, (list, tuple)):
@@ -322,42 +302,35 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     return obj.to_dict() if hasattr(obj, 'to_dict') else dict(obj)
 
 
-def print_json(data: Any, out: IO[str] | None = None) -> None:
-    out = out or sys.stdout
-    out.write(json.dumps(data, indent=2, sort_keys=True, default=str) + '\n')
-
-
-def make_table(rows: Iterable[Any], columns: Sequence[tuple[str, Any]]) -> str:
-    """A prettytable string; ``columns`` are ``(label, key-or-callable)`` pairs."""
-    table = prettytable.PrettyTable([label for label, _ in columns])
-    table.align = 'l'
-    for row in rows:
-        info = _to_dict(row)
-        table.add_row([format_value(get(info) if callable(get) else info.get(get))
-                       for _, get in columns])
-    return table.get_string()
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + '\n')
 
 
 def print_list(rows: Sequence[Any], columns: Sequence[tuple[str, Any]],
-               as_json: bool = False, out: IO[str] | None = None) -> None:
-    out = out or sys.stdout
+               as_json: bool = False) -> None:
+    """``novaclient.utils.print_list`` of ``rows``, or JSON; ``columns`` are
+    ``(label, key-or-callable)`` pairs, the callable taking the row as a dict."""
     if as_json:
-        print_json([_to_dict(r) for r in rows], out)
-    else:
-        out.write(make_table(rows, columns) + '\n')
+        print_json([_to_dict(r) for r in rows])
+        return
+
+    def formatter(get: Any) -> Callable[[Any], str]:
+        def cell(row: Any) -> str:
+            info = _to_dict(row)
+            return _cell(get(info) if callable(get) else info.get(get))
+        return cell
+
+    nova_utils.print_list(rows, [name for name, _ in columns],
+                          {name: formatter(get) for name, get in columns})
 
 
-def print_dict(obj: Any, as_json: bool = False, out: IO[str] | None = None) -> None:
-    out = out or sys.stdout
+def print_dict(obj: Any, as_json: bool = False) -> None:
+    """``novaclient.utils.print_dict`` of a resource or dict, or JSON."""
     info = _to_dict(obj)
     if as_json:
-        print_json(info, out)
-        return
-    table = prettytable.PrettyTable(['Property', 'Value'])
-    table.align = 'l'
-    for key in sorted(info):
-        table.add_row([key, format_value(info[key])])
-    out.write(table.get_string() + '\n')
+        print_json(info)
+    else:
+        nova_utils.print_dict({key: _cell(value) for key, value in info.items()})
 
 
 class Progress:

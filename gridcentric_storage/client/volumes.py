@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from novaclient import base, exceptions
+from novaclient.utils import arg, find_resource
 
 from gridcentric_storage.client import utils
 
@@ -66,9 +67,13 @@ class VolumeManager(utils.GCManager):
     transitional = TRANSITIONAL
 
     def list(self, limit: int | None = None, marker: str | None = None,
-             all_tenants: bool = False, **filters: Any) -> list[Volume]:
+             all_tenants: bool = False, search_opts: dict[str, Any] | None = None,
+             **filters: Any) -> list[Volume]:
         """Volumes matching ``filters`` (any of :data:`FILTERS`); every page unless
-        ``limit`` is given; ``all_tenants`` (admin) lists every project's."""
+        ``limit`` is given; ``all_tenants`` (admin) lists every project's.
+        ``search_opts`` are more filters, under the name ``ManagerWithFind.findall``
+        passes its name filter to the API."""
+        filters.update(search_opts or {})
         unknown = set(filters) - set(FILTERS)
         if unknown:
             raise TypeError('unknown volume filters: {}'.format(', '.join(sorted(unknown))))
@@ -173,26 +178,26 @@ def _wait(gc: Any, volume: Any, timeout: float, action: str = 'creating',
     return utils.wait_for(gc.gc_volumes, volume, timeout, action, deleted)
 
 
-@utils.arg('--size', type=utils.positive_int, metavar='GIB',
-           help='Size in GiB (default with a source: the size of the source).')
-@utils.arg('--name')
-@utils.arg('--snapshot', metavar='ID|NAME', help='Create from this snapshot.')
-@utils.arg('--source-volume', metavar='ID|NAME', help='Create as a clone of this volume.')
-@utils.arg('--image', metavar='NAME',
-           help="Create from this image of the image store (yours or a public one); "
-                "administrators may also give an absolute path under [image] "
-                "allowed_paths.")
-@utils.arg('--multiattach', action='store_true',
-           help='Allow attaching to several hosts at once (where the backend can).')
-@utils.arg('--backend', metavar='ID|NAME', help='Place on this backend (admin).')
-@utils.arg('--tag', action='append', dest='tags', metavar='TAG',
-           help='Required backend tag (repeatable).')
-@utils.arg('--role', choices=('san', 'repository'))
-@utils.arg('--availability-zone', metavar='AZ')
-@utils.arg('--requirements', metavar='EXPR', help='Backend filter expression.')
-@utils.arg('--rank', metavar='EXPR',
-           help='Backend ranking expression (higher wins); write --rank=EXPR when EXPR '
-                'starts with "-".')
+@arg('--size', type=utils.positive_int, metavar='GIB',
+     help='Size in GiB (default with a source: the size of the source).')
+@arg('--name')
+@arg('--snapshot', metavar='ID|NAME', help='Create from this snapshot.')
+@arg('--source-volume', metavar='ID|NAME', help='Create as a clone of this volume.')
+@arg('--image', metavar='NAME',
+     help="Create from this image of the image store (yours or a public one); "
+          "administrators may also give an absolute path under [image] "
+          "allowed_paths.")
+@arg('--multiattach', action='store_true',
+     help='Allow attaching to several hosts at once (where the backend can).')
+@arg('--backend', metavar='ID|NAME', help='Place on this backend (admin).')
+@arg('--tag', action='append', dest='tags', metavar='TAG',
+     help='Required backend tag (repeatable).')
+@arg('--role', choices=('san', 'repository'))
+@arg('--availability-zone', metavar='AZ')
+@arg('--requirements', metavar='EXPR', help='Backend filter expression.')
+@arg('--rank', metavar='EXPR',
+     help='Backend ranking expression (higher wins); write --rank=EXPR when EXPR '
+          'starts with "-".')
 @utils.wait_args
 def do_volume_create(gc: Any, args: argparse.Namespace) -> None:
     """Create a volume: blank, or from a snapshot, a volume or an image."""
@@ -200,29 +205,29 @@ def do_volume_create(gc: Any, args: argparse.Namespace) -> None:
                                       ('--source-volume', args.source_volume),
                                       ('--image', args.image)) if value]
     if len(sources) > 1:
-        raise utils.CommandError('Give at most one of --snapshot, --source-volume and '
+        raise exceptions.CommandError('Give at most one of --snapshot, --source-volume and '
                                  f'--image, not {" and ".join(sources)}.')
     if not sources and args.size is None:
-        raise utils.CommandError('--size is required unless --snapshot, --source-volume '
+        raise exceptions.CommandError('--size is required unless --snapshot, --source-volume '
                                  'or --image is given.')
     volume = gc.gc_volumes.create(
         args.size, name=args.name, backend_id=utils.backend_id(gc, args.backend),
         tags=args.tags, role=args.role, availability_zone=args.availability_zone,
         requirements=args.requirements, rank=args.rank, imageRef=args.image,
-        snapshot_id=args.snapshot and gc.gc_snapshots.find(args.snapshot).id,
-        source_volid=args.source_volume and gc.gc_volumes.find(args.source_volume).id,
+        snapshot_id=args.snapshot and find_resource(gc.gc_snapshots, args.snapshot).id,
+        source_volid=args.source_volume and find_resource(gc.gc_volumes, args.source_volume).id,
         multiattach=args.multiattach or None)
     if args.wait:
         volume = _wait(gc, volume, args.timeout)
     utils.print_dict(volume, args.json)
 
 
-@utils.arg('--name', help='Exact volume name.')
-@utils.arg('--status')
-@utils.arg('--backend', metavar='ID|NAME')
-@utils.arg('--all-tenants', action='store_true', help='Every project (admin).')
-@utils.arg('--limit', type=utils.positive_int, help='At most this many volumes.')
-@utils.arg('--marker', metavar='ID', help='Start after this volume ID.')
+@arg('--name', help='Exact volume name.')
+@arg('--status')
+@arg('--backend', metavar='ID|NAME')
+@arg('--all-tenants', action='store_true', help='Every project (admin).')
+@arg('--limit', type=utils.positive_int, help='At most this many volumes.')
+@arg('--marker', metavar='ID', help='Start after this volume ID.')
 def do_volume_list(gc: Any, args: argparse.Namespace) -> None:
     """List volumes."""
     volumes = gc.gc_volumes.list(limit=args.limit, marker=args.marker,
@@ -233,33 +238,28 @@ def do_volume_list(gc: Any, args: argparse.Namespace) -> None:
     utils.print_list(volumes, columns, args.json)
 
 
-@utils.arg('volume', metavar='ID|NAME')
+@arg('volume', metavar='ID|NAME')
 def do_volume_show(gc: Any, args: argparse.Namespace) -> None:
     """Show a volume."""
-    utils.print_dict(gc.gc_volumes.find(args.volume), args.json)
+    utils.print_dict(find_resource(gc.gc_volumes, args.volume), args.json)
 
 
-@utils.arg('volumes', metavar='ID|NAME', nargs='+')
-@utils.arg('--cascade', action='store_true', help='Delete its snapshots too.')
-@utils.arg('--force', action='store_true', help='End its attachments first (admin).')
+@arg('volumes', metavar='ID|NAME', nargs='+')
+@arg('--cascade', action='store_true', help='Delete its snapshots too.')
+@arg('--force', action='store_true', help='End its attachments first (admin).')
 @utils.wait_args
 def do_volume_delete(gc: Any, args: argparse.Namespace) -> None:
     """Delete volumes."""
-    failures, deleting = [], []
-    for name_or_id in args.volumes:
-        try:
-            volume = gc.gc_volumes.find(name_or_id)
-            gc.gc_volumes.delete(volume, cascade=args.cascade, force=args.force)
-            deleting.append(volume)
-        except (exceptions.ClientException, utils.ClientError) as exc:
-            failures.append(f'{name_or_id}: {exc}')
-    for volume in deleting if args.wait else []:
-        try:
-            _wait(gc, volume, args.timeout, 'deleting', deleted=True)
-        except (exceptions.ClientException, utils.ClientError) as exc:
-            failures.append(str(exc))
-    if failures:
-        raise utils.CommandError('Unable to delete volume(s): {}'.format('; '.join(failures)))
+    def delete(name_or_id: str) -> Volume:
+        volume = find_resource(gc.gc_volumes, name_or_id)
+        gc.gc_volumes.delete(volume, cascade=args.cascade, force=args.force)
+        return volume
+
+    def wait(volume: Volume) -> None:
+        _wait(gc, volume, args.timeout, 'deleting', deleted=True)
+
+    utils.for_each(args.volumes, delete, 'Unable to delete volume(s)',
+                   wait if args.wait else None)
 
 
 def _settled(gc: Any, volume: Any, args: argparse.Namespace, action: str) -> Any:
@@ -273,49 +273,49 @@ def _settled(gc: Any, volume: Any, args: argparse.Namespace, action: str) -> Any
     return current
 
 
-@utils.arg('volume', metavar='ID|NAME')
-@utils.arg('new_size', metavar='NEW_SIZE', type=utils.positive_int, help='New size in GiB.')
+@arg('volume', metavar='ID|NAME')
+@arg('new_size', metavar='NEW_SIZE', type=utils.positive_int, help='New size in GiB.')
 @utils.wait_args
 def do_volume_extend(gc: Any, args: argparse.Namespace) -> None:
     """Grow a volume (also while attached, where the backend can)."""
-    volume = gc.gc_volumes.find(args.volume)
+    volume = find_resource(gc.gc_volumes, args.volume)
     gc.gc_volumes.extend(volume, args.new_size)
     utils.print_dict(_settled(gc, volume, args, 'extending'), args.json)
 
 
-@utils.arg('volume', metavar='ID|NAME')
-@utils.arg('snapshot', metavar='SNAPSHOT', help='ID or name of one of its snapshots.')
+@arg('volume', metavar='ID|NAME')
+@arg('snapshot', metavar='SNAPSHOT', help='ID or name of one of its snapshots.')
 @utils.wait_args
 def do_volume_revert(gc: Any, args: argparse.Namespace) -> None:
     """Put back the data a volume had when a snapshot of it was taken."""
-    volume = gc.gc_volumes.find(args.volume)
-    gc.gc_volumes.revert(volume, gc.gc_snapshots.find(args.snapshot))
+    volume = find_resource(gc.gc_volumes, args.volume)
+    gc.gc_volumes.revert(volume, find_resource(gc.gc_snapshots, args.snapshot))
     utils.print_dict(_settled(gc, volume, args, 'reverting'), args.json)
 
 
-@utils.arg('volume', metavar='ID|NAME')
-@utils.arg('--attachment', metavar='ID', help='Only this attachment (default: all).')
+@arg('volume', metavar='ID|NAME')
+@arg('--attachment', metavar='ID', help='Only this attachment (default: all).')
 def do_volume_force_detach(gc: Any, args: argparse.Namespace) -> None:
     """End a volume's attachments whatever the attached hosts do (admin)."""
-    gc.gc_volumes.force_detach(gc.gc_volumes.find(args.volume), args.attachment)
+    gc.gc_volumes.force_detach(find_resource(gc.gc_volumes, args.volume), args.attachment)
 
 
-@utils.arg('volume', metavar='ID|NAME')
-@utils.arg('image_name', metavar='IMAGE_NAME',
-           help="Name of the new image in your project's image store.")
-@utils.arg('--disk-format', choices=DISK_FORMATS, default='raw')
+@arg('volume', metavar='ID|NAME')
+@arg('image_name', metavar='IMAGE_NAME',
+     help="Name of the new image in your project's image store.")
+@arg('--disk-format', choices=DISK_FORMATS, default='raw')
 @utils.wait_args
 def do_volume_upload_to_image(gc: Any, args: argparse.Namespace) -> None:
     """Write a volume out as a new image of your project (image_id is its name)."""
-    volume = gc.gc_volumes.find(args.volume)
+    volume = find_resource(gc.gc_volumes, args.volume)
     image = gc.gc_volumes.upload_to_image(volume, args.image_name, args.disk_format)
     if args.wait:
         image['status'] = _settled(gc, volume, args, 'uploading').status
     utils.print_dict(image, args.json)
 
 
-@utils.arg('volume', metavar='ID|NAME')
-@utils.arg('--file', metavar='FILE', help='Write here (default: stdout, not a terminal).')
+@arg('volume', metavar='ID|NAME')
+@arg('--file', metavar='FILE', help='Write here (default: stdout, not a terminal).')
 def do_volume_download(gc: Any, args: argparse.Namespace) -> None:
     """Read a whole volume into a file or stdout.
 
@@ -323,9 +323,9 @@ def do_volume_download(gc: Any, args: argparse.Namespace) -> None:
     a terminal).
     """
     if args.file is None and sys.stdout.isatty():
-        raise utils.CommandError('Refusing to write binary data to a terminal; redirect '
+        raise exceptions.CommandError('Refusing to write binary data to a terminal; redirect '
                                  'stdout or use --file FILE.')
-    volume = gc.gc_volumes.find(args.volume)
+    volume = find_resource(gc.gc_volumes, args.volume)
     progress = utils.TransferProgress(f'downloading {utils.label(volume)}',
                                       volume.size * GiB)
     created = args.file is not None and not os.path.exists(args.file)
@@ -369,7 +369,7 @@ def _spool(stream: IO[bytes], spool: IO[bytes], limit: int, name: str) -> int:
         while chunk := stream.read(CHUNK):
             length += len(chunk)
             if length > limit:
-                raise utils.CommandError(f'The input is larger than the volume '
+                raise exceptions.CommandError(f'The input is larger than the volume '
                                          f'({limit // GiB} GiB).')
             spool.write(chunk)
             progress(length)
@@ -384,33 +384,33 @@ def _input(path: str | None, limit: int) -> Iterator[tuple[IO[bytes], int]]:
     """The input and its length; a pipe is spooled to a temporary file first (the API
     needs the length up front)."""
     if path is None and (sys.stdin is None or sys.stdin.isatty()):
-        raise utils.CommandError('Give --file FILE, or redirect stdin from a file or a pipe.')
+        raise exceptions.CommandError('Give --file FILE, or redirect stdin from a file or a pipe.')
     with contextlib.ExitStack() as stack:
         try:
             stream = sys.stdin.buffer if path is None else stack.enter_context(open(path, 'rb'))
         except OSError as exc:
-            raise utils.CommandError(f'Cannot read {path}: {exc.strerror}') from None
+            raise exceptions.CommandError(f'Cannot read {path}: {exc.strerror}') from None
         length = _regular_size(stream)
         if length is None:
             spool = stack.enter_context(tempfile.TemporaryFile(prefix='gc-api-upload-'))
             length = _spool(stream, spool, limit, path or 'stdin')
             stream = spool
         elif length > limit:
-            raise utils.CommandError(f'The input ({length} bytes) is larger than the volume '
+            raise exceptions.CommandError(f'The input ({length} bytes) is larger than the volume '
                                      f'({limit // GiB} GiB).')
         yield stream, length
 
 
-@utils.arg('volume', metavar='ID|NAME')
-@utils.arg('--file', metavar='FILE', help='Read this (default: stdin; a pipe is spooled '
-                                           'to a temporary file in $TMPDIR first).')
+@arg('volume', metavar='ID|NAME')
+@arg('--file', metavar='FILE', help='Read this (default: stdin; a pipe is spooled '
+                                     'to a temporary file in $TMPDIR first).')
 def do_volume_upload(gc: Any, args: argparse.Namespace) -> None:
     """Write a volume from its first byte, from a file or stdin.
 
     gc-api volume-upload VOLUME < disk.raw (a progress bar is drawn when stderr is a
     terminal).
     """
-    volume = gc.gc_volumes.find(args.volume)
+    volume = find_resource(gc.gc_volumes, args.volume)
     with _input(args.file, volume.size * GiB) as (stream, length):
         progress = utils.TransferProgress(f'uploading to {utils.label(volume)}', length)
         try:

@@ -3,6 +3,7 @@
 import pytest
 from keystoneauth1 import identity, noauth, session
 from novaclient import exceptions
+from novaclient.utils import find_resource
 from novaclient.v2 import volumes as nova_volumes
 
 from gridcentric_storage import client
@@ -78,7 +79,8 @@ def test_list_filters_and_secret_masking(gc):
     assert [b.name for b in gc.gc_backends.list(role='repository')] == ['b']
     assert [b.name for b in gc.gc_backends.list(sort_key='name', sort_dir='desc')] == [
         'b', 'a']
-    assert gc.gc_backends.find('a').options == {'pool': 'volumes', 'rbd_secret_uuid': '***'}
+    assert gc.gc_backends.find(name='a').options == {'pool': 'volumes',
+                                                     'rbd_secret_uuid': '***'}
     with pytest.raises(TypeError):
         gc.gc_backends.list(colour='blue')
 
@@ -104,16 +106,24 @@ def test_api_errors_carry_code_and_message(gc):
     assert info.value.message.startswith('Unknown driver floppy')
 
 
-def test_find_by_name_or_id(gc):
+def test_find_by_name_or_id(gc, api):
     backend = gc.gc_backends.create(name='fast', driver='file')
-    assert gc.gc_backends.find('fast').id == backend.id
-    assert gc.gc_backends.find(backend.id).name == 'fast'
-    with pytest.raises(utils.CommandError, match="No backend with a name or ID of 'slow'"):
-        gc.gc_backends.find('slow')
+    assert find_resource(gc.gc_backends, 'fast').id == backend.id
+    assert find_resource(gc.gc_backends, backend.id).name == 'fast'
+    with pytest.raises(exceptions.CommandError, match="No backend with a name or ID of 'slow'"):
+        find_resource(gc.gc_backends, 'slow')
     gc.gc_volumes.create(1, name='twin')
     gc.gc_volumes.create(1, name='twin')
-    with pytest.raises(utils.CommandError, match="Multiple volumes are named 'twin'"):
-        gc.gc_volumes.find('twin')
+    with pytest.raises(exceptions.CommandError, match="Multiple volume matches found for 'twin'"):
+        find_resource(gc.gc_volumes, 'twin')
+    with pytest.raises(exceptions.NoUniqueMatch):
+        gc.gc_volumes.find(name='twin')
+    # The API filters by name: a lookup reads one page, not every backend's.
+    gc.gc_backends.create(name='slow', driver='file')
+    api.max_limit = 1
+    api.requests.clear()
+    assert find_resource(gc.gc_backends, 'fast').id == backend.id
+    assert [(method, path) for method, path, _ in api.requests] == [('GET', '/v1/backends')]
 
 
 def test_volume_create_wait_delete(gc):
@@ -175,7 +185,7 @@ def test_snapshots_attachments_and_actions(gc, api):
     assert isinstance(snap, snapshots.Snapshot) and snap.status == 'creating'
     snap = gc.gc_snapshots.wait(snap)
     assert (snap.status, snap.volume_id) == ('available', volume.id)
-    assert gc.gc_snapshots.find('s1').id == snap.id
+    assert find_resource(gc.gc_snapshots, 's1').id == snap.id
     assert [s.id for s in gc.gc_snapshots.list(volume_id=volume)] == [snap.id]
 
     assert gc.gc_volumes.extend(volume, 2) is None

@@ -64,7 +64,7 @@ def test_backend_update(run):
             result.json['options']) == ('quick', 7, ['a', 'b'], {'path': '/b'})
     assert_one_error_line(run('backend-update', 'quick'), 'Nothing to update')
     assert_one_error_line(run('backend-update', 'quick', '--option', 'novalue'),
-                          "Option 'novalue' is not of the form KEY=VALUE.")
+                          "--option 'novalue' is not of the form KEY=VALUE.")
 
 
 def test_backend_disable_enable(run):

@@ -91,7 +91,8 @@ def test_volume_show_ambiguous_name(run):
     _backend(run)
     for _ in range(2):
         run('volume-create', '--size', '1', '--name', 'twin')
-    assert_one_error_line(run('volume-show', 'twin'), "Multiple volumes are named 'twin'")
+    assert_one_error_line(run('volume-show', 'twin'),
+                          "ERROR: Multiple volume matches found for 'twin', use an ID")
 
 
 def test_volume_delete_wait_until_gone(run):
