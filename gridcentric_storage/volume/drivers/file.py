@@ -168,7 +168,8 @@ class FileDriver(base.VolumeDriver):
 
     def _file(self, kind: str, res_id: Any) -> str:
         """Absolute path of ``<kind>-<id>``; ids must be UUIDs (no path traversal)."""
-        if not isinstance(res_id, str) or not UUID_RE.match(res_id):
+        # fullmatch: '$' would let a trailing newline through
+        if not isinstance(res_id, str) or not UUID_RE.fullmatch(res_id):
             raise error(f'{kind} id {res_id!r} is not a UUID; refusing to build a '
                         'file name from it')
         path = os.path.join(self.root, f'{kind}-{res_id}')

@@ -191,7 +191,8 @@ class LVMDriver(base.VolumeDriver):
         """LV name ``<kind>-<id>``; ids must be UUIDs (never options or paths).
         lvm2 reserves names starting with ``snapshot``, so snapshots are
         ``_snapshot-<id>`` (Cinder's escape, so Cinder-made VGs read the same)."""
-        if not isinstance(res_id, str) or not _UUID_RE.match(res_id):
+        # fullmatch: '$' would let a trailing newline through
+        if not isinstance(res_id, str) or not _UUID_RE.fullmatch(res_id):
             raise _error(f'{kind} id {res_id!r} is not a UUID; refusing to build an LV '
                          'name from it')
         return f'_{kind}-{res_id}' if kind == 'snapshot' else f'{kind}-{res_id}'

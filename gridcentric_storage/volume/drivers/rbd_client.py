@@ -139,7 +139,8 @@ class CephClient:
     # ---- names
     @staticmethod
     def _name(kind: str, res_id: Any) -> str:
-        if not isinstance(res_id, str) or not UUID_RE.match(res_id):
+        # fullmatch: '$' would let a trailing newline through
+        if not isinstance(res_id, str) or not UUID_RE.fullmatch(res_id):
             raise error(f'{kind} id {res_id!r} is not a UUID; refusing to build an '
                         'image name from it')
         return f'{kind}-{res_id}'

@@ -79,7 +79,7 @@ def test_stats(backend: Backend) -> None:
 
 
 BAD_IDS = ['../../etc/passwd', '..', '', None, 42, str(uuid.uuid4()) + '/../../x',
-           'a' * 36, '--force']
+           'a' * 36, '--force', str(uuid.uuid4()) + '\n']
 
 
 def _calls_with(driver: base.VolumeDriver, good: VolumeRef, bad: object
