@@ -1,89 +1,191 @@
-"""In-memory virt driver for tests of the compute manager and the API."""
+"""A fake virt driver for tests: VMs and live images kept in memory, nothing run.
 
+The compute manager and the API are tested against it, so it keeps the
+contract of :class:`base.VirtDriver` the way the real drivers do (the virt
+conformance suite, tests/functional/virt/test_conformance.py, runs it beside
+them): ids must name a file, a second VM or live image of the same id is a
+conflict, a clone cannot be blessed, a launch from a discarded live image
+fails with ``LiveImageFilesMissing``, a bless leaves the source in the run
+state it found, and destroy, discard, attach and detach are idempotent.
+
+What a test may read: the console (one line per thing that happened to the
+VM, e.g. ``resumed from live image li-1``) and ``volume_sizes``, the size in
+bytes each guest was last told a volume has (``extend_volume``).
+"""
+
+import dataclasses
 import os
 import threading
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base
+from gridcentric_storage.virt.qemu_process import check_id
+
+__all__ = ['FakeVirtDriver']
+
+
+@dataclasses.dataclass
+class _VM:
+    info: base.InstanceInfo
+    memory_mb: int
+    vcpus: int
+    disks: list[base.Disk]
+    live_image_id: str | None = None
+    console: list[str] = dataclasses.field(default_factory=list)
 
 
 class FakeVirtDriver(base.VirtDriver):
+    """In memory; every VM reports this process's pid."""
+
     def __init__(self) -> None:
-        self.instances: dict[str, base.InstanceInfo] = {}
+        self.vms: dict[str, _VM] = {}
         self.images: dict[str, base.LiveImageArtifacts] = {}
-        self.volumes: dict[str, list[str]] = {}
-        self.volume_sizes: dict[str, int] = {}  # what each guest was told (bytes)
+        self.volume_sizes: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def _vm(self, instance_id: str) -> _VM:
+        vm = self.vms.get(instance_id)
+        if vm is None:
+            raise exception.NotFound('Instance %s is not on this host.' % instance_id)
+        return vm
+
+    def _running(self, instance_id: str) -> _VM:
+        vm = self.vms.get(instance_id)
+        if vm is None:
+            raise exception.InvalidState(resource='Instance', id=instance_id, state='stopped',
+                                         reason='it is not running on this host')
+        return vm
+
+    def _add(self, vm: _VM) -> base.InstanceInfo:
+        if vm.info.id in self.vms:
+            raise exception.Conflict(reason='instance %s already exists on this host'
+                                     % vm.info.id)
+        self.vms[vm.info.id] = vm
+        return dataclasses.replace(vm.info, extra=dict(vm.info.extra))
+
+    # ---- instances
+
     def spawn(self, instance: base.InstanceSpec) -> base.InstanceInfo:
-        info = base.InstanceInfo(id=instance.id, state='running', pid=os.getpid())
+        check_id('instance', instance.id)
+        info = base.InstanceInfo(id=instance.id, state='running', pid=os.getpid(),
+                                 extra={'accel': 'fake'})
         with self._lock:
-            self.instances[instance.id] = info
-            self.volumes[instance.id] = [disk.volume_id for disk in instance.disks]
-        return info
+            return self._add(_VM(info, instance.memory_mb, instance.vcpus,
+                                 list(instance.disks), console=[
+                                     'booted %s (%s): %d MiB, %d vCPU\n' % (
+                                         instance.id, instance.name, instance.memory_mb,
+                                         instance.vcpus)]))
 
     def destroy(self, instance_id: str) -> None:
         with self._lock:
-            self.instances.pop(instance_id, None)
-            self.volumes.pop(instance_id, None)
+            self.vms.pop(instance_id, None)
 
     def get_info(self, instance_id: str) -> base.InstanceInfo:
         with self._lock:
-            return self.instances.get(instance_id) or base.InstanceInfo(id=instance_id,
-                                                                        state='stopped')
+            vm = self.vms.get(instance_id)
+            if vm is None:
+                return base.InstanceInfo(id=instance_id, state='stopped')
+            return dataclasses.replace(vm.info, extra=dict(vm.info.extra))
 
     def list_instances(self) -> list[str]:
         with self._lock:
-            return list(self.instances)
+            return sorted(self.vms)
 
     def get_console_output(self, instance_id: str, length: int | None = None) -> str:
-        return 'fake console of %s\n' % instance_id
+        with self._lock:
+            lines = list(self._vm(instance_id).console)
+        if length is not None:
+            lines = lines[-length:] if length > 0 else []
+        return ''.join(lines)
+
+    def _set_state(self, instance_id: str, state: str) -> None:
+        with self._lock:
+            vm = self._running(instance_id)
+            vm.info.state = state
+            vm.console.append('%s\n' % state)
+
+    def pause(self, instance_id: str) -> None:
+        self._set_state(instance_id, 'paused')
+
+    def unpause(self, instance_id: str) -> None:
+        self._set_state(instance_id, 'running')
+
+    # ---- live images
 
     def bless(self, instance_id: str, live_image_id: str,
               snapshot_disks: list[base.Disk]) -> base.LiveImageArtifacts:
-        artifacts = base.LiveImageArtifacts(
-            live_image_id=live_image_id, directory='/fake/%s' % live_image_id,
-            memory_path='/fake/%s/memory' % live_image_id,
-            state_path='/fake/%s/state' % live_image_id, memory_mb=64, vcpus=1,
-            disks=snapshot_disks)
+        check_id('live image', live_image_id)
         with self._lock:
+            vm = self._running(instance_id)
+            if vm.live_image_id:
+                raise exception.DriverError(
+                    reason='instance %s is a clone of live image %s: its RAM is a private '
+                    'copy-on-write mapping and cannot be blessed' % (instance_id,
+                                                                     vm.live_image_id))
+            if len(snapshot_disks) != len(vm.disks):
+                raise exception.DriverError(
+                    reason='instance %s has %d disk(s) but %d snapshot(s) were given'
+                    % (instance_id, len(vm.disks), len(snapshot_disks)))
+            if live_image_id in self.images:
+                raise exception.Conflict(reason='live image %s already exists' % live_image_id)
+            directory = '/fake/%s' % live_image_id
+            artifacts = base.LiveImageArtifacts(
+                live_image_id=live_image_id, directory=directory,
+                memory_path=directory + '/ram', state_path=directory + '/state',
+                memory_mb=vm.memory_mb, vcpus=vm.vcpus, disks=list(snapshot_disks),
+                extra={'source_instance': instance_id,
+                       'resumed': vm.info.state == 'running'})
             self.images[live_image_id] = artifacts
+            vm.console.append('blessed into live image %s\n' % live_image_id)
         return artifacts
 
     def launch(self, artifacts: base.LiveImageArtifacts,
                clone: base.CloneSpec) -> base.InstanceInfo:
-        info = base.InstanceInfo(id=clone.id, state='running', pid=os.getpid())
+        check_id('instance', clone.id)
         with self._lock:
-            self.instances[clone.id] = info
-            self.volumes[clone.id] = [disk.volume_id for disk in clone.disks]
-        return info
+            image = self.images.get(artifacts.live_image_id)
+            if image is None:
+                raise exception.LiveImageFilesMissing(
+                    id=artifacts.live_image_id,
+                    reason='%s is gone (discarded?)' % artifacts.directory)
+            if len(clone.disks) != len(image.disks):
+                raise exception.DriverError(
+                    reason='live image %s has %d disk(s); the clone needs as many '
+                    'copy-on-write disks, got %d' % (artifacts.live_image_id,
+                                                     len(image.disks), len(clone.disks)))
+            info = base.InstanceInfo(id=clone.id, state='running', pid=os.getpid(),
+                                     extra={'accel': 'fake',
+                                            'live_image_id': artifacts.live_image_id})
+            return self._add(_VM(info, image.memory_mb, image.vcpus, list(clone.disks),
+                                 artifacts.live_image_id,
+                                 ['%s (%s) resumed from live image %s\n' % (
+                                     clone.id, clone.name, artifacts.live_image_id)]))
 
     def discard(self, artifacts: base.LiveImageArtifacts) -> None:
         with self._lock:
             self.images.pop(artifacts.live_image_id, None)
 
-    def pause(self, instance_id: str) -> None:
-        with self._lock:
-            if instance_id in self.instances:
-                self.instances[instance_id].state = 'paused'
-
-    def unpause(self, instance_id: str) -> None:
-        with self._lock:
-            if instance_id in self.instances:
-                self.instances[instance_id].state = 'running'
+    # ---- volumes
 
     def attach_volume(self, instance_id: str, disk: base.Disk) -> None:
         with self._lock:
-            self.volumes.setdefault(instance_id, []).append(disk.volume_id)
-
-    def extend_volume(self, instance_id: str, volume_id: str, new_size: int) -> None:
-        with self._lock:
-            if volume_id not in self.volumes.get(instance_id, []):
-                raise exception.DriverError(reason='%s is not attached to %s'
-                                            % (volume_id, instance_id))
-            self.volume_sizes[volume_id] = new_size
+            vm = self._vm(instance_id)
+            if all(d.volume_id != disk.volume_id for d in vm.disks):
+                vm.disks.append(disk)
 
     def detach_volume(self, instance_id: str, volume_id: str) -> None:
         with self._lock:
-            if volume_id in self.volumes.get(instance_id, []):
-                self.volumes[instance_id].remove(volume_id)
+            vm = self._vm(instance_id)
+            vm.disks = [d for d in vm.disks if d.volume_id != volume_id]
+
+    def extend_volume(self, instance_id: str, volume_id: str, new_size: int) -> None:
+        with self._lock:
+            if all(d.volume_id != volume_id for d in self._vm(instance_id).disks):
+                raise exception.DriverError(reason='volume %s is not attached to %s'
+                                            % (volume_id, instance_id))
+            self.volume_sizes[volume_id] = new_size
+
+    def disks(self, instance_id: str) -> list[base.Disk]:
+        """The disks the VM has now (what a test checks after attach and detach)."""
+        with self._lock:
+            return list(self._vm(instance_id).disks)

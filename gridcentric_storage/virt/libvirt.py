@@ -36,7 +36,7 @@ from gridcentric_storage.virt import accel as accel_mod
 from gridcentric_storage.virt import base, libvirt_live, libvirt_xml
 from gridcentric_storage.virt import qemu_live as live
 from gridcentric_storage.virt.libvirt_xml import PREFIX, disk_xml
-from gridcentric_storage.virt.qemu import check_id
+from gridcentric_storage.virt.qemu_process import check_id
 
 try:
     import libvirt

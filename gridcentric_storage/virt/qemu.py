@@ -9,7 +9,8 @@ clone resumes from the state in milliseconds (RECIPES.md, "QEMU: bless and
 clone").
 
 Everything about a VM lives in its instance directory, so the compute
-service can restart and find its VMs again::
+service can restart and find its VMs again (``qemu_process.py`` starts,
+finds again and stops their QEMU processes)::
 
     <instances_path>/<id>/vm.json      the Layout (devices, RAM, boot)
                          /pid          QEMU's pid (checked against its cmdline)
@@ -37,41 +38,29 @@ change (see tools/build-test-guest.sh)::
     driver.launch(art, base.CloneSpec(id='c1', name='c1', guest={'role': 'web'}))
 """
 
-import contextlib
 import json
 import logging
 import os
-import re
-import shlex
 import shutil
-import signal
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.virt import accel as accel_mod
-from gridcentric_storage.virt import base, qmp
+from gridcentric_storage.virt import base, qemu_process
 from gridcentric_storage.virt import qemu_cmdline as cmdline
 from gridcentric_storage.virt import qemu_live as live
+from gridcentric_storage.virt.qemu_process import check_id
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ['QemuDriver']
+__all__ = ['QemuDriver', 'check_id']
 
-_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$')
 _STATES = {'running': 'running', 'paused': 'paused', 'postmigrate': 'paused',
            'prelaunch': 'paused', 'inmigrate': 'paused', 'finish-migrate': 'paused',
            'suspended': 'paused', 'save-vm': 'paused', 'restore-vm': 'paused',
            'debug': 'paused', 'shutdown': 'stopped'}
-
-
-def check_id(kind: str, value: str) -> str:
-    if not _ID_RE.match(value or ''):
-        raise exception.Invalid(reason='%s id %r must match %s' % (kind, value, _ID_RE.pattern))
-    return value
 
 
 class QemuDriver(base.VirtDriver):
@@ -111,7 +100,8 @@ class QemuDriver(base.VirtDriver):
         self.qmp_timeout = qmp_timeout
         self.checksum_ram = checksum_ram
         self._probe: accel_mod.Probe | None = None
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._vms = qemu_process.Processes(self.instances_path, start_timeout, stop_timeout,
+                                           qmp_timeout)
         self._locks = concurrency.KeyedLocks()
 
     @classmethod
@@ -146,117 +136,18 @@ class QemuDriver(base.VirtDriver):
         assert self._probe is not None
         return self._probe.reason
 
-    # ---- paths and process bookkeeping
-
-    def _dir(self, instance_id: str) -> str:
-        return os.path.join(self.instances_path, check_id('instance', instance_id))
-
-    def _file(self, instance_id: str, name: str) -> str:
-        return os.path.join(self._dir(instance_id), name)
+    # ---- instance files
 
     def _load_layout(self, instance_id: str) -> cmdline.Layout:
         try:
-            with open(self._file(instance_id, 'vm.json')) as f:
+            with open(self._vms.file(instance_id, 'vm.json')) as f:
                 return cmdline.Layout.from_json(json.load(f))
         except FileNotFoundError:
             raise exception.NotFound('Instance %s is not on this host.' % instance_id)
 
     def _save_layout(self, layout: cmdline.Layout) -> None:
-        live.write_file(self._file(layout.id, 'vm.json'), json.dumps(layout.to_json(), indent=1))
-
-    def _pid(self, instance_id: str) -> int | None:
-        """QEMU's pid if it still runs (and is really this VM's QEMU)."""
-        proc = self._procs.get(instance_id)
-        if proc is not None:
-            if proc.poll() is None:
-                return proc.pid                      # our child (maybe not exec'd yet)
-            self._procs.pop(instance_id, None)       # reaped
-            return None
-        try:
-            with open(self._file(instance_id, 'pid')) as f:
-                pid = int(f.read().strip())
-            with open('/proc/%d/cmdline' % pid, 'rb') as f:
-                argv = f.read()
-            with open('/proc/%d/stat' % pid) as f:
-                zombie = f.read().rsplit(')', 1)[1].split()[0] == 'Z'
-        except (OSError, ValueError, IndexError):
-            return None
-        qmp_path = self._file(instance_id, 'qmp.sock').encode()
-        return pid if qmp_path in argv and not zombie else None
-
-    def _log_tail(self, instance_id: str) -> str:
-        try:
-            with open(self._file(instance_id, 'qemu.log'), errors='replace') as f:
-                return ' '.join(f.read()[-600:].split())
-        except OSError:
-            return ''
-
-    def _monitor(self, instance_id: str, wait: float = 0.0,
-                 timeout: float | None = None) -> Any:
-        return qmp.connect(self._file(instance_id, 'qmp.sock'),
-                           timeout=timeout or self.qmp_timeout, wait=wait,
-                           alive=lambda: self._pid(instance_id) is not None)
-
-    @contextlib.contextmanager
-    def _start(self, layout: cmdline.Layout, argv: list[str]) -> Iterator[qmp.Monitor]:
-        """Start QEMU for ``layout`` (its directory exists); yield its first QMP session."""
-        directory = self._dir(layout.id)
-        LOG.debug('starting %s', shlex.join(argv))
-        with open(os.path.join(directory, 'qemu.log'), 'ab') as log, \
-                open(os.devnull, 'rb') as null:
-            try:
-                proc = subprocess.Popen(argv, stdin=null, stdout=log, stderr=log,
-                                        cwd=directory, start_new_session=True, close_fds=True)
-            except OSError as e:
-                raise exception.DriverError(reason='cannot run %s: %s' % (argv[0], e))
-        self._procs[layout.id] = proc
-        live.write_file(os.path.join(directory, 'pid'), '%d\n' % proc.pid)
-        connected = False
-        try:
-            with self._monitor(layout.id, wait=self.start_timeout) as mon:
-                connected = True
-                yield mon
-        except exception.QmpError:
-            if connected:
-                raise
-            raise exception.DriverError(reason='QEMU for %s did not start: %s'
-                                        % (layout.id, self._log_tail(layout.id)))
-
-    def _kill(self, instance_id: str) -> None:
-        """Stop QEMU: QMP quit, then SIGKILL after ``stop_timeout``."""
-        pid = self._pid(instance_id)
-        if pid is None:
-            return
-        try:
-            with self._monitor(instance_id, timeout=max(self.stop_timeout / 2, 1)) as mon:
-                mon.cmd('quit')
-        except exception.QmpError:
-            pass                                       # quit races the socket closing
-        deadline = time.monotonic() + self.stop_timeout
-        while self._pid(instance_id) is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if self._pid(instance_id) is not None:
-            LOG.warning('QEMU of %s ignored quit; killing pid %d', instance_id, pid)
-            os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while self._pid(instance_id) is not None and time.monotonic() < deadline:
-                time.sleep(0.01)
-        proc = self._procs.pop(instance_id, None)
-        if proc is not None:
-            proc.wait(timeout=10)
-
-    def _new_instance_dir(self, instance_id: str) -> str:
-        directory = self._dir(instance_id)
-        if len(os.path.join(directory, 'qmp.sock')) > 107:     # sun_path is 108 bytes
-            raise exception.Invalid(reason='instance path %s is too long for a unix '
-                                    'socket; use a shorter instances_path' % directory)
-        os.makedirs(self.instances_path, exist_ok=True)
-        try:
-            os.mkdir(directory, 0o750)
-        except FileExistsError:
-            raise exception.Conflict(reason='instance %s already exists on this host'
-                                     % instance_id)
-        return directory
+        live.write_file(self._vms.file(layout.id, 'vm.json'),
+                        json.dumps(layout.to_json(), indent=1))
 
     def _write_secrets(self, layout: cmdline.Layout) -> dict[str, str]:
         files = {}
@@ -264,7 +155,7 @@ class QemuDriver(base.VirtDriver):
             _, secrets = cmdline.blockdev_options(disk.connection_info, disk.node,
                                                   disk.read_only)
             for secret_id, value in secrets.items():
-                files[secret_id] = self._file(layout.id, secret_id + '.secret')
+                files[secret_id] = self._vms.file(layout.id, secret_id + '.secret')
                 live.write_file(files[secret_id], value, 0o600)
         return files
 
@@ -280,15 +171,15 @@ class QemuDriver(base.VirtDriver):
         if layout.live_image_id:
             extra.setdefault('live_image_id', layout.live_image_id)
         return base.InstanceInfo(id=layout.id, state=state, pid=pid,
-                                 instance_dir=self._dir(layout.id),
-                                 console_path=self._file(layout.id, 'console.log'),
+                                 instance_dir=self._vms.dir(layout.id),
+                                 console_path=self._vms.file(layout.id, 'console.log'),
                                  extra=extra)
 
     # ---- VirtDriver: instances
 
     def spawn(self, instance: base.InstanceSpec) -> base.InstanceInfo:
         with self._locks.get(instance.id):
-            directory = self._new_instance_dir(instance.id)
+            directory = self._vms.new_dir(instance.id)
             try:
                 layout = cmdline.Layout(
                     id=instance.id, name=instance.name, memory_mb=instance.memory_mb,
@@ -302,29 +193,29 @@ class QemuDriver(base.VirtDriver):
                     share=True, qmp_path=os.path.join(directory, 'qmp.sock'),
                     console_path=os.path.join(directory, 'console.log'),
                     vmgenid=instance.vmgenid, secret_files=self._write_secrets(layout))
-                with self._start(layout, argv):
-                    pid = self._pid(instance.id)
+                with self._vms.start(layout.id, argv):
+                    pid = self._vms.pid(instance.id)
             except BaseException:
-                self._kill(instance.id)
+                self._vms.kill(instance.id)
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
             return self._info(layout, pid, 'running')
 
     def destroy(self, instance_id: str) -> None:
         with self._locks.get(instance_id):
-            self._kill(instance_id)
-            shutil.rmtree(self._dir(instance_id), ignore_errors=True)
+            self._vms.kill(instance_id)
+            shutil.rmtree(self._vms.dir(instance_id), ignore_errors=True)
 
     def get_info(self, instance_id: str) -> base.InstanceInfo:
         try:
             layout = self._load_layout(instance_id)
         except exception.NotFound:
             return base.InstanceInfo(id=instance_id, state='stopped')
-        pid = self._pid(instance_id)
+        pid = self._vms.pid(instance_id)
         if pid is None:
-            return self._info(layout, None, 'stopped', reason=self._log_tail(instance_id))
+            return self._info(layout, None, 'stopped', reason=self._vms.log_tail(instance_id))
         try:
-            with self._monitor(instance_id) as mon:
+            with self._vms.monitor(instance_id) as mon:
                 status = mon.cmd('query-status')['status']
         except exception.QmpError as e:
             return self._info(layout, pid, 'running', qmp_error=e.message)
@@ -339,18 +230,18 @@ class QemuDriver(base.VirtDriver):
                       if os.path.exists(os.path.join(self.instances_path, n, 'vm.json')))
 
     def get_console_output(self, instance_id: str, length: int | None = None) -> str:
-        path = self._file(instance_id, 'console.log')
+        path = self._vms.file(instance_id, 'console.log')
         if not os.path.exists(path):
             raise exception.NotFound('Instance %s is not on this host.' % instance_id)
         return live.tail_lines(path, length)
 
     def pause(self, instance_id: str) -> None:
         """QMP ``stop`` (e.g. to snapshot disks consistently before :meth:`bless`)."""
-        with self._locks.get(instance_id), self._monitor(instance_id) as mon:
+        with self._locks.get(instance_id), self._vms.monitor(instance_id) as mon:
             mon.cmd('stop')
 
     def unpause(self, instance_id: str) -> None:
-        with self._locks.get(instance_id), self._monitor(instance_id) as mon:
+        with self._locks.get(instance_id), self._vms.monitor(instance_id) as mon:
             mon.cmd('cont')
 
     # ---- live images
@@ -369,7 +260,7 @@ class QemuDriver(base.VirtDriver):
                 raise exception.DriverError(
                     reason='instance %s has %d disk(s) but %d snapshot(s) were given'
                     % (instance_id, len(layout.disks), len(snapshot_disks)))
-            if self._pid(instance_id) is None:
+            if self._vms.pid(instance_id) is None:
                 raise exception.InvalidState(resource='Instance', id=instance_id,
                                              state='stopped', reason='only a running VM '
                                              'can be blessed')
@@ -381,8 +272,8 @@ class QemuDriver(base.VirtDriver):
             shutil.rmtree(work, ignore_errors=True)
             os.mkdir(work, 0o750)
             try:
-                with self._monitor(instance_id) as mon:
-                    timing = live.save_state(mon, self._file(instance_id, 'ram'), work,
+                with self._vms.monitor(instance_id) as mon:
+                    timing = live.save_state(mon, self._vms.file(instance_id, 'ram'), work,
                                              self.migration_timeout)
                 extra: dict[str, Any] = dict(timing, accel=layout.accel, machine=layout.machine,
                                              source_instance=instance_id)
@@ -421,7 +312,7 @@ class QemuDriver(base.VirtDriver):
             raise exception.DriverError(reason='live image %s was blessed under KVM, which '
                                         'does not work here' % artifacts.live_image_id)
         with self._locks.get(clone.id):
-            directory = self._new_instance_dir(clone.id)
+            directory = self._vms.new_dir(clone.id)
             try:
                 layout = cmdline.Layout.from_json(image.to_json())
                 layout.id, layout.name = clone.id, clone.name
@@ -439,14 +330,14 @@ class QemuDriver(base.VirtDriver):
                     vmgenid=clone.vmgenid or str(uuid.uuid4()), incoming=True,
                     secret_files=self._write_secrets(layout),
                     fw_cfg_files=live.guest_files(directory, clone, layout.mac))
-                with self._start(layout, argv) as mon:
+                with self._vms.start(layout.id, argv) as mon:
                     started = time.monotonic()
                     loaded = live.restore_state(mon, artifacts.state_path,
                                                 self.migration_timeout)
-                pid = self._pid(clone.id)
+                pid = self._vms.pid(clone.id)
             except BaseException as e:
-                tail = self._log_tail(clone.id)
-                self._kill(clone.id)
+                tail = self._vms.log_tail(clone.id)
+                self._vms.kill(clone.id)
                 shutil.rmtree(directory, ignore_errors=True)
                 if isinstance(e, exception.DriverError) and tail and tail not in e.message:
                     raise exception.DriverError(reason='%s (QEMU: %s)' % (e.message, tail))
@@ -474,7 +365,7 @@ class QemuDriver(base.VirtDriver):
                                     slot=cmdline.free_pci_slot(layout),
                                     connection_info=disk.connection_info,
                                     read_only=disk.read_only)
-            with self._monitor(instance_id) as mon:
+            with self._vms.monitor(instance_id) as mon:
                 live.plug_disk(mon, slot)
             layout.disks.append(slot)
             self._save_layout(layout)
@@ -485,7 +376,7 @@ class QemuDriver(base.VirtDriver):
             slot = layout.disk_of(volume_id)
             if slot is None:
                 return
-            with self._monitor(instance_id) as mon:
+            with self._vms.monitor(instance_id) as mon:
                 live.unplug_disk(mon, slot, self.qmp_timeout)
             layout.disks.remove(slot)
             self._save_layout(layout)
@@ -498,7 +389,7 @@ class QemuDriver(base.VirtDriver):
             if slot is None:
                 raise exception.DriverError(reason='volume %s is not attached to %s'
                                             % (volume_id, instance_id))
-            with self._monitor(instance_id) as mon:
+            with self._vms.monitor(instance_id) as mon:
                 try:
                     mon.cmd('block_resize', **{'node-name': slot.node, 'size': new_size})
                 except exception.QmpError as e:
