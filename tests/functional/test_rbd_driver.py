@@ -1,4 +1,8 @@
-"""The RBD driver against the real single-node Ceph of ``tools/ceph.sh``.
+"""What only the RBD driver does, against the real single-node Ceph of
+``tools/ceph.sh``: image features, ``ceph df`` stats, the clone graph (protected
+snapshots, ``.clone_snap``, hidden ``.deleted`` images, max_clone_depth and
+flattening), the exact connection_info and keyring, and a cluster that goes away.
+The scenarios every driver shares run in tests/conformance/volume.
 
 The ``rbd`` CLI and qemu-img are the outside witnesses (their own librados
 clients); data is written and read through os-brick's RBDConnector with the
@@ -12,14 +16,12 @@ import hashlib
 import os
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from gridcentric_storage.common import exception
-from gridcentric_storage.volume.drivers import base
 from gridcentric_storage.volume.drivers import rbd as rbd_driver
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 from tests.fixtures import ceph
@@ -105,32 +107,17 @@ def make_image(path: str, fmt: str, size: int, writes: list[tuple[int, int, int]
     return path
 
 
-def raw_bytes(path: str, fmt: str, scratch) -> bytes:
-    out = os.path.join(scratch, 'as-raw-%s' % uuid.uuid4())
-    subprocess.run(['qemu-img', 'convert', '-f', fmt, '-O', 'raw', path, out], check=True)
-    with open(out, 'rb') as f:
-        return f.read()
-
-
 # ---------------------------------------------------------------- volumes and stats
-def test_create_extend_delete(driver, cli):
+def test_images_are_format_2_with_layering_and_no_exclusive_lock(driver, cli):
     vol = new_volume(1)
-    assert driver.create_volume(vol) is None
-    assert vol.name in cli.images()
-    info = cli.info(vol.name)
-    assert info['size'] == GiB and info['format'] == 2
-    assert {'layering', 'deep-flatten'} <= set(info['features'])
-    assert 'exclusive-lock' not in info['features']  # multiattach
-    driver.extend_volume(vol, 3)
-    assert cli.info(vol.name)['size'] == 3 * GiB
-    with pytest.raises(exception.DriverError, match='cannot shrink'):
-        driver.extend_volume(vol, 2)
-    with pytest.raises(exception.DriverError, match='already exists'):
-        driver.create_volume(vol)
-    driver.delete_volume(vol)
-    assert vol.name not in cli.images()
-    driver.delete_volume(vol)  # idempotent
-    driver.delete_snapshot(new_snapshot(vol))  # idempotent, even without the volume
+    driver.create_volume(vol)
+    try:
+        info = cli.info(vol.name)
+        assert info['size'] == GiB and info['format'] == 2
+        assert {'layering', 'deep-flatten'} <= set(info['features'])
+        assert 'exclusive-lock' not in info['features']  # multiattach
+    finally:
+        driver.delete_volume(vol)
 
 
 def test_exclusive_lock_option(make_driver, cli):
@@ -147,10 +134,8 @@ def test_exclusive_lock_option(make_driver, cli):
 
 def test_stats_match_ceph_df(driver, cli):
     stats = driver.get_volume_stats(refresh=True)
-    assert set(base.STATS_REQUIRED_KEYS) <= set(stats)
-    assert stats['storage_protocol'] == 'ceph' and stats['volume_backend_name'] == 'ceph'
+    assert stats['storage_protocol'] == 'ceph'
     assert stats['thin_provisioning_support'] and stats['multiattach']
-    assert stats['online_extend_support'] and not stats['QoS_support']
     assert stats['copy_on_write'] == 'rbd-layering'
     pool = next(p for p in cli.ceph('df')['pools'] if p['name'] == 'rbd')['stats']
     assert stats['free_capacity_gb'] == pytest.approx(pool['max_avail'] / GiB, abs=0.05)
@@ -195,14 +180,10 @@ def test_connection_info_is_accepted_by_os_brick(make_driver, cli):
         data = keyed.initialize_connection(vol, {})['data']
         assert data['keyring'].startswith('[client.admin]\n\tkey = ')
         assert 'mon.' not in data['keyring']  # only the user's own key
-        with attached(keyed, vol) as dev:
-            dev.write(b'hello rbd' * 1000)
+        with attached(keyed, vol) as dev:  # os-brick reads the key from the data
+            dev.write(b'hello rbd')
             dev.flush()
-            dev.seek(0)
-            assert dev.read(9) == b'hello rbd'
-        assert cli.read(vol.name, 0, 4096)[:18] == b'hello rbdhello rbd'
-        driver.terminate_connection(vol, {'host': 'test-host'})
-        driver.terminate_connection(vol, None)
+        assert cli.read(vol.name, 0, 4096)[:9] == b'hello rbd'
     finally:
         driver.delete_volume(vol)
 
@@ -238,16 +219,11 @@ def test_snapshot_clone_and_volume_from_snapshot(driver, cli):
     try:
         assert read(driver, from_snap, MiB) == b'A' * MiB
         assert read(driver, clone, MiB) == b'B' * MiB
-        assert cli.info(from_snap.name)['size'] == 2 * GiB  # grown after the clone
-        assert cli.read(from_snap.name, GiB + MiB, 4096) == bytes(4096)
         # copy-on-write: both are clones, nothing was copied
         assert cli.parent(from_snap.name) == f'rbd/{src.name}@{snap.name}'
         assert cli.parent(clone.name) == f'rbd/{src.name}@{clone.name}.clone_snap'
         assert cli.children(src.name, snap.name) == [from_snap.name]
         assert cli.snaps(src.name)[f'{clone.name}.clone_snap'] is True
-        # writes to a clone stay there
-        write(driver, clone, b'C' * 4096)
-        assert cli.read(src.name, 0, 4096) == b'B' * 4096
         with pytest.raises(exception.DriverError, match='has snapshots'):
             driver.delete_volume(src)
         assert src.name in cli.images()
@@ -340,74 +316,19 @@ def test_delete_snapshot_with_children(driver, cli):
     assert not {vol.name, child.name} & {i.split('.')[0] for i in cli.images()}
 
 
-def test_revert_to_snapshot(driver, cli):
-    vol = new_volume(1)
-    driver.create_volume(vol)
-    write(driver, vol, b'1' * MiB)
-    snap = new_snapshot(vol)
-    driver.create_snapshot(snap)
-    write(driver, vol, b'2' * MiB)
-    driver.extend_volume(vol, 2)
-    grown = VolumeRef({'id': vol.id, 'size': 2})
-    try:
-        driver.revert_to_snapshot(None, grown, snap)
-        assert cli.read(vol.name, 0, MiB) == b'1' * MiB
-        assert cli.info(vol.name)['size'] == 2 * GiB  # the volume keeps its size
-        assert cli.snaps(vol.name) == {snap.name: True}
-    finally:
-        driver.delete_snapshot(snap)
-        driver.delete_volume(vol)
-
-
 # ---------------------------------------------------------------- images
 @pytest.mark.parametrize('fmt', ['raw', 'qcow2'])
-def test_copy_image_to_volume(driver, cli, tmp_path, fmt):
+def test_copy_image_to_volume_stays_sparse(driver, cli, tmp_path, fmt):
+    """qemu-img turns the image's zero areas into discards: no object is written there."""
     image = make_image(str(tmp_path / f'image.{fmt}'), fmt, 64 * MiB,
                        [(0x5a, 0, MiB), (0xa5, 40 * MiB, 3 * MiB)])
-    digest = hashlib.sha256(open(image, 'rb').read()).hexdigest()
     vol = new_volume(1)
     driver.create_volume(vol)
     try:
         driver.copy_image_to_volume(ADMIN, vol, host_images(str(tmp_path)), image)
         assert cli.same_data(vol.name, image, fmt)  # and zeros past the image
-        assert cli.read(vol.name, 40 * MiB, MiB) == b'\xa5' * MiB
         used = cli.rbd('du', f'rbd/{vol.name}')['images'][0]['used_size']
-        assert used <= 8 * MiB  # sparse (4 MiB objects, no object map: rounded up)
-        assert hashlib.sha256(open(image, 'rb').read()).hexdigest() == digest
-    finally:
-        driver.delete_volume(vol)
-
-
-def test_copy_image_bigger_than_volume_is_refused(driver, tmp_path):
-    image = make_image(str(tmp_path / 'big.qcow2'), 'qcow2', 2 * GiB, [])
-    vol = new_volume(1)
-    driver.create_volume(vol)
-    try:
-        with pytest.raises(exception.DriverError, match='does not fit'):
-            driver.copy_image_to_volume(ADMIN, vol, host_images(str(tmp_path)), image)
-    finally:
-        driver.delete_volume(vol)
-
-
-@pytest.mark.parametrize('fmt', ['raw', 'qcow2'])
-def test_copy_volume_to_image(driver, cli, tmp_path, fmt):
-    vol = new_volume(1)
-    driver.create_volume(vol)
-    write(driver, vol, b'\x11' * MiB, offset=0)
-    write(driver, vol, b'\x22' * MiB, offset=512 * MiB)
-    path = str(tmp_path / f'out.{fmt}')
-    try:
-        driver.copy_volume_to_image(ADMIN, vol, host_images(str(tmp_path)),
-                                    {'path': path, 'disk_format': fmt})
-        info = host_images(str(tmp_path)).info(ADMIN, path)
-        assert info['disk_format'] == fmt and info['virtual_size'] == GiB
-        assert cli.same_data(vol.name, path, fmt)
-        raw = raw_bytes(path, fmt, tmp_path)
-        assert raw[:MiB] == b'\x11' * MiB and raw[512 * MiB:513 * MiB] == b'\x22' * MiB
-        assert not os.path.exists(path + '.part')
-        with pytest.raises(exception.DriverError, match='vmdk'):
-            driver.copy_volume_to_image(ADMIN, vol, host_images(str(tmp_path)),
-                                        {'path': path, 'disk_format': 'vmdk'})
+        assert used <= 8 * MiB  # 4 MiB objects, no object map: rounded up
     finally:
         driver.delete_volume(vol)
 
@@ -431,17 +352,9 @@ def test_missing_or_wrong_options(cli, tmp_path):
         missing.do_setup(None)
     stranger = rbd_driver.RBDDriver('b', 'ceph', {'pool': 'rbd', 'ceph_conf': cli.conf,
                                                   'user': 'nobody', 'connect_timeout': 3})
-    started = time.monotonic()
+    # an unknown user gives up with an error (within connect_timeout), never hangs
     with pytest.raises(exception.DriverError, match='cannot connect .* as client.nobody'):
         stranger.do_setup(None)
-    assert time.monotonic() - started < 10
-
-
-def test_ids_must_be_uuids(driver):
-    with pytest.raises(exception.DriverError, match='not a UUID'):
-        driver.create_volume(VolumeRef({'id': '../x', 'size': 1}))
-    with pytest.raises(exception.DriverError, match='not a UUID'):
-        driver.delete_snapshot(SnapshotRef({'id': 'x', 'volume_id': str(uuid.uuid4())}))
 
 
 # ---------------------------------------------------------------- the cluster goes away
@@ -456,26 +369,24 @@ def test_osd_going_away_mid_copy_gives_a_driver_error(make_driver, cli, tmp_path
     digest = hashlib.sha256(open(image, 'rb').read()).hexdigest()
     vol = new_volume(1)
     driver.create_volume(vol)
-    def stop_osd() -> None:
-        time.sleep(0.3)  # qemu-img is writing by then
+
+    def stop_osd() -> None:  # once qemu-img has written the first block
+        wait_for(lambda: cli.read(vol.name, 0, 4096) == block[:4096], timeout=60,
+                 interval=0.02, what='qemu-img to start writing')
         cli.tool('stop-osd')
     stopper = threading.Thread(target=stop_osd)
-    started = time.monotonic()
     stopper.start()
+    other = new_volume()
     try:
+        # the OSD takes a few seconds to stop (memstore saves itself), then the
+        # first write waits rados_osd_op_timeout (5 s) and qemu-img gives up
         with pytest.raises(exception.DriverError) as failure:
             driver.copy_image_to_volume(ADMIN, vol, host_images(str(tmp_path)), image)
         assert 'error while writing at byte' in str(failure.value)  # mid-copy
         assert 'Connection timed out' in str(failure.value)
-        failed_after = time.monotonic() - started
         stopper.join()
-        # the OSD takes a few seconds to stop (memstore saves itself), then the
-        # first write waits rados_osd_op_timeout (5 s) and qemu-img gives up
-        assert failed_after < 30, failed_after
-        before, other = time.monotonic(), new_volume()
         with pytest.raises(exception.DriverError, match='did not answer within 5 s'):
             driver.create_volume(other)
-        assert time.monotonic() - before < 15
         assert hashlib.sha256(open(image, 'rb').read()).hexdigest() == digest
     finally:
         stopper.join()
