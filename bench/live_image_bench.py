@@ -6,7 +6,10 @@ else TCG), with the test guest of tools/build-test-guest.sh (256 MiB):
 * cold boot: ``spawn()`` to the guest's first ``COUNTER`` line;
 * bless: pause time and total, with the RAM reflinked (XFS loop mount, when
   this host can mount one) and sparse-copied (live images on another file
-  system);
+  system); the bless call as its caller times it, of a running VM and of one
+  the caller paused first (to snapshot disks), beside what writing the guest
+  RAM out in full takes (a plain copy of the RAM file, and a full-state
+  save), each also as a multiple of the pause;
 * full-state restore: the same VM saved *without* x-ignore-shared (all RAM in
   the state file) and restored into a fresh QEMU, as a plain snapshot would;
 * clones: 1, 4 and 8 launched concurrently (threads) from one live image.
@@ -19,6 +22,10 @@ else TCG), with the test guest of tools/build-test-guest.sh (256 MiB):
 Then the ratios and whether the targets hold: one clone running < 150 ms from
 the call, >= 20x faster than a cold boot, < 50 MB PSS per idle clone.
 
+``--libvirt`` then does the bless and the single clone again through the
+libvirt driver (a libvirtd must answer on qemu:///system: tools/libvirtd.sh
+start) and prints its figures beside the QEMU driver's.
+
 Run (root for the XFS loop mount): ``PYTHONPATH=. python bench/live_image_bench.py``
 """
 
@@ -27,12 +34,14 @@ import concurrent.futures
 import contextlib
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from gridcentric_storage.virt import base, qemu_cmdline, qmp
 from gridcentric_storage.virt.qemu import QemuDriver
@@ -97,11 +106,13 @@ def full_state_restore(template: str, work: str, accel: str) -> dict[str, float]
     state = os.path.join(work, 'full.state')
     with qmp.connect(os.path.join(template, 'qmp.sock')) as mon:
         mon.cmd('stop')
+        saving = time.monotonic()
         try:
             mon.cmd('migrate-set-capabilities', capabilities=[
                 {'capability': 'x-ignore-shared', 'state': False}])
             mon.cmd('migrate', uri='exec:cat > %s' % shlex.quote(state))
             qmp.wait_for_migration(mon, 300)
+            saved = time.monotonic()
         finally:
             mon.cmd('cont')
     vm = os.path.join(work, 'full')
@@ -129,11 +140,35 @@ def full_state_restore(template: str, work: str, accel: str) -> dict[str, float]
     finally:
         proc.kill()
         proc.wait()
-    return {'running': running - start, 'console': console - start,
+    return {'running': running - start, 'console': console - start, 'save': saved - saving,
             'state_mb': os.path.getsize(state) / 2**20, 'pss': pss['Pss']}
 
 
-def launch_many(driver: QemuDriver, art: base.LiveImageArtifacts, count: int,
+def bless_as_called(driver: QemuDriver, template: str, work: str) -> dict[str, Any]:
+    """The template blessed while running (its ``artifacts``) and while paused by the
+    caller, each call timed from outside; then its RAM file copied byte for byte."""
+    start = time.monotonic()
+    artifacts = driver.bless('template', 'li-bench', [])
+    running_call = time.monotonic() - start
+    driver.pause('template')
+    try:
+        start = time.monotonic()
+        paused = driver.bless('template', 'li-paused', [])
+        paused_call = time.monotonic() - start
+    finally:
+        driver.unpause('template')
+    driver.discard(paused)
+    copy = os.path.join(work, 'ram-copy')
+    start = time.monotonic()
+    with open(os.path.join(template, 'ram'), 'rb') as fin, open(copy, 'wb') as fout:
+        shutil.copyfileobj(fin, fout, 16 << 20)       # every byte, holes too
+    ram_copy = time.monotonic() - start
+    os.unlink(copy)
+    return {'artifacts': artifacts, 'running_call': running_call, 'paused_call': paused_call,
+            'ram_copy': ram_copy}
+
+
+def launch_many(driver: base.VirtDriver, art: base.LiveImageArtifacts, count: int,
                 prefix: str) -> list[dict[str, float]]:
     def one(i: int) -> dict[str, float]:
         clone = base.CloneSpec(id='%s-%d' % (prefix, i), name='clone', guest={'n': str(i)})
@@ -158,6 +193,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--no-xfs', action='store_true', help='do not loop-mount XFS')
     parser.add_argument('--repeat', type=int, default=5, help='runs of the single clone')
+    parser.add_argument('--libvirt', action='store_true',
+                        help='bless and launch through the libvirt driver too')
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     from tests.fixtures import guest  # same guest (and cache) as the tests
@@ -173,26 +210,69 @@ def main() -> int:
         print('files: %s; guest RAM %d MiB; %d CPUs; load %.2f\n'
               % (where, MEMORY_MB, os.cpu_count() or 0, os.getloadavg()[0]))
         try:
-            return run(driver, copier, guest_dir, work_dir, args.repeat)
+            code, figures = run(driver, copier, guest_dir, work_dir, args.repeat)
         finally:
             for instance_id in driver.list_instances():
                 driver.destroy(instance_id)
+    if args.libvirt:
+        through_libvirt(guest_dir, figures, args.repeat)
+    return code
+
+
+def through_libvirt(guest_dir: str, qemu: dict[str, float], repeat: int) -> None:
+    """Bless and single-clone figures of the libvirt driver, beside ``qemu``'s."""
+    from gridcentric_storage.virt.libvirt import LibvirtDriver
+
+    work = tempfile.mkdtemp(prefix='gc-', dir='/tmp')      # short: QEMU's unix sockets
+    os.chmod(work, 0o711)                                   # QEMU runs as libvirt-qemu
+    driver = LibvirtDriver(instances_path=os.path.join(work, 'i'),
+                           live_images_path=os.path.join(work, 'l'), accel='auto')
+    try:
+        driver.init_host('bench')
+        info = driver.spawn(template_spec(guest_dir))
+        wait_for(lambda: 'COUNTER 5 ' in read(info.console_path or ''), 300,
+                 'the libvirt template to count', 0.05)
+        start = time.monotonic()
+        art = driver.bless('template', 'li-bench', [])
+        call = time.monotonic() - start
+        single = [launch_many(driver, art, 1, 'single%d' % r)[0] for r in range(repeat)]
+    finally:
+        for instance_id in driver.list_instances():
+            driver.destroy(instance_id)
+        subprocess.run(['rm', '-rf', work], check=False)
+    libvirt = {'pause': art.extra['paused_seconds'], 'call': call,
+               'running': statistics.median(r['running'] for r in single),
+               'restore': statistics.median(r['restore'] for r in single)}
+    print('\n%-44s %10s %10s %10s' % ('the same through libvirt', 'libvirt', 'QEMU drv',
+                                       'ratio'))
+    for key, label in (('pause', 'bless pause of a running VM'),
+                       ('call', 'bless call, running VM'),
+                       ('running', '1 clone running (median of %d)' % repeat),
+                       ('restore', '  of which device state loaded')):
+        print('%-44s %s %s %9.1fx' % (label, ms(libvirt[key]), ms(qemu[key]),
+                                      libvirt[key] / qemu[key]))
+
+
+def template_spec(guest_dir: str) -> base.InstanceSpec:
+    return base.InstanceSpec(
+        id='template', name='template', memory_mb=MEMORY_MB,
+        kernel=os.path.join(guest_dir, 'vmlinuz'), initrd=os.path.join(guest_dir, 'initrd.img'),
+        cmdline='console=ttyS0 quiet panic=-1')
 
 
 def run(driver: QemuDriver, copier: QemuDriver, guest_dir: str, work: str,
-        repeat: int) -> int:
+        repeat: int) -> tuple[int, dict[str, float]]:
+    """Print the QEMU driver's figures; the exit code and what libvirt is compared to."""
     start = time.monotonic()
-    info = driver.spawn(base.InstanceSpec(
-        id='template', name='template', memory_mb=MEMORY_MB,
-        kernel=os.path.join(guest_dir, 'vmlinuz'), initrd=os.path.join(guest_dir, 'initrd.img'),
-        cmdline='console=ttyS0 quiet panic=-1'))
+    info = driver.spawn(template_spec(guest_dir))
     console_path = info.console_path or ''
     cold = wait_for(lambda: 'COUNTER 0 ' in read(console_path), 300, 'the cold boot',
                     0.005) - start
     wait_for(lambda: 'COUNTER 5 ' in read(console_path), 60, 'the template to count', 0.05)
     template_pss = pss_mb(info.pid or 0)['Pss']
 
-    art = driver.bless('template', 'li-bench', [])
+    bless = bless_as_called(driver, info.instance_dir or '', work)
+    art = bless.pop('artifacts')
     art_copy = copier.bless('template', 'li-copy', [])
     ram_allocated = os.stat(art_copy.memory_path).st_blocks * 512 / 2**20
     copier.discard(art_copy)
@@ -237,6 +317,19 @@ def run(driver: QemuDriver, copier: QemuDriver, guest_dir: str, work: str,
             ms(extra['state_seconds']), ms(extra['ram_copy_seconds']), extra['ram_copy'],
             ram_allocated, extra['state_size'] / 1024))
 
+    pause = art.extra['paused_seconds']
+    print('\n%-44s %10s %10s' % ('bless, and writing the guest RAM out in full', 'time',
+                                  '/ pause'))
+    for label, seconds, note in (
+            ('bless pause of a running VM (VM stopped)', pause, ''),
+            ('bless call, running VM', bless['running_call'],
+             'the rest: RAM sha256 after resume'),
+            ('bless call, VM the caller paused', bless['paused_call'], ''),
+            ('plain copy of the RAM file (every byte)', bless['ram_copy'], ''),
+            ('full-state save (no x-ignore-shared)', full['save'],
+             'state file %.1f MB' % full['state_mb'])):
+        print('%-44s %s %9.1fx   %s' % (label, ms(seconds), seconds / pause, note))
+
     clone_pss = statistics.median(p['Pss'] for p in idle)
     print('\n%-44s %10s' % ('PSS when idle (guest RAM %d MiB)' % MEMORY_MB, 'MB'))
     print('%-44s %10.1f' % ('cold-booted template (share=on RAM file)', template_pss))
@@ -256,6 +349,7 @@ def run(driver: QemuDriver, copier: QemuDriver, guest_dir: str, work: str,
     print('  full restore / clone running   %6.1fx' % (full['running'] / one_running))
     print('  clone PSS / guest RAM          %6.1f%%' % (100 * clone_pss / MEMORY_MB))
     print('  full-restore PSS / clone PSS   %6.1fx' % (full['pss'] / clone_pss))
+    print('  RAM file copy / bless pause    %6.1fx' % (bless['ram_copy'] / pause))
     checks = [('one clone running < %.0f ms' % TARGET_RUNNING_MS,
                one_running * 1000 < TARGET_RUNNING_MS, ms(one_running).strip()),
               ('>= %.0fx faster than a cold boot' % TARGET_SPEEDUP,
@@ -265,7 +359,9 @@ def run(driver: QemuDriver, copier: QemuDriver, guest_dir: str, work: str,
     print('\ntargets')
     for name, ok, value in checks:
         print('  %-36s %-5s (%s)' % (name, 'yes' if ok else 'NO', value))
-    return 0 if all(ok for _, ok, _ in checks) else 1
+    figures = {'pause': pause, 'call': bless['running_call'], 'running': one_running,
+               'restore': statistics.median(r['restore'] for r in single)}
+    return (0 if all(ok for _, ok, _ in checks) else 1), figures
 
 
 if __name__ == '__main__':
