@@ -284,7 +284,9 @@ class FakeDriver(base.VolumeDriver):
             raise _error(f'cannot write a {fmt} image; raw and qcow2 are supported')
         with self._lock:
             disk = self._volume(volume.id).copy()
-        with tempfile.TemporaryDirectory(prefix='fake-image-',
+        # next to the target (os.replace cannot cross filesystems), hidden like
+        # every unfinished file of the image store
+        with tempfile.TemporaryDirectory(prefix='.fake-image-',
                                          dir=os.path.dirname(target) or None) as scratch:
             raw = os.path.join(scratch, 'volume.raw')
             with open(raw, 'wb') as f:
