@@ -158,7 +158,7 @@ def spawn_xml(instance: base.InstanceSpec, directory: str, domain_type: str, *,
 def blessed_xml(artifacts: base.LiveImageArtifacts) -> tuple[ET.Element, list[ET.Element]]:
     """A live image's migratable domain XML and its ``<disk device='disk'>`` elements.
 
-    Raises ``LiveImageNotFound`` when the live image's files are gone.
+    Raises ``exception.LiveImageFilesMissing`` when the live image's files are gone.
     """
     live.image_layout(artifacts)
     try:
