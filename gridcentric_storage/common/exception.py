@@ -23,6 +23,14 @@ class GCException(Exception):
         super().__init__(message)
 
 
+def describe(error: Exception) -> str:
+    """What a failure is recorded as (``status_reason``, ``fault``): our own
+    message, or the class and text of anything else."""
+    if isinstance(error, GCException):
+        return error.message
+    return '%s: %s' % (type(error).__name__, error)
+
+
 class Invalid(GCException):
     msg_fmt = 'Invalid input: %(reason)s'
     code = 400
@@ -194,3 +202,9 @@ class QmpError(DriverError):
         # error_class stays a keyword so the error is rebuilt whole across RPC.
         super().__init__(message, **kwargs)
         self.error_class: str | None = kwargs.get('error_class')
+
+
+class IllegalTransition(Conflict):
+    """A move its state machine (``common.states``) does not allow."""
+
+    msg_fmt = '%(resource)s %(id)s cannot go from %(current)s to %(new)s'

@@ -4,7 +4,8 @@
 ``fake://`` for the all-in-one (API and compute in one process).
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import oslo_messaging as messaging
 from oslo_config import cfg
@@ -57,3 +58,26 @@ def get_client(target: messaging.Target, version_cap: str) -> Any:
 def get_server(target: messaging.Target, endpoints: list[Any]) -> Any:
     return messaging.get_rpc_server(get_transport(), target, endpoints, executor='threading',
                                     serializer=RequestContextSerializer())
+
+
+ClientT = TypeVar('ClientT')
+
+
+class LazyClient(Generic[ClientT]):
+    """Class attribute giving each instance an RPC client made on first use.
+
+    API controllers are built when the paste pipeline loads, before the RPC
+    transport may be set up; the client is made when a request needs it.
+    """
+
+    def __init__(self, factory: Callable[[], ClientT]) -> None:
+        self._factory = factory
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attr = '_lazy_' + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> ClientT:
+        client = obj.__dict__.get(self._attr)
+        if client is None:
+            client = obj.__dict__[self._attr] = self._factory()
+        return client  # type: ignore[no-any-return]

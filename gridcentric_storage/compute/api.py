@@ -1,8 +1,11 @@
-"""API-side orchestration of servers and live images, shared by both dialects.
+"""The compute API: servers and live images, for both dialects of the API.
 
 The REST controllers (``/v1/servers``, ``/v1/live-images``) and the
-Nova-compatible ``co_*`` actions call these functions; they check state,
-write the DB rows and cast the work to the compute host.
+Nova-compatible ``co_*`` actions call it; it checks state, places servers
+(``scheduler.hosts``), writes the DB rows and casts the work to the compute
+host. With ``compute.servers`` and ``compute.live_images`` on the host, it is
+the only writer of server and live-image status. Volumes are reached through
+``volume.api``.
 """
 
 import base64
@@ -13,58 +16,29 @@ from typing import Any
 
 from oslo_config import cfg
 
-from gridcentric_storage.common import exception
-from gridcentric_storage.compute import live_disks, rpcapi
+from gridcentric_storage.common import exception, rpc
+from gridcentric_storage.common import states as st
+from gridcentric_storage.common.states import LiveImageStatus as L
+from gridcentric_storage.common.states import ServerStatus, ServerTask
+from gridcentric_storage.compute import rpcapi
+from gridcentric_storage.compute.status import set_live_image, set_server
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.image import store as image_store
+from gridcentric_storage.scheduler import hosts
+from gridcentric_storage.volume import api as volume_api
+from gridcentric_storage.volume import rpcapi as volume_rpcapi
 
 CONF = cfg.CONF
 
 
 class ComputeAPI:
-    rpcapi = rpcapi.LazyComputeAPI()
+    rpcapi = rpc.LazyClient(rpcapi.ComputeAPI)
+    volume_rpcapi = rpc.LazyClient(volume_rpcapi.VolumeAPI)
 
-    # ---- placement
-    @staticmethod
-    def _pick_host(availability_zone: str | None, required: str | None = None) -> str:
-        """``az`` or ``az:host`` as Nova reads it; else the host with fewest servers."""
-        wanted = None
-        if availability_zone and ':' in availability_zone:
-            wanted = availability_zone.split(':', 1)[1] or None
-        services = db.service_get_all(CONF.compute.topic, up_only=True)
-        up = [s['host'] for s in services]
-        # A host publishes {"hypervisor": false, ...} when it cannot run VMs;
-        # no capabilities (an older service) means it can.
-        missing = {}
-        for service in services:
-            caps = service.get('capabilities') or {}
-            if caps.get('hypervisor') is False:
-                missing[service['host']] = caps.get('hypervisor_reason') or 'not reported'
-        if required is not None:
-            if wanted and wanted != required:
-                raise exception.Invalid(reason='the live image is on host %s, not %s'
-                                        % (required, wanted))
-            wanted = required
-        if wanted:
-            if wanted not in up:
-                raise exception.Invalid(reason='no compute service is up on host %s'
-                                        % wanted)
-            if wanted in missing:
-                raise exception.NoHypervisor(host=wanted, reason=missing[wanted])
-            return wanted
-        if not up:
-            raise exception.NoComputeService(reason='no compute service is up')
-        if len(missing) == len(up):
-            raise exception.NoHypervisor(host=', '.join(up), reason='; '.join(
-                sorted(set(missing.values()))))
-        up = [host for host in up if host not in missing]
-        load = {host: 0 for host in up}
-        for server in db_servers.server_get_all():
-            if server['host'] in load:
-                load[server['host']] += 1
-        return min(up, key=lambda host: (load[host], host))
+    def __init__(self) -> None:
+        self.volumes = volume_api.API()
 
     @staticmethod
     def _check_quota(ctxt: Any, count: int) -> None:
@@ -93,7 +67,7 @@ class ComputeAPI:
             image_store.check_reference(ctxt, ref, 'boot file')
         if data.get('volume_id'):
             volume = db.volume_get(data['volume_id'], project_id=ctxt.project_id)
-            if volume['status'] != 'available':
+            if volume['status'] != st.VolumeStatus.AVAILABLE:
                 raise exception.InvalidState(resource='Volume', id=volume['id'],
                                              state=volume['status'],
                                              reason='a server boots from an available '
@@ -106,14 +80,14 @@ class ComputeAPI:
             pass
         else:
             raise exception.Conflict(reason='server %s exists already' % server_id)
-        host = self._pick_host(data.get('availability_zone'))
+        host = hosts.select_host(data.get('availability_zone'))
         if boot_files:
-            self.rpcapi.check_images(ctxt, host, boot_files)
+            self.volume_rpcapi.check_images(ctxt, host, boot_files)
         server = db_servers.server_create({
             'id': server_id, 'name': data['name'], 'project_id': ctxt.project_id,
             'user_id': ctxt.user_id, 'host': host,
             'availability_zone': data.get('availability_zone'),
-            'status': 'BUILD', 'memory_mb': data['memory_mb'],
+            'status': ServerStatus.BUILD, 'memory_mb': data['memory_mb'],
             'vcpus': data.get('vcpus', 1), 'kernel': data.get('kernel'),
             'initrd': data.get('initrd'), 'cmdline': data.get('cmdline'),
             'volume_id': data.get('volume_id'), 'mac': self._new_mac(),
@@ -122,15 +96,15 @@ class ComputeAPI:
         return server
 
     def delete_server(self, ctxt: Any, server: dict[str, Any]) -> None:
-        if server['task_state'] in ('blessing', 'deleting'):
+        if server['task_state'] in (ServerTask.BLESSING, ServerTask.DELETING):
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'],
                                          reason='wait until it finishes')
-        db_servers.server_update(server['id'], {'task_state': 'deleting'})
+        set_server(server['id'], {'task_state': ServerTask.DELETING})
         self.rpcapi.destroy_server(ctxt, server['host'], server['id'])
 
     def console_output(self, ctxt: Any, server: dict[str, Any], length: int | None) -> str:
-        if server['status'] not in ('ACTIVE', 'ERROR'):
+        if server['status'] not in (ServerStatus.ACTIVE, ServerStatus.ERROR):
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['status'],
                                          reason='it has no console yet')
@@ -139,20 +113,16 @@ class ComputeAPI:
 
     def attach_volume(self, ctxt: Any, server: dict[str, Any], volume_id: str,
                       mode: str) -> dict[str, Any]:
-        if server['status'] != 'ACTIVE' or server['task_state']:
+        if server['status'] != ServerStatus.ACTIVE or server['task_state']:
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'] or server['status'],
                                          reason='volumes attach to ACTIVE servers')
         volume = db.volume_get(volume_id, project_id=server['project_id'])
-        if volume['status'] != 'available':
+        if volume['status'] != st.VolumeStatus.AVAILABLE:
             raise exception.InvalidState(resource='Volume', id=volume_id,
                                          state=volume['status'],
                                          reason='only an available volume can be attached')
-        db.volume_update(volume_id, {'status': 'attaching'}, expected_status=('available',))
-        attachment = db_attachments.attachment_create({
-            'id': str(uuid.uuid4()), 'volume_id': volume_id,
-            'project_id': volume['project_id'], 'host': server['host'],
-            'instance_uuid': server['id'], 'mode': mode, 'status': 'attaching'})
+        attachment = self.volumes.attach(ctxt, volume, server['host'], server['id'], mode)
         self.rpcapi.attach_server_volume(ctxt, server['host'], server['id'], attachment['id'])
         return attachment
 
@@ -162,47 +132,48 @@ class ComputeAPI:
         if not found:
             raise exception.NotFound('Volume %s is not attached to server %s'
                                      % (volume_id, server['id']))
-        if found[0]['status'] != 'attached':
+        if found[0]['status'] != st.AttachmentStatus.ATTACHED:
             raise exception.InvalidState(resource='Attachment', id=found[0]['id'],
                                          state=found[0]['status'],
                                          reason='wait until it settles')
         if server.get('volume_id') == volume_id:
             raise exception.Invalid(reason='volume %s is the root disk of server %s'
                                     % (volume_id, server['id']))
-        db_attachments.attachment_update(found[0]['id'], {'status': 'detaching'})
+        self.volumes.begin_detach(ctxt, found[0])
         self.rpcapi.detach_server_volume(ctxt, server['host'], server['id'], found[0]['id'])
 
     # ---- live images
     def bless(self, ctxt: Any, server: dict[str, Any], name: str | None) -> dict[str, Any]:
-        if server['status'] != 'ACTIVE' or server['task_state']:
+        if server['status'] != ServerStatus.ACTIVE or server['task_state']:
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'] or server['status'],
                                          reason='only an ACTIVE server can be blessed')
-        db_servers.server_update(server['id'], {'task_state': 'blessing'},
-                                 expected_status=('ACTIVE',))
+        st.SERVER_TASK.check(server['id'], '', ServerTask.BLESSING)
+        db_servers.server_update(server['id'], {'task_state': ServerTask.BLESSING},
+                                 expected_status=(ServerStatus.ACTIVE,))
         try:
             count = len(db_servers.live_image_get_all(server_id=server['id']))
             live_image = db_servers.live_image_create({
                 'id': str(uuid.uuid4()), 'name': name or '%s-%d' % (server['name'], count),
                 'project_id': server['project_id'], 'user_id': ctxt.user_id,
-                'server_id': server['id'], 'host': server['host'], 'status': 'blessing',
+                'server_id': server['id'], 'host': server['host'], 'status': L.BLESSING,
                 'memory_mb': server['memory_mb'], 'vcpus': server['vcpus']})
         except Exception:
             # No live image, so no bless will ever end this task state.
-            db_servers.server_update(server['id'], {'task_state': None})
+            set_server(server['id'], {'task_state': None})
             raise
         self.rpcapi.bless_server(ctxt, server['host'], live_image['id'])
         return live_image
 
     def launch(self, ctxt: Any, live_image: dict[str, Any], params: dict[str, Any]
                ) -> list[dict[str, Any]]:
-        if live_image['status'] != 'blessed':
+        if live_image['status'] != L.BLESSED:
             raise exception.InvalidState(resource='Live image', id=live_image['id'],
                                          state=live_image['status'],
                                          reason='only a blessed live image can be launched')
         count = params.get('num_instances', 1)
         self._check_quota(ctxt, count)
-        host = self._pick_host(params.get('availability_zone'), required=live_image['host'])
+        host = hosts.select_host(params.get('availability_zone'), required=live_image['host'])
         user_data = params.get('user_data')
         if user_data:
             try:
@@ -218,7 +189,8 @@ class ComputeAPI:
             clones.append(db_servers.server_create({
                 'id': str(uuid.uuid4()), 'name': name, 'project_id': ctxt.project_id,
                 'user_id': ctxt.user_id, 'host': host,
-                'availability_zone': params.get('availability_zone'), 'status': 'BUILD',
+                'availability_zone': params.get('availability_zone'),
+                'status': ServerStatus.BUILD,
                 'memory_mb': live_image['memory_mb'], 'vcpus': live_image['vcpus'],
                 'mac': self._new_mac(), 'vmgenid': str(uuid.uuid4()),
                 'live_image_id': live_image['id'], 'launch_index': index,
@@ -227,20 +199,14 @@ class ComputeAPI:
         # Clones first, then the check: a discard marks the image first, then
         # looks for clones, so one of two racing requests always sees the other.
         current = db_servers.live_image_get(live_image['id'])
-        if current['status'] != 'blessed':
+        if current['status'] != L.BLESSED:
             for clone in clones:
                 db_servers.server_destroy(clone['id'])
             raise exception.InvalidState(resource='Live image', id=live_image['id'],
                                          state=current['status'],
                                          reason='only a blessed live image can be launched')
-        for index, clone in enumerate(clones):
-            volumes = live_disks.create_clone_volumes(ctxt.project_id,
-                                                      live_image['artifacts'])
-            for volume in volumes:
-                self.rpcapi.create_volume(ctxt, volume['host'], volume['id'])
-            clones[index] = db_servers.server_update(clone['id'], {
-                'extra': {'volumes': [v['id'] for v in volumes]},
-                'volume_id': volumes[0]['id'] if volumes else None})
+        # Each clone's host makes its disks (by calls to their owners) as the
+        # first step of its launch: one workflow, nothing to wait for here.
         for clone in clones:
             self.rpcapi.launch_server(ctxt, host, clone['id'])
         return clones
@@ -252,15 +218,14 @@ class ComputeAPI:
                                          state=live_image['status'],
                                          reason='%d server(s) launched from it still exist; '
                                                 'delete them first' % len(clones))
-        if live_image['status'] in ('blessing', 'discarding'):
+        if live_image['status'] in (L.BLESSING, L.DISCARDING):
             raise exception.InvalidState(resource='Live image', id=live_image['id'],
                                          state=live_image['status'],
                                          reason='wait until it settles')
-        db_servers.live_image_update(live_image['id'], {'status': 'discarding'},
-                                     expected_status=(live_image['status'],))
+        set_live_image(live_image['id'], L.DISCARDING, live_image['status'])
         raced = db_servers.server_get_all(live_image_id=live_image['id'])
         if raced:  # a launch created clones meanwhile: it wins
-            db_servers.live_image_update(live_image['id'], {'status': live_image['status']})
+            set_live_image(live_image['id'], L(live_image['status']), L.DISCARDING)
             raise exception.InvalidState(resource='Live image', id=live_image['id'],
                                          state=live_image['status'],
                                          reason='%d server(s) were launched from it '

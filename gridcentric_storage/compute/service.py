@@ -1,4 +1,9 @@
-"""A running compute service: RPC server, heartbeat and stats reporting."""
+"""A running gridcentric-compute service: one RPC server for two managers.
+
+The volume manager (namespace ``volume``) owns this host's backends; the
+compute manager runs its servers and live images. One heartbeat, with the
+host's capabilities, says both are up.
+"""
 
 import logging
 from typing import Any
@@ -10,6 +15,8 @@ from gridcentric_storage import virt
 from gridcentric_storage.common import concurrency, rpc
 from gridcentric_storage.compute.manager import ComputeManager
 from gridcentric_storage.db import api as db
+from gridcentric_storage.image.store import ImageStore
+from gridcentric_storage.volume.manager import VolumeManager
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -31,10 +38,12 @@ def capabilities(driver: Any) -> dict[str, Any]:
 class ComputeService:
     def __init__(self, host: str | None = None) -> None:
         self.host = host or CONF.host
-        self.manager = ComputeManager(self.host)
+        images = ImageStore()
+        self.volumes = VolumeManager(self.host, images)
+        self.manager = ComputeManager(self.host, images)
         target = messaging.Target(topic=CONF.compute.topic, server=self.host)
-        self.rpc_server = rpc.get_server(target, [self.manager])
-        self.periodic = concurrency.Periodic(self.manager.periodic_tasks,
+        self.rpc_server = rpc.get_server(target, [self.manager, self.volumes])
+        self.periodic = concurrency.Periodic(self.periodic_tasks,
                                              CONF.compute.report_interval,
                                              name='gc-compute-report')
 
@@ -42,7 +51,8 @@ class ComputeService:
         LOG.info('Starting compute service on host %s (topic %s)', self.host,
                  CONF.compute.topic)
         self.manager.init_host()
-        self.manager.transfers.start()
+        self.volumes.init_host()
+        self.volumes.transfers.start()
         self.rpc_server.start()
         # Only now is the host "up": a call sent to it before its RPC server
         # consumes would be dropped by the broker (no queue bound yet). The
@@ -56,4 +66,11 @@ class ComputeService:
         self.periodic.stop()
         self.rpc_server.stop()
         self.rpc_server.wait()
-        self.manager.transfers.stop()
+        self.volumes.transfers.stop()
+
+    def periodic_tasks(self) -> None:
+        try:
+            db.service_heartbeat(self.host, CONF.compute.topic, 'gridcentric-compute')
+            self.volumes.report()
+        except Exception:
+            LOG.exception('Periodic report failed; will retry')

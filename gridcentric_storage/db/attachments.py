@@ -22,8 +22,10 @@ def attachment_get_all(volume_id: str | None = None, project_id: str | None = No
                                            'host': host}, statuses)
 
 
-def attachment_update(attachment_id: str, values: dict[str, Any]) -> dict[str, Any]:
-    return row_update(models.Attachment, attachment_id, values, exception.AttachmentNotFound)
+def attachment_update(attachment_id: str, values: dict[str, Any],
+                      expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+    return row_update(models.Attachment, attachment_id, values, exception.AttachmentNotFound,
+                      expected_status)
 
 
 def attachment_destroy(attachment_id: str) -> None:

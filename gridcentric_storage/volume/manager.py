@@ -1,42 +1,41 @@
-"""Volume and snapshot workflows, run on the host that owns the backend.
+"""The volume manager: RPC endpoint (namespace ``volume``) on the host that owns a backend.
 
-The DB is the truth: every workflow moves its resource through the state
-machine (volume ``creating -> available <-> in-use``, ``extending``,
-``reverting``, ``deleting``; snapshot ``creating -> available``,
-``deleting``) and any failure ends in ``error`` with a reason after removing
-what the driver may have left behind, so nothing stays in an ``-ing`` state.
+It runs every volume, snapshot, image and export operation on its backends'
+drivers and is, with ``volume.api``, the only writer of volume, snapshot and
+attachment status (through ``volume.status``, checked against the tables of
+``common.states``). Any failure ends in ``error`` with a reason after
+removing what the driver may have left, so nothing stays in an ``-ing``
+state; :meth:`VolumeManager.init_host` settles what a stop cut short.
 """
 
 import logging
 from typing import Any
 
+import oslo_messaging as messaging
+
 from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.common import context as gc_context
+from gridcentric_storage.common.states import SnapshotStatus as S
+from gridcentric_storage.common.states import VolumeStatus as V
+from gridcentric_storage.compute import rpcapi as compute_rpcapi
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
 from gridcentric_storage.image.store import ImageStore
+from gridcentric_storage.volume import rpcapi, status
 from gridcentric_storage.volume.image_cache import ImageCache
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 from gridcentric_storage.volume.pool import LocalPool
+from gridcentric_storage.volume.transfer import TransferServer
 
 LOG = logging.getLogger(__name__)
 _MODEL_KEYS = ('provider_location', 'provider_auth')
-
-
-def reason(error: Exception) -> str:
-    if isinstance(error, exception.GCException):
-        return error.message
-    return '%s: %s' % (type(error).__name__, error)
+describe = exception.describe
 
 
 def model_update(update: dict[str, Any] | None) -> dict[str, Any]:
     """The keys of a driver's model update that the DB keeps."""
     return {k: v for k, v in (update or {}).items() if k in _MODEL_KEYS}
-
-
-def snapshot_ref(snapshot: dict[str, Any]) -> SnapshotRef:
-    return SnapshotRef(snapshot)
 
 
 def _member(volume: dict[str, Any]) -> gc_context.RequestContext:
@@ -48,19 +47,35 @@ def _member(volume: dict[str, Any]) -> gc_context.RequestContext:
 
 
 class VolumeManager:
-    def __init__(self, pool: LocalPool) -> None:
-        self.pool = pool
-        self.images = ImageStore()
-        self.image_cache = ImageCache(pool, self.images)
+    target = messaging.Target(namespace=rpcapi.NAMESPACE, version=rpcapi.RPC_API_VERSION)
+
+    def __init__(self, host: str, images: ImageStore | None = None) -> None:
+        self.host = host
+        self.pool = LocalPool(host)
+        self.images = images or ImageStore()
+        self.image_cache = ImageCache(self.pool, self.images)
         self.locks = concurrency.KeyedLocks()
+        self.transfers = TransferServer(host, self.pool, self._begin_transfer,
+                                        self._end_transfer)
+        self.compute_rpcapi = compute_rpcapi.ComputeAPI()
+
+    # ------------------------------------------------------------- backends
+    def setup_backend(self, ctxt: Any, backend_id: str) -> None:
+        self.pool.setup(db.backend_get(backend_id))
+
+    def update_backend(self, ctxt: Any, backend_id: str) -> None:
+        self.pool.setup(db.backend_get(backend_id))
+
+    def remove_backend(self, ctxt: Any, backend_id: str) -> None:
+        self.pool.remove(backend_id)
 
     # ------------------------------------------------------------- create
-    def create_volume(self, volume_id: str, ctxt: Any = None) -> None:
+    def create_volume(self, ctxt: Any, volume_id: str) -> None:
         """``ctxt``: the caller's, which decides the images it may use (None: a member
         of the volume's project, as after a restart)."""
         with self.locks.get(volume_id):
             volume = db.volume_get(volume_id)
-            if volume['status'] != 'creating':
+            if volume['status'] != V.CREATING:
                 LOG.info('Volume %s is %s, not creating it', volume_id, volume['status'])
                 return
             ref = VolumeRef(volume)
@@ -71,17 +86,16 @@ class VolumeManager:
             except Exception as e:
                 LOG.exception('Creating volume %s failed', volume_id)
                 self._remove_leftovers(volume)
-                db.volume_update(volume_id, {'status': 'error', 'status_reason': reason(e)})
+                status.move_volume(volume_id, V.ERROR, V.CREATING, status_reason=describe(e))
                 return
-            values = model_update(update)
-            values.update(status='available', status_reason=None)
-            db.volume_update(volume_id, values, expected_status=('creating',))
+            status.move_volume(volume_id, V.AVAILABLE, V.CREATING, status_reason=None,
+                               **model_update(update))
 
     def _create_on_driver(self, ctxt: Any, driver: Any, volume: dict[str, Any],
                           ref: VolumeRef) -> Any:
         if volume.get('snapshot_id'):
             snapshot = db_snapshots.snapshot_get(volume['snapshot_id'])
-            return driver.create_volume_from_snapshot(ref, snapshot_ref(snapshot))
+            return driver.create_volume_from_snapshot(ref, SnapshotRef(snapshot))
         if volume.get('source_volid'):
             source = db.volume_get(volume['source_volid'])
             return driver.create_cloned_volume(ref, VolumeRef(source))
@@ -98,7 +112,7 @@ class VolumeManager:
                         exc_info=True)
 
     # ------------------------------------------------------------- delete
-    def delete_volume(self, volume_id: str, cascade: bool = False) -> None:
+    def delete_volume(self, ctxt: Any, volume_id: str, cascade: bool = False) -> None:
         with self.locks.get(volume_id):
             try:
                 volume = db.volume_get(volume_id)
@@ -114,33 +128,43 @@ class VolumeManager:
                 driver.remove_export(None, ref)
                 if cascade:
                     for snapshot in db_snapshots.snapshot_get_all(volume_id=volume_id):
-                        concurrency.execute(driver.delete_snapshot, snapshot_ref(snapshot))
+                        concurrency.execute(driver.delete_snapshot, SnapshotRef(snapshot))
                         db_snapshots.snapshot_destroy(snapshot['id'])
                 concurrency.execute(driver.delete_volume, ref)
             except Exception as e:
                 LOG.exception('Deleting volume %s failed', volume_id)
-                db.volume_update(volume_id, {'status': 'error_deleting',
-                                             'status_reason': reason(e)})
+                status.move_volume(volume_id, V.ERROR_DELETING, V.DELETING,
+                                   status_reason=describe(e))
                 return
             db.volume_destroy(volume_id)
 
     # ------------------------------------------------------------- resize, revert
-    def extend_volume(self, volume_id: str, new_size: int, previous_status: str) -> None:
+    def extend_volume(self, ctxt: Any, volume_id: str, new_size: int,
+                      previous_status: str) -> None:
         with self.locks.get(volume_id):
             volume = db.volume_get(volume_id)
+            back = V(previous_status)
             try:
                 driver = self.pool.get(volume['backend_id'])
                 concurrency.execute(driver.extend_volume, VolumeRef(volume), new_size)
             except Exception as e:
                 LOG.exception('Extending volume %s failed', volume_id)
                 # The data is intact at the old size: keep the volume usable.
-                db.volume_update(volume_id, {'status': previous_status,
-                                             'status_reason': 'extend failed: %s' % reason(e)})
+                status.move_volume(volume_id, back, V.EXTENDING,
+                                   status_reason='extend failed: %s' % describe(e))
                 return
-            db.volume_update(volume_id, {'status': previous_status, 'size': new_size,
-                                         'status_reason': None})
+            status.move_volume(volume_id, back, V.EXTENDING, size=new_size,
+                               status_reason=None)
+        # Like Cinder's volume-extended event to Nova: the backend has grown
+        # the volume, the hypervisor of each VM using it tells the guest.
+        for attachment in db_attachments.attachment_get_all(volume_id=volume_id,
+                                                            statuses=('attached',)):
+            if attachment['instance_uuid']:
+                self.compute_rpcapi.extend_server_volume(ctxt, attachment['host'],
+                                                         attachment['instance_uuid'],
+                                                         attachment['id'], new_size)
 
-    def revert_volume(self, volume_id: str, snapshot_id: str) -> None:
+    def revert_volume(self, ctxt: Any, volume_id: str, snapshot_id: str) -> None:
         with self.locks.get(volume_id):
             volume = db.volume_get(volume_id)
             snapshot = db_snapshots.snapshot_get(snapshot_id)
@@ -148,20 +172,20 @@ class VolumeManager:
             try:
                 driver = self.pool.get(volume['backend_id'])
                 concurrency.execute(driver.revert_to_snapshot, None, ref,
-                                    snapshot_ref(snapshot))
+                                    SnapshotRef(snapshot))
                 if volume['size'] > snapshot['volume_size']:
                     # The snapshot is smaller: keep the volume's current size.
                     concurrency.execute(driver.extend_volume, ref, volume['size'])
             except Exception as e:
                 LOG.exception('Reverting volume %s failed', volume_id)
-                db.volume_update(volume_id, {'status': 'error',
-                                             'status_reason': 'revert failed: %s' % reason(e)})
+                status.move_volume(volume_id, V.ERROR, V.REVERTING,
+                                   status_reason='revert failed: %s' % describe(e))
             else:
-                db.volume_update(volume_id, {'status': 'available', 'status_reason': None})
-            db_snapshots.snapshot_update(snapshot_id, {'status': 'available'})
+                status.move_volume(volume_id, V.AVAILABLE, V.REVERTING, status_reason=None)
+            status.move_snapshot(snapshot_id, S.AVAILABLE, S.RESTORING)
 
     # ------------------------------------------------------------- snapshots
-    def create_snapshot(self, snapshot_id: str, quiesced: bool = False) -> None:
+    def create_snapshot(self, ctxt: Any, snapshot_id: str, quiesced: bool = False) -> None:
         """``quiesced``: whatever has the volume attached is paused and flushed."""
         snapshot = db_snapshots.snapshot_get(snapshot_id)
         with self.locks.get(snapshot['volume_id']):
@@ -173,18 +197,18 @@ class VolumeManager:
                 LOG.exception('Creating snapshot %s failed', snapshot_id)
                 try:
                     self.pool.get(snapshot['backend_id']).delete_snapshot(
-                        snapshot_ref(snapshot))
+                        SnapshotRef(snapshot))
                 except Exception:
                     LOG.warning('Could not remove leftovers of snapshot %s', snapshot_id)
-                db_snapshots.snapshot_update(snapshot_id, {'status': 'error',
-                                                           'status_reason': reason(e)})
+                status.move_snapshot(snapshot_id, S.ERROR, S.CREATING,
+                                     status_reason=describe(e))
                 return
             values = {k: v for k, v in model_update(update).items()
                       if k == 'provider_location'}
-            values.update(status='available', status_reason=None)
-            db_snapshots.snapshot_update(snapshot_id, values)
+            status.move_snapshot(snapshot_id, S.AVAILABLE, S.CREATING, status_reason=None,
+                                 **values)
 
-    def delete_snapshot(self, snapshot_id: str) -> None:
+    def delete_snapshot(self, ctxt: Any, snapshot_id: str) -> None:
         try:
             snapshot = db_snapshots.snapshot_get(snapshot_id)
         except exception.NotFound:
@@ -192,17 +216,30 @@ class VolumeManager:
         with self.locks.get(snapshot['volume_id']):
             try:
                 driver = self.pool.get(snapshot['backend_id'])
-                concurrency.execute(driver.delete_snapshot, snapshot_ref(snapshot))
+                concurrency.execute(driver.delete_snapshot, SnapshotRef(snapshot))
             except Exception as e:
                 LOG.exception('Deleting snapshot %s failed', snapshot_id)
-                db_snapshots.snapshot_update(snapshot_id, {'status': 'error_deleting',
-                                                           'status_reason': reason(e)})
+                status.move_snapshot(snapshot_id, S.ERROR_DELETING, S.DELETING,
+                                     status_reason=describe(e))
                 return
             db_snapshots.snapshot_destroy(snapshot_id)
 
     # ------------------------------------------------------------- images
+    def get_image_info(self, ctxt: Any, image_id: str) -> dict[str, Any]:
+        return self.images.info(ctxt, image_id)
+
+    def check_images(self, ctxt: Any, refs: list[str]) -> None:
+        for ref in refs:
+            self.images.locate(ctxt, ref, 'boot file')
+
     def reserve_image(self, ctxt: Any, name: str) -> None:
         self.images.reserve(ctxt, name)
+
+    def list_images(self, ctxt: Any) -> list[dict[str, Any]]:
+        return self.images.list(ctxt)
+
+    def delete_image(self, ctxt: Any, name: str) -> None:
+        self.images.delete(ctxt, name)
 
     def copy_volume_to_image(self, ctxt: Any, volume_id: str,
                              image_meta: dict[str, Any]) -> None:
@@ -220,59 +257,110 @@ class VolumeManager:
                 status_reason = None
             except Exception as e:
                 LOG.exception('Writing volume %s to an image failed', volume_id)
-                status_reason = 'upload to image failed: %s' % reason(e)
+                status_reason = 'upload to image failed: %s' % describe(e)
                 try:
                     self.images.finish_export(ctxt, name, None)
                 except Exception:
                     LOG.warning('Could not remove what the export of %s left', volume_id,
                                 exc_info=True)
             # Reading the volume out never changes its data: it stays usable.
-            db.volume_update(volume_id, {'status': 'available',
-                                         'status_reason': status_reason})
+            status.move_volume(volume_id, V.AVAILABLE, V.UPLOADING,
+                               status_reason=status_reason)
 
-    # ------------------------------------------------------------- restart
-    def recover_interrupted(self) -> None:
+    def purge_image_cache(self, ctxt: Any, backend_id: str | None = None,
+                          entry_id: str | None = None) -> int:
+        if entry_id is not None:
+            self.image_cache.purge_entry(db_snapshots.cache_get_entry(entry_id))
+            return 1
+        return self.image_cache.purge(backend_id)
+
+    # ------------------------------------------------------------- exports
+    def initialize_connection(self, ctxt: Any, volume_id: str,
+                              connector: dict[str, Any]) -> dict[str, Any]:
+        volume = db.volume_get(volume_id)
+        driver = self.pool.get(volume['backend_id'])
+        update = model_update(driver.create_export(ctxt, VolumeRef(volume), connector))
+        if update:
+            volume = db.volume_update(volume_id, update)
+        info: dict[str, Any] = driver.initialize_connection(VolumeRef(volume), connector)
+        return info
+
+    def terminate_connection(self, ctxt: Any, volume_id: str,
+                             connector: dict[str, Any] | None, attachment_id: str) -> None:
+        volume = db.volume_get(volume_id)
+        driver = self.pool.get(volume['backend_id'])
+        ref = VolumeRef(volume)
+        driver.terminate_connection(ref, connector)
+        others = [a for a in db_attachments.attachment_get_all(volume_id=volume_id)
+                  if a['id'] != attachment_id and a['status'] == 'attached']
+        if not others:
+            driver.remove_export(ctxt, ref)
+
+    # ------------------------------------------------------------- streams
+    def prepare_transfer(self, ctxt: Any, volume_id: str, direction: str) -> dict[str, Any]:
+        return self.transfers.prepare(volume_id, direction)
+
+    @staticmethod
+    def _begin_transfer(volume_id: str, direction: str) -> dict[str, Any]:
+        new = V.UPLOADING if direction == 'read' else V.DOWNLOADING
+        return status.move_volume(volume_id, new, V.AVAILABLE, status_reason=None)
+
+    @staticmethod
+    def _end_transfer(volume_id: str, error: str | None) -> None:
+        """Back to available, or error when a write broke off (the data is partial)."""
+        current = db.volume_get(volume_id)['status']
+        if error and current == V.DOWNLOADING:
+            status.move_volume(volume_id, V.ERROR, current, status_reason=error)
+            return
+        status.move_volume(volume_id, V.AVAILABLE, current, status_reason=error)
+
+    # ------------------------------------------------------------- periodic, restart
+    def report(self) -> None:
+        self.pool.sync_and_report()
+
+    def init_host(self) -> None:
         """At start-up, finish or fail the work a stop cut short.
 
         Creates run again after removing what the driver half-made; deletes
         run again; an extend or an upload to an image leaves the data as it
-        was, so those volumes go back to ``available``; an interrupted revert
-        leaves unknown data, so that volume goes to ``error``.
+        was, so those volumes go back to where they were; an interrupted
+        revert or download leaves unknown data, so that volume goes to
+        ``error``.
         """
-        host = self.pool.host
+        self.pool.sync_and_report()
+        host = self.host
         for path in self.images.remove_incomplete():
             LOG.info('Removed %s, left by an export a stop cut short', path)
-        for volume in db.volume_get_all_by_host(host, ('creating', 'deleting', 'extending',
-                                                       'uploading', 'reverting',
-                                                       'downloading')):
-            status = volume['status']
-            LOG.info('Volume %s was left %s; settling it', volume['id'], status)
-            if status == 'deleting':
-                self.delete_volume(volume['id'])
-            elif status == 'creating':
+        for volume in db.volume_get_all_by_host(host, (V.CREATING, V.DELETING, V.EXTENDING,
+                                                       V.UPLOADING, V.REVERTING,
+                                                       V.DOWNLOADING)):
+            current = volume['status']
+            LOG.info('Volume %s was left %s; settling it', volume['id'], current)
+            if current == V.DELETING:
+                self.delete_volume(None, volume['id'])
+            elif current == V.CREATING:
                 self._remove_leftovers(volume)
-                self.create_volume(volume['id'])
-            elif status in ('reverting', 'downloading'):
-                db.volume_update(volume['id'], {
-                    'status': 'error',
-                    'status_reason': '%s interrupted by a restart of %s; the data is '
-                                     'incomplete' % (status, host)})
+                self.create_volume(None, volume['id'])
+            elif current in (V.REVERTING, V.DOWNLOADING):
+                status.move_volume(volume['id'], V.ERROR, current, status_reason=(
+                    '%s interrupted by a restart of %s; the data is incomplete'
+                    % (current, host)))
             else:
                 in_use = db_attachments.attachment_get_all(volume_id=volume['id'])
-                db.volume_update(volume['id'], {
-                    'status': 'in-use' if in_use else 'available',
-                    'status_reason': '%s interrupted by a restart of %s' % (status, host)})
+                status.move_volume(volume['id'], V.IN_USE if in_use else V.AVAILABLE,
+                                   current, status_reason='%s interrupted by a restart of %s'
+                                   % (current, host))
         for snapshot in db_snapshots.snapshot_get_all(host=host,
-                                                      statuses=('creating', 'deleting',
-                                                                'restoring')):
-            if snapshot['status'] == 'deleting':
-                self.delete_snapshot(snapshot['id'])
-            elif snapshot['status'] == 'restoring':
-                db_snapshots.snapshot_update(snapshot['id'], {'status': 'available'})
+                                                      statuses=(S.CREATING, S.DELETING,
+                                                                S.RESTORING)):
+            if snapshot['status'] == S.DELETING:
+                self.delete_snapshot(None, snapshot['id'])
+            elif snapshot['status'] == S.RESTORING:
+                status.move_snapshot(snapshot['id'], S.AVAILABLE, S.RESTORING)
             else:
                 try:
                     self.pool.get(snapshot['backend_id']).delete_snapshot(
-                        snapshot_ref(snapshot))
+                        SnapshotRef(snapshot))
                 except Exception:
                     LOG.warning('Could not remove leftovers of snapshot %s', snapshot['id'])
-                self.create_snapshot(snapshot['id'])
+                self.create_snapshot(None, snapshot['id'])

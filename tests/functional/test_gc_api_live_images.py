@@ -49,7 +49,7 @@ def test_cli_bless_launch_discard(cloud):
     assert gc_api(cloud, 'discard', 'gold', '--wait').returncode == 0
     assert ok_json(gc_api(cloud, '--json', 'live-image-list')) == []
     assert 'num-instances' in gc_api(cloud, 'capabilities').stdout
-    assert 'fake console' in gc_api(cloud, 'server-console', 'tmpl').stdout
+    assert 'booted %s (tmpl)' % server['id'] in gc_api(cloud, 'server-console', 'tmpl').stdout
 
 
 def test_cli_errors(cloud):

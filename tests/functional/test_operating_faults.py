@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from gridcentric_storage.common import wsgi_server
-from gridcentric_storage.compute import transfer
+from gridcentric_storage.volume import transfer
 from tests.fixtures.services import InProcessCloud, file_backend, wait_for
 
 BIN = os.path.dirname(sys.executable)
@@ -175,7 +175,7 @@ def _volume(cloud, volume_id):
 
 def _start_upload(cloud, volume_id) -> socket.socket:
     """PUT 4 MiB of a 1 GiB body straight to the data server, then stop sending."""
-    url = cloud.compute.manager.transfers.prepare(volume_id, 'write')['url']
+    url = cloud.compute.volumes.transfers.prepare(volume_id, 'write')['url']
     hostport, path = url[len('http://'):].split('/', 1)
     host, port = hostport.rsplit(':', 1)
     sock = socket.create_connection((host, int(port)))

@@ -1,6 +1,5 @@
 """/v1/attachments: connect volumes to compute hosts through os-brick; the image cache."""
 
-import uuid
 from typing import Any
 
 from oslo_config import cfg
@@ -9,11 +8,12 @@ from gridcentric_storage.api import policy, validation
 from gridcentric_storage.api.controllers import common
 from gridcentric_storage.api.controllers.volumes import VolumeAccess
 from gridcentric_storage.api.schemas import attachments as schema
-from gridcentric_storage.common import exception
+from gridcentric_storage.common import exception, rpc
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db import snapshots as db_cache
+from gridcentric_storage.volume import rpcapi as volume_rpcapi
 
 CONF = cfg.CONF
 _VIEW = ('id', 'volume_id', 'instance_uuid', 'mode', 'status', 'status_reason',
@@ -73,30 +73,8 @@ class AttachmentsController(VolumeAccess):
                 raise exception.Invalid(reason='no compute service is up on host %s' % host)
             raise exception.ServiceUnavailable(reason="the compute service that owns the "
                                                "volume's backend is down")
-        live = db_attachments.attachment_get_all(
-            volume_id=volume['id'], statuses=('attaching', 'attached', 'detaching'))
-        if volume['status'] == 'available' and not live:
-            next_status = 'attaching'
-        elif volume['status'] in ('in-use', 'attaching') and live:
-            backend = db.backend_get(volume['backend_id'])
-            if not (volume['multiattach'] and backend['capabilities'].get('multiattach')):
-                raise exception.InvalidState(
-                    resource='Volume', id=volume['id'], state=volume['status'],
-                    reason='it is attached already and is not a multiattach volume on a '
-                           'backend that supports multiattach')
-            next_status = volume['status']
-        else:
-            raise exception.InvalidState(resource='Volume', id=volume['id'],
-                                         state=volume['status'],
-                                         reason='only available volumes can be attached')
-        db.volume_update(volume['id'], {'status': next_status},
-                         expected_status=(volume['status'],))
-        attachment = db_attachments.attachment_create({
-            'id': str(uuid.uuid4()), 'volume_id': volume['id'],
-            'project_id': volume['project_id'], 'host': host,
-            'instance_uuid': data.get('instance_uuid'), 'mode': data.get('mode', 'rw'),
-            'status': 'attaching'})
-        self.rpcapi.attach_volume(ctxt, host, attachment['id'])
+        attachment = self.volumes.attach_on_host(ctxt, volume, host, data.get('instance_uuid'),
+                                                 data.get('mode', 'rw'))
         return 202, {'attachment': view(attachment, ctxt.is_admin)}
 
     @staticmethod
@@ -114,17 +92,14 @@ class AttachmentsController(VolumeAccess):
 
     def delete(self, req: Any, id: str) -> tuple[int, None]:
         attachment = self._get(req, id, 'attachment:delete')
-        if attachment['status'] in ('attaching', 'detaching'):
-            raise exception.InvalidState(resource='Attachment', id=id,
-                                         state=attachment['status'],
-                                         reason='wait until it settles')
-        db_attachments.attachment_update(id, {'status': 'detaching'})
-        self.rpcapi.detach_volume(req.context, attachment['host'], id)
+        self.volumes.detach_on_host(req.context, attachment)
         return 202, None
 
 
 class ImageCacheController(VolumeAccess):
     """Admin view of the per-backend template cache."""
+
+    rpcapi = rpc.LazyClient(volume_rpcapi.VolumeAPI)
 
     def index(self, req: Any) -> dict[str, Any]:
         policy.authorize(req.context, 'image_cache:get_all')

@@ -9,10 +9,10 @@ from oslo_config import cfg
 from gridcentric_storage.api import policy, validation
 from gridcentric_storage.api.controllers import common
 from gridcentric_storage.api.schemas import backends as schema
-from gridcentric_storage.common import exception
-from gridcentric_storage.compute import rpcapi
+from gridcentric_storage.common import exception, rpc
 from gridcentric_storage.db import api as db
 from gridcentric_storage.volume import drivers
+from gridcentric_storage.volume import rpcapi as volume_rpcapi
 
 CONF = cfg.CONF
 SECRET_MASK = '***'
@@ -51,7 +51,7 @@ def validated_options(driver: str, backend_id: str, options: dict[str, Any]
 
 
 class BackendsController:
-    rpcapi = rpcapi.LazyComputeAPI()
+    rpcapi = rpc.LazyClient(volume_rpcapi.VolumeAPI)
 
     def index(self, req: Any) -> dict[str, Any]:
         policy.authorize(req.context, 'backend:get_all')

@@ -23,10 +23,10 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 
 from gridcentric_storage.api import policy
-from gridcentric_storage.common import exception
-from gridcentric_storage.compute import rpcapi
+from gridcentric_storage.common import exception, rpc
 from gridcentric_storage.db import api as db
 from gridcentric_storage.image import store as image_store
+from gridcentric_storage.volume import rpcapi as volume_rpcapi
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def _answers(ask: Callable[[str], Any]) -> Iterator[tuple[str, Any]]:
 
 
 class ImagesController:
-    rpcapi = rpcapi.LazyComputeAPI()
+    rpcapi = rpc.LazyClient(volume_rpcapi.VolumeAPI)
 
     def index(self, req: Any) -> dict[str, Any]:
         ctxt = req.context

@@ -1,6 +1,5 @@
 """/v1/snapshots: point-in-time copies of volumes (copy-on-write where the backend has it)."""
 
-import uuid
 from typing import Any
 
 from oslo_config import cfg
@@ -9,7 +8,6 @@ from gridcentric_storage.api import policy, validation
 from gridcentric_storage.api.controllers import common
 from gridcentric_storage.api.controllers.volumes import VolumeAccess
 from gridcentric_storage.api.schemas import snapshots as schema
-from gridcentric_storage.common import exception
 from gridcentric_storage.db import snapshots as db_snapshots
 
 CONF = cfg.CONF
@@ -41,33 +39,11 @@ class SnapshotsController(VolumeAccess):
         policy.authorize(ctxt, 'snapshot:create')
         data = body['snapshot']
         volume = self.get_volume(req, data['volume_id'], 'volume:get')
-        allowed = ('available', 'in-use') if data.get('force') else ('available',)
-        if volume['status'] not in allowed:
-            hint = ('; add "force": true to snapshot an attached volume'
-                    if volume['status'] == 'in-use' else '')
-            raise exception.InvalidState(
-                resource='Volume', id=volume['id'], state=volume['status'],
-                reason='a snapshot needs it to be %s%s' % (' or '.join(allowed), hint))
-        existing = db_snapshots.snapshot_get_all(volume_id=volume['id'])
-        if len(existing) >= CONF.volume.max_snapshots_per_volume:
-            raise exception.Conflict(reason='volume %s already has %d snapshots (limit %d)'
-                                     % (volume['id'], len(existing),
-                                        CONF.volume.max_snapshots_per_volume))
-        snapshot = db_snapshots.snapshot_create({
-            'id': str(uuid.uuid4()), 'name': data.get('name'),
-            'project_id': ctxt.project_id, 'user_id': ctxt.user_id,
-            'volume_id': volume['id'], 'volume_size': volume['size'], 'status': 'creating',
-            'backend_id': volume['backend_id'], 'host': volume['host']})
-        self.rpcapi.create_snapshot(ctxt, volume['host'], snapshot['id'])
+        snapshot = self.volumes.create_snapshot(ctxt, volume, data.get('name'),
+                                                force=bool(data.get('force')))
         return 202, {'snapshot': view(snapshot)}
 
     def delete(self, req: Any, id: str) -> tuple[int, None]:
         snapshot = self.get_snapshot(req, id, 'snapshot:delete')
-        deletable = ('available', 'error', 'error_deleting')
-        if snapshot['status'] not in deletable:
-            raise exception.InvalidState(resource='Snapshot', id=id, state=snapshot['status'],
-                                         reason='only %s snapshots can be deleted'
-                                         % ', '.join(deletable))
-        db_snapshots.snapshot_update(id, {'status': 'deleting'}, expected_status=deletable)
-        self.rpcapi.delete_snapshot(req.context, snapshot['host'], id)
+        self.volumes.delete_snapshot(req.context, snapshot)
         return 202, None

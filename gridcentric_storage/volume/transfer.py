@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import webob
@@ -32,9 +32,8 @@ import webob.dec
 from oslo_config import cfg
 
 from gridcentric_storage.common import concurrency, exception, processutils, wsgi_server
-from gridcentric_storage.compute import attach, brick
+from gridcentric_storage.compute import brick
 from gridcentric_storage.db import api as db
-from gridcentric_storage.volume.manager import reason
 from gridcentric_storage.volume.objects import VolumeRef
 
 CONF = cfg.CONF
@@ -77,9 +76,19 @@ class _Transfer:
 
 
 class TransferServer:
-    def __init__(self, host: str, pool: Any) -> None:
+    """The data server; the volume manager that owns it moves the volumes' status.
+
+    ``begin(volume_id, direction)`` moves the volume to its streaming state
+    (or raises) and returns it; ``end(volume_id, error)`` settles it.
+    """
+
+    def __init__(self, host: str, pool: Any,
+                 begin: Callable[[str, str], dict[str, Any]],
+                 end: Callable[[str, str | None], None]) -> None:
         self.host = host
         self.pool = pool
+        self._begin = begin
+        self._end = end
         self._transfers: dict[str, _Transfer] = {}
         self._lock = threading.Lock()
         self._server = wsgi_server.WSGIService(self._app, CONF.compute.data_listen,
@@ -104,11 +113,9 @@ class TransferServer:
 
     # ---- RPC side
     def prepare(self, volume_id: str, direction: str) -> dict[str, Any]:
-        status = 'uploading' if direction == 'read' else 'downloading'
         driver = self.pool.get(db.volume_get(volume_id)['backend_id'])
         brick.check_connectable(type(driver).DRIVER_VOLUME_TYPE)
-        volume = db.volume_update(volume_id, {'status': status, 'status_reason': None},
-                                  expected_status=('available',))
+        volume = self._begin(volume_id, direction)
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._transfers[token] = _Transfer(volume_id, direction)
@@ -122,7 +129,7 @@ class TransferServer:
             expired = [self._transfers.pop(t) for t in stale]
         for transfer in expired:
             LOG.info('Transfer of volume %s was never used; releasing it', transfer.volume_id)
-            attach.settle_volume_status_after_transfer(transfer.volume_id, None)
+            self._end(transfer.volume_id, None)
 
     # ---- HTTP side
     def _claim(self, token: str, direction: str) -> _Transfer | None:
@@ -153,7 +160,7 @@ class TransferServer:
             for token, transfer in list(self._transfers.items()):
                 if transfer is token_transfer:
                     del self._transfers[token]
-        attach.settle_volume_status_after_transfer(token_transfer.volume_id, error)
+        self._end(token_transfer.volume_id, error)
 
     @contextlib.contextmanager
     def _opened(self, volume_id: str, mode: str) -> Iterator[Any]:
@@ -189,7 +196,7 @@ class TransferServer:
                     yield chunk
         except Exception as e:
             LOG.exception('Reading volume %s failed', transfer.volume_id)
-            error = 'download failed: %s' % reason(e)
+            error = 'download failed: %s' % exception.describe(e)
             raise
         finally:
             # Reading never changes the data: the volume stays usable.
@@ -214,9 +221,10 @@ class TransferServer:
         except Exception as e:
             LOG.exception('Writing volume %s failed after %d bytes', transfer.volume_id,
                           written)
-            self._finish(transfer, 'upload failed after %d bytes: %s' % (written, reason(e)))
+            self._finish(transfer, 'upload failed after %d bytes: %s'
+                         % (written, exception.describe(e)))
             code = e.code if isinstance(e, exception.GCException) and e.code < 500 else 500
-            return webob.Response(status=code, text=reason(e) + '\n')
+            return webob.Response(status=code, text=exception.describe(e) + '\n')
         self._finish(transfer, None)
         return webob.Response(status=200, json_body={'bytes': written})
 

@@ -1,0 +1,166 @@
+"""Every status a resource can have, and the moves between them.
+
+One table per state machine. Each machine has one owner that writes it
+(``doc/architecture.md`` lists them): volumes, snapshots and attachments are
+moved only by ``volume.api`` (API side) and ``volume.manager`` (owner host),
+through ``volume.status``; servers and live images only by ``compute.api``
+and ``compute.servers``. A move that is not in the table raises
+:class:`~gridcentric_storage.common.exception.IllegalTransition` before
+anything is written.
+
+Writing the status a resource already has is always allowed: a step run
+again after a restart, or a new ``status_reason``, is not a move.
+"""
+
+import dataclasses
+import enum
+from collections.abc import Iterable, Mapping
+
+from gridcentric_storage.common import exception
+
+
+class VolumeStatus(enum.StrEnum):
+    CREATING = 'creating'
+    AVAILABLE = 'available'
+    ATTACHING = 'attaching'
+    IN_USE = 'in-use'
+    EXTENDING = 'extending'
+    REVERTING = 'reverting'
+    UPLOADING = 'uploading'        # read out: to an image or a download stream
+    DOWNLOADING = 'downloading'    # written from an upload stream
+    DELETING = 'deleting'
+    ERROR = 'error'
+    ERROR_DELETING = 'error_deleting'
+
+
+class SnapshotStatus(enum.StrEnum):
+    CREATING = 'creating'
+    AVAILABLE = 'available'
+    RESTORING = 'restoring'        # its volume is being reverted to it
+    DELETING = 'deleting'
+    ERROR = 'error'
+    ERROR_DELETING = 'error_deleting'
+
+
+class AttachmentStatus(enum.StrEnum):
+    ATTACHING = 'attaching'
+    ATTACHED = 'attached'
+    DETACHING = 'detaching'
+    ERROR = 'error'
+
+
+class ServerStatus(enum.StrEnum):
+    BUILD = 'BUILD'
+    ACTIVE = 'ACTIVE'
+    ERROR = 'ERROR'
+
+
+class ServerTask(enum.StrEnum):
+    """``task_state``: work running on an ACTIVE server (``NONE``: none)."""
+
+    NONE = ''
+    BLESSING = 'blessing'
+    DELETING = 'deleting'
+
+
+class LiveImageStatus(enum.StrEnum):
+    BLESSING = 'blessing'
+    BLESSED = 'blessed'
+    DISCARDING = 'discarding'
+    ERROR = 'error'
+
+
+@dataclasses.dataclass(frozen=True)
+class StateMachine:
+    resource: str
+    moves: Mapping[str, frozenset[str]]
+
+    @property
+    def states(self) -> frozenset[str]:
+        return frozenset(self.moves) | frozenset().union(*self.moves.values())
+
+    def allows(self, current: str, new: str) -> bool:
+        return current == new or new in self.moves.get(current, frozenset())
+
+    def check(self, resource_id: str, current: str | Iterable[str], new: str) -> None:
+        """Raise IllegalTransition unless ``new`` may follow every state in ``current``."""
+        for state in [current] if isinstance(current, str) else current:
+            if not self.allows(state, new):
+                raise exception.IllegalTransition(resource=self.resource, id=resource_id,
+                                                  current=state, new=new)
+
+    def sources(self, new: str) -> tuple[str, ...]:
+        """The states a resource may be in to move to ``new`` (itself included)."""
+        return tuple(sorted({new} | {s for s, targets in self.moves.items()
+                                     if new in targets}))
+
+
+def _table(moves: dict[str, Iterable[str]]) -> Mapping[str, frozenset[str]]:
+    return {state: frozenset(targets) for state, targets in moves.items()}
+
+
+V = VolumeStatus
+VOLUME = StateMachine('Volume', _table({
+    V.CREATING: {V.AVAILABLE, V.ERROR},
+    V.AVAILABLE: {V.ATTACHING, V.IN_USE, V.EXTENDING, V.REVERTING, V.UPLOADING,
+                  V.DOWNLOADING, V.DELETING},
+    # in-use -> attaching: a second attachment of a multiattach volume.
+    V.IN_USE: {V.AVAILABLE, V.ATTACHING, V.EXTENDING, V.DELETING},
+    V.ATTACHING: {V.IN_USE, V.AVAILABLE},
+    V.EXTENDING: {V.AVAILABLE, V.IN_USE},
+    V.REVERTING: {V.AVAILABLE, V.ERROR},
+    # A read (export or download) never changes the data: back to where it was.
+    V.UPLOADING: {V.AVAILABLE, V.IN_USE},
+    V.DOWNLOADING: {V.AVAILABLE, V.ERROR},
+    V.DELETING: {V.ERROR_DELETING},
+    V.ERROR: {V.DELETING},
+    V.ERROR_DELETING: {V.DELETING},
+}))
+
+S = SnapshotStatus
+SNAPSHOT = StateMachine('Snapshot', _table({
+    S.CREATING: {S.AVAILABLE, S.ERROR},
+    S.AVAILABLE: {S.RESTORING, S.DELETING},
+    S.RESTORING: {S.AVAILABLE},
+    S.DELETING: {S.ERROR_DELETING},
+    S.ERROR: {S.DELETING},
+    S.ERROR_DELETING: {S.DELETING},
+}))
+
+A = AttachmentStatus
+ATTACHMENT = StateMachine('Attachment', _table({
+    A.ATTACHING: {A.ATTACHED, A.ERROR},
+    A.ATTACHED: {A.DETACHING},
+    A.DETACHING: {A.ERROR},
+    A.ERROR: {A.DETACHING},
+}))
+
+SERVER = StateMachine('Server', _table({
+    ServerStatus.BUILD: {ServerStatus.ACTIVE, ServerStatus.ERROR},
+    ServerStatus.ACTIVE: {ServerStatus.ERROR},
+}))
+
+T = ServerTask
+SERVER_TASK = StateMachine('Server task', _table({
+    T.NONE: {T.BLESSING, T.DELETING},
+    T.BLESSING: {T.NONE},
+    # A delete that fails ends with no task, the server in ERROR.
+    T.DELETING: {T.NONE},
+}))
+
+L = LiveImageStatus
+LIVE_IMAGE = StateMachine('Live image', _table({
+    L.BLESSING: {L.BLESSED, L.ERROR},
+    L.BLESSED: {L.DISCARDING},
+    # discarding -> blessed/error: a launch raced the discard and won.
+    L.DISCARDING: {L.BLESSED, L.ERROR},
+    L.ERROR: {L.DISCARDING},
+}))
+
+#: Volume states in which work is under way on the owner host.
+VOLUME_BUSY = (V.CREATING, V.ATTACHING, V.EXTENDING, V.REVERTING, V.UPLOADING,
+               V.DOWNLOADING, V.DELETING)
+VOLUME_DELETABLE = (V.AVAILABLE, V.ERROR, V.ERROR_DELETING, V.IN_USE)
+SNAPSHOT_DELETABLE = (S.AVAILABLE, S.ERROR, S.ERROR_DELETING)
+#: Attachments that hold an export open (the volume is in use while any exists).
+ATTACHMENT_LIVE = (A.ATTACHING, A.ATTACHED, A.DETACHING)

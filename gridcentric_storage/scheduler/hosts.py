@@ -1,0 +1,58 @@
+"""Host placement for servers and clones, beside backend placement (``scheduler``).
+
+Nova's reading of ``availability_zone``: ``az`` or ``az:host`` (the forced
+host is an administrator's choice, checked by policy before this). A host
+publishes ``{"hypervisor": false, ...}`` in its service capabilities when it
+cannot run VMs; a service without capabilities (an older one) can.
+"""
+
+from typing import Any
+
+from oslo_config import cfg
+
+from gridcentric_storage.common import exception
+from gridcentric_storage.db import api as db
+from gridcentric_storage.db import servers as db_servers
+
+CONF = cfg.CONF
+
+
+def _without_hypervisor(services: list[dict[str, Any]]) -> dict[str, str]:
+    missing = {}
+    for service in services:
+        caps = service.get('capabilities') or {}
+        if caps.get('hypervisor') is False:
+            missing[service['host']] = caps.get('hypervisor_reason') or 'not reported'
+    return missing
+
+
+def select_host(availability_zone: str | None, required: str | None = None) -> str:
+    """The host for new servers: the forced or ``required`` one, else the up host
+    with a hypervisor that runs the fewest servers."""
+    wanted = None
+    if availability_zone and ':' in availability_zone:
+        wanted = availability_zone.split(':', 1)[1] or None
+    services = db.service_get_all(CONF.compute.topic, up_only=True)
+    up = [s['host'] for s in services]
+    missing = _without_hypervisor(services)
+    if required is not None:
+        if wanted and wanted != required:
+            raise exception.Invalid(reason='the live image is on host %s, not %s'
+                                    % (required, wanted))
+        wanted = required
+    if wanted:
+        if wanted not in up:
+            raise exception.Invalid(reason='no compute service is up on host %s' % wanted)
+        if wanted in missing:
+            raise exception.NoHypervisor(host=wanted, reason=missing[wanted])
+        return wanted
+    if not up:
+        raise exception.NoComputeService(reason='no compute service is up')
+    if len(missing) == len(up):
+        raise exception.NoHypervisor(host=', '.join(up),
+                                     reason='; '.join(sorted(set(missing.values()))))
+    load = {host: 0 for host in up if host not in missing}
+    for server in db_servers.server_get_all():
+        if server['host'] in load:
+            load[server['host']] += 1
+    return min(load, key=lambda host: (load[host], host))
