@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 
 import pytest
@@ -189,7 +188,6 @@ def test_interrupted_create_finished_at_restart(deployment, tmp_path):
     compute.send_signal(signal.SIGKILL)
     compute.wait()
     volume = dep.call('POST', '/v1/volumes', json={'volume': {'size': 1}}).json()['volume']
-    time.sleep(0.5)
     assert dep.call('GET', '/v1/volumes/%s' % volume['id']).json()['volume'][
         'status'] == 'creating'
     dep.start('gridcentric-compute', 'compute-a')
