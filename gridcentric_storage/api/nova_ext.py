@@ -25,6 +25,7 @@ from gridcentric_storage.api.schemas import servers as schema
 from gridcentric_storage.common import exception
 from gridcentric_storage.compute import api as compute_api
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.db.records import LiveImage, Server
 
 CAPABILITIES = ['user-data', 'launch-name', 'availability-zone', 'num-instances',
                 'bless-name', 'launch-key', 'scheduler-hints', 'supports-volumes',
@@ -32,7 +33,7 @@ CAPABILITIES = ['user-data', 'launch-name', 'availability-zone', 'num-instances'
 _NOVA_STATUS = {'BUILD': 'BUILD', 'ACTIVE': 'ACTIVE', 'ERROR': 'ERROR'}
 
 
-def nova_server(server: dict[str, Any]) -> dict[str, Any]:
+def nova_server(server: Server) -> dict[str, Any]:
     metadata = {}
     if server.get('live_image_id'):
         metadata['launched_from'] = server['live_image_id']
@@ -50,7 +51,7 @@ def nova_server(server: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def nova_blessed(live_image: dict[str, Any]) -> dict[str, Any]:
+def nova_blessed(live_image: LiveImage) -> dict[str, Any]:
     status = {'blessed': 'BLESSED', 'blessing': 'BUILD', 'discarding': 'BLESSED',
               'error': 'ERROR'}[live_image['status']]
     return {
@@ -74,7 +75,7 @@ def _for_caller(ctxt: Any, result: Any) -> Any:
     return result
 
 
-def _live_image_or_none(ctxt: Any, id: str, action: str) -> dict[str, Any] | None:
+def _live_image_or_none(ctxt: Any, id: str, action: str) -> LiveImage | None:
     try:
         return get_live_image(ctxt, id, action)
     except exception.LiveImageNotFound:

@@ -25,6 +25,7 @@ from gridcentric_storage.compute.status import set_live_image, set_server
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.db.records import Attachment, LiveImage, Server
 from gridcentric_storage.image import store as image_store
 from gridcentric_storage.scheduler import hosts
 from gridcentric_storage.volume import api as volume_api
@@ -56,7 +57,7 @@ class ComputeAPI:
         return 'fa:16:3e:%02x:%02x:%02x' % tuple(random.randint(0, 255) for _ in range(3))
 
     # ---- servers
-    def create_server(self, ctxt: Any, data: dict[str, Any]) -> dict[str, Any]:
+    def create_server(self, ctxt: Any, data: dict[str, Any]) -> Server:
         if bool(data.get('volume_id')) == bool(data.get('kernel')):
             raise exception.Invalid(reason='give either volume_id or kernel (with initrd '
                                     'and cmdline) to boot from')
@@ -95,7 +96,7 @@ class ComputeAPI:
         self.rpcapi.spawn_server(ctxt, host, server_id)
         return server
 
-    def delete_server(self, ctxt: Any, server: dict[str, Any]) -> None:
+    def delete_server(self, ctxt: Any, server: Server) -> None:
         if server['task_state'] in (ServerTask.BLESSING, ServerTask.DELETING):
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'],
@@ -103,7 +104,7 @@ class ComputeAPI:
         set_server(server['id'], {'task_state': ServerTask.DELETING})
         self.rpcapi.destroy_server(ctxt, server['host'], server['id'])
 
-    def console_output(self, ctxt: Any, server: dict[str, Any], length: int | None) -> str:
+    def console_output(self, ctxt: Any, server: Server, length: int | None) -> str:
         if server['status'] not in (ServerStatus.ACTIVE, ServerStatus.ERROR):
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['status'],
@@ -111,8 +112,8 @@ class ComputeAPI:
         return self.rpcapi.get_console_output(ctxt, server['host'], server['id'],
                                               None if length in (None, -1) else length)
 
-    def attach_volume(self, ctxt: Any, server: dict[str, Any], volume_id: str,
-                      mode: str) -> dict[str, Any]:
+    def attach_volume(self, ctxt: Any, server: Server, volume_id: str,
+                      mode: str) -> Attachment:
         if server['status'] != ServerStatus.ACTIVE or server['task_state']:
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'] or server['status'],
@@ -126,7 +127,7 @@ class ComputeAPI:
         self.rpcapi.attach_server_volume(ctxt, server['host'], server['id'], attachment['id'])
         return attachment
 
-    def detach_volume(self, ctxt: Any, server: dict[str, Any], volume_id: str) -> None:
+    def detach_volume(self, ctxt: Any, server: Server, volume_id: str) -> None:
         found = [a for a in db_attachments.attachment_get_all(volume_id=volume_id)
                  if a['instance_uuid'] == server['id']]
         if not found:
@@ -143,7 +144,7 @@ class ComputeAPI:
         self.rpcapi.detach_server_volume(ctxt, server['host'], server['id'], found[0]['id'])
 
     # ---- live images
-    def bless(self, ctxt: Any, server: dict[str, Any], name: str | None) -> dict[str, Any]:
+    def bless(self, ctxt: Any, server: Server, name: str | None) -> LiveImage:
         if server['status'] != ServerStatus.ACTIVE or server['task_state']:
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'] or server['status'],
@@ -165,8 +166,8 @@ class ComputeAPI:
         self.rpcapi.bless_server(ctxt, server['host'], live_image['id'])
         return live_image
 
-    def launch(self, ctxt: Any, live_image: dict[str, Any], params: dict[str, Any]
-               ) -> list[dict[str, Any]]:
+    def launch(self, ctxt: Any, live_image: LiveImage, params: dict[str, Any]
+               ) -> list[Server]:
         if live_image['status'] != L.BLESSED:
             raise exception.InvalidState(resource='Live image', id=live_image['id'],
                                          state=live_image['status'],
@@ -211,7 +212,7 @@ class ComputeAPI:
             self.rpcapi.launch_server(ctxt, host, clone['id'])
         return clones
 
-    def discard(self, ctxt: Any, live_image: dict[str, Any]) -> None:
+    def discard(self, ctxt: Any, live_image: LiveImage) -> None:
         clones = db_servers.server_get_all(live_image_id=live_image['id'])
         if clones:
             raise exception.InvalidState(resource='Live image', id=live_image['id'],

@@ -15,13 +15,14 @@ from typing import Any
 from gridcentric_storage.compute import brick
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
+from gridcentric_storage.db.records import Attachment, Server
 from gridcentric_storage.virt import base as virt
 from gridcentric_storage.volume import api as volume_api
 
 LOG = logging.getLogger(__name__)
 
 
-def attachments_of(server_id: str) -> list[dict[str, Any]]:
+def attachments_of(server_id: str) -> list[Attachment]:
     """The server's volumes in the order the VM got them (root first)."""
     return [a for a in db_attachments.attachment_get_all()
             if a['instance_uuid'] == server_id and a['status'] == 'attached']
@@ -48,7 +49,7 @@ def delete_snapshots(ctxt: Any, volumes: volume_api.API, snapshot_ids: list[str]
         volumes.delete_snapshot_if_exists(ctxt, snapshot_id)
 
 
-def make_clone_volumes(ctxt: Any, volumes: volume_api.API, server: dict[str, Any],
+def make_clone_volumes(ctxt: Any, volumes: volume_api.API, server: Server,
                        artifacts: virt.LiveImageArtifacts,
                        record: Any) -> list[str]:
     """One volume per live-image snapshot, each available when this returns.
@@ -66,7 +67,7 @@ def make_clone_volumes(ctxt: Any, volumes: volume_api.API, server: dict[str, Any
 
 
 def connect_clone_volumes(ctxt: Any, volumes: volume_api.API, host: str,
-                          server: dict[str, Any], volume_ids: list[str],
+                          server: Server, volume_ids: list[str],
                           artifacts: virt.LiveImageArtifacts) -> list[virt.Disk]:
     """Attach the clone's volumes to this host, in the order of the live image's disks."""
     disks = []

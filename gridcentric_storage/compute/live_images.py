@@ -19,13 +19,14 @@ from gridcentric_storage.compute import hooks, live_disks
 from gridcentric_storage.compute.servers import ServerManager
 from gridcentric_storage.compute.status import set_live_image, set_server
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.db.records import LiveImage, Server
 from gridcentric_storage.virt import base as virt
 
 LOG = logging.getLogger(__name__)
 
 
-def artifacts_from_db(live_image: dict[str, Any]) -> virt.LiveImageArtifacts:
-    data = dict(live_image['artifacts'])
+def artifacts_from_db(live_image: LiveImage) -> virt.LiveImageArtifacts:
+    data = dict(live_image['artifacts'] or {})
     data['disks'] = [virt.Disk(**d) for d in data.get('disks', [])]
     return virt.LiveImageArtifacts(**data)
 
@@ -59,7 +60,7 @@ class LiveImageManager:
             set_server(server_id, {'task_state': None})
         hooks.run('post', 'bless', server_id=server_id, live_image_id=live_image_id)
 
-    def _bless_with_disks(self, ctxt: Any, server: dict[str, Any],
+    def _bless_with_disks(self, ctxt: Any, server: Server,
                           live_image_id: str) -> virt.LiveImageArtifacts:
         """Memory and disks of one instant: pause, snapshot volumes, save, resume."""
         if not live_disks.attachments_of(server['id']):
@@ -96,7 +97,7 @@ class LiveImageManager:
             server = db_servers.server_get(server_id)
             if server['status'] != ServerStatus.BUILD:
                 return
-            live_image = db_servers.live_image_get(server['live_image_id'])
+            live_image = db_servers.live_image_get(server['live_image_id'] or '')
             clone = virt.CloneSpec(
                 id=server_id, name=server['name'], mac=server['mac'],
                 vmgenid=server['vmgenid'], guest=dict(server['guest'] or {}),
@@ -139,11 +140,11 @@ class LiveImageManager:
             try:
                 hooks.run('pre', 'discard', live_image_id=live_image_id,
                           server_id=live_image['server_id'])
-                if live_image.get('artifacts'):
-                    concurrency.execute(self.driver.discard, artifacts_from_db(live_image))
-                    live_disks.delete_snapshots(
-                        ctxt, self.volumes,
-                        [d['volume_id'] for d in live_image['artifacts'].get('disks', [])])
+                if live_image['artifacts']:
+                    artifacts = artifacts_from_db(live_image)
+                    concurrency.execute(self.driver.discard, artifacts)
+                    live_disks.delete_snapshots(ctxt, self.volumes,
+                                                [d.volume_id for d in artifacts.disks])
             except Exception as e:
                 LOG.exception('Discarding live image %s failed', live_image_id)
                 set_live_image(live_image_id, L.ERROR, L.DISCARDING,

@@ -19,6 +19,7 @@ from gridcentric_storage.compute import brick
 from gridcentric_storage.compute.status import set_server
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.db.records import Server
 from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.virt import base as virt
 from gridcentric_storage.volume import api as volume_api
@@ -37,23 +38,24 @@ class ServerManager:
         self.locks = concurrency.KeyedLocks()
 
     # ---- disks
-    def _disks(self, ctxt: Any, server: dict[str, Any]) -> list[virt.Disk]:
+    def _disks(self, ctxt: Any, server: Server) -> list[virt.Disk]:
         """The root volume as a Disk, attached to this host (the attachment's id is
         the server's, so a spawn run again after a restart finds it)."""
-        if not server.get('volume_id'):
+        volume_id = server['volume_id']
+        if not volume_id:
             return []
         connector = brick.connector_properties(self.host)
         try:
             attachment = db_attachments.attachment_get(server['id'])
         except exception.AttachmentNotFound:
-            info = self.volumes.attach_for_server(ctxt, server['volume_id'], server['id'],
+            info = self.volumes.attach_for_server(ctxt, volume_id, server['id'],
                                                   self.host, connector,
                                                   attachment_id=server['id'])
         else:
             info = self.volumes.connect(ctxt, attachment, connector)
-        return [virt.Disk(volume_id=server['volume_id'], connection_info=info)]
+        return [virt.Disk(volume_id=volume_id, connection_info=info)]
 
-    def release_disks(self, ctxt: Any, server: dict[str, Any]) -> None:
+    def release_disks(self, ctxt: Any, server: Server) -> None:
         for attachment in db_attachments.attachment_get_all():
             if attachment['instance_uuid'] == server['id']:
                 self.volumes.release(ctxt, attachment)
@@ -62,7 +64,7 @@ class ServerManager:
         """The file the server's kernel/initrd reference names for its creator."""
         return self.images.locate(ctxt, ref, 'boot file') if ref else None
 
-    def _spec(self, ctxt: Any, server: dict[str, Any],
+    def _spec(self, ctxt: Any, server: Server,
               disks: list[virt.Disk]) -> virt.InstanceSpec:
         return virt.InstanceSpec(
             id=server['id'], name=server['name'], memory_mb=server['memory_mb'],

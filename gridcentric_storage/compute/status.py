@@ -9,9 +9,10 @@ from typing import Any
 from gridcentric_storage.common import states as st
 from gridcentric_storage.common.states import LiveImageStatus
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.db.records import LiveImage, Server
 
 
-def set_server(server_id: str, values: dict[str, Any]) -> dict[str, Any]:
+def set_server(server_id: str, values: dict[str, Any]) -> Server:
     """Write a server's row, checking a status or task move against its table."""
     current = db_servers.server_get(server_id)
     if 'status' in values:
@@ -23,7 +24,7 @@ def set_server(server_id: str, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_live_image(live_image_id: str, new: LiveImageStatus, expected: str, **values: Any
-                   ) -> dict[str, Any]:
+                   ) -> LiveImage:
     """Move a live image from ``expected`` to ``new`` (one compare-and-swap)."""
     st.LIVE_IMAGE.check(live_image_id, expected, new)
     return db_servers.live_image_update(live_image_id, dict(values, status=new),

@@ -18,6 +18,7 @@ from oslo_db.sqlalchemy import utils as sqlalchemyutils
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.db import models
+from gridcentric_storage.db.records import Backend, Service, Volume
 
 CONF = cfg.CONF
 
@@ -67,7 +68,7 @@ def utcnow() -> datetime.datetime:
     return models._now()
 
 
-def to_dict(row: Any) -> dict[str, Any]:
+def to_dict(row: Any) -> Any:
     return {c.name: getattr(row, c.name) for c in row.__table__.columns}
 
 
@@ -86,7 +87,7 @@ def service_heartbeat(host: str, topic: str, binary: str,
             service.capabilities = capabilities
 
 
-def service_get_all(topic: str | None = None, up_only: bool = False) -> list[dict[str, Any]]:
+def service_get_all(topic: str | None = None, up_only: bool = False) -> list[Service]:
     with reader() as session:
         query = session.query(models.Service)
         if topic:
@@ -114,7 +115,7 @@ def _usage_subquery() -> Any:
             .group_by(models.Volume.backend_id).subquery())
 
 
-def _backend_dict(row: Any, volume_count: int | None, provisioned: int | None) -> dict[str, Any]:
+def _backend_dict(row: Any, volume_count: int | None, provisioned: int | None) -> Any:
     backend = to_dict(row)
     backend['volume_count'] = int(volume_count or 0)
     backend['provisioned_capacity_gb'] = float(provisioned or 0)
@@ -126,7 +127,7 @@ def _backend_dict(row: Any, volume_count: int | None, provisioned: int | None) -
     return backend
 
 
-def backend_create(values: dict[str, Any]) -> dict[str, Any]:
+def backend_create(values: dict[str, Any]) -> Backend:
     try:
         with writer() as session:
             session.add(models.Backend(**values))
@@ -140,7 +141,7 @@ _BACKEND_FILTERS = ('name', 'driver', 'state', 'role', 'host', 'availability_zon
 
 def backend_get_all(filters: dict[str, Any] | None = None, sort_key: str = 'created_at',
                     sort_dir: str = 'asc', limit: int | None = None,
-                    marker: str | None = None) -> list[dict[str, Any]]:
+                    marker: str | None = None) -> list[Backend]:
     filters = dict(filters or {})
     usage = _usage_subquery()
     with reader() as session:
@@ -173,7 +174,7 @@ def backend_get_all(filters: dict[str, Any] | None = None, sort_key: str = 'crea
     return rows
 
 
-def backend_get(backend_id: str) -> dict[str, Any]:
+def backend_get(backend_id: str) -> Backend:
     usage = _usage_subquery()
     with reader() as session:
         row = (session.query(models.Backend, usage.c.volume_count, usage.c.provisioned)
@@ -184,7 +185,7 @@ def backend_get(backend_id: str) -> dict[str, Any]:
         return _backend_dict(*row)
 
 
-def backend_update(backend_id: str, values: dict[str, Any]) -> dict[str, Any]:
+def backend_update(backend_id: str, values: dict[str, Any]) -> Backend:
     try:
         with writer() as session:
             count = (session.query(models.Backend).filter_by(id=backend_id)
@@ -220,7 +221,7 @@ def backend_destroy(backend_id: str) -> None:
 
 # ----------------------------------------------------------------- volumes
 
-def volume_create(values: dict[str, Any]) -> dict[str, Any]:
+def volume_create(values: dict[str, Any]) -> Volume:
     return row_create(models.Volume, values)
 
 
@@ -231,7 +232,7 @@ def _volume_query(session: Any, project_id: str | None) -> Any:
     return query
 
 
-def volume_get(volume_id: str, project_id: str | None = None) -> dict[str, Any]:
+def volume_get(volume_id: str, project_id: str | None = None) -> Volume:
     """Return one volume; ``project_id`` None means any project (admin)."""
     return row_get(models.Volume, volume_id, exception.VolumeNotFound, project_id)
 
@@ -241,7 +242,7 @@ _VOLUME_FILTERS = ('name', 'status', 'backend_id', 'host', 'project_id')
 
 def volume_get_all(project_id: str | None = None, filters: dict[str, Any] | None = None,
                    sort_key: str = 'created_at', sort_dir: str = 'asc',
-                   limit: int | None = None, marker: str | None = None) -> list[dict[str, Any]]:
+                   limit: int | None = None, marker: str | None = None) -> list[Volume]:
     filters = filters or {}
     with reader() as session:
         query = _volume_query(session, project_id)
@@ -260,7 +261,7 @@ def volume_get_all(project_id: str | None = None, filters: dict[str, Any] | None
 
 
 def volume_update(volume_id: str, values: dict[str, Any],
-                  expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+                  expected_status: tuple[str, ...] | None = None) -> Volume:
     """Update a volume; with ``expected_status`` only from one of those states.
 
     The status check and the write are one statement, so two requests racing
@@ -274,7 +275,7 @@ def volume_destroy(volume_id: str) -> None:
     row_destroy(models.Volume, volume_id)
 
 
-def volume_get_all_by_host(host: str, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+def volume_get_all_by_host(host: str, statuses: tuple[str, ...]) -> list[Volume]:
     with reader() as session:
         query = (session.query(models.Volume).filter_by(host=host)
                  .filter(models.Volume.status.in_(statuses)))
@@ -283,7 +284,7 @@ def volume_get_all_by_host(host: str, statuses: tuple[str, ...]) -> list[dict[st
 
 # ------------------------------------------------ shared by the resource modules
 
-def row_create(model: Any, values: dict[str, Any]) -> dict[str, Any]:
+def row_create(model: Any, values: dict[str, Any]) -> Any:
     with writer() as session:
         row = model(**values)
         session.add(row)
@@ -292,7 +293,7 @@ def row_create(model: Any, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def row_get(model: Any, row_id: str, not_found: type[exception.NotFound],
-            project_id: str | None = None) -> dict[str, Any]:
+            project_id: str | None = None) -> Any:
     """One row by id (within ``project_id`` when given) or ``not_found(id=...)``."""
     with reader() as session:
         query = session.query(model).filter_by(id=row_id)
@@ -305,7 +306,7 @@ def row_get(model: Any, row_id: str, not_found: type[exception.NotFound],
 
 
 def row_get_all(model: Any, filters: dict[str, Any], statuses: tuple[str, ...] | None = None
-                ) -> list[dict[str, Any]]:
+                ) -> Any:
     """Rows matching every non-None filter, oldest first."""
     with reader() as session:
         query = session.query(model)
@@ -319,7 +320,7 @@ def row_get_all(model: Any, filters: dict[str, Any], statuses: tuple[str, ...] |
 
 def row_update(model: Any, row_id: str, values: dict[str, Any],
                not_found: type[exception.NotFound],
-               expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+               expected_status: tuple[str, ...] | None = None) -> Any:
     """Update one row; with ``expected_status`` only from those states (atomically)."""
     with writer() as session:
         query = session.query(model).filter_by(id=row_id)

@@ -5,25 +5,26 @@ from typing import Any
 from gridcentric_storage.common import exception
 from gridcentric_storage.db import models
 from gridcentric_storage.db.api import row_create, row_destroy, row_get, row_get_all, row_update
+from gridcentric_storage.db.records import LiveImage, Server
 
 
-def server_create(values: dict[str, Any]) -> dict[str, Any]:
+def server_create(values: dict[str, Any]) -> Server:
     return row_create(models.Server, values)
 
 
-def server_get(server_id: str, project_id: str | None = None) -> dict[str, Any]:
+def server_get(server_id: str, project_id: str | None = None) -> Server:
     return row_get(models.Server, server_id, exception.ServerNotFound, project_id)
 
 
 def server_get_all(project_id: str | None = None, host: str | None = None,
                    live_image_id: str | None = None,
-                   statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+                   statuses: tuple[str, ...] | None = None) -> list[Server]:
     return row_get_all(models.Server, {'project_id': project_id, 'host': host,
                                        'live_image_id': live_image_id}, statuses)
 
 
 def server_update(server_id: str, values: dict[str, Any],
-                  expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+                  expected_status: tuple[str, ...] | None = None) -> Server:
     return row_update(models.Server, server_id, values, exception.ServerNotFound, expected_status)
 
 
@@ -31,23 +32,23 @@ def server_destroy(server_id: str) -> None:
     row_destroy(models.Server, server_id)
 
 
-def live_image_create(values: dict[str, Any]) -> dict[str, Any]:
+def live_image_create(values: dict[str, Any]) -> LiveImage:
     return row_create(models.LiveImage, values)
 
 
-def live_image_get(live_image_id: str, project_id: str | None = None) -> dict[str, Any]:
+def live_image_get(live_image_id: str, project_id: str | None = None) -> LiveImage:
     return row_get(models.LiveImage, live_image_id, exception.LiveImageNotFound, project_id)
 
 
 def live_image_get_all(project_id: str | None = None, server_id: str | None = None,
                        host: str | None = None, statuses: tuple[str, ...] | None = None
-                       ) -> list[dict[str, Any]]:
+                       ) -> list[LiveImage]:
     return row_get_all(models.LiveImage, {'project_id': project_id, 'server_id': server_id,
                                           'host': host}, statuses)
 
 
 def live_image_update(live_image_id: str, values: dict[str, Any],
-                      expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+                      expected_status: tuple[str, ...] | None = None) -> LiveImage:
     return row_update(models.LiveImage, live_image_id, values, exception.LiveImageNotFound,
                       expected_status)
 

@@ -15,25 +15,26 @@ from gridcentric_storage.db.api import (
     utcnow,
     writer,
 )
+from gridcentric_storage.db.records import ImageCacheEntry, Snapshot
 
 
-def snapshot_create(values: dict[str, Any]) -> dict[str, Any]:
+def snapshot_create(values: dict[str, Any]) -> Snapshot:
     return row_create(models.Snapshot, values)
 
 
-def snapshot_get(snapshot_id: str, project_id: str | None = None) -> dict[str, Any]:
+def snapshot_get(snapshot_id: str, project_id: str | None = None) -> Snapshot:
     return row_get(models.Snapshot, snapshot_id, exception.SnapshotNotFound, project_id)
 
 
 def snapshot_get_all(project_id: str | None = None, volume_id: str | None = None,
                      statuses: tuple[str, ...] | None = None, host: str | None = None
-                     ) -> list[dict[str, Any]]:
+                     ) -> list[Snapshot]:
     return row_get_all(models.Snapshot, {'project_id': project_id, 'volume_id': volume_id,
                                          'host': host}, statuses)
 
 
 def snapshot_update(snapshot_id: str, values: dict[str, Any],
-                    expected_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+                    expected_status: tuple[str, ...] | None = None) -> Snapshot:
     return row_update(models.Snapshot, snapshot_id, values, exception.SnapshotNotFound,
                       expected_status)
 
@@ -44,14 +45,14 @@ def snapshot_destroy(snapshot_id: str) -> None:
 
 # ------------------------------------------------------------ image cache
 
-def cache_get(backend_id: str, image_key: str) -> dict[str, Any] | None:
+def cache_get(backend_id: str, image_key: str) -> ImageCacheEntry | None:
     with reader() as session:
         entry = (session.query(models.ImageCacheEntry)
                  .filter_by(backend_id=backend_id, image_key=image_key).first())
         return to_dict(entry) if entry is not None else None
 
 
-def cache_create(values: dict[str, Any]) -> dict[str, Any]:
+def cache_create(values: dict[str, Any]) -> ImageCacheEntry:
     return row_create(models.ImageCacheEntry, values)
 
 
@@ -70,7 +71,7 @@ def cache_update(entry_id: str, values: dict[str, Any]) -> None:
 
 
 def cache_get_all(backend_id: str | None = None, host: str | None = None
-                  ) -> list[dict[str, Any]]:
+                  ) -> list[ImageCacheEntry]:
     """Entries, least recently used first."""
     with reader() as session:
         query = session.query(models.ImageCacheEntry)
@@ -83,7 +84,7 @@ def cache_get_all(backend_id: str | None = None, host: str | None = None
         return [to_dict(e) for e in query]
 
 
-def cache_get_entry(entry_id: str) -> dict[str, Any]:
+def cache_get_entry(entry_id: str) -> ImageCacheEntry:
     return row_get(models.ImageCacheEntry, entry_id, exception.CacheEntryNotFound)
 
 

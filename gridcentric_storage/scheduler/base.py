@@ -31,6 +31,8 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+from gridcentric_storage.db import records
+
 if typing.TYPE_CHECKING:
     from gridcentric_storage.scheduler.request import RequestSpec
 
@@ -38,7 +40,7 @@ __all__ = ['UNKNOWN', 'AttributeWeigher', 'Backend', 'BaseFilter', 'BaseWeigher'
            'all_finite_numbers', 'capability_bool', 'is_number']
 
 #: A backend as returned by ``db.api.backend_get_all``; plugins must not modify it.
-Backend = dict[str, Any]
+Backend = records.Backend
 
 #: Raw weight meaning "cannot tell"; ranked last (see the module docstring).
 UNKNOWN = float('-inf')

@@ -37,10 +37,11 @@ is unknown (null) is an :class:`EvaluationError`, never a silent ``False``.
 
 import functools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gridcentric_storage.common import exception
+from gridcentric_storage.db.records import Backend
 from gridcentric_storage.scheduler.expression_parser import (
     KNOWN_NAMES,
     MAX_DEPTH,
@@ -215,21 +216,21 @@ class Expression:
         self.tree = tree
         self._columns = _compile(tree)
 
-    def evaluate(self, backend: dict[str, Any]) -> Any:
+    def evaluate(self, backend: Backend) -> Any:
         """The value for ``backend``; raises only :class:`EvaluationError`."""
         value = self.evaluate_each([backend])[0]
         if type(value) is _Err:
             raise value
         return value
 
-    def evaluate_many(self, backends: Sequence[dict[str, Any]], default: Any) -> list[Any]:
+    def evaluate_many(self, backends: Sequence[Mapping[str, Any]], default: Any) -> list[Any]:
         """The value for each backend, ``default`` where :meth:`evaluate` would raise."""
         values = self.evaluate_each(backends)
         if _Err in map(type, values):
             values = [default if type(value) is _Err else value for value in values]
         return values
 
-    def evaluate_each(self, backends: Sequence[dict[str, Any]]) -> list[Any]:
+    def evaluate_each(self, backends: Sequence[Mapping[str, Any]]) -> list[Any]:
         """The value for each backend, or the :class:`EvaluationError` it would raise."""
         try:
             return self._columns(backends)

@@ -6,18 +6,17 @@ publishes ``{"hypervisor": false, ...}`` in its service capabilities when it
 cannot run VMs; a service without capabilities (an older one) can.
 """
 
-from typing import Any
-
 from oslo_config import cfg
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.db.records import Service
 
 CONF = cfg.CONF
 
 
-def _without_hypervisor(services: list[dict[str, Any]]) -> dict[str, str]:
+def _without_hypervisor(services: list[Service]) -> dict[str, str]:
     missing = {}
     for service in services:
         caps = service.get('capabilities') or {}

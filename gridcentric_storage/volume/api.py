@@ -24,6 +24,7 @@ from gridcentric_storage.compute import rpcapi as compute_rpcapi
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
+from gridcentric_storage.db.records import Attachment, Backend, Snapshot, Volume
 from gridcentric_storage.image import store as image_store
 from gridcentric_storage.scheduler import visibility
 from gridcentric_storage.scheduler.request import RequestSpec
@@ -35,7 +36,7 @@ LOG = logging.getLogger(__name__)
 GiB = 1 << 30
 
 
-def _require(volume: dict[str, Any], allowed: tuple[str, ...], action: str) -> None:
+def _require(volume: Volume, allowed: tuple[str, ...], action: str) -> None:
     if volume['status'] not in allowed:
         raise exception.InvalidState(
             resource='Volume', id=volume['id'], state=volume['status'],
@@ -58,7 +59,7 @@ class API:
             return self._scheduler
 
     # ------------------------------------------------------------- volumes
-    def place(self, ctxt: Any, spec: RequestSpec, details: bool) -> dict[str, Any]:
+    def place(self, ctxt: Any, spec: RequestSpec, details: bool) -> Backend:
         """The backend for a new volume; ``details``: the caller may see why not."""
         if not details:
             visibility.check_member_request(spec)
@@ -70,7 +71,7 @@ class API:
             raise visibility.member_error(e, spec) from None
 
     def create(self, ctxt: Any, data: dict[str, Any], origin: dict[str, Any],
-               minimum: int | None, details: bool) -> dict[str, Any]:
+               minimum: int | None, details: bool) -> Volume:
         """A new volume from ``data`` (the request) and ``origin`` (the source's
         fields: snapshot_id/source_volid with its backend_id, or image_id)."""
         if 'backend_id' in origin:
@@ -98,8 +99,8 @@ class API:
         self.volume_rpcapi.create_volume(ctxt, backend['host'], volume['id'])
         return volume
 
-    def create_from_snapshot_and_wait(self, ctxt: Any, snapshot: dict[str, Any],
-                                      project_id: str | None) -> dict[str, Any]:
+    def create_from_snapshot_and_wait(self, ctxt: Any, snapshot: Snapshot,
+                                      project_id: str | None) -> Volume:
         """A copy-on-write volume of ``snapshot``, returned once it is available.
 
         A call to the owner host, so the caller (a launch) goes on exactly
@@ -118,7 +119,7 @@ class API:
                                            volume['status_reason']))
         return volume
 
-    def delete(self, ctxt: Any, volume: dict[str, Any], cascade: bool = False,
+    def delete(self, ctxt: Any, volume: Volume, cascade: bool = False,
                force: bool = False) -> None:
         vid = volume['id']
         attachments = db_attachments.attachment_get_all(volume_id=vid)
@@ -151,7 +152,7 @@ class API:
         volume = status.move_volume(volume_id, V.DELETING, volume['status'])
         self.volume_rpcapi.delete_volume(ctxt, volume['host'], volume_id, cascade=True)
 
-    def extend(self, ctxt: Any, volume: dict[str, Any], new_size: int) -> None:
+    def extend(self, ctxt: Any, volume: Volume, new_size: int) -> None:
         _require(volume, (V.AVAILABLE, V.IN_USE), 'extend')
         if new_size <= volume['size']:
             raise exception.Invalid(reason='new_size %d GiB must be larger than the current '
@@ -167,7 +168,7 @@ class API:
         self.volume_rpcapi.extend_volume(ctxt, volume['host'], volume['id'], new_size,
                                          volume['status'])
 
-    def revert(self, ctxt: Any, volume: dict[str, Any], snapshot: dict[str, Any]) -> None:
+    def revert(self, ctxt: Any, volume: Volume, snapshot: Snapshot) -> None:
         if snapshot['volume_id'] != volume['id']:
             raise exception.Invalid(reason='snapshot %s belongs to volume %s, not to %s'
                                     % (snapshot['id'], snapshot['volume_id'], volume['id']))
@@ -180,7 +181,7 @@ class API:
         status.move_snapshot(snapshot['id'], S.RESTORING, S.AVAILABLE)
         self.volume_rpcapi.revert_volume(ctxt, volume['host'], volume['id'], snapshot['id'])
 
-    def upload_to_image(self, ctxt: Any, volume: dict[str, Any], name: str,
+    def upload_to_image(self, ctxt: Any, volume: Volume, name: str,
                         disk_format: str) -> None:
         """Write the volume to the image ``name`` of the caller's project."""
         _require(volume, (V.AVAILABLE,), 'writing it to an image')
@@ -195,7 +196,7 @@ class API:
         self.volume_rpcapi.copy_volume_to_image(ctxt, volume['host'], volume['id'],
                                                 {'name': name, 'disk_format': disk_format})
 
-    def prepare_transfer(self, ctxt: Any, volume: dict[str, Any],
+    def prepare_transfer(self, ctxt: Any, volume: Volume,
                          direction: str) -> dict[str, Any]:
         """A one-time URL on the owner host's data server (``read`` or ``write``)."""
         _require(volume, (V.AVAILABLE,), 'download' if direction == 'read' else 'upload')
@@ -203,8 +204,8 @@ class API:
                                                    direction)
 
     # ------------------------------------------------------------- snapshots
-    def create_snapshot(self, ctxt: Any, volume: dict[str, Any], name: str | None,
-                        force: bool = False) -> dict[str, Any]:
+    def create_snapshot(self, ctxt: Any, volume: Volume, name: str | None,
+                        force: bool = False) -> Snapshot:
         allowed = (V.AVAILABLE, V.IN_USE) if force else (V.AVAILABLE,)
         if volume['status'] not in allowed:
             hint = ('; add "force": true to snapshot an attached volume'
@@ -222,8 +223,8 @@ class API:
         return snapshot
 
     @staticmethod
-    def _snapshot_row(volume: dict[str, Any], name: str | None, project_id: str | None,
-                      user_id: str | None) -> dict[str, Any]:
+    def _snapshot_row(volume: Volume, name: str | None, project_id: str | None,
+                      user_id: str | None) -> Snapshot:
         return db_snapshots.snapshot_create({
             'id': str(uuid.uuid4()), 'name': name, 'project_id': project_id,
             'user_id': user_id, 'volume_id': volume['id'], 'volume_size': volume['size'],
@@ -231,7 +232,7 @@ class API:
             'host': volume['host']})
 
     def create_quiesced_snapshot_and_wait(self, ctxt: Any, volume_id: str,
-                                          name: str) -> dict[str, Any]:
+                                          name: str) -> Snapshot:
         """Snapshot a volume whose VM is paused (a bless), returned once taken."""
         volume = db.volume_get(volume_id)
         snapshot = self._snapshot_row(volume, name, volume['project_id'], None)
@@ -242,7 +243,7 @@ class API:
                                         % (volume_id, snapshot['status_reason']))
         return snapshot
 
-    def delete_snapshot(self, ctxt: Any, snapshot: dict[str, Any]) -> None:
+    def delete_snapshot(self, ctxt: Any, snapshot: Snapshot) -> None:
         if snapshot['status'] not in st.SNAPSHOT_DELETABLE:
             raise exception.InvalidState(resource='Snapshot', id=snapshot['id'],
                                          state=snapshot['status'],
@@ -261,9 +262,9 @@ class API:
         self.volume_rpcapi.delete_snapshot(ctxt, snapshot['host'], snapshot_id)
 
     # ------------------------------------------------------------- attachments
-    def attach(self, ctxt: Any, volume: dict[str, Any], host: str,
+    def attach(self, ctxt: Any, volume: Volume, host: str,
                instance_uuid: str | None, mode: str, attachment_id: str | None = None
-               ) -> dict[str, Any]:
+               ) -> Attachment:
         """Reserve the volume for a new attachment on ``host`` (status ``attaching``).
 
         The attacher then connects (:meth:`connect`) and ends it with
@@ -291,14 +292,14 @@ class API:
             'project_id': volume['project_id'], 'host': host,
             'instance_uuid': instance_uuid, 'mode': mode, 'status': A.ATTACHING})
 
-    def attach_on_host(self, ctxt: Any, volume: dict[str, Any], host: str,
-                       instance_uuid: str | None, mode: str) -> dict[str, Any]:
+    def attach_on_host(self, ctxt: Any, volume: Volume, host: str,
+                       instance_uuid: str | None, mode: str) -> Attachment:
         """POST /v1/attachments: the attacher host connects the volume with os-brick."""
         attachment = self.attach(ctxt, volume, host, instance_uuid, mode)
         self.compute_rpcapi.attach_volume(ctxt, host, attachment['id'])
         return attachment
 
-    def connect(self, ctxt: Any, attachment: dict[str, Any],
+    def connect(self, ctxt: Any, attachment: Attachment,
                 connector: dict[str, Any]) -> dict[str, Any]:
         """Export the attachment's volume to the attacher; its connection info."""
         volume = db.volume_get(attachment['volume_id'])
@@ -336,19 +337,19 @@ class API:
         self.attach_complete(attachment['id'])
         return info
 
-    def begin_detach(self, ctxt: Any, attachment: dict[str, Any]) -> None:
+    def begin_detach(self, ctxt: Any, attachment: Attachment) -> None:
         if attachment['status'] in (A.ATTACHING, A.DETACHING):
             raise exception.InvalidState(resource='Attachment', id=attachment['id'],
                                          state=attachment['status'],
                                          reason='wait until it settles')
         status.move_attachment(attachment['id'], A.DETACHING, attachment['status'])
 
-    def detach_on_host(self, ctxt: Any, attachment: dict[str, Any]) -> None:
+    def detach_on_host(self, ctxt: Any, attachment: Attachment) -> None:
         """DELETE /v1/attachments/{id}: the attacher host disconnects, then ends it."""
         self.begin_detach(ctxt, attachment)
         self.compute_rpcapi.detach_volume(ctxt, attachment['host'], attachment['id'])
 
-    def force_detach(self, ctxt: Any, volume: dict[str, Any],
+    def force_detach(self, ctxt: Any, volume: Volume,
                      attachment_id: str | None) -> None:
         attachments = db_attachments.attachment_get_all(volume_id=volume['id'])
         if attachment_id:
@@ -377,7 +378,7 @@ class API:
         """Say (or clear) what the attacher could not do, the attachment itself intact."""
         db_attachments.attachment_update(attachment_id, {'status_reason': note})
 
-    def release(self, ctxt: Any, attachment: dict[str, Any]) -> None:
+    def release(self, ctxt: Any, attachment: Attachment) -> None:
         """Remove an attachment whose VM is gone (a server delete), whatever its state."""
         self._terminate(ctxt, attachment)
         db_attachments.attachment_destroy(attachment['id'])
@@ -386,7 +387,7 @@ class API:
         except exception.VolumeNotFound:
             pass
 
-    def _terminate(self, ctxt: Any, attachment: dict[str, Any], strict: bool = False) -> None:
+    def _terminate(self, ctxt: Any, attachment: Attachment, strict: bool = False) -> None:
         try:
             volume = db.volume_get(attachment['volume_id'])
             self.volume_rpcapi.terminate_connection(ctxt, volume['host'], volume['id'],

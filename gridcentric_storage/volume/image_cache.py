@@ -26,6 +26,7 @@ from oslo_config import cfg
 from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import snapshots as db_cache
+from gridcentric_storage.db.records import ImageCacheEntry
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 
 CONF = cfg.CONF
@@ -33,7 +34,7 @@ LOG = logging.getLogger(__name__)
 GiB = 1 << 30
 
 
-def entry_refs(entry: dict[str, Any]) -> tuple[VolumeRef, SnapshotRef]:
+def entry_refs(entry: ImageCacheEntry) -> tuple[VolumeRef, SnapshotRef]:
     volume = VolumeRef({'id': entry['id'], 'size': entry['size'], 'name': None})
     snapshot = SnapshotRef({'id': entry['id'], 'volume_id': entry['id'],
                             'volume_size': entry['size'], 'name': None})
@@ -69,7 +70,7 @@ class ImageCache:
         return update
 
     def _get_or_fill(self, ctxt: Any, backend_id: str, driver: Any, info: dict[str, Any],
-                     image_gb: int) -> dict[str, Any]:
+                     image_gb: int) -> ImageCacheEntry:
         """The available entry of the image on the backend, filled if need be; the
         caller holds the entry's lock."""
         entry = db_cache.cache_get(backend_id, info['cache_key'])
@@ -95,7 +96,7 @@ class ImageCache:
         LOG.info('Cached image %s on backend %s as %s', info['id'], backend_id, entry['id'])
         return db_cache.cache_get_entry(entry['id'])
 
-    def _remove(self, entry: dict[str, Any], driver: Any) -> None:
+    def _remove(self, entry: ImageCacheEntry, driver: Any) -> None:
         volume, snapshot = entry_refs(entry)
         try:
             driver.delete_snapshot(snapshot)
@@ -128,7 +129,7 @@ class ImageCache:
                 total -= entry['size']
         return evicted
 
-    def purge_entry(self, entry: dict[str, Any]) -> None:
+    def purge_entry(self, entry: ImageCacheEntry) -> None:
         with self.locks.get('%s:%s' % (entry['backend_id'], entry['image_key'])):
             self._remove(entry, self.pool.get(entry['backend_id']))
 

@@ -21,6 +21,7 @@ from gridcentric_storage.compute import rpcapi as compute_rpcapi
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
+from gridcentric_storage.db.records import Volume
 from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.volume import rpcapi, status
 from gridcentric_storage.volume.image_cache import ImageCache
@@ -38,7 +39,7 @@ def model_update(update: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (update or {}).items() if k in _MODEL_KEYS}
 
 
-def _member(volume: dict[str, Any]) -> gc_context.RequestContext:
+def _member(volume: Volume) -> gc_context.RequestContext:
     """A member of the volume's project: without the caller's context (a restart),
     an image is what any member may use, never an administrator's host path."""
     return gc_context.RequestContext(user_id=volume.get('user_id'),
@@ -91,20 +92,20 @@ class VolumeManager:
             status.move_volume(volume_id, V.AVAILABLE, V.CREATING, status_reason=None,
                                **model_update(update))
 
-    def _create_on_driver(self, ctxt: Any, driver: Any, volume: dict[str, Any],
+    def _create_on_driver(self, ctxt: Any, driver: Any, volume: Volume,
                           ref: VolumeRef) -> Any:
-        if volume.get('snapshot_id'):
+        if volume['snapshot_id']:
             snapshot = db_snapshots.snapshot_get(volume['snapshot_id'])
             return driver.create_volume_from_snapshot(ref, SnapshotRef(snapshot))
-        if volume.get('source_volid'):
+        if volume['source_volid']:
             source = db.volume_get(volume['source_volid'])
             return driver.create_cloned_volume(ref, VolumeRef(source))
-        if volume.get('image_id'):
+        if volume['image_id']:
             return self.image_cache.create_volume_from_image(
                 ctxt, volume['backend_id'], driver, ref, volume['image_id'])
         return driver.create_volume(ref)
 
-    def _remove_leftovers(self, volume: dict[str, Any]) -> None:
+    def _remove_leftovers(self, volume: Volume) -> None:
         try:
             self.pool.get(volume['backend_id']).delete_volume(VolumeRef(volume))
         except Exception:
@@ -301,7 +302,7 @@ class VolumeManager:
         return self.transfers.prepare(volume_id, direction)
 
     @staticmethod
-    def _begin_transfer(volume_id: str, direction: str) -> dict[str, Any]:
+    def _begin_transfer(volume_id: str, direction: str) -> Volume:
         new = V.UPLOADING if direction == 'read' else V.DOWNLOADING
         return status.move_volume(volume_id, new, V.AVAILABLE, status_reason=None)
 

@@ -4,13 +4,14 @@ Cinder drivers read ``volume.id``, ``volume['size']`` and ``volume.name``
 (``volume-<id>``); these small classes give both spellings over a DB dict.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 
 class _Ref:
     _name_template = '%s'
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, values: Mapping[str, Any]) -> None:
         self._values = dict(values)
 
     def __getattr__(self, key: str) -> Any:

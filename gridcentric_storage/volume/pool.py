@@ -6,6 +6,7 @@ from typing import Any
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.db import api as db
+from gridcentric_storage.db.records import Backend
 from gridcentric_storage.volume import drivers
 from gridcentric_storage.volume.drivers import base
 
@@ -27,7 +28,7 @@ class LocalPool:
             driver = self.setup(db.backend_get(backend_id))
         return driver
 
-    def setup(self, backend: dict[str, Any]) -> base.VolumeDriver:
+    def setup(self, backend: Backend) -> base.VolumeDriver:
         """Load and set up a backend's driver; raise BackendSetupFailed with why."""
         if backend['host'] != self.host:
             raise exception.BackendSetupFailed(

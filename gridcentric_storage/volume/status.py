@@ -13,6 +13,7 @@ from gridcentric_storage.common.states import AttachmentStatus, VolumeStatus
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
+from gridcentric_storage.db.records import Attachment, Snapshot, Volume
 
 
 def _from(machine: states.StateMachine, resource_id: str, new: str,
@@ -24,14 +25,14 @@ def _from(machine: states.StateMachine, resource_id: str, new: str,
 
 
 def move_volume(volume_id: str, new: VolumeStatus, expected: str | tuple[str, ...] | None = None,
-                **values: Any) -> dict[str, Any]:
+                **values: Any) -> Volume:
     """Move the volume to ``new`` from ``expected`` (default: any state the table allows)."""
     sources = _from(states.VOLUME, volume_id, new, expected)
     return db.volume_update(volume_id, dict(values, status=new), expected_status=sources)
 
 
 def move_snapshot(snapshot_id: str, new: states.SnapshotStatus,
-                  expected: str | tuple[str, ...] | None = None, **values: Any) -> dict[str, Any]:
+                  expected: str | tuple[str, ...] | None = None, **values: Any) -> Snapshot:
     sources = _from(states.SNAPSHOT, snapshot_id, new, expected)
     return db_snapshots.snapshot_update(snapshot_id, dict(values, status=new),
                                         expected_status=sources)
@@ -39,13 +40,13 @@ def move_snapshot(snapshot_id: str, new: states.SnapshotStatus,
 
 def move_attachment(attachment_id: str, new: AttachmentStatus,
                     expected: str | tuple[str, ...] | None = None, **values: Any
-                    ) -> dict[str, Any]:
+                    ) -> Attachment:
     sources = _from(states.ATTACHMENT, attachment_id, new, expected)
     return db_attachments.attachment_update(attachment_id, dict(values, status=new),
                                             expected_status=sources)
 
 
-def settle_volume(volume_id: str, **values: Any) -> dict[str, Any]:
+def settle_volume(volume_id: str, **values: Any) -> Volume:
     """``in-use`` while any attachment holds an export, else ``available``.
 
     Only a volume between attach states moves; one that is busy otherwise

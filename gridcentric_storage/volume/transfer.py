@@ -34,6 +34,7 @@ from oslo_config import cfg
 from gridcentric_storage.common import concurrency, exception, processutils, wsgi_server
 from gridcentric_storage.compute import brick
 from gridcentric_storage.db import api as db
+from gridcentric_storage.db.records import Volume
 from gridcentric_storage.volume.objects import VolumeRef
 
 CONF = cfg.CONF
@@ -83,7 +84,7 @@ class TransferServer:
     """
 
     def __init__(self, host: str, pool: Any,
-                 begin: Callable[[str, str], dict[str, Any]],
+                 begin: Callable[[str, str], Volume],
                  end: Callable[[str, str | None], None]) -> None:
         self.host = host
         self.pool = pool

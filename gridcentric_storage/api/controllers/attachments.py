@@ -13,6 +13,7 @@ from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db import snapshots as db_cache
+from gridcentric_storage.db.records import Attachment, Volume
 from gridcentric_storage.volume import rpcapi as volume_rpcapi
 
 CONF = cfg.CONF
@@ -22,10 +23,10 @@ _VIEW = ('id', 'volume_id', 'instance_uuid', 'mode', 'status', 'status_reason',
 _ADMIN_VIEW = ('host', 'device_path')
 
 
-def view(attachment: dict[str, Any], is_admin: bool) -> dict[str, Any]:
-    result = {key: attachment[key] for key in _VIEW}
+def view(attachment: Attachment, is_admin: bool) -> dict[str, Any]:
+    result = common.pick(attachment, _VIEW)
     if is_admin:
-        result.update({key: attachment[key] for key in _ADMIN_VIEW})
+        result.update(common.pick(attachment, _ADMIN_VIEW))
         result['connection_info'] = _without_secrets(attachment['connection_info'])
     result['created_at'] = common.isotime(attachment['created_at'])
     return result
@@ -47,7 +48,7 @@ class AttachmentsController(VolumeAccess):
             project_id=common.listing_project(req, 'volume:get_all_tenants'))
         return {'attachments': [view(a, req.context.is_admin) for a in items]}
 
-    def _get(self, req: Any, id: str, action: str) -> dict[str, Any]:
+    def _get(self, req: Any, id: str, action: str) -> Attachment:
         attachment = db_attachments.attachment_get(id, self.project_scope(req.context))
         policy.authorize(req.context, action, {'project_id': attachment['project_id']})
         return attachment
@@ -78,7 +79,7 @@ class AttachmentsController(VolumeAccess):
         return 202, {'attachment': view(attachment, ctxt.is_admin)}
 
     @staticmethod
-    def _check_instance(instance_uuid: str, volume: dict[str, Any]) -> None:
+    def _check_instance(instance_uuid: str, volume: Volume) -> None:
         """An attachment may name only a server of the volume's own project.
 
         Otherwise a member could hang their volume on another project's

@@ -11,6 +11,7 @@ from gridcentric_storage.api.controllers import common
 from gridcentric_storage.api.schemas import backends as schema
 from gridcentric_storage.common import exception, rpc
 from gridcentric_storage.db import api as db
+from gridcentric_storage.db.records import Backend
 from gridcentric_storage.volume import drivers
 from gridcentric_storage.volume import rpcapi as volume_rpcapi
 
@@ -30,11 +31,11 @@ def _mask(driver: str, options: dict[str, Any]) -> dict[str, Any]:
     return {k: (SECRET_MASK if k in secret else v) for k, v in options.items()}
 
 
-def view(backend: dict[str, Any]) -> dict[str, Any]:
-    result = dict(backend)
+def view(backend: Backend) -> dict[str, Any]:
+    result: dict[str, Any] = dict(backend)
     result['options'] = _mask(backend['driver'], backend['options'])
     for key in _TIMESTAMPS:
-        result[key] = common.isotime(backend[key])
+        result[key] = common.isotime(result[key])
     return result
 
 
@@ -90,7 +91,7 @@ class BackendsController:
                 load[backend['host']] += 1
         return min(hosts, key=lambda host: (load[host], host))
 
-    def _setup_on_host(self, req: Any, backend: dict[str, Any], method: str) -> None:
+    def _setup_on_host(self, req: Any, backend: Backend, method: str) -> None:
         try:
             getattr(self.rpcapi, method)(req.context, backend['host'], backend['id'])
         except messaging.MessagingTimeout:
@@ -141,7 +142,7 @@ class BackendsController:
         return {'backend': view(db.backend_get(id))}
 
     @staticmethod
-    def _changed_options(before: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    def _changed_options(before: Backend, given: dict[str, Any]) -> dict[str, Any]:
         """``given`` over the current options, as a change, not a replacement.
 
         Options left out keep their values, and a masked secret sent back as

@@ -1,6 +1,7 @@
 """Helpers shared by controllers: pagination, links, time formatting."""
 
 import datetime
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from oslo_config import cfg
@@ -48,3 +49,8 @@ def next_links(req: Any, collection: str, items: list[dict[str, Any]], limit: in
     params['limit'] = str(limit)
     query = '&'.join('%s=%s' % (k, v) for k, v in sorted(params.items()))
     return [{'rel': 'next', 'href': '%s/v1/%s?%s' % (req.application_url, collection, query)}]
+
+
+def pick(record: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The ``keys`` of a record, as a view shows them."""
+    return {key: record[key] for key in keys}

@@ -9,6 +9,7 @@ from gridcentric_storage.common import exception
 from gridcentric_storage.compute import api as compute_api
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.db.records import Attachment, LiveImage, Server
 
 _SERVER_VIEW = ('id', 'name', 'status', 'task_state', 'fault', 'host', 'availability_zone',
                 'memory_mb', 'vcpus', 'volume_id', 'kernel', 'initrd', 'cmdline', 'mac',
@@ -22,17 +23,17 @@ _IMAGE_VIEW = ('id', 'name', 'status', 'status_reason', 'server_id', 'host', 'me
 _ADMIN_ONLY = ('host',)
 
 
-def server_view(server: dict[str, Any], is_admin: bool = False) -> dict[str, Any]:
-    result = {key: server[key] for key in _SERVER_VIEW
-              if is_admin or key not in _ADMIN_ONLY}
+def server_view(server: Server, is_admin: bool = False) -> dict[str, Any]:
+    result = common.pick(server, [key for key in _SERVER_VIEW
+                                  if is_admin or key not in _ADMIN_ONLY])
     result['created_at'] = common.isotime(server['created_at'])
     result['updated_at'] = common.isotime(server['updated_at'])
     return result
 
 
-def live_image_view(live_image: dict[str, Any], is_admin: bool = False) -> dict[str, Any]:
-    result = {key: live_image[key] for key in _IMAGE_VIEW
-              if is_admin or key not in _ADMIN_ONLY}
+def live_image_view(live_image: LiveImage, is_admin: bool = False) -> dict[str, Any]:
+    result = common.pick(live_image, [key for key in _IMAGE_VIEW
+                                      if is_admin or key not in _ADMIN_ONLY])
     result['created_at'] = common.isotime(live_image['created_at'])
     return result
 
@@ -42,7 +43,7 @@ def scope(ctxt: Any) -> str | None:
     return None if policy.check(ctxt, 'server:get_all_tenants') else ctxt.project_id
 
 
-def get_server(ctxt: Any, id: str, action: str) -> dict[str, Any]:
+def get_server(ctxt: Any, id: str, action: str) -> Server:
     server = db_servers.server_get(id, project_id=scope(ctxt))
     policy.authorize(ctxt, action, {'project_id': server['project_id']})
     return server
@@ -54,7 +55,7 @@ def check_forced_host(ctxt: Any, availability_zone: str | None) -> None:
         policy.authorize(ctxt, 'server:create:forced_host')
 
 
-def get_live_image(ctxt: Any, id: str, action: str) -> dict[str, Any]:
+def get_live_image(ctxt: Any, id: str, action: str) -> LiveImage:
     live_image = db_servers.live_image_get(id, project_id=scope(ctxt))
     policy.authorize(ctxt, action, {'project_id': live_image['project_id']})
     return live_image
@@ -100,7 +101,7 @@ class VolumeAttachmentsController:
         self.compute = compute_api.ComputeAPI()
 
     @staticmethod
-    def _view(attachment: dict[str, Any]) -> dict[str, Any]:
+    def _view(attachment: Attachment) -> dict[str, Any]:
         return {'id': attachment['id'], 'volumeId': attachment['volume_id'],
                 'serverId': attachment['instance_uuid'], 'status': attachment['status'],
                 'mode': attachment['mode']}

@@ -9,13 +9,14 @@ from gridcentric_storage.api.controllers import common
 from gridcentric_storage.api.controllers.volumes import VolumeAccess
 from gridcentric_storage.api.schemas import snapshots as schema
 from gridcentric_storage.db import snapshots as db_snapshots
+from gridcentric_storage.db.records import Snapshot
 
 CONF = cfg.CONF
 _VIEW = ('id', 'name', 'volume_id', 'volume_size', 'status', 'status_reason', 'project_id')
 
 
-def view(snapshot: dict[str, Any]) -> dict[str, Any]:
-    result = {key: snapshot[key] for key in _VIEW}
+def view(snapshot: Snapshot) -> dict[str, Any]:
+    result = common.pick(snapshot, _VIEW)
     result['size'] = snapshot['volume_size']
     result['created_at'] = common.isotime(snapshot['created_at'])
     result['updated_at'] = common.isotime(snapshot['updated_at'])

@@ -11,6 +11,7 @@ from gridcentric_storage.common import exception, states
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
+from gridcentric_storage.db.records import Snapshot, Volume
 from gridcentric_storage.image import store as image_store
 from gridcentric_storage.volume import api as volume_api
 
@@ -21,7 +22,7 @@ _PUBLIC = ('id', 'name', 'size', 'status', 'status_reason', 'backend_id', 'proje
 _ADMIN_ONLY = ('host', 'provider_location')
 
 
-def view(volume: dict[str, Any], is_admin: bool) -> dict[str, Any]:
+def view(volume: Volume, is_admin: bool) -> dict[str, Any]:
     result = {key: volume.get(key) for key in _PUBLIC}
     if is_admin:
         result.update({key: volume.get(key) for key in _ADMIN_ONLY})
@@ -43,13 +44,13 @@ class VolumeAccess:
     def project_scope(ctxt: Any) -> str | None:
         return None if policy.check(ctxt, 'volume:get_all_tenants') else ctxt.project_id
 
-    def get_volume(self, req: Any, id: str, action: str) -> dict[str, Any]:
+    def get_volume(self, req: Any, id: str, action: str) -> Volume:
         ctxt = req.context
         volume = db.volume_get(id, project_id=self.project_scope(ctxt))
         policy.authorize(ctxt, action, {'project_id': volume['project_id']})
         return volume
 
-    def get_snapshot(self, req: Any, id: str, action: str) -> dict[str, Any]:
+    def get_snapshot(self, req: Any, id: str, action: str) -> Snapshot:
         ctxt = req.context
         snapshot = db_snapshots.snapshot_get(id, project_id=self.project_scope(ctxt))
         policy.authorize(ctxt, action, {'project_id': snapshot['project_id']})

@@ -7,6 +7,7 @@ from stevedore import driver as stevedore_driver
 from stevedore import extension as stevedore_extension
 
 from gridcentric_storage.common import exception
+from gridcentric_storage.db.records import Backend
 from gridcentric_storage.volume.drivers import base
 
 NAMESPACE = 'gridcentric_storage.volume.drivers'
@@ -30,7 +31,7 @@ def get_driver_class(name: str) -> type[base.VolumeDriver]:
     return driver_class
 
 
-def load_driver(backend: dict[str, Any]) -> base.VolumeDriver:
+def load_driver(backend: Backend) -> base.VolumeDriver:
     cls = get_driver_class(backend['driver'])
     return cls(backend_id=backend['id'], backend_name=backend['name'],
                options=backend['options'])
