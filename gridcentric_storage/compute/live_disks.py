@@ -54,15 +54,20 @@ def make_clone_volumes(ctxt: Any, volumes: volume_api.API, server: Server,
                        record: Any) -> list[str]:
     """One volume per live-image snapshot, each available when this returns.
 
-    ``record(volume_ids)`` is called after each volume, so a failure part-way
-    leaves the clone owning (and deleting with it) every volume already made.
+    ``record(volume_ids)`` is called as each volume's row is written, so a
+    failure part-way leaves the clone owning (and deleting with it) every
+    volume it started, the failed one too.
     """
     made: list[str] = list(server['extra'].get('volumes') or [])
     for disk in artifacts.disks[len(made):]:
         snapshot = db_snapshots.snapshot_get(disk.volume_id)
-        volume = volumes.create_from_snapshot_and_wait(ctxt, snapshot, server['project_id'])
-        made.append(volume['id'])
-        record(made)
+
+        def owned(volume_id: str) -> None:
+            made.append(volume_id)
+            record(made)
+
+        volumes.create_from_snapshot_and_wait(ctxt, snapshot, server['project_id'],
+                                              owned_by=owned)
     return made
 
 

@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from oslo_config import cfg
@@ -100,17 +101,23 @@ class API:
         return volume
 
     def create_from_snapshot_and_wait(self, ctxt: Any, snapshot: Snapshot,
-                                      project_id: str | None) -> Volume:
+                                      project_id: str | None,
+                                      owned_by: Callable[[str], None] | None = None
+                                      ) -> Volume:
         """A copy-on-write volume of ``snapshot``, returned once it is available.
 
         A call to the owner host, so the caller (a launch) goes on exactly
         when the volume exists; DriverError when its creation failed.
+        ``owned_by(volume_id)`` is told of the row before the work starts, so
+        the caller owns (and deletes) even a volume whose creation fails.
         """
         volume = db.volume_create({
             'id': str(uuid.uuid4()), 'name': None, 'project_id': project_id,
             'size': snapshot['volume_size'], 'status': V.CREATING,
             'backend_id': snapshot['backend_id'], 'host': snapshot['host'],
             'snapshot_id': snapshot['id'], 'tags': []})
+        if owned_by is not None:
+            owned_by(volume['id'])
         self.volume_rpcapi.create_volume_and_wait(ctxt, volume['host'], volume['id'])
         volume = db.volume_get(volume['id'])
         if volume['status'] != V.AVAILABLE:
