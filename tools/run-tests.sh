@@ -68,7 +68,7 @@ step "Debian lane: unit tests on Debian 12's python3 packages"
 .venv-debian/bin/pip install -q --no-deps --no-build-isolation -e .
 # Debian does not package the maintained QMP library: only it comes from PyPI.
 .venv-debian/bin/pip install -q --no-deps qemu.qmp
-run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q tests/unit \
+run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q tests/unit tests/conformance \
     tests/functional/test_rbd_driver.py "$@"
 
 step "All checks passed"
