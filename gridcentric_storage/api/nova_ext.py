@@ -71,7 +71,10 @@ def _for_caller(ctxt: Any, result: Any) -> Any:
     if ctxt.is_admin or not isinstance(result, dict):
         return result
     for server in result.get('servers') or [result.get('server') or {}]:
-        server.pop('OS-EXT-SRV-ATTR:host', None)
+        host = server.pop('OS-EXT-SRV-ATTR:host', None)
+        if server.get('fault'):
+            server['fault'] = dict(server['fault'], message=common.for_member(
+                server['fault'].get('message'), [host]))
     return result
 
 

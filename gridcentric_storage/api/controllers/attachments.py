@@ -27,6 +27,9 @@ def view(attachment: Attachment, is_admin: bool) -> dict[str, Any]:
     result = common.pick(attachment, _VIEW)
     if is_admin:
         result.update(common.pick(attachment, _ADMIN_VIEW))
+    else:
+        result['status_reason'] = common.for_member(attachment['status_reason'],
+                                                    [attachment['host']])
         result['connection_info'] = _without_secrets(attachment['connection_info'])
     result['created_at'] = common.isotime(attachment['created_at'])
     return result

@@ -1,6 +1,7 @@
 """Helpers shared by controllers: pagination, links, time formatting."""
 
 import datetime
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -9,6 +10,9 @@ from oslo_config import cfg
 from gridcentric_storage.api import policy, validation
 
 CONF = cfg.CONF
+#: An absolute path in a message: ``/`` after a start, a space, a quote or
+#: ``=``, then at least one more path character.
+_HOST_PATH = re.compile(r'(?<![\w.:/-])/[\w.@%+~-]+(?:/[\w.@%+~-]*)*')
 
 
 def isotime(value: datetime.datetime | None) -> str | None:
@@ -54,3 +58,18 @@ def next_links(req: Any, collection: str, items: list[dict[str, Any]], limit: in
 def pick(record: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     """The ``keys`` of a record, as a view shows them."""
     return {key: record[key] for key in keys}
+
+
+def for_member(text: str | None, hosts: Iterable[str | None] = ()) -> str | None:
+    """A failure's text as a member may read it: no host paths, no host names.
+
+    Drivers' and tools' messages (a failed ``qemu-img``, an OSError) name
+    files and hosts of the cloud's plumbing; the reason stays, the places go.
+    """
+    if not text:
+        return text
+    text = _HOST_PATH.sub('<path>', text)
+    for host in hosts:
+        if host:
+            text = re.sub(r'\b%s\b' % re.escape(host), '<host>', text)
+    return text

@@ -26,6 +26,8 @@ _ADMIN_ONLY = ('host',)
 def server_view(server: Server, is_admin: bool = False) -> dict[str, Any]:
     result = common.pick(server, [key for key in _SERVER_VIEW
                                   if is_admin or key not in _ADMIN_ONLY])
+    if not is_admin:
+        result['fault'] = common.for_member(server['fault'], [server['host']])
     result['created_at'] = common.isotime(server['created_at'])
     result['updated_at'] = common.isotime(server['updated_at'])
     return result
@@ -34,6 +36,9 @@ def server_view(server: Server, is_admin: bool = False) -> dict[str, Any]:
 def live_image_view(live_image: LiveImage, is_admin: bool = False) -> dict[str, Any]:
     result = common.pick(live_image, [key for key in _IMAGE_VIEW
                                       if is_admin or key not in _ADMIN_ONLY])
+    if not is_admin:
+        result['status_reason'] = common.for_member(live_image['status_reason'],
+                                                    [live_image['host']])
     result['created_at'] = common.isotime(live_image['created_at'])
     return result
 

@@ -26,6 +26,9 @@ def view(volume: Volume, is_admin: bool) -> dict[str, Any]:
     result = {key: volume.get(key) for key in _PUBLIC}
     if is_admin:
         result.update({key: volume.get(key) for key in _ADMIN_ONLY})
+    else:
+        result['status_reason'] = common.for_member(volume['status_reason'],
+                                                    [volume['host']])
     result['attachments'] = [
         dict({'id': a['id'], 'status': a['status'], 'instance_uuid': a['instance_uuid']},
              **({'host': a['host'], 'device_path': a['device_path']} if is_admin else {}))
