@@ -10,7 +10,7 @@ through the API, and evicted least recently used past
 ``[volume] image_cache_max_entries`` / ``image_cache_max_size_gb`` per backend.
 
 The image is resolved with the caller's context (``images`` is the
-:class:`~gridcentric_storage.image.store.ImageStore`), so a cache entry is only
+:class:`~gridcentric_storage.image.base.ImageSource`), so a cache entry is only
 ever reached through an image the caller may use; after a copy the file must
 still be the one that was probed, else the copy is thrown away.
 """

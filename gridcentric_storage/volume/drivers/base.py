@@ -138,7 +138,7 @@ class VolumeDriver(abc.ABC):
 
     # ---- images, migration, retype
     #
-    # ``image_service`` is a gridcentric_storage.image.store.ImageStore; pass it
+    # ``image_service`` is a gridcentric_storage.image.base.ImageSource; pass it
     # the ``context`` the driver got, which decides the images the caller may use:
     # ``image_service.info(context, image_id)`` gives ``disk_format`` ('raw' or
     # 'qcow2', probed: give it to qemu-img with -f, never let it guess) and

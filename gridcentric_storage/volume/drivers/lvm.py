@@ -455,16 +455,10 @@ class LVMDriver(base.VolumeDriver):
         """The ``iscsi`` connection_info of the module doc; exports the volume first
         when it is not exported yet."""
         name, iqn = self._name('volume', volume.id), self._iqn(volume)
-        saved = self.targets.read_conf(name)
-        if saved is None or iqn not in self.targets.show():
+        if self.targets.read_conf(name) is None or iqn not in self.targets.show():
             self.create_export(None, volume, connector)
-            saved = self.targets.read_conf(name)
-        data: dict[str, Any] = {'target_discovered': False, 'target_iqn': iqn,
-                                'target_portal': self.portal, 'target_lun': 1,
-                                'volume_id': volume.id, 'discard': True}
-        if saved and saved.get('user'):
-            data.update(auth_method='CHAP', auth_username=saved['user'],
-                        auth_password=saved['password'])
+        data = self.targets.connection_properties(name, self.portal)
+        data.update(volume_id=volume.id, discard=True)
         return {'driver_volume_type': 'iscsi', 'data': data}
 
     def terminate_connection(self, volume: VolumeRef, connector: dict[str, Any] | None,
