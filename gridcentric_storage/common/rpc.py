@@ -81,3 +81,28 @@ class LazyClient(Generic[ClientT]):
         if client is None:
             client = obj.__dict__[self._attr] = self._factory()
         return client  # type: ignore[no-any-return]
+
+
+class HostClient:
+    """An RPC client whose every message goes to one named host's service.
+
+    Subclasses set ``NAMESPACE`` and ``VERSION`` (their one version constant)
+    and pass each method's own version, so a message never claims more than
+    it needs.
+    """
+
+    NAMESPACE: str | None = None
+    VERSION = '1.0'
+
+    def __init__(self) -> None:
+        self.target = messaging.Target(topic=CONF.compute.topic, namespace=self.NAMESPACE,
+                                       version=self.VERSION)
+        self.client = get_client(self.target, version_cap=self.VERSION)
+
+    def _call(self, ctxt: Any, host: str, method: str, version: str, **kwargs: Any) -> Any:
+        cctxt = self.client.prepare(server=host, version=version,
+                                    timeout=CONF.compute.rpc_call_timeout)
+        return cctxt.call(ctxt, method, **kwargs)
+
+    def _cast(self, ctxt: Any, host: str, method: str, version: str, **kwargs: Any) -> None:
+        self.client.prepare(server=host, version=version).cast(ctxt, method, **kwargs)

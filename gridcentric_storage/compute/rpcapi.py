@@ -17,27 +17,13 @@ Version history:
 
 from typing import Any
 
-import oslo_messaging as messaging
-from oslo_config import cfg
-
 from gridcentric_storage.common import rpc
 
-CONF = cfg.CONF
 RPC_API_VERSION = '2.0'
 
 
-class ComputeAPI:
-    def __init__(self) -> None:
-        self.target = messaging.Target(topic=CONF.compute.topic, version=RPC_API_VERSION)
-        self.client = rpc.get_client(self.target, version_cap=RPC_API_VERSION)
-
-    def _call(self, ctxt: Any, host: str, method: str, version: str, **kwargs: Any) -> Any:
-        cctxt = self.client.prepare(server=host, version=version,
-                                    timeout=CONF.compute.rpc_call_timeout)
-        return cctxt.call(ctxt, method, **kwargs)
-
-    def _cast(self, ctxt: Any, host: str, method: str, version: str, **kwargs: Any) -> None:
-        self.client.prepare(server=host, version=version).cast(ctxt, method, **kwargs)
+class ComputeAPI(rpc.HostClient):
+    VERSION = RPC_API_VERSION
 
     # ---- attachments
     def attach_volume(self, ctxt: Any, host: str, attachment_id: str) -> None:

@@ -19,29 +19,15 @@ Version history:
 
 from typing import Any
 
-import oslo_messaging as messaging
-from oslo_config import cfg
-
 from gridcentric_storage.common import rpc
 
-CONF = cfg.CONF
 NAMESPACE = 'volume'
 RPC_API_VERSION = '1.0'
 
 
-class VolumeAPI:
-    def __init__(self) -> None:
-        self.target = messaging.Target(topic=CONF.compute.topic, namespace=NAMESPACE,
-                                       version=RPC_API_VERSION)
-        self.client = rpc.get_client(self.target, version_cap=RPC_API_VERSION)
-
-    def _call(self, ctxt: Any, host: str, method: str, version: str, **kwargs: Any) -> Any:
-        cctxt = self.client.prepare(server=host, version=version,
-                                    timeout=CONF.compute.rpc_call_timeout)
-        return cctxt.call(ctxt, method, **kwargs)
-
-    def _cast(self, ctxt: Any, host: str, method: str, version: str, **kwargs: Any) -> None:
-        self.client.prepare(server=host, version=version).cast(ctxt, method, **kwargs)
+class VolumeAPI(rpc.HostClient):
+    NAMESPACE = NAMESPACE
+    VERSION = RPC_API_VERSION
 
     # ---- backends
     def setup_backend(self, ctxt: Any, host: str, backend_id: str) -> None:
