@@ -133,7 +133,8 @@ class ComputeAPI:
         if not found:
             raise exception.NotFound('Volume %s is not attached to server %s'
                                      % (volume_id, server['id']))
-        if found[0]['status'] != st.AttachmentStatus.ATTACHED:
+        if found[0]['status'] not in (st.AttachmentStatus.ATTACHED,
+                                      st.AttachmentStatus.ERROR):
             raise exception.InvalidState(resource='Attachment', id=found[0]['id'],
                                          state=found[0]['status'],
                                          reason='wait until it settles')

@@ -28,6 +28,10 @@ def attachments_of(server_id: str) -> list[Attachment]:
             if a['instance_uuid'] == server_id and a['status'] == 'attached']
 
 
+def snapshot_name(live_image_id: str) -> str:
+    return 'live-image-%s' % live_image_id
+
+
 def snapshot_all(ctxt: Any, volumes: volume_api.API, server_id: str, live_image_id: str
                  ) -> list[virt.Disk]:
     """Snapshot every volume of the (paused) server; each Disk names its snapshot."""
@@ -35,7 +39,7 @@ def snapshot_all(ctxt: Any, volumes: volume_api.API, server_id: str, live_image_
     try:
         for attachment in attachments_of(server_id):
             snapshot = volumes.create_quiesced_snapshot_and_wait(
-                ctxt, attachment['volume_id'], 'live-image-%s' % live_image_id)
+                ctxt, attachment['volume_id'], snapshot_name(live_image_id))
             disks.append(virt.Disk(volume_id=snapshot['id'], connection_info={},
                                    read_only=attachment['mode'] == 'ro'))
     except Exception:

@@ -19,6 +19,7 @@ from gridcentric_storage.compute import hooks, live_disks
 from gridcentric_storage.compute.servers import ServerManager
 from gridcentric_storage.compute.status import set_live_image, set_server
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.db import snapshots as db_snapshots
 from gridcentric_storage.db.records import LiveImage, Server
 from gridcentric_storage.virt import base as virt
 
@@ -164,6 +165,11 @@ class LiveImageManager:
                 continue
             LOG.info('Live image %s was being blessed; marking it error', live_image['id'])
             self._discard_leftovers(live_image['id'])
+            # The disks' snapshots a bless took before the stop: no artifacts
+            # name them yet, their name does.
+            live_disks.delete_snapshots(ctxt, self.volumes, [
+                s['id'] for s in db_snapshots.snapshot_get_all()
+                if s['name'] == live_disks.snapshot_name(live_image['id'])])
             set_live_image(live_image['id'], L.ERROR, L.BLESSING,
                            status_reason='bless interrupted by a restart of %s' % self.host)
             self._resume_source(live_image['server_id'])

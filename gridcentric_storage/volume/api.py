@@ -184,8 +184,14 @@ class API:
             raise exception.InvalidState(resource='Snapshot', id=snapshot['id'],
                                          state=snapshot['status'],
                                          reason='only an available snapshot can be used')
-        status.move_volume(volume['id'], V.REVERTING, V.AVAILABLE)
+        # The snapshot first: a delete racing this revert wins or loses it
+        # before the volume has moved, so a lost race changes nothing.
         status.move_snapshot(snapshot['id'], S.RESTORING, S.AVAILABLE)
+        try:
+            status.move_volume(volume['id'], V.REVERTING, V.AVAILABLE)
+        except Exception:
+            status.move_snapshot(snapshot['id'], S.AVAILABLE, S.RESTORING)
+            raise
         self.volume_rpcapi.revert_volume(ctxt, volume['host'], volume['id'], snapshot['id'])
 
     def upload_to_image(self, ctxt: Any, volume: Volume, name: str,
@@ -326,7 +332,9 @@ class API:
         attachment = db_attachments.attachment_get(attachment_id)
         if attachment['connection_info'] is not None:
             self._terminate(ctxt, attachment)
-        status.move_attachment(attachment_id, A.ERROR, A.ATTACHING,
+        # No connection info: this attachment holds no export (unlike one
+        # whose detach failed, which still counts as using the volume).
+        status.move_attachment(attachment_id, A.ERROR, A.ATTACHING, connection_info=None,
                                status_reason=exception.describe(error))
         status.settle_volume(attachment['volume_id'])
 
@@ -376,6 +384,8 @@ class API:
         status.settle_volume(attachment['volume_id'])
 
     def detach_failed(self, attachment_id: str, error: Exception) -> None:
+        """The attacher still holds the volume: the attachment says why (``error``),
+        keeps its export and can be detached again; the volume stays in use."""
         attachment = status.move_attachment(
             attachment_id, A.ERROR, A.DETACHING,
             status_reason='detach failed: %s' % exception.describe(error))

@@ -47,13 +47,15 @@ def move_attachment(attachment_id: str, new: AttachmentStatus,
 
 
 def settle_volume(volume_id: str, **values: Any) -> Volume:
-    """``in-use`` while any attachment holds an export, else ``available``.
+    """``in-use`` while any attachment holds the volume, else ``available``.
 
     Only a volume between attach states moves; one that is busy otherwise
     (extending, deleting...) keeps its status, its own work settles it.
     """
-    live = db_attachments.attachment_get_all(volume_id=volume_id,
-                                             statuses=states.ATTACHMENT_LIVE)
+    # An attachment in error whose export is still there (a failed detach)
+    # holds the volume as much as an attached one.
+    live = [a for a in db_attachments.attachment_get_all(volume_id=volume_id)
+            if a['status'] in states.ATTACHMENT_LIVE or a['connection_info'] is not None]
     new = VolumeStatus.IN_USE if live else VolumeStatus.AVAILABLE
     volume = db.volume_get(volume_id)
     if volume['status'] not in (VolumeStatus.ATTACHING, VolumeStatus.IN_USE,
