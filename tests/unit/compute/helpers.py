@@ -80,7 +80,8 @@ def settled_snapshot(snapshot_id: str, timeout: float = 20) -> dict[str, Any] | 
             snapshot = db_snapshots.snapshot_get(snapshot_id)
         except exception.NotFound:
             return {'gone': True}
-        return snapshot if snapshot['status'] not in ('creating', 'deleting') else None
+        return snapshot if snapshot['status'] not in ('creating', 'restoring', 'deleting') \
+            else None
     found = wait_for(done, timeout=timeout, what='snapshot %s to settle' % snapshot_id)
     return None if found.get('gone') else found
 

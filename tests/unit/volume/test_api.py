@@ -243,7 +243,7 @@ def test_revert_brings_the_snapshot_data_back(api, ctxt, volume, storage):
     api.revert(ctxt, volume, snapshot)
     assert helpers.settled_volume(volume['id'])['status'] == 'available'
     assert storage.read(volume['id'], 0, 4) == b'good'
-    assert db_snapshots.snapshot_get(snapshot['id'])['status'] == 'available'
+    assert helpers.settled_snapshot(snapshot['id'])['status'] == 'available'
 
 
 def test_revert_refusals(api, ctxt, volume, backend):
@@ -267,7 +267,7 @@ def test_a_failed_revert_is_an_error_and_the_snapshot_stays_usable(
     api.revert(ctxt, volume, snapshot)
     failed = helpers.settled_volume(volume['id'])
     assert failed['status'] == 'error' and 'chain broken' in failed['status_reason']
-    assert db_snapshots.snapshot_get(snapshot['id'])['status'] == 'available'
+    assert helpers.settled_snapshot(snapshot['id'])['status'] == 'available'
 
 
 def test_revert_to_a_snapshot_being_deleted_is_a_409_and_changes_nothing(
