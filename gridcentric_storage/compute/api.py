@@ -151,8 +151,7 @@ class ComputeAPI:
                                          state=server['task_state'] or server['status'],
                                          reason='only an ACTIVE server can be blessed')
         st.SERVER_TASK.check(server['id'], '', ServerTask.BLESSING)
-        db_servers.server_update(server['id'], {'task_state': ServerTask.BLESSING},
-                                 expected_status=(ServerStatus.ACTIVE,))
+        db_servers.server_start_task(server['id'], ServerTask.BLESSING, ServerStatus.ACTIVE)
         try:
             count = len(db_servers.live_image_get_all(server_id=server['id']))
             live_image = db_servers.live_image_create({

@@ -40,6 +40,10 @@ def select_host(availability_zone: str | None, required: str | None = None) -> s
                                     % (required, wanted))
         wanted = required
     if wanted:
+        if wanted not in up and wanted == required:
+            # The request is fine; the host that holds the live image is down.
+            raise exception.Conflict(reason='host %s, which holds the live image, is down'
+                                     % wanted)
         if wanted not in up:
             raise exception.Invalid(reason='no compute service is up on host %s' % wanted)
         if wanted in missing:

@@ -340,3 +340,16 @@ def test_restart_finishes_a_discard(service, compute, volumes, ctxt, backend, hy
     helpers.wait_for(lambda: db_snapshots.snapshot_get_all(volume_id=root['id']) == [],
                      what='the live image\'s snapshot to go')
     assert image['id'] not in hypervisor.images
+
+
+def test_of_two_racing_blesses_exactly_one_starts(service, compute, volumes, ctxt, backend,
+                                                  monkeypatch):
+    server = _boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
+    _drop(monkeypatch, compute.rpcapi, 'bless_server')
+    compute.bless(ctxt, server, 'first')
+    # The second request read the server before the first one's write.
+    with pytest.raises(exception.InvalidState) as err:
+        compute.bless(ctxt, server, 'second')
+    assert err.value.code == 409
+    assert [i['name'] for i in db_servers.live_image_get_all(server_id=server['id'])] == [
+        'first']

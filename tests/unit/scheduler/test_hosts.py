@@ -108,11 +108,12 @@ def test_a_required_host_without_hypervisor_is_a_409(cloud):
     assert error.code == 409 and 'qemu-system-x86_64 not found' in error.message
 
 
-def test_a_required_host_that_is_down_is_refused(cloud):
+def test_a_required_host_that_is_down_is_a_409(cloud):
     _service('h1', down=True)
-    error = pytest.raises(exception.GCException, hosts.select_host, None,
+    error = pytest.raises(exception.Conflict, hosts.select_host, None,
                           required='h1').value
-    assert 'no compute service is up on host h1' in error.message
+    assert error.code == 409
+    assert 'host h1, which holds the live image, is down' in error.message
 
 
 def test_no_host_with_a_hypervisor_is_a_409_naming_them(gc_db):
