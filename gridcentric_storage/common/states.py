@@ -70,6 +70,14 @@ class LiveImageStatus(enum.StrEnum):
     ERROR = 'error'
 
 
+class CacheEntryStatus(enum.StrEnum):
+    """A template-cache entry (owned by ``volume.image_cache`` alone)."""
+
+    CREATING = 'creating'
+    AVAILABLE = 'available'
+    ERROR = 'error'
+
+
 @dataclasses.dataclass(frozen=True)
 class StateMachine:
     resource: str
@@ -155,6 +163,13 @@ LIVE_IMAGE = StateMachine('Live image', _table({
     # discarding -> blessed/error: a launch raced the discard and won.
     L.DISCARDING: {L.BLESSED, L.ERROR},
     L.ERROR: {L.DISCARDING},
+}))
+
+C = CacheEntryStatus
+CACHE_ENTRY = StateMachine('Image cache entry', _table({
+    C.CREATING: {C.AVAILABLE, C.ERROR},
+    # available -> error: a purge whose delete failed.
+    C.AVAILABLE: {C.ERROR},
 }))
 
 #: Volume states in which work is under way on the owner host.

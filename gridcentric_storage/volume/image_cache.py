@@ -24,6 +24,7 @@ from typing import Any
 from oslo_config import cfg
 
 from gridcentric_storage.common import concurrency, exception
+from gridcentric_storage.common.states import CacheEntryStatus as C
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import snapshots as db_cache
 from gridcentric_storage.db.records import ImageCacheEntry
@@ -74,7 +75,7 @@ class ImageCache:
         """The available entry of the image on the backend, filled if need be; the
         caller holds the entry's lock."""
         entry = db_cache.cache_get(backend_id, info['cache_key'])
-        if entry is not None and entry['status'] == 'available':
+        if entry is not None and entry['status'] == C.AVAILABLE:
             db_cache.cache_touch(entry['id'])
             return entry
         if entry is not None:  # a failed fill: start again
@@ -82,7 +83,7 @@ class ImageCache:
         entry = db_cache.cache_create({
             'id': str(uuid.uuid4()), 'backend_id': backend_id, 'host': self.pool.host,
             'image_id': info['id'], 'image_key': info['cache_key'], 'size': image_gb,
-            'status': 'creating', 'hits': 0, 'last_used_at': db.utcnow()})
+            'status': C.CREATING, 'hits': 0, 'last_used_at': db.utcnow()})
         volume, snapshot = entry_refs(entry)
         try:
             driver.create_volume(volume)
@@ -92,7 +93,7 @@ class ImageCache:
         except Exception:
             self._remove(entry, driver)
             raise
-        db_cache.cache_update(entry['id'], {'status': 'available'})
+        db_cache.cache_update(entry['id'], {'status': C.AVAILABLE})
         LOG.info('Cached image %s on backend %s as %s', info['id'], backend_id, entry['id'])
         return db_cache.cache_get_entry(entry['id'])
 
@@ -104,7 +105,7 @@ class ImageCache:
         except Exception:
             LOG.warning('Could not remove cache entry %s from its backend', entry['id'],
                         exc_info=True)
-            db_cache.cache_update(entry['id'], {'status': 'error'})
+            db_cache.cache_update(entry['id'], {'status': C.ERROR})
             return
         db_cache.cache_destroy(entry['id'])
 
@@ -115,7 +116,7 @@ class ImageCache:
         evicted: list[str] = []
         with self._evict_lock:
             entries = [e for e in db_cache.cache_get_all(backend_id=backend_id)
-                       if e['status'] == 'available']
+                       if e['status'] == C.AVAILABLE]
             total = sum(e['size'] for e in entries)
             for entry in entries:  # least recently used first
                 over_count = max_entries and len(entries) - len(evicted) > max_entries

@@ -24,7 +24,7 @@ def render(machine: st.StateMachine) -> str:
 
 def test_the_state_tables_are_the_code_s():
     for machine in (st.VOLUME, st.SNAPSHOT, st.ATTACHMENT, st.SERVER, st.SERVER_TASK,
-                    st.LIVE_IMAGE):
+                    st.LIVE_IMAGE, st.CACHE_ENTRY):
         assert render(machine) in DOC, machine.resource
 
 

@@ -10,7 +10,7 @@ from oslo_config import cfg
 from gridcentric_storage.api import validation
 from gridcentric_storage.api.controllers.volumes import VolumeAccess
 from gridcentric_storage.api.schemas import volumes as schema
-from gridcentric_storage.common import exception
+from gridcentric_storage.common import exception, states
 
 CONF = cfg.CONF
 CHUNK = 1 << 20
@@ -76,7 +76,7 @@ class VolumeActionsController(VolumeAccess):
 
     def upload(self, req: Any, id: str) -> dict[str, Any]:
         volume = self.get_volume(req, id, 'volume:upload')
-        if volume['status'] != 'available':
+        if volume['status'] != states.VolumeStatus.AVAILABLE:
             raise exception.InvalidState(resource='Volume', id=id, state=volume['status'],
                                          reason='upload needs it to be available')
         length = req.content_length

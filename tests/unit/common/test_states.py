@@ -12,7 +12,8 @@ from gridcentric_storage.common.states import (
 
 MACHINES = [(states.VOLUME, VolumeStatus), (states.SNAPSHOT, SnapshotStatus),
             (states.ATTACHMENT, AttachmentStatus), (states.LIVE_IMAGE, LiveImageStatus),
-            (states.SERVER, states.ServerStatus), (states.SERVER_TASK, states.ServerTask)]
+            (states.SERVER, states.ServerStatus), (states.SERVER_TASK, states.ServerTask),
+            (states.CACHE_ENTRY, states.CacheEntryStatus)]
 
 
 @pytest.mark.parametrize('machine,names', MACHINES, ids=lambda m: getattr(m, 'resource', ''))
