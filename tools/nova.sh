@@ -1,0 +1,452 @@
+#!/bin/bash
+# Start or stop a real OpenStack Nova 34 stack for tests (no systemd needed, runs as root).
+#   tools/nova.sh start   -> prints `export ...` lines on stdout (OS_* for the admin,
+#                            NOVA_URL, GC_NOVA_MEMBER_* for a member of a second
+#                            project, GC_NOVA_CONFIG_DIR); everything else goes to
+#                            stderr and to $GC_NOVA_DIR/log/*.log
+#   tools/nova.sh stop    -> stops every process it started (pid files), deletes the
+#                            ci-* libvirt domains, drops its databases, removes the state dir
+# Both are idempotent: `start` on a running stack only prints the exports again.
+#
+# What runs (all real, from one venv pinned by tools/nova-constraints.txt):
+#   Keystone, Placement, Glance (file store), nova-api (WSGI) under gunicorn;
+#   nova-conductor, nova-scheduler, nova-compute (libvirt, virt_type=qemu, file-backed
+#   guest RAM) against the libvirtd of tools/libvirtd.sh; the only fake is
+#   tools/neutron_standin.py, registered as the 'network' service (servers are
+#   booted with networks='none'). Databases keystone, placement, glance, nova_api,
+#   nova_cell0, nova live on the PostgreSQL of $GC_TEST_PG_URL and the RPC bus is
+#   $GC_TEST_RABBIT_URL; when unset, tools/postgres.sh / tools/rabbitmq.sh are
+#   started here (and stopped by `stop`).
+# Test content: image $GC_NOVA_IMAGE (the test guest of tools/build-test-guest.sh,
+# booted the AMI way: kernel_id/ramdisk_id properties + a 1 MiB raw root disk) and
+# flavor $GC_NOVA_FLAVOR (128 MiB, 1 vCPU, 1 GB disk).
+#
+# The operator's edit to nova-api (what a deployment of gridcentric-storage does):
+# in nova's api-paste.ini, add
+#     [filter:gridcentric]
+#     paste.filter_factory = <module>:<factory>
+# and put `gridcentric` right after `keystonecontext` in each pipeline of
+# [composite:openstack_compute_api_v21] (there the filter sees environ['nova.context']).
+# HOOK: set GC_NOVA_PASTE_FILTER=<module>:<factory> (e.g.
+# gridcentric_storage.nova.api:filter_factory, importable in the venv) and `start`
+# makes exactly that edit in $GC_NOVA_DIR/etc/nova/api-paste.ini; unset, the
+# pipeline is nova's stock one.
+#
+# Settings: GC_NOVA_DIR (state, default /tmp/gc-nova), GC_NOVA_VENV (default
+# /opt/gc-nova-venv; built on first use, reused after), GC_NOVA_PORT_BASE (default
+# 18700: keystone, placement, glance, nova-api, neutron stand-in on base+0..4),
+# GC_NOVA_PASSWORD (every user's password, default gc-nova-secret).
+# Needs: python3-venv, libvirt-dev, pkg-config, gcc (libvirt-python builds), qemu,
+# libvirt-daemon-system, postgresql, rabbitmq-server, linux-image-amd64 and
+# busybox-static (test guest).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+D=${GC_NOVA_DIR:-/tmp/gc-nova}
+V=${GC_NOVA_VENV:-/opt/gc-nova-venv}
+BASE=${GC_NOVA_PORT_BASE:-18700}
+PASSWORD=${GC_NOVA_PASSWORD:-gc-nova-secret}
+export GC_NOVA_DIR=$D GC_NOVA_PASSWORD=$PASSWORD
+export GC_NOVA_KEYSTONE_URL=http://127.0.0.1:$BASE
+export GC_NOVA_PLACEMENT_URL=http://127.0.0.1:$((BASE + 1))
+export GC_NOVA_GLANCE_URL=http://127.0.0.1:$((BASE + 2))
+export GC_NOVA_API_URL=http://127.0.0.1:$((BASE + 3))
+export GC_NOVA_NEUTRON_URL=http://127.0.0.1:$((BASE + 4))
+export GC_NOVA_MEMBER_USER=gc-member GC_NOVA_MEMBER_PROJECT=gc-other
+export GC_NOVA_IMAGE=gc-test-guest GC_NOVA_FLAVOR=gc-tiny
+export GC_NOVA_GUEST_DIR=${GC_GUEST_DIR:-/var/cache/gridcentric-storage/test-guest}
+GUNICORN_APPS="keystone placement glance neutron nova-api"
+DAEMONS="nova-conductor nova-scheduler nova-compute"
+DBS="keystone placement glance nova_api nova_cell0 nova"
+LIBVIRT_URI=qemu:///system
+
+log() { echo "nova.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+# a live (not zombie) process with the pid in file $1
+alive() { local pid; pid=$(cat "$1" 2>/dev/null) || return 1
+          [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+          ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat" 2>/dev/null; }
+since() { echo "$(( $(date +%s) - $1 )) s"; }
+
+# --- the venv -------------------------------------------------------------------------
+ensure_venv() {
+    local stamp="$V/.gc-nova-constraints" want
+    want=$(sha256sum "$HERE/nova-constraints.txt" | cut -d' ' -f1)
+    if [ -x "$V/bin/nova-compute" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    local t0; t0=$(date +%s)
+    log "building the venv $V (a few minutes; log $D/log/venv.log)"
+    [ -x "$V/bin/python" ] || /usr/bin/python3 -m venv "$V"
+    if ! "$V/bin/pip" install -c "$HERE/nova-constraints.txt" nova openstack-placement glance \
+            keystone python-openstackclient python-novaclient gunicorn psycopg2-binary \
+            libvirt-python >>"$D/log/venv.log" 2>&1; then
+        tail -20 "$D/log/venv.log" >&2; die "pip install failed"
+    fi
+    echo "$want" > "$stamp"
+    log "venv ready in $(since "$t0")"
+}
+
+# --- PostgreSQL / RabbitMQ / libvirtd ---------------------------------------------------
+ensure_backends() {
+    if [ -z "${GC_TEST_PG_URL:-}" ]; then
+        GC_TEST_PG_URL=$(bash "$HERE/postgres.sh" start); touch "$D/started-postgres"
+    fi
+    if [ -z "${GC_TEST_RABBIT_URL:-}" ]; then
+        GC_TEST_RABBIT_URL=$(bash "$HERE/rabbitmq.sh" start); touch "$D/started-rabbitmq"
+    fi
+    if ! bash "$HERE/libvirtd.sh" status; then
+        bash "$HERE/libvirtd.sh" start; touch "$D/started-libvirtd"
+    fi
+    # Nova's file_backed_memory puts guest RAM in qemu.conf's memory_backing_dir
+    # (libvirt's default /var/lib/libvirt/qemu/ram unless configured).
+    local mbd
+    mbd=$(sed -n 's/^[[:space:]]*memory_backing_dir[[:space:]]*=[[:space:]]*"\(.*\)".*/\1/p' \
+          /etc/libvirt/qemu.conf 2>/dev/null | tail -n 1)
+    mkdir -p "${mbd:-/var/lib/libvirt/qemu/ram}"
+    echo "$GC_TEST_PG_URL" > "$D/pg_url"
+    # oslo.db URL of the test database -> the same server, another database
+    PG_BASE=${GC_TEST_PG_URL%/*}
+}
+
+psql_admin() {  # SQL... on the server of $GC_TEST_PG_URL as its user, database postgres
+    "$V/bin/python" - "$(cat "$D/pg_url")" "$@" <<'EOF'
+import sys
+import sqlalchemy as sa
+url = sa.engine.make_url(sys.argv[1]).set(database='postgres')
+eng = sa.create_engine(url, isolation_level='AUTOCOMMIT')
+with eng.connect() as c:
+    for sql in sys.argv[2:]:
+        c.execute(sa.text(sql))
+EOF
+}
+
+create_dbs() {
+    local sql=()
+    for db in $DBS; do
+        sql+=("DROP DATABASE IF EXISTS $db WITH (FORCE)" "CREATE DATABASE $db")
+    done
+    psql_admin "${sql[@]}"
+}
+
+# --- configuration ----------------------------------------------------------------------
+authtoken() {  # [keystone_authtoken]-style section body for service user $1
+    cat <<EOF
+www_authenticate_uri = $GC_NOVA_KEYSTONE_URL
+auth_url = $GC_NOVA_KEYSTONE_URL
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = $1
+password = $PASSWORD
+region_name = RegionOne
+EOF
+}
+
+write_configs() {
+    local E=$D/etc
+    mkdir -p "$E/keystone" "$E/placement" "$E/glance" "$E/nova" "$D/data/keystone" \
+        "$D/data/glance/images" "$D/data/glance/staging" "$D/data/glance/tasks" \
+        "$D/data/nova/instances" "$D/data/nova/locks"
+    cat > "$E/keystone/keystone.conf" <<EOF
+[database]
+connection = $PG_BASE/keystone
+[token]
+provider = fernet
+[fernet_tokens]
+key_repository = $D/data/keystone/fernet-keys
+[fernet_receipts]
+key_repository = $D/data/keystone/fernet-keys
+[credential]
+key_repository = $D/data/keystone/credential-keys
+EOF
+    cat > "$E/placement/placement.conf" <<EOF
+[placement_database]
+connection = $PG_BASE/placement
+[api]
+auth_strategy = keystone
+[keystone_authtoken]
+$(authtoken placement)
+EOF
+    cat > "$E/glance/glance-api.conf" <<EOF
+[DEFAULT]
+enabled_backends = fs:file
+[glance_store]
+default_backend = fs
+[fs]
+filesystem_store_datadir = $D/data/glance/images
+[os_glance_staging_store]
+filesystem_store_datadir = $D/data/glance/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $D/data/glance/tasks
+[database]
+connection = $PG_BASE/glance
+[paste_deploy]
+flavor = keystone
+[keystone_authtoken]
+$(authtoken glance)
+EOF
+    cp "$(glance_paste)" "$E/glance/glance-api-paste.ini"
+    cat > "$E/nova/nova.conf" <<EOF
+[DEFAULT]
+transport_url = $GC_TEST_RABBIT_URL
+compute_driver = libvirt.LibvirtDriver
+state_path = $D/data/nova
+instances_path = $D/data/nova/instances
+instance_name_template = ci-%(uuid)s
+ram_allocation_ratio = 1.0
+reserved_host_memory_mb = 0
+graceful_shutdown_timeout = 10
+manager_shutdown_timeout = 5
+my_ip = 127.0.0.1
+[api_database]
+connection = $PG_BASE/nova_api
+[database]
+connection = $PG_BASE/nova
+[keystone_authtoken]
+$(authtoken nova)
+[placement]
+$(authtoken placement)
+[neutron]
+$(authtoken neutron)
+[glance]
+region_name = RegionOne
+[service_user]
+send_service_user_token = false
+[libvirt]
+virt_type = qemu
+connection_uri = $LIBVIRT_URI
+file_backed_memory = 4096
+[oslo_concurrency]
+lock_path = $D/data/nova/locks
+$(privsep_sections)
+[oslo_messaging_notifications]
+driver = noop
+[vnc]
+enabled = false
+[conductor]
+workers = 1
+[scheduler]
+workers = 1
+discover_hosts_in_cells_interval = -1
+EOF
+    cp "$(nova_paste)" "$E/nova/api-paste.ini"
+    if [ -n "${GC_NOVA_PASTE_FILTER:-}" ]; then
+        paste_hook "$E/nova/api-paste.ini" "$GC_NOVA_PASTE_FILTER"
+    fi
+}
+
+privsep_sections() {  # we already are root: no sudo/rootwrap in front of privsep-helper
+    local section
+    for section in nova_sys_admin privsep_osbrick vif_plug_ovs_privileged \
+            vif_plug_linux_bridge_privileged; do
+        printf '[%s]\nhelper_command = %s --config-file %s\n' "$section" \
+            "$V/bin/privsep-helper" "$D/etc/nova/nova.conf"
+    done
+}
+
+nova_paste() { echo "$V/etc/nova/api-paste.ini"; }
+glance_paste() { echo "$V/etc/glance/glance-api-paste.ini"; }
+
+paste_hook() {  # api-paste.ini factory: the operator's edit described in the header
+    printf '\n[filter:gridcentric]\npaste.filter_factory = %s\n' "$2" >> "$1"
+    awk '/^\[/ { v21 = ($0 == "[composite:openstack_compute_api_v21]") }
+         v21 && /keystonecontext/ { sub(/keystonecontext/, "keystonecontext gridcentric") }
+         { print }' "$1" > "$1.new"
+    mv "$1.new" "$1"
+    grep -q 'keystonecontext gridcentric' "$1" || die "could not insert the paste filter"
+}
+
+# --- processes --------------------------------------------------------------------------
+launch() {  # name command... (in its own session: stop ends the whole group)
+    local name=$1; shift
+    setsid nohup "$@" >>"$D/log/$name.log" 2>&1 </dev/null &
+    echo $! > "$D/run/$name.pid"
+}
+
+gunicorn_app() {  # name port module-with-application [VAR=value...]
+    local name=$1 port=$2 module=$3; shift 3
+    launch "$name" env "$@" PYTHONPATH="$HERE:$HERE/nova" "$V/bin/gunicorn" \
+        --no-control-socket -k gthread --threads 4 -w 1 -b "127.0.0.1:$port" \
+        --timeout 120 --graceful-timeout 10 "wsgi_apps:app('$module')"
+}
+
+wait_url() {  # name url [seconds]
+    local t=${3:-120} end
+    end=$(( $(date +%s) + t ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        if curl -s -o /dev/null -m 5 "$2"; then return 0; fi
+        alive "$D/run/$1.pid" || { tail -30 "$D/log/$1.log" >&2; die "$1 exited"; }
+        sleep 0.2
+    done
+    tail -30 "$D/log/$1.log" >&2; die "$1 did not answer on $2 within $t s"
+}
+
+run_step() {  # name command...: a setup command, its output in log/setup-<name>.log
+    local name=$1; shift
+    if ! "$@" >>"$D/log/setup-$name.log" 2>&1; then
+        tail -30 "$D/log/setup-$name.log" >&2; die "setup step $name failed: $*"
+    fi
+}
+
+keystone_setup() {
+    local C=(--config-file "$D/etc/keystone/keystone.conf")
+    run_step keystone "$V/bin/keystone-manage" "${C[@]}" db_sync
+    run_step keystone "$V/bin/keystone-manage" "${C[@]}" fernet_setup \
+        --keystone-user root --keystone-group root
+    run_step keystone "$V/bin/keystone-manage" "${C[@]}" credential_setup \
+        --keystone-user root --keystone-group root
+    run_step keystone "$V/bin/keystone-manage" "${C[@]}" bootstrap \
+        --bootstrap-password "$PASSWORD" --bootstrap-username admin \
+        --bootstrap-project-name admin --bootstrap-role-name admin \
+        --bootstrap-service-name keystone --bootstrap-region-id RegionOne \
+        --bootstrap-admin-url "$GC_NOVA_KEYSTONE_URL" \
+        --bootstrap-public-url "$GC_NOVA_KEYSTONE_URL" \
+        --bootstrap-internal-url "$GC_NOVA_KEYSTONE_URL"
+}
+
+nova_db_setup() {
+    local M=("$V/bin/nova-manage" --config-file "$D/etc/nova/nova.conf")
+    run_step nova "${M[@]}" api_db sync
+    run_step nova "${M[@]}" cell_v2 map_cell0 --database_connection "$PG_BASE/nova_cell0"
+    run_step nova "${M[@]}" cell_v2 create_cell --name cell1
+    run_step nova "${M[@]}" db sync
+}
+
+exports() {
+    cat <<EOF
+export OS_AUTH_URL=$GC_NOVA_KEYSTONE_URL/v3
+export OS_USERNAME=admin
+export OS_PASSWORD=$PASSWORD
+export OS_PROJECT_NAME=admin
+export OS_USER_DOMAIN_NAME=Default
+export OS_PROJECT_DOMAIN_NAME=Default
+export OS_IDENTITY_API_VERSION=3
+export NOVA_URL=$GC_NOVA_API_URL/v2.1
+export GC_NOVA_MEMBER_USERNAME=$GC_NOVA_MEMBER_USER
+export GC_NOVA_MEMBER_PASSWORD=$PASSWORD
+export GC_NOVA_MEMBER_PROJECT_NAME=$GC_NOVA_MEMBER_PROJECT
+export GC_NOVA_CONFIG_DIR=$D/etc/nova
+export GC_NOVA_IMAGE=$GC_NOVA_IMAGE
+export GC_NOVA_FLAVOR=$GC_NOVA_FLAVOR
+export GC_NOVA_VENV=$V
+EOF
+}
+
+all_alive() {
+    local name
+    for name in $GUNICORN_APPS $DAEMONS; do alive "$D/run/$name.pid" || return 1; done
+}
+
+compute_registered() {  # the compute node row exists in cell1
+    "$V/bin/python" - "$PG_BASE/nova" <<'EOF'
+import sys
+import sqlalchemy as sa
+with sa.create_engine(sys.argv[1]).connect() as c:
+    n = c.execute(sa.text('SELECT count(*) FROM compute_nodes WHERE deleted = 0')).scalar()
+sys.exit(0 if n else 1)
+EOF
+}
+
+start() {
+    if [ -f "$D/exports" ] && all_alive; then cat "$D/exports"; return 0; fi
+    if [ -d "$D" ]; then log "cleaning up a partial stack in $D"; stop; fi
+    local t0 t1; t0=$(date +%s)
+    mkdir -p "$D/run" "$D/log"; chmod 755 "$D"
+    ensure_venv
+    ensure_backends
+    [ -r "$GC_NOVA_GUEST_DIR/vmlinuz" ] || run_step guest bash "$HERE/build-test-guest.sh" "$GC_NOVA_GUEST_DIR"
+    t1=$(date +%s)
+    create_dbs
+    write_configs
+    # each *-manage pays its imports; run the four services' schemas side by side
+    keystone_setup & local kpid=$!
+    run_step placement "$V/bin/placement-manage" --config-file "$D/etc/placement/placement.conf" db sync & local ppid=$!
+    run_step glance "$V/bin/glance-manage" --config-file "$D/etc/glance/glance-api.conf" db_sync & local gpid=$!
+    nova_db_setup & local npid=$!
+    wait $kpid; wait $ppid; wait $gpid
+    log "keystone, placement, glance schemas ready after $(since "$t1")"
+    gunicorn_app keystone "$BASE" keystone.wsgi.api \
+        OS_KEYSTONE_CONFIG_DIR="$D/etc/keystone"
+    gunicorn_app placement $((BASE + 1)) placement.wsgi.api \
+        OS_PLACEMENT_CONFIG_DIR="$D/etc/placement"
+    gunicorn_app glance $((BASE + 2)) glance.wsgi.api \
+        OS_GLANCE_CONFIG_DIR="$D/etc/glance"
+    gunicorn_app neutron $((BASE + 4)) neutron_standin
+    wait_url keystone "$GC_NOVA_KEYSTONE_URL/v3"
+    run_step cloud "$V/bin/python" "$HERE/nova/cloud_setup.py" identity
+    wait $npid
+    log "nova cells ready after $(since "$t1")"
+    for name in $DAEMONS; do
+        launch "$name" env PATH="$V/bin:$PATH" "$V/bin/$name" --config-file "$D/etc/nova/nova.conf"
+    done
+    gunicorn_app nova-api $((BASE + 3)) nova.wsgi.osapi_compute \
+        OS_NOVA_CONFIG_DIR="$D/etc/nova"
+    wait_url glance "$GC_NOVA_GLANCE_URL/versions"
+    run_step cloud "$V/bin/python" "$HERE/nova/cloud_setup.py" image
+    wait_url placement "$GC_NOVA_PLACEMENT_URL/"
+    wait_url neutron "$GC_NOVA_NEUTRON_URL/"
+    wait_url nova-api "$GC_NOVA_API_URL/"
+    run_step cloud "$V/bin/python" "$HERE/nova/cloud_setup.py" flavor
+    local end=$(( $(date +%s) + 180 ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        compute_registered && break
+        alive "$D/run/nova-compute.pid" || { tail -30 "$D/log/nova-compute.log" >&2; die "nova-compute exited"; }
+        sleep 0.2
+    done
+    compute_registered || die "nova-compute did not register within 180 s"
+    run_step nova "$V/bin/nova-manage" --config-file "$D/etc/nova/nova.conf" cell_v2 discover_hosts --verbose
+    all_alive || die "a service exited during start; see $D/log"
+    exports > "$D/exports"
+    log "stack ready in $(since "$t0") ($(since "$t1") after the venv and backends)"
+    cat "$D/exports"
+}
+
+stop_pidfile() {  # pidfile: TERM the process group, KILL what is left after 30 s
+    local pid; pid=$(cat "$1" 2>/dev/null) || return 0
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    fi
+}
+
+stop() {
+    local name pid
+    for name in $GUNICORN_APPS $DAEMONS; do stop_pidfile "$D/run/$name.pid"; done
+    for _ in $(seq 1 150); do
+        local left=0
+        for name in $GUNICORN_APPS $DAEMONS; do
+            pid=$(cat "$D/run/$name.pid" 2>/dev/null) || continue
+            if kill -0 -- "-$pid" 2>/dev/null; then left=1; fi
+        done
+        [ $left = 0 ] && break
+        sleep 0.2
+    done
+    for name in $GUNICORN_APPS $DAEMONS; do
+        pid=$(cat "$D/run/$name.pid" 2>/dev/null) || continue
+        if kill -0 -- "-$pid" 2>/dev/null; then
+            log "$name did not stop in 30 s: killing it"
+            kill -KILL -- "-$pid" 2>/dev/null || true
+        fi
+    done
+    if bash "$HERE/libvirtd.sh" status; then
+        for dom in $(virsh -c "$LIBVIRT_URI" list --all --name | grep '^ci-' || true); do
+            virsh -c "$LIBVIRT_URI" destroy "$dom" >/dev/null 2>&1 || true
+            virsh -c "$LIBVIRT_URI" undefine --nvram "$dom" >/dev/null 2>&1 ||
+                virsh -c "$LIBVIRT_URI" undefine "$dom" >/dev/null 2>&1 || true
+        done
+    fi
+    if [ -f "$D/started-libvirtd" ]; then bash "$HERE/libvirtd.sh" stop; fi
+    if [ -f "$D/started-rabbitmq" ]; then bash "$HERE/rabbitmq.sh" stop; fi
+    if [ -f "$D/started-postgres" ]; then bash "$HERE/postgres.sh" stop
+    elif [ -f "$D/pg_url" ] && [ -x "$V/bin/python" ]; then
+        local sql=(); for db in $DBS; do sql+=("DROP DATABASE IF EXISTS $db WITH (FORCE)"); done
+        psql_admin "${sql[@]}" 2>/dev/null || log "could not drop the databases (server gone?)"
+    fi
+    rm -rf "$D"
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop ;;
+*) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
