@@ -2,18 +2,23 @@
 
 ``POST /v2.1[/{project_id}]/servers/{id}/action`` with ``co_bless``,
 ``co_launch``, ``co_discard``, ``co_list_launched``, ``co_list_blessed``
-(also spelled ``gc_*``), ``GET /cobaltinfo``. As in Cobalt, a live image is
-addressable as a server in state ``BLESSED``: ``co_bless`` answers
-``{"servers": [<blessed server>]}`` and ``co_launch`` on that id answers
-``{"servers": [<first clone>]}``. Cobalt's error codes apply: invalid state
-400, quota 413 with ``Retry-After: 0``.
+(also spelled ``gc_*``) and Nova's ``pause``/``unpause``;
+``GET /servers``, ``/servers/detail`` (``?name=``) and ``/servers/{id}``;
+``GET /gcinfo`` and ``/cobaltinfo``. As in Cobalt, a live image is
+addressable as a server in state ``BLESSED``, and every answer that carries
+servers is a bare JSON list of Nova detail views (the clients index the body
+as a list): ``co_bless`` answers ``[<blessed server>]``, ``co_launch``
+``[<first clone>]``, the list actions every match or ``[]``; ``co_discard``
+answers ``null``. Cobalt's error codes apply: invalid state 400, quota 413
+with ``Retry-After: 0``.
 """
 
+import hashlib
 from typing import Any
 
 import webob
 
-from gridcentric_storage.api import validation, wsgi
+from gridcentric_storage.api import policy, validation, wsgi
 from gridcentric_storage.api.controllers import common
 from gridcentric_storage.api.controllers.servers import (
     check_forced_host,
@@ -30,47 +35,81 @@ from gridcentric_storage.db.records import LiveImage, Server
 CAPABILITIES = ['user-data', 'launch-name', 'availability-zone', 'num-instances',
                 'bless-name', 'launch-key', 'scheduler-hints', 'supports-volumes',
                 'launch-nics', 'launch-params']
-_NOVA_STATUS = {'BUILD': 'BUILD', 'ACTIVE': 'ACTIVE', 'ERROR': 'ERROR'}
+_VM_STATE = {'BUILD': 'building', 'ACTIVE': 'active', 'PAUSED': 'paused',
+             'ERROR': 'error', 'BLESSED': 'active'}
+_POWER_STATE = {'ACTIVE': 1, 'PAUSED': 3, 'BLESSED': 1}  # Nova's RUNNING, PAUSED
 
 
-def nova_server(server: Server) -> dict[str, Any]:
-    metadata = {}
-    if server.get('live_image_id'):
-        metadata['launched_from'] = server['live_image_id']
-    return {
-        'id': server['id'], 'name': server['name'],
-        'status': _NOVA_STATUS.get(server['status'], server['status']),
-        'tenant_id': server['project_id'], 'user_id': server['user_id'],
-        'metadata': metadata, 'OS-EXT-STS:task_state': server['task_state'],
-        'OS-EXT-SRV-ATTR:host': server['host'],
-        'OS-EXT-AZ:availability_zone': server['availability_zone'],
-        'key_name': server['key_name'], 'created': common.isotime(server['created_at']),
-        'updated': common.isotime(server['updated_at']),
-        'flavor': {'ram': server['memory_mb'], 'vcpus': server['vcpus']},
-        'fault': {'message': server['fault']} if server['fault'] else None,
+def _links(req: Any, kind: str, id: str) -> list[dict[str, str]]:
+    root = req.application_url.rstrip('/')
+    return [{'rel': 'self', 'href': '%s/v2.1/%s/%s' % (root, kind, id)},
+            {'rel': 'bookmark', 'href': '%s/%s/%s' % (root, kind, id)}]
+
+
+def _detail(req: Any, *, id: str, name: str, status: str, task_state: str | None,
+            project_id: str | None, user_id: str | None, host: str | None,
+            memory_mb: int, vcpus: int, image_id: str | None, metadata: dict[str, str],
+            created: Any, updated: Any, **extra: Any) -> dict[str, Any]:
+    """A server as Nova's detail view renders it (the fields Cobalt's clients read)."""
+    flavor_id = '%d-%d' % (memory_mb, vcpus)  # no flavors here: named by their size
+    view = {
+        'id': id, 'name': name, 'status': status, 'tenant_id': project_id,
+        'user_id': user_id, 'metadata': metadata,
+        # Nova's opaque host id: a hash of project and host, never the host.
+        'hostId': hashlib.sha224(('%s%s' % (project_id, host)).encode()).hexdigest()
+        if host else '',
+        'image': {'id': image_id, 'links': _links(req, 'images', image_id)}
+        if image_id else '',
+        'flavor': {'id': flavor_id, 'links': _links(req, 'flavors', flavor_id),
+                   'ram': memory_mb, 'vcpus': vcpus},
+        'addresses': {}, 'accessIPv4': '', 'accessIPv6': '',
+        'links': _links(req, 'servers', id),
+        'created': common.isotime(created), 'updated': common.isotime(updated),
+        'OS-EXT-STS:vm_state': _VM_STATE.get(status, status.lower()),
+        'OS-EXT-STS:task_state': task_state,
+        'OS-EXT-STS:power_state': _POWER_STATE.get(status, 0),
+        'OS-EXT-SRV-ATTR:host': host,
+        'security_groups': [],
     }
+    view.update(extra)
+    return view
 
 
-def nova_blessed(live_image: LiveImage) -> dict[str, Any]:
+def nova_server(req: Any, server: Server) -> dict[str, Any]:
+    metadata = {}
+    if server['live_image_id']:
+        metadata['launched_from'] = server['live_image_id']
+    return _detail(
+        req, id=server['id'], name=server['name'], status=server['status'],
+        task_state=server['task_state'], project_id=server['project_id'],
+        user_id=server['user_id'], host=server['host'], memory_mb=server['memory_mb'],
+        vcpus=server['vcpus'], image_id=server['live_image_id'] or server['kernel'],
+        metadata=metadata, created=server['created_at'], updated=server['updated_at'],
+        key_name=server['key_name'],
+        **{'OS-EXT-AZ:availability_zone': server['availability_zone'],
+           'fault': {'message': server['fault']} if server['fault'] else None})
+
+
+def nova_blessed(req: Any, live_image: LiveImage) -> dict[str, Any]:
     status = {'blessed': 'BLESSED', 'blessing': 'BUILD', 'discarding': 'BLESSED',
               'error': 'ERROR'}[live_image['status']]
-    return {
-        'id': live_image['id'], 'name': live_image['name'], 'status': status,
-        'tenant_id': live_image['project_id'], 'user_id': live_image['user_id'],
-        'metadata': {'blessed_from': live_image['server_id']},
-        'OS-EXT-STS:task_state': live_image['status'] if status != 'BLESSED' else None,
-        'OS-EXT-SRV-ATTR:host': live_image['host'],
-        'created': common.isotime(live_image['created_at']),
-        'updated': common.isotime(live_image['updated_at']),
-        'flavor': {'ram': live_image['memory_mb'], 'vcpus': live_image['vcpus']},
-    }
+    return _detail(
+        req, id=live_image['id'], name=live_image['name'], status=status,
+        task_state=live_image['status'] if status != 'BLESSED' else None,
+        project_id=live_image['project_id'], user_id=live_image['user_id'],
+        host=live_image['host'], memory_mb=live_image['memory_mb'],
+        vcpus=live_image['vcpus'], image_id=None,
+        metadata={'blessed_from': live_image['server_id']},
+        created=live_image['created_at'], updated=live_image['updated_at'])
 
 
 def _for_caller(ctxt: Any, result: Any) -> Any:
     """Drop the host from servers shown to non-administrators, as Nova's policy does."""
-    if ctxt.is_admin or not isinstance(result, dict):
+    if ctxt.is_admin or isinstance(result, webob.Response):
         return result
-    for server in result.get('servers') or [result.get('server') or {}]:
+    servers = result if isinstance(result, list) else (
+        result.get('servers') or [result.get('server') or {}])
+    for server in servers:
         host = server.pop('OS-EXT-SRV-ATTR:host', None)
         if server.get('fault'):
             server['fault'] = dict(server['fault'], message=common.for_member(
@@ -92,12 +131,24 @@ class NovaExtensionController:
     def cobaltinfo(self, req: Any, project_id: str | None = None) -> dict[str, Any]:
         return {'capabilities': CAPABILITIES}
 
+    def index(self, req: Any, project_id: str | None = None) -> dict[str, Any]:
+        """``GET /servers`` and ``/servers/detail``: the project's servers and live
+        images (``?all_tenants=1`` for administrators), ``?name=`` exactly."""
+        policy.authorize(req.context, 'server:get_all')
+        project = common.listing_project(req, 'server:get_all_tenants')
+        name = req.GET.get('name')
+        views = [nova_server(req, s) for s in db_servers.server_get_all(project_id=project)]
+        views += [nova_blessed(req, i)
+                  for i in db_servers.live_image_get_all(project_id=project)]
+        views = [v for v in views if name is None or v['name'] == name]
+        return _for_caller(req.context, {'servers': views})
+
     def show(self, req: Any, id: str, project_id: str | None = None) -> dict[str, Any]:
         live_image = _live_image_or_none(req.context, id, 'live_image:get')
         if live_image is not None:
-            return _for_caller(req.context, {'server': nova_blessed(live_image)})
-        return _for_caller(req.context,
-                           {'server': nova_server(get_server(req.context, id, 'server:get'))})
+            return _for_caller(req.context, {'server': nova_blessed(req, live_image)})
+        server = get_server(req.context, id, 'server:get')
+        return _for_caller(req.context, {'server': nova_server(req, server)})
 
     def delete(self, req: Any, id: str, project_id: str | None = None) -> Any:
         return self._translated(self._delete, req, id)
@@ -130,47 +181,70 @@ class NovaExtensionController:
         if not isinstance(body, dict) or len(body) != 1:
             raise exception.Invalid(reason='the body names exactly one action')
         name, args = next(iter(body.items()))
-        if name not in schema.cobalt_actions:
+        verbs = dict(schema.cobalt_actions, **schema.nova_actions)
+        if name not in verbs:
             raise exception.Invalid(reason='unknown action %s' % name)
         # Before any lookup or write: a bless with a bad name used to leave
         # the server in task_state "blessing".
-        validation.validate(body, schema.cobalt_actions[name])
-        handler = getattr(self, '_co_%s' % name[3:])
+        validation.validate(body, verbs[name])
+        handler = getattr(self, '_%s' % name if name in schema.nova_actions
+                          else '_co_%s' % name[3:])
         return handler(req, id, args or {})
 
-    def _co_bless(self, req: Any, id: str, args: dict[str, Any]) -> dict[str, Any]:
+    def _not_blessed(self, req: Any, id: str, action: str) -> None:
+        if _live_image_or_none(req.context, id, 'live_image:get') is not None:
+            raise exception.InvalidState(resource='Server', id=id, state='BLESSED',
+                                         reason='a blessed server cannot be %s' % action)
+
+    def _co_bless(self, req: Any, id: str, args: dict[str, Any]) -> list[dict[str, Any]]:
+        self._not_blessed(req, id, 'blessed again')
         server = get_server(req.context, id, 'live_image:bless')
         live_image = self.compute.bless(req.context, server, args.get('name'))
-        return {'servers': [nova_blessed(live_image)]}
+        return [nova_blessed(req, live_image)]
 
-    def _co_launch(self, req: Any, id: str, args: dict[str, Any]) -> dict[str, Any]:
-        live_image = _live_image_or_none(req.context, id, 'live_image:launch')
+    def _blessed(self, req: Any, id: str, action: str, rule: str) -> LiveImage:
+        live_image = _live_image_or_none(req.context, id, rule)
         if live_image is None:
             get_server(req.context, id, 'server:get')  # 404 if it is nothing at all
             raise exception.InvalidState(resource='Server', id=id, state='ACTIVE',
-                                         reason='only a blessed server can be launched')
+                                         reason='only a blessed server can be %s' % action)
+        return live_image
+
+    def _co_launch(self, req: Any, id: str, args: dict[str, Any]) -> list[dict[str, Any]]:
+        live_image = self._blessed(req, id, 'launched', 'live_image:launch')
         check_forced_host(req.context, args.get('availability_zone'))
-        clones = self.compute.launch(req.context, live_image, args)
-        return {'servers': [nova_server(clones[0])]}
+        clones = self.compute.launch(req.context, live_image, args, numbered=False)
+        return [nova_server(req, clones[0])]
 
     def _co_discard(self, req: Any, id: str, args: dict[str, Any]) -> webob.Response:
-        live_image = _live_image_or_none(req.context, id, 'live_image:discard')
+        live_image = self._blessed(req, id, 'discarded', 'live_image:discard')
+        self.compute.discard(req.context, live_image)
+        return webob.Response(status=200, content_type='application/json', body=b'null')
+
+    def _co_list_launched(self, req: Any, id: str, args: dict[str, Any]
+                          ) -> list[dict[str, Any]]:
+        live_image = _live_image_or_none(req.context, id, 'live_image:get')
         if live_image is None:
             get_server(req.context, id, 'server:get')
-            raise exception.InvalidState(resource='Server', id=id, state='ACTIVE',
-                                         reason='only a blessed server can be discarded')
-        self.compute.discard(req.context, live_image)
-        return wsgi.empty_response(200)  # Cobalt's answer: 200, no body
-
-    def _co_list_launched(self, req: Any, id: str, args: dict[str, Any]) -> dict[str, Any]:
-        live_image = get_live_image(req.context, id, 'live_image:get')
+            return []  # a server that is not blessed launched nothing
         clones = db_servers.server_get_all(live_image_id=live_image['id'])
-        return {'servers': [nova_server(c) for c in clones]}
+        return [nova_server(req, c) for c in clones]
 
-    def _co_list_blessed(self, req: Any, id: str, args: dict[str, Any]) -> dict[str, Any]:
+    def _co_list_blessed(self, req: Any, id: str, args: dict[str, Any]
+                         ) -> list[dict[str, Any]]:
+        if _live_image_or_none(req.context, id, 'live_image:get') is not None:
+            return []  # a live image is not itself blessed
         server = get_server(req.context, id, 'server:get')
         images = db_servers.live_image_get_all(server_id=server['id'],
                                                project_id=scope(req.context))
-        return {'servers': [nova_blessed(i) for i in images]}
+        return [nova_blessed(req, i) for i in images]
 
+    def _pause(self, req: Any, id: str, args: dict[str, Any]) -> webob.Response:
+        self._not_blessed(req, id, 'paused')
+        self.compute.pause(req.context, get_server(req.context, id, 'server:pause'))
+        return wsgi.empty_response(202)
 
+    def _unpause(self, req: Any, id: str, args: dict[str, Any]) -> webob.Response:
+        self._not_blessed(req, id, 'unpaused')
+        self.compute.unpause(req.context, get_server(req.context, id, 'server:pause'))
+        return wsgi.empty_response(202)

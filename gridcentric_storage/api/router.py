@@ -92,15 +92,22 @@ ROUTES = [
     for prefix in ('/v2.1', '/v2.1/{project_id}')
     for route in (
         Route('POST', prefix + '/servers/{id}/action', 'nova', 'action',
-              'Cobalt co_*/gc_* server actions', 200),
+              'Cobalt co_*/gc_* server actions, pause and unpause', 200),
+        Route('GET', prefix + '/servers', 'nova', 'index',
+              'Servers and blessed live images, in Nova\'s detail shape', 200),
+        Route('GET', prefix + '/servers/detail', 'nova', 'index',
+              'Servers and blessed live images, in Nova\'s detail shape', 200),
         Route('GET', prefix + '/servers/{id}', 'nova', 'show',
               'A server or a blessed live image, in Nova\'s shape', 200),
         Route('DELETE', prefix + '/servers/{id}', 'nova', 'delete',
               'Delete a server (a blessed one must be discarded)', 204),
         Route('GET', prefix + '/cobaltinfo', 'nova', 'cobaltinfo',
               'Cobalt capabilities', 200),
+        Route('GET', prefix + '/gcinfo', 'nova', 'cobaltinfo',
+              'Cobalt capabilities (the Gridcentric spelling)', 200),
     )
-] + [Route('GET', '/cobaltinfo', 'nova', 'cobaltinfo', 'Cobalt capabilities', 200)] + [
+] + [Route('GET', path, 'nova', 'cobaltinfo', 'Cobalt capabilities', 200)
+     for path in ('/cobaltinfo', '/gcinfo')] + [
     Route('GET', '/v1/images', 'images', 'index',
           "List the images the project may use (its own and the public ones)", 200),
     Route('DELETE', '/v1/images/{name}', 'images', 'delete',

@@ -53,7 +53,8 @@ class GridcentricManager(utils.GCManager):
         return body
 
     def _servers(self, body: Any) -> builtins.list[CobaltServer]:
-        return [CobaltServer(self, info, loaded=True) for info in (body or {})['servers']]
+        # Cobalt's answers are bare lists of server views.
+        return [CobaltServer(self, info, loaded=True) for info in body or []]
 
     def list(self, server: Any = None, name: str | None = None) -> list[LiveImage]:
         params = {'server_id': base.getid(server) if server is not None else None}

@@ -52,6 +52,7 @@ class AttachmentStatus(enum.StrEnum):
 class ServerStatus(enum.StrEnum):
     BUILD = 'BUILD'
     ACTIVE = 'ACTIVE'
+    PAUSED = 'PAUSED'
     ERROR = 'ERROR'
 
 
@@ -145,7 +146,8 @@ ATTACHMENT = StateMachine('Attachment', _table({
 
 SERVER = StateMachine('Server', _table({
     ServerStatus.BUILD: {ServerStatus.ACTIVE, ServerStatus.ERROR},
-    ServerStatus.ACTIVE: {ServerStatus.ERROR},
+    ServerStatus.ACTIVE: {ServerStatus.PAUSED, ServerStatus.ERROR},
+    ServerStatus.PAUSED: {ServerStatus.ACTIVE, ServerStatus.ERROR},
 }))
 
 T = ServerTask

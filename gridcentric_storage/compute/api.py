@@ -104,6 +104,22 @@ class ComputeAPI:
         set_server(server['id'], {'task_state': ServerTask.DELETING})
         self.rpcapi.destroy_server(ctxt, server['host'], server['id'])
 
+    def pause(self, ctxt: Any, server: Server) -> None:
+        self._settled(server, ServerStatus.ACTIVE, 'pause')
+        self.rpcapi.pause_server(ctxt, server['host'], server['id'])
+
+    def unpause(self, ctxt: Any, server: Server) -> None:
+        self._settled(server, ServerStatus.PAUSED, 'unpause')
+        self.rpcapi.unpause_server(ctxt, server['host'], server['id'])
+
+    @staticmethod
+    def _settled(server: Server, status: ServerStatus, action: str) -> None:
+        if server['status'] != status or server['task_state']:
+            raise exception.InvalidState(resource='Server', id=server['id'],
+                                         state=server['task_state'] or server['status'],
+                                         reason='%s needs it %s with no task running'
+                                         % (action, status))
+
     def console_output(self, ctxt: Any, server: Server, length: int | None) -> str:
         if server['status'] not in (ServerStatus.ACTIVE, ServerStatus.ERROR):
             raise exception.InvalidState(resource='Server', id=server['id'],
@@ -166,8 +182,10 @@ class ComputeAPI:
         self.rpcapi.bless_server(ctxt, server['host'], live_image['id'])
         return live_image
 
-    def launch(self, ctxt: Any, live_image: LiveImage, params: dict[str, Any]
-               ) -> list[Server]:
+    def launch(self, ctxt: Any, live_image: LiveImage, params: dict[str, Any],
+               numbered: bool = True) -> list[Server]:
+        """``numbered``: clones of a multiple launch are named ``<name>-<index>``;
+        Cobalt's dialect gives every clone the launch's name unchanged."""
         if live_image['status'] != L.BLESSED:
             raise exception.InvalidState(resource='Live image', id=live_image['id'],
                                          state=live_image['status'],
@@ -186,7 +204,7 @@ class ComputeAPI:
         base_name = params.get('name') or '%s-clone' % live_image['name']
         clones = []
         for index in range(count):
-            name = base_name if count == 1 else '%s-%d' % (base_name, index)
+            name = base_name if count == 1 or not numbered else '%s-%d' % (base_name, index)
             clones.append(db_servers.server_create({
                 'id': str(uuid.uuid4()), 'name': name, 'project_id': ctxt.project_id,
                 'user_id': ctxt.user_id, 'host': host,

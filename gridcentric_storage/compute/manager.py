@@ -67,6 +67,12 @@ class ComputeManager:
     def discard_live_image(self, ctxt: Any, live_image_id: str) -> None:
         self.live_images.discard(ctxt, live_image_id)
 
+    def pause_server(self, ctxt: Any, server_id: str) -> None:
+        self.servers.pause(server_id)
+
+    def unpause_server(self, ctxt: Any, server_id: str) -> None:
+        self.servers.unpause(server_id)
+
     def get_console_output(self, ctxt: Any, server_id: str, length: int | None) -> str:
         return self.servers.console_output(server_id, length)
 

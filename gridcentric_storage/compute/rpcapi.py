@@ -13,13 +13,14 @@ Version history:
   (call); and a host as the attacher of a volume: attach_volume,
   detach_volume (casts). launch_server makes the clone's disks itself, by a
   call to their owners, so nothing waits on a parallel cast.
+* 2.1 - pause_server, unpause_server (calls: Nova's pause answers when done).
 """
 
 from typing import Any
 
 from gridcentric_storage.common import rpc
 
-RPC_API_VERSION = '2.0'
+RPC_API_VERSION = '2.1'
 
 
 class ComputeAPI(rpc.HostClient):
@@ -48,6 +49,12 @@ class ComputeAPI(rpc.HostClient):
     def discard_live_image(self, ctxt: Any, host: str, live_image_id: str) -> None:
         self._cast(ctxt, host, 'discard_live_image', '2.0',
                    live_image_id=live_image_id)
+
+    def pause_server(self, ctxt: Any, host: str, server_id: str) -> None:
+        self._call(ctxt, host, 'pause_server', '2.1', server_id=server_id)
+
+    def unpause_server(self, ctxt: Any, host: str, server_id: str) -> None:
+        self._call(ctxt, host, 'unpause_server', '2.1', server_id=server_id)
 
     def get_console_output(self, ctxt: Any, host: str, server_id: str,
                            length: int | None) -> str:

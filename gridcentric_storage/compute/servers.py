@@ -161,6 +161,17 @@ class ServerManager:
             else:
                 self.volumes.attachment_note(attachment_id, None)
 
+    def pause(self, server_id: str) -> None:
+        """Stop the VM's vCPUs; its memory and devices stay as they are."""
+        with self.locks.get(server_id):
+            concurrency.execute(self.driver.pause, server_id)
+            set_server(server_id, {'status': ServerStatus.PAUSED})
+
+    def unpause(self, server_id: str) -> None:
+        with self.locks.get(server_id):
+            concurrency.execute(self.driver.unpause, server_id)
+            set_server(server_id, {'status': ServerStatus.ACTIVE})
+
     def console_output(self, server_id: str, length: int | None) -> str:
         return self.driver.get_console_output(server_id, length)
 

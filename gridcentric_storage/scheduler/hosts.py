@@ -25,10 +25,20 @@ def _without_hypervisor(services: list[Service]) -> dict[str, str]:
     return missing
 
 
+def known_zones() -> set[str]:
+    """Compute hosts are in the default zone; backends may name others."""
+    return {CONF.default_availability_zone} | {
+        b['availability_zone'] for b in db.backend_get_all()}
+
+
 def select_host(availability_zone: str | None, required: str | None = None) -> str:
     """The host for new servers: the forced or ``required`` one, else the up host
     with a hypervisor that runs the fewest servers."""
     wanted = None
+    zone = (availability_zone or '').split(':', 1)[0]
+    if zone and zone not in known_zones():
+        raise exception.Invalid(reason='unknown availability zone %s; known: %s'
+                                % (zone, ', '.join(sorted(known_zones()))))
     if availability_zone and ':' in availability_zone:
         wanted = availability_zone.split(':', 1)[1] or None
     services = db.service_get_all(CONF.compute.topic, up_only=True)

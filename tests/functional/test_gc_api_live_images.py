@@ -35,7 +35,7 @@ def test_cli_bless_launch_discard(cloud):
         'blessed', 'gold', server['id'])
     clones = ok_json(gc_api(cloud, '--json', 'launch', '--live-image', 'gold', 'web',
                             '--num-instances', '2', '--params', 'role=web', '--wait'))
-    assert sorted(c['name'] for c in clones) == ['web-0', 'web-1']
+    assert [c['name'] for c in clones] == ['web', 'web']  # Cobalt's: the name, unchanged
     assert all(c['status'] == 'ACTIVE' for c in clones)
     listed = ok_json(gc_api(cloud, '--json', 'list-launched', 'gold'))
     assert sorted(c['id'] for c in listed) == sorted(c['id'] for c in clones)
@@ -45,7 +45,8 @@ def test_cli_bless_launch_discard(cloud):
     refused = gc_api(cloud, 'discard', 'gold')
     assert refused.returncode == 1 and refused.stderr.count('\n') == 1
     assert '2 server(s) launched from it' in refused.stderr
-    assert gc_api(cloud, 'server-delete', 'web-0', 'web-1', '--wait').returncode == 0
+    assert gc_api(cloud, 'server-delete', *[c['id'] for c in clones],
+                  '--wait').returncode == 0
     assert gc_api(cloud, 'discard', 'gold', '--wait').returncode == 0
     assert ok_json(gc_api(cloud, '--json', 'live-image-list')) == []
     assert 'num-instances' in gc_api(cloud, 'capabilities').stdout

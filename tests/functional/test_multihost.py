@@ -236,11 +236,11 @@ def test_live_images_across_two_compute_services(deployment):
     wait_for(lambda: len(guest.counters(console(source_id))) >= 3, timeout=180, interval=0.5)
     token = guest.boot_token(console(source_id))
     image = dep.call('POST', '/v2.1/servers/%s/action' % source_id,
-                     json={'co_bless': {}}).json()['servers'][0]
+                     json={'co_bless': {}}).json()[0]
     wait_for(lambda: dep.call('GET', '/v1/live-images/%s' % image['id'])
              .json()['live_image']['status'] == 'blessed', timeout=60)
     clone = dep.call('POST', '/v2.1/servers/%s/action' % image['id'],
-                     json={'co_launch': {'num_instances': 2}}).json()['servers'][0]
+                     json={'co_launch': {'num_instances': 2}}).json()[0]
     assert wait_for(lambda: active(clone['id']), timeout=120)['host'] == 'compute-b'
     wait_for(lambda: token in guest.tokens(console(clone['id'])), timeout=120, interval=0.5)
     for server in dep.call('GET', '/v1/servers').json()['servers']:

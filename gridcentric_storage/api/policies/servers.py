@@ -23,6 +23,8 @@ rules = [
           '/v1/servers/{id}'),
     _rule('server:console', base.ADMIN_OR_OWNER, "Read a server's console output.", 'POST',
           '/v1/servers/{id}/action'),
+    _rule('server:pause', base.ADMIN_OR_OWNER, "Pause or unpause a server's vCPUs.",
+          'POST', '/v2.1/servers/{id}/action'),
     _rule('server:attach_volume', base.ADMIN_OR_OWNER, 'Attach or detach a volume.',
           'POST', '/v1/servers/{id}/os-volume_attachments'),
     _rule('live_image:bless', base.ADMIN_OR_OWNER, 'Bless a running server.', 'POST',

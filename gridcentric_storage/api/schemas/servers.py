@@ -1,3 +1,5 @@
+from typing import Any
+
 from gridcentric_storage.api.schemas import common
 
 # An image of the store by name; administrators may give an absolute path under
@@ -72,10 +74,16 @@ volume_attach = common.envelope('volumeAttachment', {
 # gc_*. The arguments are checked before anything is read or written; Cobalt's
 # clients send null for a verb without arguments.
 _NO_ARGUMENTS = {'type': ['object', 'null'], 'properties': {}, 'additionalProperties': False}
+#: Cobalt's clients send security_groups null, and the older gridcentric
+#: client a "target" ("0") that named the memory target; both are accepted.
+_cobalt_launch: dict[str, Any] = {**launch_params, 'properties': {
+    **launch_params['properties'],  # type: ignore[dict-item]
+    'security_groups': {'type': ['array', 'null']},
+    'target': {'type': ['string', 'null'], 'maxLength': 64}}}
 _COBALT_VERBS = {
     'bless': {'type': ['object', 'null'], 'properties': {'name': common.OPTIONAL_NAME},
               'additionalProperties': False},
-    'launch': common.nullable(launch_params),
+    'launch': common.nullable(_cobalt_launch),
     'discard': _NO_ARGUMENTS,
     'list_launched': _NO_ARGUMENTS,
     'list_blessed': _NO_ARGUMENTS,
@@ -86,4 +94,10 @@ cobalt_actions = {
                     'required': [prefix + verb], 'additionalProperties': False}
     for verb, arguments in _COBALT_VERBS.items() for prefix in ('co_', 'gc_')
 }
-cobalt_action = {'oneOf': list(cobalt_actions.values())}
+#: Nova's own server actions the dialect serves (on clones and servers alike).
+nova_actions = {
+    verb: {'type': 'object', 'properties': {verb: _NO_ARGUMENTS},
+           'required': [verb], 'additionalProperties': False}
+    for verb in ('pause', 'unpause')
+}
+cobalt_action = {'oneOf': list(cobalt_actions.values()) + list(nova_actions.values())}

@@ -101,11 +101,11 @@ def test_cobalt_actions_take_null_arguments(cloud):
     assert cloud.request('POST', path, json={'co_list_blessed': None}).status_code == 200
     blessed = cloud.request('POST', path, json={'gc_bless': None})
     assert blessed.status_code == 200, blessed.text
-    image_id = blessed.json()['servers'][0]['id']
+    image_id = blessed.json()[0]['id']
     _settle_image(cloud, image_id)
     listed = cloud.request('POST', '/v2.1/servers/%s/action' % image_id,
                            json={'gc_list_launched': None})
-    assert listed.status_code == 200 and listed.json()['servers'] == []
+    assert listed.status_code == 200 and listed.json() == []
 
 
 @pytest.mark.parametrize('launch', [
