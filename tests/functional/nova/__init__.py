@@ -1,0 +1,1 @@
+"""Functional tests against the real Nova stack of tools/nova.sh."""
