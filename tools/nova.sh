@@ -88,11 +88,14 @@ ensure_venv() {
 
 # --- PostgreSQL / RabbitMQ / libvirtd ---------------------------------------------------
 ensure_backends() {
+    # stop ends only what this start brought up, not a server someone else runs
     if [ -z "${GC_TEST_PG_URL:-}" ]; then
-        GC_TEST_PG_URL=$(bash "$HERE/postgres.sh" start); touch "$D/started-postgres"
+        [ -f "${GC_PG_DIR:-/tmp/gc-pg}/data/postmaster.pid" ] || touch "$D/started-postgres"
+        GC_TEST_PG_URL=$(bash "$HERE/postgres.sh" start)
     fi
     if [ -z "${GC_TEST_RABBIT_URL:-}" ]; then
-        GC_TEST_RABBIT_URL=$(bash "$HERE/rabbitmq.sh" start); touch "$D/started-rabbitmq"
+        [ -f "${GC_RABBIT_DIR:-/tmp/gc-rabbit}/rabbit.pid" ] || touch "$D/started-rabbitmq"
+        GC_TEST_RABBIT_URL=$(bash "$HERE/rabbitmq.sh" start)
     fi
     if ! bash "$HERE/libvirtd.sh" status; then
         bash "$HERE/libvirtd.sh" start; touch "$D/started-libvirtd"
