@@ -341,13 +341,16 @@ all_alive() {
     for name in $GUNICORN_APPS $DAEMONS; do alive "$D/run/$name.pid" || return 1; done
 }
 
-compute_registered() {  # the compute node row exists in cell1
-    "$V/bin/python" - "$PG_BASE/nova" <<'EOF'
+compute_registered() {  # the compute node is in cell1 and its inventory in placement
+    # (the scheduler finds no host before both, so a test booting right after start races)
+    "$V/bin/python" - "$PG_BASE/nova" "$PG_BASE/placement" <<'EOF'
 import sys
 import sqlalchemy as sa
 with sa.create_engine(sys.argv[1]).connect() as c:
-    n = c.execute(sa.text('SELECT count(*) FROM compute_nodes WHERE deleted = 0')).scalar()
-sys.exit(0 if n else 1)
+    nodes = c.execute(sa.text('SELECT count(*) FROM compute_nodes WHERE deleted = 0')).scalar()
+with sa.create_engine(sys.argv[2]).connect() as c:
+    inventory = c.execute(sa.text('SELECT count(*) FROM inventories')).scalar()
+sys.exit(0 if nodes and inventory else 1)
 EOF
 }
 
@@ -397,7 +400,7 @@ start() {
         alive "$D/run/nova-compute.pid" || { tail -30 "$D/log/nova-compute.log" >&2; die "nova-compute exited"; }
         sleep 0.2
     done
-    compute_registered || die "nova-compute did not register within 180 s"
+    compute_registered || die "nova-compute did not register (cell1 + placement) within 180 s"
     run_step nova "$V/bin/nova-manage" --config-file "$D/etc/nova/nova.conf" cell_v2 discover_hosts --verbose
     all_alive || die "a service exited during start; see $D/log"
     exports > "$D/exports"
