@@ -105,6 +105,8 @@ def _operation(route: Any, controllers: dict[str, Any], taken: set[str]) -> dict
         'tags': [route.controller],
         'responses': {str(route.status): _success(route)},
     }
+    for code, text in responses.EXTRA_SUCCESS.get(key, {}).items():
+        operation['responses'][code] = {'description': text}
     parameters = [{'name': p, 'in': 'path', 'required': True, 'schema': {'type': 'string'}}
                   for p in re.findall(r'{(\w+)}', route.path)]
     parameters += copy.deepcopy(responses.QUERY.get(key, []))

@@ -94,8 +94,10 @@ VOLUME_ATTACHMENT = record(('id', 'volumeId'), id=STRING, volumeId=STRING, serve
 NOVA_SERVER = record(
     ('id', 'name', 'status'), id=STRING, name=STRING, status=STRING, tenant_id=TEXT,
     user_id=TEXT, metadata={'type': 'object', 'additionalProperties': STRING},
-    key_name=TEXT, created=TIME, updated=TIME,
-    flavor=record(('ram', 'vcpus'), ram=INTEGER, vcpus=INTEGER),
+    key_name=TEXT, created=TIME, updated=TIME, hostId=STRING, addresses=OBJECT,
+    links=_LINKS,
+    flavor=record(('id', 'ram', 'vcpus'), id=STRING, links=_LINKS, ram=INTEGER,
+                  vcpus=INTEGER),
     fault=common.nullable(record(('message',), message=TEXT)),
     **{'OS-EXT-STS:task_state': TEXT, 'OS-EXT-SRV-ATTR:host': TEXT,
        'OS-EXT-AZ:availability_zone': TEXT})
@@ -154,7 +156,8 @@ RESPONSES: dict[tuple[str, str], dict[str, Any] | None] = {
     ('live_images', 'delete'): None,
     ('live_images', 'action'): listed('servers', SERVER),
     ('live_images', 'servers'): listed('servers', SERVER),
-    ('nova', 'action'): listed('servers', NOVA_SERVER),
+    # Cobalt's answers: a bare list of servers, or null (co_discard).
+    ('nova', 'action'): {'type': 'array', 'items': NOVA_SERVER, 'nullable': True},
     ('nova', 'show'): wrapped('server', NOVA_SERVER),
     ('nova', 'delete'): None,
     ('nova', 'cobaltinfo'): record(('capabilities',), capabilities=STRINGS),
@@ -165,13 +168,18 @@ RESPONSES: dict[tuple[str, str], dict[str, Any] | None] = {
 }
 
 
+#: Other success codes of a route, with no body.
+EXTRA_SUCCESS = {
+    ('nova', 'action'): {'202': 'pause and unpause: accepted; no body'},
+}
+
 #: Success descriptions where one status code has two shapes. A response
 #: without a body carries no Content-Type either.
 DESCRIPTIONS = {
     ('volume_actions', 'action'): 'os-volume_upload_image answers the image it writes; '
                                   'os-extend, revert and os-force_detach answer no body',
-    ('nova', 'action'): 'co_bless, co_launch and co_list_*: the servers concerned; '
-                        'co_discard: no body',
+    ('nova', 'action'): 'co_bless, co_launch and co_list_*: a bare list of the servers '
+                        'concerned; co_discard: null',
 }
 
 
