@@ -144,8 +144,8 @@ class ComputeAPI:
         return attachment
 
     def detach_volume(self, ctxt: Any, server: Server, volume_id: str) -> None:
-        found = [a for a in db_attachments.attachment_get_all(volume_id=volume_id)
-                 if a['instance_uuid'] == server['id']]
+        found = db_attachments.attachment_get_all(volume_id=volume_id,
+                                                  instance_uuid=server['id'])
         if not found:
             raise exception.NotFound('Volume %s is not attached to server %s'
                                      % (volume_id, server['id']))
@@ -167,7 +167,10 @@ class ComputeAPI:
                                          state=server['task_state'] or server['status'],
                                          reason='only an ACTIVE server can be blessed')
         st.SERVER_TASK.check(server['id'], '', ServerTask.BLESSING)
-        db_servers.server_start_task(server['id'], ServerTask.BLESSING, ServerStatus.ACTIVE)
+        # One statement claims the task: of two racing blesses exactly one starts.
+        db_servers.server_update(server['id'], {'task_state': ServerTask.BLESSING},
+                                 expected_status=(ServerStatus.ACTIVE,),
+                                 match={'task_state': None})
         try:
             count = len(db_servers.live_image_get_all(server_id=server['id']))
             live_image = db_servers.live_image_create({

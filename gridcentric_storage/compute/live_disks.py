@@ -24,8 +24,8 @@ LOG = logging.getLogger(__name__)
 
 def attachments_of(server_id: str) -> list[Attachment]:
     """The server's volumes in the order the VM got them (root first)."""
-    return [a for a in db_attachments.attachment_get_all()
-            if a['instance_uuid'] == server_id and a['status'] == 'attached']
+    return db_attachments.attachment_get_all(instance_uuid=server_id,
+                                             statuses=('attached',))
 
 
 def snapshot_name(live_image_id: str) -> str:

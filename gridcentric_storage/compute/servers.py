@@ -56,9 +56,8 @@ class ServerManager:
         return [virt.Disk(volume_id=volume_id, connection_info=info)]
 
     def release_disks(self, ctxt: Any, server: Server) -> None:
-        for attachment in db_attachments.attachment_get_all():
-            if attachment['instance_uuid'] == server['id']:
-                self.volumes.release(ctxt, attachment)
+        for attachment in db_attachments.attachment_get_all(instance_uuid=server['id']):
+            self.volumes.release(ctxt, attachment)
 
     def _boot_file(self, ctxt: Any, ref: str | None) -> str | None:
         """The file the server's kernel/initrd reference names for its creator."""

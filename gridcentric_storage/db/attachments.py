@@ -17,10 +17,11 @@ def attachment_get(attachment_id: str, project_id: str | None = None) -> Attachm
 
 
 def attachment_get_all(volume_id: str | None = None, project_id: str | None = None,
-                       host: str | None = None, statuses: tuple[str, ...] | None = None
-                       ) -> list[Attachment]:
+                       host: str | None = None, statuses: tuple[str, ...] | None = None,
+                       instance_uuid: str | None = None) -> list[Attachment]:
     return row_get_all(models.Attachment, {'volume_id': volume_id, 'project_id': project_id,
-                                           'host': host}, statuses)
+                                           'host': host, 'instance_uuid': instance_uuid},
+                       statuses)
 
 
 def attachment_update(attachment_id: str, values: dict[str, Any],

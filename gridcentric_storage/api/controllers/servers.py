@@ -113,8 +113,8 @@ class VolumeAttachmentsController:
 
     def index(self, req: Any, server_id: str) -> dict[str, Any]:
         server = get_server(req.context, server_id, 'server:get')
-        rows = [a for a in db_attachments.attachment_get_all(project_id=server['project_id'])
-                if a['instance_uuid'] == server_id]
+        rows = db_attachments.attachment_get_all(project_id=server['project_id'],
+                                                 instance_uuid=server_id)
         return {'volumeAttachments': [self._view(a) for a in rows]}
 
     @validation.body(schema.volume_attach)
