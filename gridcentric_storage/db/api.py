@@ -320,19 +320,24 @@ def row_get_all(model: Any, filters: dict[str, Any], statuses: tuple[str, ...] |
 
 def row_update(model: Any, row_id: str, values: dict[str, Any],
                not_found: type[exception.NotFound],
-               expected_status: tuple[str, ...] | None = None) -> Any:
-    """Update one row; with ``expected_status`` only from those states (atomically)."""
+               expected_status: tuple[str, ...] | None = None,
+               match: dict[str, Any] | None = None) -> Any:
+    """Update one row; with ``expected_status`` only from those states, and with
+    ``match`` only while those columns hold those values (atomically)."""
     with writer() as session:
-        query = session.query(model).filter_by(id=row_id)
+        query = session.query(model).filter_by(id=row_id, **(match or {}))
         if expected_status is not None:
             query = query.filter(model.status.in_(expected_status))
         if not query.update(values, synchronize_session=False):
             current = session.query(model).filter_by(id=row_id).first()
             if current is None:
                 raise not_found(id=row_id)
-            raise exception.InvalidState(
-                resource=model.__name__, id=row_id, state=current.status,
-                reason='expected one of %s' % ', '.join(expected_status or ()))
+            unmet = ['%s is %s' % (key, getattr(current, key))
+                     for key, value in (match or {}).items() if getattr(current, key) != value]
+            if expected_status is not None and current.status not in expected_status:
+                unmet.append('expected one of %s' % ', '.join(expected_status))
+            raise exception.InvalidState(resource=model.__name__, id=row_id,
+                                         state=current.status, reason='; '.join(unmet))
     return row_get(model, row_id, not_found)
 
 

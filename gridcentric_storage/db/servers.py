@@ -4,14 +4,7 @@ from typing import Any
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.db import models
-from gridcentric_storage.db.api import (
-    row_create,
-    row_destroy,
-    row_get,
-    row_get_all,
-    row_update,
-    writer,
-)
+from gridcentric_storage.db.api import row_create, row_destroy, row_get, row_get_all, row_update
 from gridcentric_storage.db.records import LiveImage, Server
 
 
@@ -31,23 +24,10 @@ def server_get_all(project_id: str | None = None, host: str | None = None,
 
 
 def server_update(server_id: str, values: dict[str, Any],
-                  expected_status: tuple[str, ...] | None = None) -> Server:
-    return row_update(models.Server, server_id, values, exception.ServerNotFound, expected_status)
-
-
-def server_start_task(server_id: str, task_state: str, status: str) -> Server:
-    """Set ``task_state`` on a server in ``status`` with no task, in one statement,
-    so of two racing requests (two blesses) exactly one starts its task."""
-    with writer() as session:
-        claimed = (session.query(models.Server)
-                   .filter_by(id=server_id, status=status, task_state=None)
-                   .update({'task_state': task_state}, synchronize_session=False))
-    current = server_get(server_id)
-    if not claimed:
-        raise exception.InvalidState(resource='Server', id=server_id,
-                                     state=current['task_state'] or current['status'],
-                                     reason='another task runs on it')
-    return current
+                  expected_status: tuple[str, ...] | None = None,
+                  match: dict[str, Any] | None = None) -> Server:
+    return row_update(models.Server, server_id, values, exception.ServerNotFound,
+                      expected_status, match)
 
 
 def server_destroy(server_id: str) -> None:
