@@ -36,9 +36,11 @@ def select_host(availability_zone: str | None, required: str | None = None) -> s
     with a hypervisor that runs the fewest servers."""
     wanted = None
     zone = (availability_zone or '').split(':', 1)[0]
-    if zone and zone not in known_zones():
-        raise exception.Invalid(reason='unknown availability zone %s; known: %s'
-                                % (zone, ', '.join(sorted(known_zones()))))
+    if zone:
+        zones = known_zones()
+        if zone not in zones:
+            raise exception.Invalid(reason='unknown availability zone %s; known: %s'
+                                    % (zone, ', '.join(sorted(zones))))
     if availability_zone and ':' in availability_zone:
         wanted = availability_zone.split(':', 1)[1] or None
     services = db.service_get_all(CONF.compute.topic, up_only=True)

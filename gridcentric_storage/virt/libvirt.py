@@ -36,7 +36,7 @@ from gridcentric_storage.virt import accel as accel_mod
 from gridcentric_storage.virt import base, libvirt_live, libvirt_xml
 from gridcentric_storage.virt import qemu_live as live
 from gridcentric_storage.virt.libvirt_xml import PREFIX, disk_xml
-from gridcentric_storage.virt.qemu_process import check_id
+from gridcentric_storage.virt.qemu_process import check_id, make_instance_dir
 
 try:
     import libvirt
@@ -180,12 +180,7 @@ class LibvirtDriver(base.VirtDriver):
 
     def _new_instance_dir(self, instance_id: str, domain_type: str) -> str:
         directory = self._dir(instance_id)
-        os.makedirs(self.instances_path, exist_ok=True)
-        try:
-            os.mkdir(directory, 0o750)
-        except FileExistsError:
-            raise exception.Conflict(reason='instance %s already exists on this host'
-                                     % instance_id)
+        make_instance_dir(self.instances_path, directory, instance_id)
         owner = self._qemu_owner(domain_type)
         if owner:
             os.chown(directory, *owner)             # QEMU creates the RAM file here

@@ -32,9 +32,19 @@ _ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$')
 
 def check_id(kind: str, value: str) -> str:
     """``value`` if it can name a directory and a domain; else exception.Invalid."""
-    if not _ID_RE.match(value or ''):
+    if not _ID_RE.fullmatch(value or ''):  # '$' alone lets a trailing newline through
         raise exception.Invalid(reason='%s id %r must match %s' % (kind, value, _ID_RE.pattern))
     return value
+
+
+def make_instance_dir(instances_path: str, directory: str, instance_id: str) -> None:
+    """Create a new VM's directory; exception.Conflict when the VM exists already."""
+    os.makedirs(instances_path, exist_ok=True)
+    try:
+        os.mkdir(directory, 0o750)
+    except FileExistsError:
+        raise exception.Conflict(reason='instance %s already exists on this host'
+                                 % instance_id)
 
 
 class Processes:
@@ -60,12 +70,7 @@ class Processes:
         if len(os.path.join(directory, 'qmp.sock')) > 107:     # sun_path is 108 bytes
             raise exception.Invalid(reason='instance path %s is too long for a unix '
                                     'socket; use a shorter instances_path' % directory)
-        os.makedirs(self.instances_path, exist_ok=True)
-        try:
-            os.mkdir(directory, 0o750)
-        except FileExistsError:
-            raise exception.Conflict(reason='instance %s already exists on this host'
-                                     % instance_id)
+        make_instance_dir(self.instances_path, directory, instance_id)
         return directory
 
     def pid(self, instance_id: str) -> int | None:

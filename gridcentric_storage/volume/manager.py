@@ -31,7 +31,6 @@ from gridcentric_storage.volume.transfer import TransferServer
 
 LOG = logging.getLogger(__name__)
 _MODEL_KEYS = ('provider_location', 'provider_auth')
-describe = exception.describe
 
 
 def model_update(update: dict[str, Any] | None) -> dict[str, Any]:
@@ -87,7 +86,8 @@ class VolumeManager:
             except Exception as e:
                 LOG.exception('Creating volume %s failed', volume_id)
                 self._remove_leftovers(volume)
-                status.move_volume(volume_id, V.ERROR, V.CREATING, status_reason=describe(e))
+                status.move_volume(volume_id, V.ERROR, V.CREATING,
+                                   status_reason=exception.describe(e))
                 return
             status.move_volume(volume_id, V.AVAILABLE, V.CREATING, status_reason=None,
                                **model_update(update))
@@ -135,7 +135,7 @@ class VolumeManager:
             except Exception as e:
                 LOG.exception('Deleting volume %s failed', volume_id)
                 status.move_volume(volume_id, V.ERROR_DELETING, V.DELETING,
-                                   status_reason=describe(e))
+                                   status_reason=exception.describe(e))
                 return
             db.volume_destroy(volume_id)
 
@@ -152,7 +152,7 @@ class VolumeManager:
                 LOG.exception('Extending volume %s failed', volume_id)
                 # The data is intact at the old size: keep the volume usable.
                 status.move_volume(volume_id, back, V.EXTENDING,
-                                   status_reason='extend failed: %s' % describe(e))
+                                   status_reason='extend failed: %s' % exception.describe(e))
                 return
             status.move_volume(volume_id, back, V.EXTENDING, size=new_size,
                                status_reason=None)
@@ -180,7 +180,7 @@ class VolumeManager:
             except Exception as e:
                 LOG.exception('Reverting volume %s failed', volume_id)
                 status.move_volume(volume_id, V.ERROR, V.REVERTING,
-                                   status_reason='revert failed: %s' % describe(e))
+                                   status_reason='revert failed: %s' % exception.describe(e))
             else:
                 status.move_volume(volume_id, V.AVAILABLE, V.REVERTING, status_reason=None)
             status.move_snapshot(snapshot_id, S.AVAILABLE, S.RESTORING)
@@ -202,7 +202,7 @@ class VolumeManager:
                 except Exception:
                     LOG.warning('Could not remove leftovers of snapshot %s', snapshot_id)
                 status.move_snapshot(snapshot_id, S.ERROR, S.CREATING,
-                                     status_reason=describe(e))
+                                     status_reason=exception.describe(e))
                 return
             values = {k: v for k, v in model_update(update).items()
                       if k == 'provider_location'}
@@ -221,7 +221,7 @@ class VolumeManager:
             except Exception as e:
                 LOG.exception('Deleting snapshot %s failed', snapshot_id)
                 status.move_snapshot(snapshot_id, S.ERROR_DELETING, S.DELETING,
-                                     status_reason=describe(e))
+                                     status_reason=exception.describe(e))
                 return
             db_snapshots.snapshot_destroy(snapshot_id)
 
@@ -258,7 +258,7 @@ class VolumeManager:
                 status_reason = None
             except Exception as e:
                 LOG.exception('Writing volume %s to an image failed', volume_id)
-                status_reason = 'upload to image failed: %s' % describe(e)
+                status_reason = 'upload to image failed: %s' % exception.describe(e)
                 try:
                     self.images.finish_export(ctxt, name, None)
                 except Exception:
