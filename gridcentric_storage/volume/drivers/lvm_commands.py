@@ -56,7 +56,7 @@ def _error(reason: str) -> exception.DriverError:
 def check_name(name: str, what: str = 'LV') -> str:
     """lvm2's naming rules, reserved LV names included (``snapshot*``, ``pvmove*``,
     ``*_tmeta`` ... are refused by lvcreate)."""
-    if (not isinstance(name, str) or not _NAME_RE.match(name) or name in ('.', '..') or
+    if (not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in ('.', '..') or
             (what == 'LV' and (name.startswith(('snapshot', 'pvmove')) or
                                any(r in name for r in _RESERVED)))):
         raise _error(f'{name!r} is not a valid lvm2 {what} name')

@@ -51,16 +51,16 @@ def _error(reason: str) -> exception.DriverError:
 
 def check_name(name: str) -> None:
     """An export name becomes a file name under ``conf_dir``: no separators, no dot first."""
-    if not _NAME_RE.match(name or ''):
+    if not _NAME_RE.fullmatch(name or ''):
         raise _error(f'{name!r} cannot name a target conf file')
 
 
 def check_export(iqn: str, path: str, chap: tuple[str, str] | None) -> None:
-    if not _IQN_RE.match(iqn):
+    if not _IQN_RE.fullmatch(iqn):
         raise _error(f'{iqn!r} is not an iSCSI qualified name')
-    if not _PATH_RE.match(path):
+    if not _PATH_RE.fullmatch(path):
         raise _error(f'{path!r} cannot be a backing store')
-    if chap is not None and not all(isinstance(v, str) and _CHAP_RE.match(v) for v in chap):
+    if chap is not None and not all(isinstance(v, str) and _CHAP_RE.fullmatch(v) for v in chap):
         raise _error('CHAP user and password must be 8-64 letters or digits')
 
 
