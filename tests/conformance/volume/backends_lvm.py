@@ -19,6 +19,7 @@ import pytest
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 from tests.conformance.volume.backends import SNAPSHOTS, Backend, load
 from tests.fixtures import lvm as lvm_fixture
+from tests.fixtures import tgt as tgt_fixture
 
 NO_DM = ("this machine has no device-mapper, and the loop-device VG of "
          "tools/lvm-loop.sh runs lvm2 with activation = 0")
@@ -98,5 +99,7 @@ def lvm_backend(lvm_type: str, tmp_path: Any) -> Iterator[Backend]:
         pytest.skip('device-mapper is present, but the loop-device VG of '
                     'tools/lvm-loop.sh has activation = 0: this suite has no LVM set-up '
                     'with activation yet')
+    # the driver's setup check pings its target daemon, which no earlier test may have started
+    tgt_fixture.tgtd_or_skip()
     for loop_vg in lvm_fixture.vg_or_skip(tmp_path, size_mib=6144):
         yield LVMBackend(loop_vg, str(tmp_path / 'targets'))
