@@ -15,6 +15,7 @@ from gridcentric_storage.conf import (
     default,
     image,
     libvirt,
+    nova,
     qemu,
     scheduler,
     volume,
@@ -22,7 +23,7 @@ from gridcentric_storage.conf import (
 
 CONF = cfg.CONF
 
-_MODULES = (default, api, compute, scheduler, volume, image, qemu, libvirt, database)
+_MODULES = (default, api, compute, scheduler, volume, image, qemu, libvirt, nova, database)
 _registered = False
 
 

@@ -8,6 +8,7 @@ from gridcentric_storage.conf import (
     default,
     image,
     libvirt,
+    nova,
     qemu,
     scheduler,
     volume,
@@ -16,7 +17,7 @@ from gridcentric_storage.conf import (
 
 def list_opts() -> list[tuple[object, list[cfg.Opt]]]:
     result: list[tuple[object, list[cfg.Opt]]] = []
-    for module in (default, api, compute, scheduler, volume, image, qemu, libvirt):
+    for module in (default, api, compute, scheduler, volume, image, qemu, libvirt, nova):
         result.extend(module.list_opts())
     return result
 

@@ -200,3 +200,7 @@ class LiveImage(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
     memory_mb = sa.Column(sa.Integer, nullable=False)
     vcpus = sa.Column(sa.Integer, nullable=False)
     artifacts = sa.Column(sa.JSON, nullable=True)
+    #: Set for a live image of a Nova instance (``gridcentric_storage.nova``): the
+    #: instance's ``flavor_id`` and ``image_id``, which its clones are booted
+    #: with through Nova; NULL for live images of this service's own servers.
+    nova_source = sa.Column(sa.JSON, nullable=True)

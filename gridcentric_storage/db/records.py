@@ -146,3 +146,4 @@ class LiveImage(_Timestamps):
     memory_mb: int
     vcpus: int
     artifacts: dict[str, Any] | None
+    nova_source: dict[str, Any] | None  # a Nova instance's: flavor_id, image_id

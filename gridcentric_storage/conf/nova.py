@@ -1,0 +1,60 @@
+"""``[nova]``: live images of Nova's own instances (``gridcentric_storage.nova``).
+
+Two kinds of options share the group. Ours (below) say whether
+``gridcentric-api`` serves the ``cobalt`` RPC endpoint and on which topic
+nova-api's paste filter finds it. keystoneauth's auth, session and adapter
+options (``auth_type``, ``auth_url``, ``username``, ..., ``cafile``,
+``region_name``, ``valid_interfaces``, ``endpoint_override``) are the
+service's own credentials for Nova, as in Cinder's ``[nova]`` section; they
+are registered at run time and left out of the generated sample, which
+depends on no library's release.
+"""
+
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
+
+nova_group = cfg.OptGroup('nova', title="Live images of Nova's instances")
+
+#: What nova-api's paste filter reads from its own configuration file.
+rpc_opts = [
+    cfg.StrOpt('cobalt_topic', default='gridcentric-cobalt',
+               help='RPC topic of the cobalt endpoint: gridcentric-api serves it when '
+                    '[nova] enabled is true, nova-api\'s gridcentric paste filter calls '
+                    'it.'),
+    cfg.IntOpt('rpc_timeout', default=60, min=1,
+               help='Seconds the nova-api filter waits for the cobalt endpoint before '
+                    'answering 503.'),
+]
+
+nova_opts = [
+    cfg.BoolOpt('enabled', default=False,
+                help="Serve Cobalt's co_* actions on Nova's own instances: "
+                     'gridcentric-api starts the cobalt RPC endpoint on [nova] '
+                     'cobalt_topic. It reads and writes Nova through its REST API with '
+                     "the caller's token, and with this section's keystoneauth "
+                     'credentials (a user Nova lets read instances\' hosts and every '
+                     "project's servers, e.g. an admin) only for what members may not "
+                     'read.'),
+] + rpc_opts
+
+DEFAULT_SERVICE_TYPE = 'compute'
+
+
+def register_rpc_opts(conf: cfg.ConfigOpts) -> None:
+    """The options of the nova-api side (its private ConfigOpts)."""
+    conf.register_group(nova_group)
+    conf.register_opts(rpc_opts, group=nova_group)
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(nova_group)
+    conf.register_opts(nova_opts, group=nova_group)
+    ks_loading.register_session_conf_options(conf, nova_group.name)
+    ks_loading.register_auth_conf_options(conf, nova_group.name)
+    ks_loading.register_adapter_conf_options(conf, nova_group.name, include_deprecated=False)
+    conf.set_default('service_type', DEFAULT_SERVICE_TYPE, group=nova_group.name)
+    conf.set_default('valid_interfaces', ['internal', 'public'], group=nova_group.name)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    return [(nova_group, nova_opts)]
