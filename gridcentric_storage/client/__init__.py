@@ -40,6 +40,7 @@ from novaclient import extension
 from gridcentric_storage.client import (
     attachments,
     backends,
+    cobalt,
     image_cache,
     images,
     live_images,
@@ -66,6 +67,7 @@ EXTENSIONS: list[tuple[str, ModuleType]] = [
     ('gc_images', images),
     ('gc_servers', servers),
     ('gridcentric', live_images),
+    ('gc_cobalt', cobalt),
 ]
 
 

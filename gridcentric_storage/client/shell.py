@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from keystoneauth1 import exceptions as ks_exc
-from keystoneauth1 import loading
+from keystoneauth1 import loading, noauth
 from novaclient import exceptions as nova_exc
 from novaclient import utils as nova_utils
 
 from gridcentric_storage import client as gc_client
-from gridcentric_storage.client import utils
+from gridcentric_storage.client import cobalt, live_images, utils
 
 DEFAULT_AUTH_TYPE = 'password'
 NOAUTH_HINT = ('for an API without keystone use --os-auth-type none '
@@ -65,10 +65,12 @@ def _add_service_arguments(parser: argparse.ArgumentParser) -> None:
         'Service Options', 'Which endpoint of the service catalog to talk to.')
     env = nova_utils.env   # the first of these variables that is set and not empty
     group.add_argument('--os-service-type', metavar='<name>',
-                       default=env('OS_GRIDCENTRIC_SERVICE_TYPE',
-                                   default=gc_client.SERVICE_TYPE),
+                       default=env('OS_GRIDCENTRIC_SERVICE_TYPE', default=None),
                        help='Service type in the catalog. Defaults to '
-                            'env[OS_GRIDCENTRIC_SERVICE_TYPE] or "gridcentric".')
+                            'env[OS_GRIDCENTRIC_SERVICE_TYPE]; else "gridcentric", '
+                            'except for the live-image (Cobalt) commands, which go to '
+                            '"compute" (Nova with the gridcentric filter) when the '
+                            'catalog has it.')
     group.add_argument('--os-service-name', metavar='<name>',
                        default=env('OS_GRIDCENTRIC_SERVICE_NAME', default=None),
                        help='Service name in the catalog. Defaults to '
@@ -120,13 +122,33 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def make_client(args: argparse.Namespace) -> Any:
-    """A client from parsed options (no network traffic yet)."""
+    """A client from parsed options (no network traffic unless the catalog is asked
+    where a live-image command goes)."""
     auth = loading.load_auth_from_argparse_arguments(args)
     session = loading.load_session_from_argparse_arguments(args, auth=auth, app_name='gc-api')
+    args.os_service_type = _service_type(args, auth, session)
     return gc_client.get_client(
         session, endpoint_override=args.os_endpoint_override,
         service_type=args.os_service_type, service_name=args.os_service_name,
         endpoint_type=args.os_interface, region_name=args.os_region_name)
+
+
+def _service_type(args: argparse.Namespace, auth: Any, session: Any) -> str:
+    """The one asked for; else Nova's for live-image commands in a cloud whose
+    catalog has Nova (its live images are Nova instances, served by the
+    gridcentric filter in nova-api); else ours."""
+    if args.os_service_type:
+        return str(args.os_service_type)
+    cobalt_command = args.func in live_images.COBALT_COMMANDS
+    if cobalt_command and not args.os_endpoint_override and not isinstance(auth, noauth.NoAuth):
+        try:
+            if session.get_endpoint(auth, service_type=cobalt.NOVA_SERVICE_TYPE,
+                                    interface=args.os_interface,
+                                    region_name=args.os_region_name):
+                return cobalt.NOVA_SERVICE_TYPE
+        except ks_exc.EndpointNotFound:
+            pass
+    return gc_client.SERVICE_TYPE
 
 
 def _known_endpoint(args: argparse.Namespace, gc: Any) -> str | None:

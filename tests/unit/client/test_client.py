@@ -21,7 +21,7 @@ from gridcentric_storage.client import (
 def test_extensions_are_attached_without_clashing(gc):
     assert [name for name, _ in client.EXTENSIONS] == [
         'gc_backends', 'gc_volumes', 'gc_snapshots', 'gc_attachments', 'gc_image_cache',
-        'gc_images', 'gc_servers', 'gridcentric']
+        'gc_images', 'gc_servers', 'gridcentric', 'gc_cobalt']
     assert isinstance(gc.gc_backends, backends.BackendManager)
     assert isinstance(gc.gc_volumes, volumes.VolumeManager)
     assert isinstance(gc.gc_snapshots, snapshots.SnapshotManager)
