@@ -1,0 +1,129 @@
+"""A stock Nova 34 loads ``compute_driver = gridcentric.LibvirtDriver``, and its spawn
+refuses the live images an instance may not resume before Nova does any work.
+
+Runs under Nova's own venv (``GC_NOVA_VENV``, default /opt/gc-nova-venv) with
+this checkout installed into it as tools/nova.sh does (``pip install
+--no-deps -e``, whose .pth installs the ``nova.virt.gridcentric`` alias). No
+libvirtd is needed: Nova's libvirt driver connects on first use.
+"""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+VENV = Path(os.environ.get('GC_NOVA_VENV', '/opt/gc-nova-venv'))
+PYTHON = VENV / 'bin' / 'python'
+
+
+def _nova_python(code: str, timeout: float = 120) -> Any:
+    """Run ``code`` under Nova's venv; the JSON it prints last."""
+    proc = subprocess.run([str(PYTHON), '-c', code], capture_output=True, text=True,
+                          timeout=timeout, cwd='/')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def _require_installed() -> None:
+    if not PYTHON.exists():
+        pytest.skip('no Nova venv at %s (tools/nova.sh builds it)' % VENV,
+                    allow_module_level=True)
+    where = subprocess.run(
+        [str(PYTHON), '-c', 'import sys, gridcentric_storage.nova.virt_alias as a; '
+         'print(a.__file__); print(type(sys.meta_path[0]).__name__)'],
+        capture_output=True, text=True, cwd='/').stdout.split()
+    if not where or where[0] != str(ROOT / 'gridcentric_storage' / 'nova' / 'virt_alias.py'):
+        pytest.skip('this checkout is not installed in %s: %s/bin/pip install --no-deps '
+                    '--no-build-isolation -e %s qemu.qmp (tools/nova.sh start does)'
+                    % (VENV, VENV, ROOT), allow_module_level=True)
+    if where[1:] != ['AliasFinder']:
+        pytest.fail('gridcentric_storage_nova.pth did not install the alias finder in %s: %s'
+                    % (VENV, where))
+
+
+_require_installed()
+
+PRELUDE = '''
+import json
+import nova.conf
+from nova import objects
+from nova.virt import driver, fake
+CONF = nova.conf.CONF
+CONF([], project='nova', default_config_files=[])
+objects.register_all()
+'''
+
+
+def test_stock_load_compute_driver_returns_our_driver() -> None:
+    result = _nova_python(PRELUDE + '''
+import importlib
+from nova.virt.libvirt import driver as libvirt_driver
+import gridcentric_storage.nova.virt as ours
+alias = importlib.import_module('nova.virt.gridcentric')
+d = driver.load_compute_driver(fake.FakeVirtAPI(), 'gridcentric.LibvirtDriver')
+print(json.dumps({
+    'class': type(d).__module__ + '.' + type(d).__name__,
+    'ours': isinstance(d, ours.LibvirtDriver),
+    'novas': isinstance(d, libvirt_driver.LibvirtDriver),
+    'same_class': ours.LibvirtDriver is alias.LibvirtDriver,
+    'live_images_path': CONF.gridcentric.live_images_path,
+}))
+''')
+    assert result == {'class': 'gridcentric_storage.nova.virt.driver.LibvirtDriver',
+                      'ours': True, 'novas': True, 'same_class': True,
+                      'live_images_path': '/var/lib/gridcentric-storage/live-images'}
+
+
+def test_spawn_refuses_live_images_the_instance_may_not_resume(tmp_path: Path) -> None:
+    result = _nova_python(PRELUDE + '''
+import os
+from nova import exception
+from gridcentric_storage.nova import manifest
+root = %(root)r
+d = driver.load_compute_driver(fake.FakeVirtAPI(), 'gridcentric.LibvirtDriver')
+CONF.set_override('live_images_path', root, group='gridcentric')   # registered by the driver
+
+def live_image(li_id, project_id, ram_mb, files=True):
+    directory = os.path.join(root, li_id)
+    os.makedirs(directory)
+    paths = {n: os.path.join(directory, n) for n in ('ram', 'state', 'vda.qcow2', 'domain.xml')}
+    for path in paths.values() if files else []:
+        open(path, 'w').close()
+    manifest.write(directory, manifest.NovaLiveImage(
+        live_image_id=li_id, project_id=project_id, source_instance='src',
+        ram_path=paths['ram'], ram_size=ram_mb << 20, ram_block='gc.ram',
+        state_path=paths['state'], disks={'vda': paths['vda.qcow2']},
+        domain_xml_path=paths['domain.xml']))
+
+live_image('li-other', 'p2', 128)
+live_image('li-big', 'p1', 256)
+live_image('li-gone', 'p1', 128, files=False)
+out = {}
+for li_id in ('li-absent', 'li-other', 'li-big', 'li-gone'):
+    instance = objects.Instance(uuid='6f1c3b6e-0d55-4a43-8a7c-1f2e3d4c5b6a', project_id='p1',
+                                metadata={'launched_from': li_id},
+                                flavor=objects.Flavor(name='gc-tiny', memory_mb=128))
+    try:
+        d.spawn(None, instance, None, [], None, {})
+        out[li_id] = 'spawned'
+    except Exception as e:
+        out[li_id] = [type(e).__name__, e.format_message()]
+print(json.dumps(out))
+''' % {'root': str(tmp_path)})
+    prefix = 'Build of instance 6f1c3b6e-0d55-4a43-8a7c-1f2e3d4c5b6a '
+    assert result == {
+        # another host may hold it (the scheduler filter should not have sent it here)
+        'li-absent': ['RescheduledException', prefix + 'was re-scheduled: live image li-absent '
+                      'is not on this host'],
+        # a member must not resume another project's memory by setting metadata
+        'li-other': ['BuildAbortException', prefix + 'aborted: cannot resume live image '
+                     "li-other: it is not a live image of this instance's project"],
+        'li-big': ['BuildAbortException', prefix + 'aborted: cannot resume live image li-big: '
+                   'its RAM is 256 MiB, the flavor gc-tiny has 128 MiB'],
+        'li-gone': ['BuildAbortException', prefix + 'aborted: cannot resume live image '
+                    'li-gone: its files on this host are incomplete'],
+    }
