@@ -40,30 +40,34 @@ _VM_STATE = {'BUILD': 'building', 'ACTIVE': 'active', 'PAUSED': 'paused',
 _POWER_STATE = {'ACTIVE': 1, 'PAUSED': 3, 'BLESSED': 1}  # Nova's RUNNING, PAUSED
 
 
-def _links(req: Any, kind: str, id: str) -> list[dict[str, str]]:
-    root = req.application_url.rstrip('/')
+def links(root: str, kind: str, id: str) -> list[dict[str, str]]:
+    """Nova's self and bookmark links under ``root`` (the URL above ``/v2.1``)."""
+    root = root.rstrip('/')
     return [{'rel': 'self', 'href': '%s/v2.1/%s/%s' % (root, kind, id)},
             {'rel': 'bookmark', 'href': '%s/%s/%s' % (root, kind, id)}]
 
 
-def _detail(req: Any, *, id: str, name: str, status: str, task_state: str | None,
-            project_id: str | None, user_id: str | None, host: str | None,
-            memory_mb: int, vcpus: int, image_id: str | None, metadata: dict[str, str],
-            created: Any, updated: Any, **extra: Any) -> dict[str, Any]:
-    """A server as Nova's detail view renders it (the fields Cobalt's clients read)."""
-    flavor_id = '%d-%d' % (memory_mb, vcpus)  # no flavors here: named by their size
+def detail(root: str, *, id: str, name: str, status: str, task_state: str | None,
+           project_id: str | None, user_id: str | None, host: str | None,
+           memory_mb: int, vcpus: int, image_id: str | None, metadata: dict[str, str],
+           created: Any, updated: Any, flavor_id: str | None = None,
+           **extra: Any) -> dict[str, Any]:
+    """A server as Nova's detail view renders it (the fields Cobalt's clients read);
+    ``root`` is the URL above ``/v2.1``. Without a ``flavor_id`` (this service
+    has no flavors) the flavor is named by its size."""
+    flavor_id = flavor_id or '%d-%d' % (memory_mb, vcpus)
     view = {
         'id': id, 'name': name, 'status': status, 'tenant_id': project_id,
         'user_id': user_id, 'metadata': metadata,
         # Nova's opaque host id: a hash of project and host, never the host.
         'hostId': hashlib.sha224(('%s%s' % (project_id, host)).encode()).hexdigest()
         if host else '',
-        'image': {'id': image_id, 'links': _links(req, 'images', image_id)}
+        'image': {'id': image_id, 'links': links(root, 'images', image_id)}
         if image_id else '',
-        'flavor': {'id': flavor_id, 'links': _links(req, 'flavors', flavor_id),
+        'flavor': {'id': flavor_id, 'links': links(root, 'flavors', flavor_id),
                    'ram': memory_mb, 'vcpus': vcpus},
         'addresses': {}, 'accessIPv4': '', 'accessIPv6': '',
-        'links': _links(req, 'servers', id),
+        'links': links(root, 'servers', id),
         'created': common.isotime(created), 'updated': common.isotime(updated),
         'OS-EXT-STS:vm_state': _VM_STATE.get(status, status.lower()),
         'OS-EXT-STS:task_state': task_state,
@@ -79,22 +83,23 @@ def nova_server(req: Any, server: Server) -> dict[str, Any]:
     metadata = {}
     if server['live_image_id']:
         metadata['launched_from'] = server['live_image_id']
-    return _detail(
-        req, id=server['id'], name=server['name'], status=server['status'],
+    view = detail(
+        req.application_url, id=server['id'], name=server['name'], status=server['status'],
         task_state=server['task_state'], project_id=server['project_id'],
         user_id=server['user_id'], host=server['host'], memory_mb=server['memory_mb'],
         vcpus=server['vcpus'], image_id=server['live_image_id'] or server['kernel'],
         metadata=metadata, created=server['created_at'], updated=server['updated_at'],
-        key_name=server['key_name'],
-        **{'OS-EXT-AZ:availability_zone': server['availability_zone'],
-           'fault': {'message': server['fault']} if server['fault'] else None})
+        key_name=server['key_name'])
+    view.update({'OS-EXT-AZ:availability_zone': server['availability_zone'],
+                 'fault': {'message': server['fault']} if server['fault'] else None})
+    return view
 
 
 def nova_blessed(req: Any, live_image: LiveImage) -> dict[str, Any]:
     status = {'blessed': 'BLESSED', 'blessing': 'BUILD', 'discarding': 'BLESSED',
               'error': 'ERROR'}[live_image['status']]
-    return _detail(
-        req, id=live_image['id'], name=live_image['name'], status=status,
+    return detail(
+        req.application_url, id=live_image['id'], name=live_image['name'], status=status,
         task_state=live_image['status'] if status != 'BLESSED' else None,
         project_id=live_image['project_id'], user_id=live_image['user_id'],
         host=live_image['host'], memory_mb=live_image['memory_mb'],
@@ -103,7 +108,7 @@ def nova_blessed(req: Any, live_image: LiveImage) -> dict[str, Any]:
         created=live_image['created_at'], updated=live_image['updated_at'])
 
 
-def _for_caller(ctxt: Any, result: Any) -> Any:
+def for_caller(ctxt: Any, result: Any) -> Any:
     """Drop the host from servers shown to non-administrators, as Nova's policy does."""
     if ctxt.is_admin or isinstance(result, webob.Response):
         return result
@@ -141,14 +146,14 @@ class NovaExtensionController:
         views += [nova_blessed(req, i)
                   for i in db_servers.live_image_get_all(project_id=project)]
         views = [v for v in views if name is None or v['name'] == name]
-        return _for_caller(req.context, {'servers': views})
+        return for_caller(req.context, {'servers': views})
 
     def show(self, req: Any, id: str, project_id: str | None = None) -> dict[str, Any]:
         live_image = _live_image_or_none(req.context, id, 'live_image:get')
         if live_image is not None:
-            return _for_caller(req.context, {'server': nova_blessed(req, live_image)})
+            return for_caller(req.context, {'server': nova_blessed(req, live_image)})
         server = get_server(req.context, id, 'server:get')
-        return _for_caller(req.context, {'server': nova_server(req, server)})
+        return for_caller(req.context, {'server': nova_server(req, server)})
 
     def delete(self, req: Any, id: str, project_id: str | None = None) -> Any:
         return self._translated(self._delete, req, id)
@@ -160,7 +165,7 @@ class NovaExtensionController:
         return 204, None
 
     def action(self, req: Any, id: str, project_id: str | None = None) -> Any:
-        return _for_caller(req.context, self._translated(self._action, req, id))
+        return for_caller(req.context, self._translated(self._action, req, id))
 
     # The OpenAPI document publishes it; _action validates each verb by name.
     action.request_schema = schema.cobalt_action  # type: ignore[attr-defined]

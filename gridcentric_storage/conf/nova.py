@@ -13,18 +13,9 @@ depends on no library's release.
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-nova_group = cfg.OptGroup('nova', title="Live images of Nova's instances")
+from gridcentric_storage.nova import rpcapi
 
-#: What nova-api's paste filter reads from its own configuration file.
-rpc_opts = [
-    cfg.StrOpt('cobalt_topic', default='gridcentric-cobalt',
-               help='RPC topic of the cobalt endpoint: gridcentric-api serves it when '
-                    '[nova] enabled is true, nova-api\'s gridcentric paste filter calls '
-                    'it.'),
-    cfg.IntOpt('rpc_timeout', default=60, min=1,
-               help='Seconds the nova-api filter waits for the cobalt endpoint before '
-                    'answering 503.'),
-]
+nova_group = cfg.OptGroup('nova', title="Live images of Nova's instances")
 
 nova_opts = [
     cfg.BoolOpt('enabled', default=False,
@@ -35,15 +26,9 @@ nova_opts = [
                      'credentials (a user Nova lets read instances\' hosts and every '
                      "project's servers, e.g. an admin) only for what members may not "
                      'read.'),
-] + rpc_opts
+] + rpcapi.rpc_opts
 
 DEFAULT_SERVICE_TYPE = 'compute'
-
-
-def register_rpc_opts(conf: cfg.ConfigOpts) -> None:
-    """The options of the nova-api side (its private ConfigOpts)."""
-    conf.register_group(nova_group)
-    conf.register_opts(rpc_opts, group=nova_group)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

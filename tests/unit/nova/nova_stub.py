@@ -1,0 +1,175 @@
+"""A stand-in for Nova's REST API, for the unit tests of ``gridcentric_storage.nova``.
+
+It answers the calls ``nova.client`` makes the way Nova 34 does (views,
+visibility by project, admin-only host and all_tenants, microversion-shaped
+flavors, fault bodies, quota 403s, paged listings), served over HTTP on
+loopback so the client's keystoneauth path is the real one. The real Nova is
+exercised by tests/functional/nova on the tools/nova.sh stack.
+"""
+
+import json
+import queue
+import threading
+import uuid
+from typing import Any
+
+import oslo_messaging as messaging
+import webob
+import webob.dec
+from oslo_config import cfg
+
+from gridcentric_storage.common import wsgi_server
+from gridcentric_storage.conf import nova as nova_conf
+
+#: token -> (user, project, admin)
+TOKENS = {'tok-alice': ('alice', 'proj-a', False), 'tok-bob': ('bob', 'proj-b', False),
+          'tok-admin': ('admin', 'admin', True), 'service': ('gridcentric', 'service', True)}
+FLAVORS = {'f-tiny': {'ram': 128, 'vcpus': 1}}
+PAGE = 2  # small pages, so listings follow servers_links
+
+
+def _fault(code: int, name: str, message: str) -> webob.Response:
+    return webob.Response(status=code, json_body={name: {'code': code, 'message': message}})
+
+
+def _version(req: webob.Request) -> tuple[int, int]:
+    header = req.headers.get('OpenStack-API-Version', '')
+    value = header.split()[-1] if header.startswith('compute ') else '2.1'
+    major, minor = value.split('.')
+    return int(major), int(minor)
+
+
+class StubNova:
+    def __init__(self) -> None:
+        self.servers: dict[str, dict[str, Any]] = {}
+        self.created: list[dict[str, Any]] = []  # bodies of POST /servers
+        self.requests: list[tuple[str, str, str, str]] = []  # method, path, token, version
+        self.quota: dict[str, int] = {}  # project -> instances allowed
+        self.lock = threading.Lock()
+        self.server = wsgi_server.WSGIService(self.app, '127.0.0.1', 0)
+        self.server.start()
+        self.url = 'http://127.0.0.1:%d/v2.1' % self.server.port
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def add(self, name: str, project: str, host: str = 'nova-host-1', status: str = 'ACTIVE',
+            task_state: str | None = None, image: str | None = 'img-1',
+            metadata: dict[str, str] | None = None) -> dict[str, Any]:
+        server = {'id': str(uuid.uuid4()), 'name': name, 'tenant_id': project,
+                  'user_id': 'someone', 'status': status, 'task_state': task_state,
+                  'host': host, 'flavor_id': 'f-tiny', 'image_id': image,
+                  'metadata': dict(metadata or {})}
+        self.servers[server['id']] = server
+        return server
+
+    def _view(self, req: webob.Request, server: dict[str, Any], admin: bool
+              ) -> dict[str, Any]:
+        flavor: dict[str, Any] = {'id': server['flavor_id'], 'links': []}
+        if _version(req) >= (2, 47):
+            flavor = dict(FLAVORS[server['flavor_id']], original_name=server['flavor_id'])
+        view = {'id': server['id'], 'name': server['name'], 'status': server['status'],
+                'tenant_id': server['tenant_id'], 'user_id': server['user_id'],
+                'metadata': server['metadata'], 'flavor': flavor,
+                'image': {'id': server['image_id'], 'links': []} if server['image_id'] else '',
+                'OS-EXT-STS:task_state': server['task_state'], 'hostId': 'x', 'links': []}
+        if admin:
+            view['OS-EXT-SRV-ATTR:host'] = server['host']
+        return view
+
+    @webob.dec.wsgify
+    def app(self, req: webob.Request) -> webob.Response:
+        token = req.headers.get('X-Auth-Token', '')
+        self.requests.append((req.method, req.path_info, token,
+                              '%d.%d' % _version(req)))
+        if token not in TOKENS:
+            return _fault(401, 'unauthorized', 'The request you have made requires '
+                                               'authentication.')
+        user, project, admin = TOKENS[token]
+        parts = req.path_info.strip('/').split('/')
+        if parts[:1] != ['v2.1']:
+            return _fault(404, 'itemNotFound', 'no such path')
+        parts = parts[1:]
+        with self.lock:
+            if parts == ['servers', 'detail'] and req.method == 'GET':
+                return self._list(req, project, admin)
+            if parts == ['servers'] and req.method == 'POST':
+                return self._create(req, user, project)
+            if len(parts) == 2 and parts[0] == 'servers':
+                server = self.servers.get(parts[1])
+                if server is None or not (admin or server['tenant_id'] == project):
+                    return _fault(404, 'itemNotFound',
+                                  'Instance %s could not be found.' % parts[1])
+                if req.method == 'DELETE':
+                    del self.servers[parts[1]]
+                    return webob.Response(status=204)
+                return webob.Response(json_body={'server': self._view(req, server, admin)})
+        return _fault(404, 'itemNotFound', 'no such path')
+
+    def _list(self, req: webob.Request, project: str, admin: bool) -> webob.Response:
+        everyone = admin and req.GET.get('all_tenants') in ('1', 'True', 'true')
+        found = [s for s in self.servers.values()
+                 if (everyone or s['tenant_id'] == project)
+                 and ('image' not in req.GET or s['image_id'] == req.GET['image'])]
+        found.sort(key=lambda s: s['id'])
+        if 'marker' in req.GET:
+            found = [s for s in found if s['id'] > req.GET['marker']]
+        page = found[:PAGE]
+        body: dict[str, Any] = {'servers': [self._view(req, s, admin) for s in page]}
+        if len(found) > PAGE:
+            body['servers_links'] = [{'rel': 'next', 'href': 'next'}]
+        return webob.Response(json_body=body)
+
+    def _create(self, req: webob.Request, user: str, project: str) -> webob.Response:
+        if _version(req) < (2, 37):
+            return _fault(400, 'badRequest', 'networks is required')
+        body = json.loads(req.body)
+        self.created.append(body)
+        spec = body['server']
+        if spec['flavorRef'] not in FLAVORS:
+            return _fault(400, 'badRequest', 'Flavor %s could not be found.'
+                          % spec['flavorRef'])
+        count = spec.get('min_count', 1)
+        used = sum(1 for s in self.servers.values() if s['tenant_id'] == project)
+        allowed = self.quota.get(project, 100)
+        if used + count > allowed:
+            return _fault(403, 'forbidden', 'Quota exceeded for instances: Requested %d, '
+                          'but already used %d of %d instances' % (count, used, allowed))
+        first = None
+        for _ in range(count):
+            server = self.add(spec['name'], project, host='', status='BUILD',
+                              image=spec['imageRef'], metadata=spec.get('metadata'))
+            server['flavor_id'] = spec['flavorRef']
+            server['user_id'] = user
+            first = first or server
+        assert first is not None
+        return webob.Response(status=202, json_body={'server': {'id': first['id'],
+                                                                'links': []}})
+
+
+def service_conf(tmp_path: Any, nova_url: str, **extra: str) -> Any:
+    """gridcentric-storage.conf as an operator writes it for the cobalt endpoint and
+    nova-api's filter: fake:// messaging, the service's token for Nova."""
+    path = tmp_path / 'gridcentric-storage.conf'
+    lines = ['[DEFAULT]', 'transport_url = fake://', '[nova]', 'enabled = true',
+             'auth_type = admin_token', 'endpoint = %s' % nova_url, 'token = service']
+    lines += ['%s = %s' % item for item in extra.items()]
+    path.write_text('\n'.join(lines) + '\n')
+    conf = cfg.ConfigOpts()
+    nova_conf.register_opts(conf)
+    conf(args=[], project='gridcentric-storage', default_config_files=[str(path)])
+    return conf
+
+
+class ComputeRecorder:
+    """gridcentric-compute's side of the casts the endpoint sends (compute RPC 2.2)."""
+
+    def __init__(self) -> None:
+        self.target = messaging.Target(version='2.2')
+        self.calls: queue.Queue[tuple[str, ...]] = queue.Queue()
+
+    def bless_nova_instance(self, ctxt: Any, live_image_id: str, instance_uuid: str) -> None:
+        self.calls.put(('bless_nova_instance', live_image_id, instance_uuid))
+
+    def discard_live_image(self, ctxt: Any, live_image_id: str) -> None:
+        self.calls.put(('discard_live_image', live_image_id))

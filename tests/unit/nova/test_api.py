@@ -1,0 +1,246 @@
+"""The cobalt endpoint's logic (nova.api) against a stand-in for Nova's REST API.
+
+Real here: the database (SQLite through the migrations), policy, keystoneauth
+over HTTP to the stand-in, and the compute casts over fake:// RPC to a
+recorder on the live image's host. Nova itself is the stand-in of
+``nova_stub``; tests/functional/nova runs the same flows on a real Nova.
+"""
+
+import hashlib
+
+import oslo_messaging as messaging
+import pytest
+from oslo_config import cfg
+
+from gridcentric_storage.common import context as gc_context
+from gridcentric_storage.common import exception, rpc
+from gridcentric_storage.common.states import LiveImageStatus as L
+from gridcentric_storage.compute.status import set_live_image
+from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.nova import api, client
+from tests.unit.nova import nova_stub
+
+CONF = cfg.CONF
+ROOT = 'http://nova.example:8774'
+
+
+def ctx(token):
+    user, project, admin = nova_stub.TOKENS[token]
+    return gc_context.RequestContext(user_id=user, project_id=project, auth_token=token,
+                                     is_admin=admin,
+                                     roles=['admin', 'member'] if admin else ['member'])
+
+
+ALICE, BOB, ADMIN = 'tok-alice', 'tok-bob', 'tok-admin'
+
+
+@pytest.fixture
+def nova():
+    stub = nova_stub.StubNova()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def compute(gc_db):
+    recorder = nova_stub.ComputeRecorder()
+    server = rpc.get_server(messaging.Target(topic=CONF.compute.topic, server='nova-host-1'),
+                            [recorder])
+    server.start()
+    yield recorder
+    server.stop()
+    server.wait()
+
+
+@pytest.fixture
+def cobalt(gc_db, nova, compute, tmp_path):
+    return api.API(client.NovaClient(nova_stub.service_conf(tmp_path, nova.url)))
+
+
+def _blessed(cobalt, nova, compute, name='gold'):
+    source = nova.add('src', 'proj-a')
+    [view] = cobalt.bless(ctx(ALICE), source['id'], {'name': name}, ROOT)
+    assert compute.calls.get(timeout=10) == ('bless_nova_instance', view['id'], source['id'])
+    set_live_image(view['id'], L.BLESSED, L.BLESSING)  # what the compute host does
+    return source, view['id']
+
+
+def test_bless_records_the_instance_and_casts_to_its_host(cobalt, nova, compute):
+    source = nova.add('src', 'proj-a')
+    [view] = cobalt.bless(ctx(ALICE), source['id'], {'name': 'gold'}, ROOT)
+    assert compute.calls.get(timeout=10) == ('bless_nova_instance', view['id'], source['id'])
+    assert (view['name'], view['status'], view['metadata']) == (
+        'gold', 'BUILD', {'blessed_from': source['id']})
+    assert view['flavor']['id'] == 'f-tiny' and view['image']['id'] == 'img-1'
+    # Nova's opaque hostId; a member never sees the host itself.
+    assert view['hostId'] == hashlib.sha224(b'proj-a' + b'nova-host-1').hexdigest()
+    assert 'OS-EXT-SRV-ATTR:host' not in view
+    assert view['links'][0]['href'] == ROOT + '/v2.1/servers/' + view['id']
+    row = db_servers.live_image_get(view['id'])
+    assert (row['server_id'], row['host'], row['project_id'], row['status']) == (
+        source['id'], 'nova-host-1', 'proj-a', 'blessing')
+    assert (row['memory_mb'], row['vcpus']) == (128, 1)
+    assert row['nova_source'] == {'flavor_id': 'f-tiny', 'image_id': 'img-1'}
+    # The caller's token read the instance; the service's only read its host.
+    gets = [(token, version) for method, path, token, version in nova.requests
+            if method == 'GET']
+    assert gets == [('tok-alice', '2.1'), ('service', '2.47')]
+
+
+def test_bless_is_refused_with_nothing_written(cobalt, nova, compute):
+    mine = nova.add('src', 'proj-a')
+    with pytest.raises(exception.ServerNotFound):  # another project's instance
+        cobalt.bless(ctx(BOB), mine['id'], None, ROOT)
+    for server in (nova.add('off', 'proj-a', status='SHUTOFF'),
+                   nova.add('busy', 'proj-a', task_state='rebooting')):
+        with pytest.raises(exception.InvalidState):
+            cobalt.bless(ctx(ALICE), server['id'], None, ROOT)
+    with pytest.raises(exception.Invalid, match='boots from a volume'):
+        cobalt.bless(ctx(ALICE), nova.add('bfv', 'proj-a', image=None)['id'], None, ROOT)
+    with pytest.raises(exception.Invalid, match="'color' was unexpected"):
+        cobalt.bless(ctx(ALICE), mine['id'], {'name': 'x', 'color': 'red'}, ROOT)
+    assert db_servers.live_image_get_all() == []
+    assert compute.calls.empty()
+
+
+def test_one_bless_at_a_time_and_a_live_image_is_not_blessed_again(cobalt, nova, compute):
+    source = nova.add('src', 'proj-a')
+    [first] = cobalt.bless(ctx(ALICE), source['id'], None, ROOT)
+    assert first['name'] == 'src-0'
+    with pytest.raises(exception.InvalidState, match='wait until its bless finishes'):
+        cobalt.bless(ctx(ALICE), source['id'], None, ROOT)
+    with pytest.raises(exception.InvalidState, match='cannot be blessed again'):
+        cobalt.bless(ctx(ALICE), first['id'], None, ROOT)
+    assert [i['id'] for i in db_servers.live_image_get_all()] == [first['id']]
+    set_live_image(first['id'], L.BLESSED, L.BLESSING)
+    [second] = cobalt.bless(ctx(ALICE), source['id'], None, ROOT)
+    assert second['name'] == 'src-1'
+
+
+def test_launch_boots_clones_through_nova_on_the_live_images_host(cobalt, nova, compute):
+    source, live_image = _blessed(cobalt, nova, compute)
+    [first] = cobalt.launch(ctx(ALICE), live_image, {
+        'name': 'web', 'num_instances': 2, 'key_name': 'k1', 'user_data': 'IyEvYmluL3NoCg==',
+        'security_groups': None, 'availability_zone': None, 'target': '0',
+        'scheduler_hints': {'group': 'g1'}, 'guest': {}}, ROOT)
+    [body] = nova.created
+    server = body['server']
+    assert (server['flavorRef'], server['imageRef']) == ('f-tiny', 'img-1')
+    assert (server['name'], server['min_count'], server['max_count']) == ('web', 2, 2)
+    assert server['metadata'] == {'launched_from': live_image}
+    assert server['networks'] == 'none' and 'security_groups' not in server
+    assert (server['key_name'], server['user_data']) == ('k1', 'IyEvYmluL3NoCg==')
+    assert body['os:scheduler_hints'] == {'group': 'g1',
+                                          'gc_live_image_hosts': ['nova-host-1']}
+    assert [(token, version) for method, path, token, version in nova.requests
+            if method == 'POST'] == [('tok-alice', '2.37')]
+    # The answer is Nova's own view of the first clone, as the caller reads it.
+    assert first['metadata'] == {'launched_from': live_image} and first['name'] == 'web'
+    clones = cobalt.list_launched(ctx(ALICE), live_image, None, ROOT)
+    assert sorted(c['id'] for c in clones) == sorted(
+        s['id'] for s in nova.servers.values() if s['metadata'])
+    assert len(clones) == 2 and first['id'] in {c['id'] for c in clones}
+    assert cobalt.list_launched(ctx(ALICE), source['id'], None, ROOT) == []
+    with pytest.raises(exception.ServerNotFound):  # bob sees neither
+        cobalt.list_launched(ctx(BOB), live_image, None, ROOT)
+
+
+def test_launch_passes_networks_and_security_groups(cobalt, nova, compute):
+    _, live_image = _blessed(cobalt, nova, compute)
+    cobalt.launch(ctx(ALICE), live_image, {
+        'networks': [{'uuid': 'net-1', 'fixed_ip': None, 'port': None}, {'port': 'p-1'}],
+        'security_groups': ['default', 'web']}, ROOT)
+    server = nova.created[0]['server']
+    assert server['networks'] == [{'uuid': 'net-1'}, {'port': 'p-1'}]
+    assert server['security_groups'] == [{'name': 'default'}, {'name': 'web'}]
+    assert server['name'] == 'gold-clone' and server['min_count'] == 1
+
+
+def test_launch_refusals(cobalt, nova, compute):
+    source, live_image = _blessed(cobalt, nova, compute)
+    with pytest.raises(exception.InvalidState, match='only a blessed server'):
+        cobalt.launch(ctx(ALICE), source['id'], None, ROOT)
+    with pytest.raises(exception.Invalid, match='guest parameters'):
+        cobalt.launch(ctx(ALICE), live_image, {'guest': {'role': 'web'}}, ROOT)
+    with pytest.raises(exception.Invalid, match='its own project'):
+        cobalt.launch(ctx(ADMIN), live_image, None, ROOT)
+    nova.quota['proj-a'] = 2  # the source is one
+    with pytest.raises(exception.QuotaExceeded, match='Quota exceeded for instances'):
+        cobalt.launch(ctx(ALICE), live_image, {'num_instances': 2}, ROOT)
+    db_servers.live_image_update(live_image, {'nova_source': {'flavor_id': 'gone',
+                                                              'image_id': 'img-1'}})
+    with pytest.raises(exception.Invalid, match='Flavor gone could not be found'):
+        cobalt.launch(ctx(ALICE), live_image, None, ROOT)
+    assert [s['id'] for s in nova.servers.values()] == [source['id']]
+
+
+def test_a_launch_that_races_a_discard_leaves_no_clone(cobalt, nova, compute):
+    _, live_image = _blessed(cobalt, nova, compute)
+    create = nova._create
+
+    def discard_meanwhile(*args):
+        response = create(*args)
+        set_live_image(live_image, L.DISCARDING, L.BLESSED)
+        return response
+    nova._create = discard_meanwhile
+    with pytest.raises(exception.InvalidState, match='discarding'):
+        cobalt.launch(ctx(ALICE), live_image, {'num_instances': 2}, ROOT)
+    assert not [s for s in nova.servers.values() if s['metadata']]
+
+
+def test_discard_waits_for_every_clone_in_every_project(cobalt, nova, compute):
+    source, live_image = _blessed(cobalt, nova, compute)
+    cobalt.launch(ctx(ALICE), live_image, None, ROOT)
+    [clone] = [s for s in nova.servers.values() if s['metadata']]
+    clone['tenant_id'] = 'proj-b'  # alice no longer sees it; it still needs the files
+    with pytest.raises(exception.InvalidState, match='1 server'):
+        cobalt.discard(ctx(ALICE), live_image, None)
+    assert db_servers.live_image_get(live_image)['status'] == 'blessed'
+    del nova.servers[clone['id']]
+    with pytest.raises(exception.InvalidState, match='only a blessed server'):
+        cobalt.discard(ctx(ALICE), source['id'], None)
+    assert cobalt.discard(ctx(ALICE), live_image, None) is None
+    assert db_servers.live_image_get(live_image)['status'] == 'discarding'
+    assert compute.calls.get(timeout=10) == ('discard_live_image', live_image)
+    with pytest.raises(exception.InvalidState, match='wait until it settles'):
+        cobalt.discard(ctx(ALICE), live_image, None)
+
+
+def test_reads_of_live_images_as_servers(cobalt, nova, compute):
+    source, live_image = _blessed(cobalt, nova, compute)
+    shown = cobalt.show(ctx(ALICE), live_image, ROOT)
+    assert shown is not None
+    assert (shown['status'], shown['OS-EXT-STS:vm_state']) == ('BLESSED', 'active')
+    assert cobalt.show(ctx(BOB), live_image, ROOT) is None
+    assert cobalt.show(ctx(ALICE), source['id'], ROOT) is None  # Nova's own
+    admin_view = cobalt.show(ctx(ADMIN), live_image, ROOT)
+    assert admin_view is not None and admin_view['OS-EXT-SRV-ATTR:host'] == 'nova-host-1'
+    assert [v['id'] for v in cobalt.list_blessed(ctx(ALICE), source['id'], None, ROOT)] == [
+        live_image]
+    assert cobalt.list_blessed(ctx(ALICE), live_image, None, ROOT) == []
+    with pytest.raises(exception.ServerNotFound):
+        cobalt.list_blessed(ctx(BOB), source['id'], None, ROOT)
+    # Nova's ?name= is a regex search: a literal one matches here the same way.
+    assert [v['id'] for v in cobalt.find(ctx(ALICE), 'gol', False, ROOT)] == [live_image]
+    assert cobalt.find(ctx(ALICE), 'g.*(x+)+$', False, ROOT) == []
+    assert cobalt.find(ctx(BOB), 'gold', False, ROOT) == []
+    assert cobalt.find(ctx(BOB), 'gold', True, ROOT) == []  # a member's all_tenants
+    assert cobalt.find(ctx(ADMIN), 'gold', False, ROOT) == []
+    assert [v['id'] for v in cobalt.find(ctx(ADMIN), 'gold', True, ROOT)] == [live_image]
+
+
+def test_a_failed_bless_shows_its_fault_without_host_paths(cobalt, nova, compute):
+    source = nova.add('src', 'proj-a')
+    [view] = cobalt.bless(ctx(ALICE), source['id'], None, ROOT)
+    set_live_image(view['id'], L.ERROR, L.BLESSING,
+                   status_reason='cannot read /var/lib/gridcentric-storage/x on nova-host-1')
+    shown = cobalt.show(ctx(ALICE), view['id'], ROOT)
+    assert shown is not None and shown['status'] == 'ERROR'
+    assert shown['fault']['message'] == 'cannot read <path> on <host>'
+
+
+def test_nova_unreachable_is_503(gc_db, tmp_path):
+    broken = api.API(client.NovaClient(nova_stub.service_conf(
+        tmp_path, 'http://127.0.0.1:9/v2.1')))
+    with pytest.raises(exception.ServiceUnavailable, match='Nova could not be reached'):
+        broken.bless(ctx(ALICE), 'c7a3e7c4-2f0e-4a55-8f1f-3f8f4f3c0a11', None, ROOT)
