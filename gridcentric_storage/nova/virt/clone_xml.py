@@ -17,6 +17,12 @@ resume:
 * ``-incoming defer``: the driver starts the domain paused and loads the state.
 * Disks the live image holds: the same target, now a qcow2 overlay of the
   live image's disk at the path Nova chose (the driver creates it).
+
+The saved device state fits only the devices it was saved from, at the same
+addresses. Nova's XML carries no addresses (libvirt assigns them at define),
+so once the clone is defined the driver compares :func:`device_layout` of
+its XML with the blessed domain's, and refuses with the difference rather
+than leave it to QEMU's "error while loading state".
 """
 
 import dataclasses
@@ -26,7 +32,8 @@ import xml.etree.ElementTree as ET
 from gridcentric_storage.common import exception
 from gridcentric_storage.nova import manifest as manifest_mod
 
-__all__ = ['QEMU_NS', 'CloneDomain', 'memory_bytes', 'ram_args', 'rewrite']
+__all__ = ['QEMU_NS', 'CloneDomain', 'check_layout', 'device_layout', 'memory_bytes', 'ram_args',
+           'rewrite']
 
 QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0'
 ET.register_namespace('qemu', QEMU_NS)
@@ -142,3 +149,44 @@ def rewrite(domain_xml: str, live: manifest_mod.NovaLiveImage) -> CloneDomain:
     for arg in ram_args(live):
         ET.SubElement(cmdline, '{%s}arg' % QEMU_NS, value=arg)
     return CloneDomain(xml=ET.tostring(root, encoding='unicode'), overlays=overlays)
+
+
+def _kind(device: ET.Element) -> str:
+    """What QEMU device an element becomes, in words with no host path."""
+    words = [device.tag]
+    for attr in ('type', 'device', 'model', 'bus', 'index'):
+        # a disk's or NIC's type is its host side (file, bridge...), not the guest's device
+        if device.get(attr) is not None and not (
+                attr == 'type' and device.tag in ('disk', 'interface')):
+            words.append('%s=%s' % (attr, device.get(attr)))
+    for child, attr in (('model', 'type'), ('target', 'bus'), ('target', 'type')):
+        el = device.find(child)
+        if el is not None and el.get(attr) is not None:
+            words.append('%s.%s=%s' % (child, attr, el.get(attr)))
+    return ' '.join(words)
+
+
+def device_layout(domain_xml: str) -> dict[str, str]:
+    """Each device address libvirt assigned (PCI slot, drive bus/unit, ...) -> its device."""
+    layout = {}
+    for device in ET.fromstring(domain_xml).iterfind('devices/*'):
+        address = device.find('address')
+        if address is not None:
+            where = ' '.join('%s=%s' % (k, v) for k, v in sorted(address.attrib.items()))
+            layout[where] = _kind(device)
+    return layout
+
+
+def check_layout(live: manifest_mod.NovaLiveImage, blessed_xml: str, clone_xml: str) -> None:
+    """exception.Invalid unless the clone's devices sit where the blessed domain's did.
+
+    Both XMLs must be libvirt's (addresses assigned), ideally both migratable.
+    """
+    blessed, clone = device_layout(blessed_xml), device_layout(clone_xml)
+    differences = ['%s: %s, here %s' % (where, blessed.get(where, 'nothing'),
+                                        clone.get(where, 'nothing'))
+                   for where in sorted(set(blessed) | set(clone))
+                   if blessed.get(where) != clone.get(where)]
+    if differences:
+        raise _refuse(live, 'its devices differ from this instance\'s (%s)'
+                      % '; '.join(differences))

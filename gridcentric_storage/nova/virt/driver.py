@@ -18,6 +18,7 @@ image cache, so no stock path deletes them.
 """
 
 import dataclasses
+import json
 import os
 import time
 from typing import Any
@@ -143,11 +144,20 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
             self._make_overlay(path, backing)
         guest = super()._create_guest(context, clone.xml, instance, power_on=False,
                                       pause=False, post_xml_callback=post_xml_callback)
+        try:
+            with open(live.domain_xml_path) as f:
+                blessed_xml = f.read()
+        except OSError as e:
+            raise self._abort(instance, live.live_image_id, 'its domain XML is gone') from e
+        try:
+            clone_xml.check_layout(live, blessed_xml, guest.get_xml_desc(dump_migratable=True))
+        except exception.Invalid as e:
+            raise self._abort(instance, live.live_image_id, e.message) from e
         self.cpu_api.power_up_for_instance(instance)
         guest.launch(pause=True)
         try:
             loaded = self._load_state(guest._domain, live.state_path, resume=not pause)
-        except exception.QmpError as e:
+        except (exception.GCException, OSError) as e:
             LOG.error('Loading the state of live image %s failed: %s', live.live_image_id,
                       e, instance=instance)
             raise self._abort(instance, live.live_image_id,
@@ -158,10 +168,17 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
 
     @staticmethod
     def _make_overlay(path: str, backing: str) -> None:
-        """Replace the disk Nova made at ``path`` with a qcow2 overlay of ``backing``."""
+        """Replace the disk Nova made at ``path`` with a qcow2 overlay of ``backing``.
+
+        ``backing`` is bless's copy of the blessed disk (qcow2 or raw, as that
+        was); qemu-img needs its format named, never probed.
+        """
+        info, _ = processutils.execute('env', 'LC_ALL=C', 'LANG=C', 'qemu-img', 'info', '-U',
+                                       '--output=json', backing)
         tmp = path + '.gc-overlay'
         processutils.execute('env', 'LC_ALL=C', 'LANG=C', 'qemu-img', 'create', '-q',
-                             '-f', 'qcow2', '-F', 'qcow2', '-b', backing, tmp)
+                             '-f', 'qcow2', '-F', json.loads(info)['format'], '-b', backing,
+                             tmp)
         os.replace(tmp, path)
 
     @staticmethod

@@ -137,3 +137,54 @@ def test_refused(xml: str, live: manifest.NovaLiveImage, reason: str) -> None:
     assert e.value.message.startswith('Invalid input: live image %s cannot be resumed as '
                                       'this instance: ' % live.live_image_id)
     assert '/srv/' not in e.value.message        # no host path reaches the instance fault
+
+
+# The devices of a defined domain as libvirt gives them back (addresses assigned).
+DEFINED = '''<domain type="qemu"><name>instance-00000007</name><devices>
+  <disk type="file" device="disk"><source file="/srv/x/disk"/><target dev="vda" bus="virtio"/>
+    <address type="pci" domain="0x0000" bus="0x00" slot="0x04" function="0x0"/></disk>
+  <disk type="file" device="cdrom"><target dev="hdd" bus="ide"/>
+    <address type="drive" controller="0" bus="1" target="0" unit="1"/></disk>
+  <controller type="usb" index="0" model="piix3-uhci">
+    <address type="pci" domain="0x0000" bus="0x00" slot="0x01" function="0x2"/></controller>
+  <controller type="pci" index="0" model="pci-root"/>
+  <interface type="bridge"><mac address="fa:16:3e:00:00:01"/><model type="virtio"/>
+    <address type="pci" domain="0x0000" bus="0x00" slot="0x03" function="0x0"/></interface>
+  <serial type="pty"><target type="isa-serial" port="0"/></serial>
+  <memballoon model="virtio">
+    <address type="pci" domain="0x0000" bus="0x00" slot="0x05" function="0x0"/></memballoon>
+</devices></domain>'''
+
+
+def test_same_devices_at_the_same_addresses_fit() -> None:
+    # disk sources, MACs, a NIC's host side and the name are the clone's own
+    clone = (DEFINED.replace('/srv/x/disk', '/var/lib/nova/instances/y/disk')
+             .replace('fa:16:3e:00:00:01', 'fa:16:3e:00:00:02')
+             .replace('<interface type="bridge">', '<interface type="ethernet">')
+             .replace('instance-00000007', 'instance-00000008'))
+    clone_xml.check_layout(LIVE, DEFINED, clone)
+    vda = 'bus=0x00 domain=0x0000 function=0x0 slot=0x04 type=pci'
+    assert clone_xml.device_layout(DEFINED)[vda] == 'disk device=disk target.bus=virtio'
+
+
+@pytest.mark.parametrize('clone, difference', [
+    # a NIC the live image did not have (e.g. another network asked for at launch)
+    (DEFINED.replace('</devices>', '<interface type="bridge"><model type="virtio"/>'
+                     '<address type="pci" domain="0x0000" bus="0x00" slot="0x06" '
+                     'function="0x0"/></interface></devices>'),
+     'bus=0x00 domain=0x0000 function=0x0 slot=0x06 type=pci: nothing, here interface '
+     'model.type=virtio'),
+    # no config drive in the clone
+    (DEFINED.replace('<address type="drive" controller="0" bus="1" target="0" unit="1"/>', ''),
+     'bus=1 controller=0 target=0 type=drive unit=1: disk device=cdrom target.bus=ide, '
+     'here nothing'),
+    # another NIC model
+    (DEFINED.replace('<model type="virtio"/>', '<model type="e1000"/>'),
+     'interface model.type=virtio, here interface model.type=e1000'),
+])
+def test_other_devices_are_refused_naming_the_difference(clone: str, difference: str) -> None:
+    with pytest.raises(exception.Invalid) as e:
+        clone_xml.check_layout(LIVE, DEFINED, clone)
+    assert "its devices differ from this instance's (" in e.value.message
+    assert difference in e.value.message
+    assert '/srv/' not in e.value.message
