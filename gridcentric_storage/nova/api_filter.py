@@ -218,6 +218,7 @@ class CobaltFilter:
                     return fault(400, 'A Cobalt action body may be at most %d bytes'
                                  % MAX_BODY)
                 environ['wsgi.input'] = io.BufferedReader(_PrefixedInput(head, stream))
+                environ.pop('webob.is_body_seekable', None)
                 return req.get_response(self.app)
             # Nova reads exactly the bytes the client sent.
             environ['wsgi.input'] = io.BytesIO(head)

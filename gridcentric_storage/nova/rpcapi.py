@@ -16,6 +16,7 @@ Version history:
 * 1.0 - bless, launch, discard, list_launched, list_blessed, show, find.
 """
 
+import importlib
 from typing import Any
 
 import oslo_messaging as messaging
@@ -42,6 +43,17 @@ rpc_opts = [
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(rpc_opts, group=GROUP)
+    # oslo.messaging reads its metrics (and, from 18, tracing) options from
+    # the transport's ConfigOpts on every send, but registers them on the
+    # global CONF only: they are registered here as well.
+    for module, group in (('_metrics', 'oslo_messaging_metrics'),
+                          ('_tracing', 'oslo_messaging_tracing')):
+        try:
+            opts = getattr(importlib.import_module('oslo_messaging.%s.client' % module),
+                           group)
+        except (ImportError, AttributeError):  # a release without them
+            continue
+        conf.register_opts(opts, group=group)
 
 
 class _DictContextSerializer(messaging.NoOpSerializer):

@@ -9,6 +9,7 @@ exercised by tests/functional/nova on the tools/nova.sh stack.
 
 import json
 import queue
+import re
 import threading
 import uuid
 from typing import Any
@@ -44,6 +45,7 @@ class StubNova:
         self.servers: dict[str, dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []  # bodies of POST /servers
         self.requests: list[tuple[str, str, str, str]] = []  # method, path, token, version
+        self.bodies: list[bytes] = []  # of every POST, as received
         self.quota: dict[str, int] = {}  # project -> instances allowed
         self.lock = threading.Lock()
         self.server = wsgi_server.WSGIService(self.app, '127.0.0.1', 0)
@@ -79,22 +81,29 @@ class StubNova:
 
     @webob.dec.wsgify
     def app(self, req: webob.Request) -> webob.Response:
+        """Served on its own port, or mounted under /v2.1 (nova-api's app)."""
         token = req.headers.get('X-Auth-Token', '')
-        self.requests.append((req.method, req.path_info, token,
-                              '%d.%d' % _version(req)))
+        self.requests.append((req.method, req.path, token, '%d.%d' % _version(req)))
+        if req.method == 'POST':
+            self.bodies.append(req.body)
         if token not in TOKENS:
             return _fault(401, 'unauthorized', 'The request you have made requires '
                                                'authentication.')
         user, project, admin = TOKENS[token]
-        parts = req.path_info.strip('/').split('/')
+        parts = req.path.strip('/').split('/')
         if parts[:1] != ['v2.1']:
             return _fault(404, 'itemNotFound', 'no such path')
         parts = parts[1:]
         with self.lock:
-            if parts == ['servers', 'detail'] and req.method == 'GET':
-                return self._list(req, project, admin)
+            if parts in (['servers', 'detail'], ['servers']) and req.method == 'GET':
+                return self._list(req, project, admin, detail=parts[-1] == 'detail')
             if parts == ['servers'] and req.method == 'POST':
                 return self._create(req, user, project)
+            if len(parts) == 3 and parts[::2] == ['servers', 'action']:
+                if parts[1] not in self.servers:
+                    return _fault(404, 'itemNotFound',
+                                  'Instance %s could not be found.' % parts[1])
+                return webob.Response(status=202)
             if len(parts) == 2 and parts[0] == 'servers':
                 server = self.servers.get(parts[1])
                 if server is None or not (admin or server['tenant_id'] == project):
@@ -106,16 +115,20 @@ class StubNova:
                 return webob.Response(json_body={'server': self._view(req, server, admin)})
         return _fault(404, 'itemNotFound', 'no such path')
 
-    def _list(self, req: webob.Request, project: str, admin: bool) -> webob.Response:
+    def _list(self, req: webob.Request, project: str, admin: bool, detail: bool = True
+              ) -> webob.Response:
         everyone = admin and req.GET.get('all_tenants') in ('1', 'True', 'true')
         found = [s for s in self.servers.values()
                  if (everyone or s['tenant_id'] == project)
-                 and ('image' not in req.GET or s['image_id'] == req.GET['image'])]
+                 and ('image' not in req.GET or s['image_id'] == req.GET['image'])
+                 and ('name' not in req.GET or re.search(req.GET['name'], s['name']))]
         found.sort(key=lambda s: s['id'])
         if 'marker' in req.GET:
             found = [s for s in found if s['id'] > req.GET['marker']]
         page = found[:PAGE]
-        body: dict[str, Any] = {'servers': [self._view(req, s, admin) for s in page]}
+        body: dict[str, Any] = {'servers': [
+            self._view(req, s, admin) if detail else
+            {'id': s['id'], 'name': s['name'], 'links': []} for s in page]}
         if len(found) > PAGE:
             body['servers_links'] = [{'rel': 'next', 'href': 'next'}]
         return webob.Response(json_body=body)
