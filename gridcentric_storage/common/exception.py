@@ -208,3 +208,24 @@ class IllegalTransition(Conflict):
     """A move its state machine (``common.states``) does not allow."""
 
     msg_fmt = '%(resource)s %(id)s cannot go from %(current)s to %(new)s'
+
+
+class NovaInstanceNotFound(NotFound):
+    """A Nova instance to bless has no libvirt domain on the host asked to bless it."""
+
+    msg_fmt = 'Instance %(id)s has no libvirt domain on its compute host.'
+
+
+class FileBackedMemoryRequired(Invalid):
+    """Blessing a Nova instance needs its RAM in a shared file the host can copy."""
+
+    msg_fmt = ('Instance %(id)s cannot be blessed: its memory is not file-backed. Set '
+               '[libvirt] file_backed_memory = <MiB> in nova.conf on its compute host, with '
+               '[DEFAULT] ram_allocation_ratio = 1.0 and reserved_host_memory_mb = 0, '
+               'restart nova-compute, then hard-reboot or re-create the instance.')
+
+
+class NovaBlessUnsupported(Invalid):
+    """A Nova instance whose layout bless cannot copy yet (volumes, rbd, NUMA)."""
+
+    msg_fmt = 'Instance %(id)s cannot be blessed: %(reason)s'

@@ -5,6 +5,8 @@ States (``common.states``): live image ``blessing -> blessed -> discarding``
 clone goes ``BUILD -> ACTIVE`` (or ``ERROR``). A launch is one workflow on
 this host: it makes the clone's disks by calls to their owners (each returns
 when its volume exists), attaches them here, then resumes the memory.
+Discard also removes live images of Nova's instances (blessed by
+``compute.nova_live_images``), by their directory alone.
 """
 
 import dataclasses
@@ -15,7 +17,7 @@ from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.common import states as st
 from gridcentric_storage.common.states import LiveImageStatus as L
 from gridcentric_storage.common.states import ServerStatus
-from gridcentric_storage.compute import hooks, live_disks
+from gridcentric_storage.compute import hooks, live_disks, nova_live_images
 from gridcentric_storage.compute.servers import ServerManager
 from gridcentric_storage.compute.status import set_live_image, set_server
 from gridcentric_storage.db import servers as db_servers
@@ -141,7 +143,12 @@ class LiveImageManager:
             try:
                 hooks.run('pre', 'discard', live_image_id=live_image_id,
                           server_id=live_image['server_id'])
-                if live_image['artifacts']:
+                if live_image['artifacts'] and nova_live_images.is_nova(live_image):
+                    # A Nova instance's: its files only, whatever this host's driver
+                    concurrency.execute(nova_live_images.remove_directory,
+                                        nova_live_images.live_images_root(self.driver),
+                                        artifacts_from_db(live_image))
+                elif live_image['artifacts']:
                     artifacts = artifacts_from_db(live_image)
                     concurrency.execute(self.driver.discard, artifacts)
                     live_disks.delete_snapshots(ctxt, self.volumes,

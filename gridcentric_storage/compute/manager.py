@@ -1,8 +1,9 @@
 """The compute manager: RPC endpoint for servers, live images and host attachments.
 
 Its workflows live in their own modules: ``compute.servers`` (VMs),
-``compute.live_images`` (bless, launch, discard) and ``compute.attach`` (a
-volume connected to this host with os-brick). Volume work on this host's
+``compute.live_images`` (bless, launch, discard), ``compute.nova_live_images``
+(bless a Nova instance) and ``compute.attach`` (a volume connected to this
+host with os-brick). Volume work on this host's
 backends is the volume manager's, in the same service under the ``volume``
 RPC namespace; this manager reaches volumes only through ``volume.api``, as
 Nova reaches Cinder.
@@ -17,6 +18,7 @@ from gridcentric_storage import virt
 from gridcentric_storage.common import context as gc_context
 from gridcentric_storage.compute import attach, rpcapi
 from gridcentric_storage.compute.live_images import LiveImageManager
+from gridcentric_storage.compute.nova_live_images import NovaLiveImageManager
 from gridcentric_storage.compute.servers import ServerManager
 from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.volume import api as volume_api
@@ -33,9 +35,13 @@ class ComputeManager:
         self.attachments = attach.AttachManager(host, self.volume_api)
         self.servers = ServerManager(host, virt.load_driver(), self.volume_api, images)
         self.live_images = LiveImageManager(self.servers)
+        self.nova_live_images = NovaLiveImageManager(host, self.servers.driver,
+                                                     self.servers.locks)
 
     def init_host(self) -> None:
         self.servers.driver.init_host(self.host)
+        # Before RPC is served: a bless cast after the restart is not one cut short.
+        self.nova_live_images.recover_interrupted(gc_context.get_admin_context())
 
     def after_start(self) -> None:
         """Settle what a stop cut short; this needs RPC (owners export volumes)."""
@@ -60,6 +66,9 @@ class ComputeManager:
 
     def bless_server(self, ctxt: Any, live_image_id: str) -> None:
         self.live_images.bless(ctxt, live_image_id)
+
+    def bless_nova_instance(self, ctxt: Any, live_image_id: str, instance_uuid: str) -> None:
+        self.nova_live_images.bless(ctxt, live_image_id, instance_uuid)
 
     def launch_server(self, ctxt: Any, server_id: str) -> None:
         self.live_images.launch(ctxt, server_id)

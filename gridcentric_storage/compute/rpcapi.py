@@ -14,13 +14,15 @@ Version history:
   detach_volume (casts). launch_server makes the clone's disks itself, by a
   call to their owners, so nothing waits on a parallel cast.
 * 2.1 - pause_server, unpause_server (calls: Nova's pause answers when done).
+* 2.2 - bless_nova_instance (cast): bless a Nova instance's libvirt domain on
+  this host into a live image row the API side made.
 """
 
 from typing import Any
 
 from gridcentric_storage.common import rpc
 
-RPC_API_VERSION = '2.1'
+RPC_API_VERSION = '2.2'
 
 
 class ComputeAPI(rpc.HostClient):
@@ -42,6 +44,11 @@ class ComputeAPI(rpc.HostClient):
 
     def bless_server(self, ctxt: Any, host: str, live_image_id: str) -> None:
         self._cast(ctxt, host, 'bless_server', '2.0', live_image_id=live_image_id)
+
+    def bless_nova_instance(self, ctxt: Any, host: str, live_image_id: str,
+                            instance_uuid: str) -> None:
+        self._cast(ctxt, host, 'bless_nova_instance', '2.2', live_image_id=live_image_id,
+                   instance_uuid=instance_uuid)
 
     def launch_server(self, ctxt: Any, host: str, server_id: str) -> None:
         self._cast(ctxt, host, 'launch_server', '2.0', server_id=server_id)
