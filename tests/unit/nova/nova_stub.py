@@ -8,8 +8,10 @@ exercised by tests/functional/nova on the tools/nova.sh stack.
 """
 
 import json
+import os
 import queue
 import re
+import subprocess
 import threading
 import uuid
 from typing import Any
@@ -186,3 +188,33 @@ class ComputeRecorder:
 
     def discard_live_image(self, ctxt: Any, live_image_id: str) -> None:
         self.calls.put(('discard_live_image', live_image_id))
+
+
+NOVA_VENV = os.environ.get('GC_NOVA_VENV', '/opt/gc-nova-venv')
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+#: Nova's configuration and objects, as its services set them up.
+NOVA_PRELUDE = '''
+import json
+import nova.conf
+from nova import objects
+CONF = nova.conf.CONF
+CONF([], project='nova', default_config_files=[])
+objects.register_all()
+'''
+
+
+def nova_python(code: str, timeout: float = 120) -> Any:
+    """Run ``code`` (after ``NOVA_PRELUDE``) under Nova's own venv with this checkout
+    importable; the JSON it prints last. Skips when there is no Nova venv."""
+    import pytest
+
+    python = os.path.join(NOVA_VENV, 'bin', 'python')
+    if not os.path.exists(python):
+        pytest.skip('needs real Nova: no Nova venv at %s (tools/nova.sh builds it; '
+                    'GC_NOVA_VENV names another)' % NOVA_VENV)
+    proc = subprocess.run([python, '-c', NOVA_PRELUDE + code], capture_output=True,
+                          text=True, timeout=timeout, cwd='/',
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])

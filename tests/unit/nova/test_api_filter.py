@@ -10,6 +10,7 @@ HTTP; the endpoint runs in an oslo.messaging RPC server on the filter's own
 
 import io
 import json
+import os
 import types
 
 import oslo_messaging as messaging
@@ -258,3 +259,63 @@ def test_an_endpoint_failure_is_a_500_without_its_details(cloud, nova, monkeypat
     monkeypatch.setattr(cloud.api, 'bless', broken)
     name, message = _fault(cloud.action(nova.add('src', 'proj-a')['id'], 'co_bless'), 500)
     assert name == 'computeFault' and 'secret' not in message and 'nova-host-1' not in message
+
+
+PASTE_CODE = '''
+import gc, os, sys
+from nova import rpc
+import oslo_messaging
+from paste import deploy
+oslo_messaging.get_rpc_transport(CONF)  # registers transport_url
+CONF.set_override('transport_url', 'fake://')
+rpc.init(CONF)
+from nova.api.auth import NovaKeystoneContext
+
+def load(paste):
+    before = set(CONF.keys())
+    deploy.loadapp('config:' + paste, name='osapi_compute')
+    return sorted(set(CONF.keys()) - before)
+
+stock = load(os.environ['STOCK_PASTE'])
+ours = load(os.environ['GC_PASTE'])
+from gridcentric_storage.nova.api_filter import CobaltFilter
+filters = [o for o in gc.get_objects() if isinstance(o, CobaltFilter)]
+print(json.dumps({
+    'stock_conf': stock, 'ours_conf': ours,
+    'filters': [type(f.app).__name__ for f in filters],
+    'after_context': [type(o.application).__name__ for o in gc.get_objects()
+                      if isinstance(o, NovaKeystoneContext)],
+    'gc_modules': sorted(m for m in sys.modules if m.startswith('gridcentric_storage.')
+                         and not m.endswith('virt_alias')),
+}))
+'''
+
+
+def test_nova_api_loads_the_filter_right_after_keystonecontext(tmp_path, monkeypatch):
+    """The operator's edit (etc/nova/api-paste.ini.fragment) in Nova 34's own
+    api-paste.ini: the filter sits between keystonecontext and Nova's router,
+    imports none of this service's configuration and adds no option to Nova's."""
+    stock = os.path.join(nova_stub.NOVA_VENV, 'etc', 'nova', 'api-paste.ini')
+    if not os.path.exists(stock):
+        pytest.skip('needs real Nova: no %s (tools/nova.sh builds the Nova venv)' % stock)
+    fragment = open(os.path.join(nova_stub.ROOT, 'etc', 'nova',
+                                 'api-paste.ini.fragment')).read()
+    section = fragment[fragment.index('[filter:gridcentric]'):fragment.index('# 2.')]
+    conf = tmp_path / 'gc.conf'
+    conf.write_text('[DEFAULT]\ntransport_url = fake://\n')
+    edited = open(stock).read().replace('keystonecontext osapi_compute_app_v21',
+                                        'keystonecontext gridcentric osapi_compute_app_v21')
+    edited += '\n' + section.replace('/etc/gridcentric-storage/gridcentric-storage.conf',
+                                     str(conf))
+    (tmp_path / 'api-paste.ini').write_text(edited)
+    monkeypatch.setenv('STOCK_PASTE', stock)
+    monkeypatch.setenv('GC_PASTE', str(tmp_path / 'api-paste.ini'))
+    result = nova_stub.nova_python(PASTE_CODE)
+    assert result['filters'] == ['APIRouterV21']
+    assert 'CobaltFilter' in result['after_context']
+    assert result['ours_conf'] == []  # the stock load already registered Nova's own
+    assert result['gc_modules'] == ['gridcentric_storage.common',
+                                    'gridcentric_storage.common.exception',
+                                    'gridcentric_storage.nova',
+                                    'gridcentric_storage.nova.api_filter',
+                                    'gridcentric_storage.nova.rpcapi']
