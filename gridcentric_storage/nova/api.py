@@ -21,6 +21,8 @@ import re
 import uuid
 from typing import Any
 
+import oslo_messaging as messaging
+
 from gridcentric_storage.api import nova_ext, policy, validation
 from gridcentric_storage.api.controllers import common
 from gridcentric_storage.api.controllers.servers import scope
@@ -198,8 +200,12 @@ class API:
                                          reason='another bless of it started meanwhile')
         try:
             self.compute_rpcapi.bless_nova_instance(ctxt, host, live_image['id'], id)
-        except Exception:
+        except Exception as e:
             db_servers.live_image_destroy(live_image['id'])
+            if isinstance(e, messaging.MessagingException):
+                LOG.warning('Bless of %s could not be sent to %s: %s', id, host, e)
+                raise exception.ServiceUnavailable(
+                    reason="the instance's gridcentric-compute cannot be reached")
             raise
         return [self._for_caller(ctxt, view(root, live_image))]
 

@@ -175,6 +175,8 @@ class CobaltFilter:
         if m := _NOT_SUPPORTED_PATHS.match(path):
             return self._ours(m, lambda req, ctxt: fault(
                 400, '%s is not supported for Nova instances yet' % req.path_info))
+        if 'nova.context' not in environ:
+            return None  # reads are Nova's alone when the filter cannot tell who asks
         if method == 'GET' and (m := _LIST.match(path)) and 'name=' in (
                 environ.get('QUERY_STRING') or ''):
             return self._ours(m, self._list)

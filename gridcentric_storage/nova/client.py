@@ -82,7 +82,14 @@ class NovaClient:
     def _as_caller(self, ctxt: Any) -> adapter.Adapter:
         if not getattr(ctxt, 'auth_token', None):
             raise exception.NotAuthorized()
-        auth = token_endpoint.Token(self._endpoint_url(), ctxt.auth_token)
+        endpoint = self._endpoint_url().rstrip('/')
+        # A catalog URL that still ends in a project id (Nova's legacy
+        # /v2.1/{project_id}) names the service's project; Nova refuses a
+        # token of another project there.
+        service_project = self._service_adapter().get_project_id()
+        if service_project and endpoint.endswith('/' + service_project):
+            endpoint = endpoint[:-len(service_project)] + ctxt.project_id
+        auth = token_endpoint.Token(endpoint, ctxt.auth_token)
         return adapter.Adapter(self._service_adapter().session, auth=auth,
                                service_type='compute', raise_exc=False)
 

@@ -96,6 +96,10 @@ class StubNova:
         if parts[:1] != ['v2.1']:
             return _fault(404, 'itemNotFound', 'no such path')
         parts = parts[1:]
+        if len(parts) > 1 and parts[0] != 'servers':  # Nova's legacy /v2.1/{project_id}
+            if parts.pop(0) != project:
+                return _fault(400, 'badRequest', "Malformed request URL: URL's project_id "
+                                                 "doesn't match Context's project_id")
         with self.lock:
             if parts in (['servers', 'detail'], ['servers']) and req.method == 'GET':
                 return self._list(req, project, admin, detail=parts[-1] == 'detail')

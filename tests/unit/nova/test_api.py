@@ -10,6 +10,7 @@ import hashlib
 
 import oslo_messaging as messaging
 import pytest
+from keystoneauth1 import adapter, session, token_endpoint
 from oslo_config import cfg
 
 from gridcentric_storage.common import context as gc_context
@@ -244,3 +245,26 @@ def test_nova_unreachable_is_503(gc_db, tmp_path):
         tmp_path, 'http://127.0.0.1:9/v2.1')))
     with pytest.raises(exception.ServiceUnavailable, match='Nova could not be reached'):
         broken.bless(ctx(ALICE), 'c7a3e7c4-2f0e-4a55-8f1f-3f8f4f3c0a11', None, ROOT)
+
+
+def test_a_catalog_url_with_the_services_project_serves_the_caller(gc_db, nova, tmp_path):
+    class ServiceToken(token_endpoint.Token):
+        def get_project_id(self, session, **kwargs):
+            return 'service'
+    nova_client = client.NovaClient(nova_stub.service_conf(tmp_path, nova.url))
+    nova_client._service = adapter.Adapter(
+        session.Session(), auth=ServiceToken(nova.url + '/service', 'service'),
+        service_type='compute', raise_exc=False)
+    source = nova.add('src', 'proj-a')
+    assert nova_client.get_server(ctx(ALICE), source['id'])['id'] == source['id']
+    assert nova.requests[-1][:3] == ('GET', '/v2.1/proj-a/servers/' + source['id'],
+                                     'tok-alice')
+
+
+def test_a_bless_that_cannot_reach_the_host_leaves_nothing(cobalt, nova, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise messaging.MessageDeliveryFailure('no route')
+    monkeypatch.setattr(cobalt.compute_rpcapi, 'bless_nova_instance', unreachable)
+    with pytest.raises(exception.ServiceUnavailable, match='cannot be reached'):
+        cobalt.bless(ctx(ALICE), nova.add('src', 'proj-a')['id'], None, ROOT)
+    assert db_servers.live_image_get_all() == []
