@@ -268,3 +268,48 @@ def test_an_instance_without_a_domain_here_is_not_found(host: Host) -> None:
     with pytest.raises(exception.NovaInstanceNotFound):
         bless.bless_domain(str(uuid.uuid4()), 'li-3', 'demo',
                            os.path.join(host.work, 'live-images', 'li-3'), 60, False, uri=URI)
+
+
+def test_a_bless_failing_while_paused_resumes_the_source_and_leaves_nothing(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance = str(uuid.uuid4())
+    _, disks = nova_disks(host.work)
+    src = host.define(_domain_xml(PREFIX + 'full', instance, host.work, {'vda': disks['vda']},
+                                  True))
+    booted(host, src)
+    copy = live.freeze_copy
+
+    def disk_full(source: str, dest: str) -> str:
+        if os.path.basename(dest) == 'ram':             # after the state, still paused
+            raise OSError(28, 'No space left on device', dest)
+        return copy(source, dest)
+    monkeypatch.setattr(live, 'freeze_copy', disk_full)
+    live_images = os.path.join(host.work, 'live-images')
+
+    with pytest.raises(OSError, match='No space left'):
+        bless.bless_domain(instance, 'li-4', 'demo', os.path.join(live_images, 'li-4'), 60,
+                           False, uri=URI)
+    assert src.state()[0] == host.libvirt.VIR_DOMAIN_RUNNING
+    assert not capability(src, 'x-ignore-shared')
+    assert os.listdir(live_images) == []
+
+
+def test_after_a_restart_only_a_domain_bless_paused_is_resumed(host: Host) -> None:
+    _, disks = nova_disks(host.work)
+    ours, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    doms = {instance: host.define(_domain_xml(PREFIX + name, instance, host.work,
+                                              {'vda': disks[dev]}, True))
+            for instance, name, dev in ((ours, 'ours', 'vda'), (theirs, 'theirs', 'vdb'))}
+    live_images = os.path.join(host.work, 'live-images')
+    for instance, dom in doms.items():
+        dom.suspend()
+        os.makedirs(os.path.join(live_images, instance))
+    # what a bless cut short leaves: its marker in the live image's directory
+    with open(os.path.join(live_images, ours, bless.PAUSED_MARKER), 'w') as f:
+        f.write(ours)
+
+    assert bless.resume_if_paused_by_us(ours, os.path.join(live_images, ours), uri=URI)
+    assert not bless.resume_if_paused_by_us(theirs, os.path.join(live_images, theirs),
+                                            uri=URI)
+    assert doms[ours].state()[0] == host.libvirt.VIR_DOMAIN_RUNNING
+    assert doms[theirs].state()[0] == host.libvirt.VIR_DOMAIN_PAUSED
