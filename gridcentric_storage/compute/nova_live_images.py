@@ -17,6 +17,7 @@ two must name one directory. The blessing itself talks to libvirt at
 import errno
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,8 @@ LOG = logging.getLogger(__name__)
 
 #: ``artifacts['extra']['kind']`` of a Nova instance's live image
 KIND = 'nova'
+#: an absolute path, not part of a word (``1/2``, ``and/or`` stay)
+_HOST_PATH = re.compile(r'(?<![\w.])/[\w.@+%=~-]+(?:/[\w.@+%=~-]*)*')
 
 __all__ = ['KIND', 'NovaLiveImageManager', 'is_nova', 'live_images_root', 'member_reason',
            'remove_directory']
@@ -69,9 +72,10 @@ def remove_directory(root: str, artifacts: virt.LiveImageArtifacts) -> None:
 
 
 def member_reason(error: Exception) -> str:
-    """What a failed bless is recorded as: our own message, never a host path."""
+    """What a failed bless is recorded as: our own message, never a host path (a
+    libvirt or QEMU error quoted in one may name a file: it becomes ``<path>``)."""
     if isinstance(error, exception.GCException):
-        return exception.describe(error)
+        return _HOST_PATH.sub('<path>', exception.describe(error))
     if isinstance(error, OSError) and error.errno:
         return 'bless failed on the compute host: %s' % (error.strerror
                                                          or errno.errorcode[error.errno])

@@ -131,6 +131,13 @@ def test_a_failure_names_no_host_path(service, fake):
     assert image['status'] == 'error'
     assert '/var/lib' not in image['status_reason'] and 'RuntimeError' in image['status_reason']
 
+    # libvirt's own words, quoted in our error, keep everything but the path
+    fake.error = exception.DriverError(reason="libvirt: Cannot access storage file "
+                                       "'/var/lib/nova/instances/x/disk': No such file")
+    image = cast_bless(new_live_image())
+    assert image['status_reason'] == ("Backend driver error: libvirt: Cannot access storage "
+                                      "file '<path>': No such file")
+
 
 def test_a_cast_for_another_instance_than_the_rows_is_refused(service, fake):
     image = cast_bless(new_live_image(), instance=str(uuid.uuid4()))
