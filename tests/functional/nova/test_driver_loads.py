@@ -1,29 +1,52 @@
-"""A stock Nova 34 loads ``compute_driver = gridcentric.LibvirtDriver``, and its spawn
-refuses the live images an instance may not resume before Nova does any work.
+"""A stock Nova 34 loads ``compute_driver = gridcentric.LibvirtDriver``; its spawn
+refuses the live images an instance may not resume before Nova does any work,
+and resumes the ones it may.
 
 Runs under Nova's own venv (``GC_NOVA_VENV``, default /opt/gc-nova-venv) with
 this checkout installed into it as tools/nova.sh does (``pip install
---no-deps -e``, whose .pth installs the ``nova.virt.gridcentric`` alias). No
-libvirtd is needed: Nova's libvirt driver connects on first use.
+--no-deps -e``, whose .pth installs the ``nova.virt.gridcentric`` alias).
+Loading and refusing need no libvirtd (Nova's libvirt driver connects on
+first use); resuming blesses a Nova-style domain with ``nova.bless`` and
+starts clones through the driver's ``_create_guest`` over Nova's own
+libvirt Host and Guest (the rest of a spawn is Nova's, exercised by the
+stack test).
 """
 
+import contextlib
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gridcentric_storage.nova import bless
+from gridcentric_storage.virt import qemu_live as live
+from tests.fixtures import guest
+from tests.fixtures.services import wait_for
+from tests.functional.nova.test_bless_libvirt import (  # the same Nova-style domain
+    URI,
+    Host,
+    _domain_xml,
+    booted,
+    console,
+    host,  # noqa: F401 - the fixture
+    nova_disks,
+    qemu_img,
+)
+from tests.functional.virt.conftest import libvirtd  # noqa: F401 - the shared fixture
 
 ROOT = Path(__file__).resolve().parents[3]
 VENV = Path(os.environ.get('GC_NOVA_VENV', '/opt/gc-nova-venv'))
 PYTHON = VENV / 'bin' / 'python'
 
 
-def _nova_python(code: str, timeout: float = 120) -> Any:
+def _nova_python(code: str, timeout: float = 120, stdin: str = '') -> Any:
     """Run ``code`` under Nova's venv; the JSON it prints last."""
     proc = subprocess.run([str(PYTHON), '-c', code], capture_output=True, text=True,
-                          timeout=timeout, cwd='/')
+                          timeout=timeout, cwd='/', input=stdin)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.splitlines()[-1])
 
@@ -127,3 +150,82 @@ print(json.dumps(out))
         'li-gone': ['BuildAbortException', prefix + 'aborted: cannot resume live image '
                     'li-gone: its files on this host are incomplete'],
     }
+
+
+RESUME = PRELUDE + '''
+import sys, time
+from gridcentric_storage.nova.virt import driver as ours
+args = json.loads(sys.stdin.read())
+CONF.set_override('virt_type', 'qemu', group='libvirt')
+CONF.set_override('connection_uri', args['uri'], group='libvirt')
+d = driver.load_compute_driver(fake.FakeVirtAPI(), 'gridcentric.LibvirtDriver')
+CONF.set_override('live_images_path', args['live_images'], group='gridcentric')
+out = []
+for clone in args['clones']:
+    instance = objects.Instance(uuid=clone['uuid'], project_id=args['project'],
+                                metadata={'launched_from': args['live_image']},
+                                flavor=objects.Flavor(name='f', memory_mb=args['memory_mb']),
+                                numa_topology=None)
+    # what spawn does before Nova prepares the instance and calls _create_guest
+    started = time.monotonic()
+    d._resuming[instance.uuid] = ours._Resume(d._live_image(instance, args['live_image']),
+                                              started)
+    try:
+        guest = d._create_guest(None, clone['xml'], instance, power_on=True)
+    finally:
+        del d._resuming[instance.uuid]
+    out.append({'name': guest.name, 'seconds': time.monotonic() - started,
+                'running': guest.is_active() and guest.get_power_state(None) == 1})
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.usefixtures('libvirtd')
+def test_clones_resume_the_blessed_memory_through_the_driver(host: Host) -> None:  # noqa: F811
+    source_uuid = str(uuid.uuid4())
+    _, disks = nova_disks(host.work)
+    src = host.define(_domain_xml('gc-drv-src', source_uuid, host.work, disks, True))
+    token = booted(host, src)
+    before = guest.counters(console(host, src))[-1][0]
+    live_images = os.path.join(host.work, 'live-images')
+    made = bless.bless_domain(source_uuid, 'li-drv', 'demo', os.path.join(live_images, 'li-drv'),
+                              120, True, uri=URI)
+
+    clones = []
+    for n in (1, 2):
+        name = 'gc-drv-clone%d' % n
+        instance_dir = os.path.join(host.work, 'instances', name)
+        os.makedirs(instance_dir)
+        clone_disks = {dev: os.path.join(instance_dir, 'disk.' + dev) for dev in disks}
+        for path in clone_disks.values():          # what Nova's _create_image left there
+            qemu_img('create', '-q', '-f', 'qcow2', path, '64M')
+        clones.append({'name': name, 'uuid': str(uuid.uuid4()), 'disks': clone_disks,
+                       'xml': _domain_xml(name, '{uuid}', host.work, clone_disks, True)})
+        clones[-1]['xml'] = clones[-1]['xml'].replace('{uuid}', clones[-1]['uuid'])
+    try:
+        started = _nova_python(RESUME, timeout=300, stdin=json.dumps({
+            'uri': URI, 'live_images': live_images, 'live_image': 'li-drv',
+            'project': 'demo', 'memory_mb': made.ram_size >> 20,
+            'clones': [{k: c[k] for k in ('uuid', 'xml')} for c in clones]}))
+        assert [(c['name'], c['running']) for c in started] == [
+            ('gc-drv-clone1', True), ('gc-drv-clone2', True)]
+        for clone in clones:
+            dom = host.conn.lookupByName(clone['name'])
+            wait_for(lambda dom=dom: len(guest.counters(console(host, dom))) >= 3, timeout=120,
+                     what='%s to count' % clone['name'])
+            text = console(host, dom)
+            # the source's memory, from where it was blessed: no boot, its boot token
+            assert guest.boot_token(text) is None
+            assert guest.tokens(text) <= {token}
+            assert guest.counters(text)[0][0] > before
+            # its disks are its own overlays of the live image's
+            for dev, path in clone['disks'].items():
+                info = json.loads(qemu_img('info', '-U', '--output=json', path))
+                assert (info['format'], info['backing-filename']) == ('qcow2', made.disks[dev])
+        # clones map the frozen RAM copy-on-write: it never changes
+        assert live.sha256(made.ram_path) == made.ram_sha256
+    finally:
+        import libvirt
+        for clone in clones:
+            with contextlib.suppress(libvirt.libvirtError):
+                host.domains.append(host.conn.lookupByName(clone['name']))
