@@ -1,15 +1,17 @@
 """Nova's libvirt driver, which resumes an instance from a live image instead of booting it.
 
 Runs inside nova-compute (``[DEFAULT] compute_driver =
-gridcentric.LibvirtDriver``; see ``nova.virt_alias``). An instance whose
-metadata has ``launched_from`` takes the stock ``spawn`` too, so Nova still
-makes its directory, disks, config drive, network and domain XML; two hooks
-change what that produces: ``_create_guest`` (called by ``spawn`` through
+gridcentric.LibvirtDriver``; see ``nova.virt_alias``). The first spawn
+of an instance whose metadata has ``launched_from`` checks the live image's
+manifest and then takes the stock ``spawn`` too, so Nova still makes its
+directory, disks, config drive, network and domain XML; one hook changes
+what that produces: ``_create_guest`` (called by ``spawn`` through
 ``_create_guest_with_network``) swaps the disks the live image holds for
 qcow2 overlays of them, defines the domain from the clone's XML
-(``clone_xml``), starts it paused and loads the saved device state into it.
-Every other instance, and every other call of those hooks (reboot, resume,
-migration), is Nova's own.
+(``clone_xml``), checks its devices against the blessed domain's, starts it
+paused and loads the saved device state into it. Every other instance, every
+later spawn of a clone (rebuild, unshelve...) and every other call of that
+hook (reboot, resume, migration) is Nova's own.
 
 Nova's cleanup of a clone removes its instance directory, where the overlays
 live; the live image's files are only ever read (qcow2 backing files and a
@@ -25,6 +27,7 @@ from typing import Any
 
 import nova.conf
 from nova import exception as nova_exception
+from nova.compute import task_states, vm_states
 from nova.virt.libvirt import driver as libvirt_driver
 from oslo_concurrency import processutils
 from oslo_config import cfg
@@ -35,7 +38,7 @@ from gridcentric_storage.nova import manifest as manifest_mod
 from gridcentric_storage.nova.virt import clone_xml
 from gridcentric_storage.virt import libvirt_live
 
-__all__ = ['METADATA_KEY', 'LibvirtDriver', 'list_opts']
+__all__ = ['METADATA_KEY', 'LibvirtDriver', 'list_opts', 'live_image_to_resume']
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -62,6 +65,21 @@ def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     return [(gridcentric_group, gridcentric_opts)]
 
 
+def live_image_to_resume(instance: Any) -> str | None:
+    """The live image a spawn of ``instance`` resumes: only its first one.
+
+    A clone keeps its metadata for life, but a rebuild, an evacuation, an
+    unshelve or a cross-cell resize spawns it again from its own disk or
+    image (vm_state is no longer ``building``): resuming the live image then
+    would throw away what the instance became.
+    """
+    live_image_id = (instance.metadata or {}).get(METADATA_KEY)
+    if (live_image_id and instance.vm_state == vm_states.BUILDING
+            and instance.task_state == task_states.SPAWNING):
+        return str(live_image_id)
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class _Resume:
     live: manifest_mod.NovaLiveImage
@@ -78,7 +96,7 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
               admin_password: Any, allocations: Any, network_info: Any = None,
               block_device_info: Any = None, power_on: bool = True,
               accel_info: Any = None) -> None:
-        live_image_id = (instance.metadata or {}).get(METADATA_KEY)
+        live_image_id = live_image_to_resume(instance)
         if not live_image_id:
             return super().spawn(context, instance, image_meta, injected_files,
                                  admin_password, allocations, network_info=network_info,

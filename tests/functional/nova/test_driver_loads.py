@@ -128,7 +128,8 @@ live_image('li-gone', 'p1', 128, files=False)
 out = {}
 for li_id in ('li-absent', 'li-other', 'li-big', 'li-gone'):
     instance = objects.Instance(uuid='6f1c3b6e-0d55-4a43-8a7c-1f2e3d4c5b6a', project_id='p1',
-                                metadata={'launched_from': li_id},
+                                metadata={'launched_from': li_id}, vm_state='building',
+                                task_state='spawning',
                                 flavor=objects.Flavor(name='gc-tiny', memory_mb=128))
     try:
         d.spawn(None, instance, None, [], None, {})
@@ -152,6 +153,26 @@ print(json.dumps(out))
     }
 
 
+def test_only_the_first_spawn_of_a_clone_resumes_its_live_image() -> None:
+    result = _nova_python(PRELUDE + '''
+from gridcentric_storage.nova.virt import driver as ours
+out = {}
+for what, metadata, vm_state, task_state in [
+        ('build', {'launched_from': 'li-1'}, 'building', 'spawning'),
+        ('build of a server that is no clone', {'role': 'web'}, 'building', 'spawning'),
+        ('rebuild', {'launched_from': 'li-1'}, 'active', 'rebuild_spawning'),
+        ('evacuate', {'launched_from': 'li-1'}, 'error', 'rebuild_spawning'),
+        ('unshelve', {'launched_from': 'li-1'}, 'shelved_offloaded', 'spawning'),
+        ('cross-cell resize', {'launched_from': 'li-1'}, 'active', 'resize_finish')]:
+    instance = objects.Instance(metadata=metadata, vm_state=vm_state, task_state=task_state)
+    out[what] = ours.live_image_to_resume(instance)
+print(json.dumps(out))
+''')
+    assert result == {'build': 'li-1', 'build of a server that is no clone': None,
+                      'rebuild': None, 'evacuate': None, 'unshelve': None,
+                      'cross-cell resize': None}
+
+
 RESUME = PRELUDE + '''
 import sys, time
 from gridcentric_storage.nova.virt import driver as ours
@@ -164,12 +185,13 @@ out = []
 for clone in args['clones']:
     instance = objects.Instance(uuid=clone['uuid'], project_id=args['project'],
                                 metadata={'launched_from': args['live_image']},
+                                vm_state='building', task_state='spawning',
                                 flavor=objects.Flavor(name='f', memory_mb=args['memory_mb']),
                                 numa_topology=None)
     # what spawn does before Nova prepares the instance and calls _create_guest
     started = time.monotonic()
-    d._resuming[instance.uuid] = ours._Resume(d._live_image(instance, args['live_image']),
-                                              started)
+    live_image = ours.live_image_to_resume(instance)
+    d._resuming[instance.uuid] = ours._Resume(d._live_image(instance, live_image), started)
     try:
         guest = d._create_guest(None, clone['xml'], instance, power_on=True)
     finally:
