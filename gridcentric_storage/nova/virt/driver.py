@@ -37,6 +37,7 @@ from gridcentric_storage.common import exception
 from gridcentric_storage.nova import manifest as manifest_mod
 from gridcentric_storage.nova.virt import clone_xml
 from gridcentric_storage.virt import libvirt_live
+from gridcentric_storage.virt.qemu_process import check_id
 
 __all__ = ['METADATA_KEY', 'LibvirtDriver', 'list_opts', 'live_image_to_resume']
 
@@ -117,7 +118,14 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
 
     def _live_image(self, instance: Any, live_image_id: str) -> manifest_mod.NovaLiveImage:
         """The manifest of the live image ``instance`` may resume, or the fault that
-        stops its build (rescheduled only when this host holds no copy of it)."""
+        stops its build (rescheduled only when this host holds no copy of it).
+
+        The id comes from metadata the instance's owner can set to anything.
+        """
+        try:
+            check_id('live image', live_image_id)       # it names a directory
+        except exception.Invalid as e:
+            raise self._abort(instance, live_image_id, 'that is no live image id') from e
         root = CONF.gridcentric.live_images_path
         if not os.path.isdir(os.path.join(root, live_image_id)):
             raise nova_exception.RescheduledException(

@@ -102,6 +102,7 @@ print(json.dumps({
 
 
 def test_spawn_refuses_live_images_the_instance_may_not_resume(tmp_path: Path) -> None:
+    root = tmp_path / 'live-images'
     result = _nova_python(PRELUDE + '''
 import os
 from nova import exception
@@ -126,7 +127,8 @@ live_image('li-other', 'p2', 128)
 live_image('li-big', 'p1', 256)
 live_image('li-gone', 'p1', 128, files=False)
 out = {}
-for li_id in ('li-absent', 'li-other', 'li-big', 'li-gone'):
+os.makedirs(os.path.join(os.path.dirname(root), 'elsewhere'))
+for li_id in ('li-absent', 'li-other', 'li-big', 'li-gone', '../elsewhere', root):
     instance = objects.Instance(uuid='6f1c3b6e-0d55-4a43-8a7c-1f2e3d4c5b6a', project_id='p1',
                                 metadata={'launched_from': li_id}, vm_state='building',
                                 task_state='spawning',
@@ -137,7 +139,7 @@ for li_id in ('li-absent', 'li-other', 'li-big', 'li-gone'):
     except Exception as e:
         out[li_id] = [type(e).__name__, e.format_message()]
 print(json.dumps(out))
-''' % {'root': str(tmp_path)})
+''' % {'root': str(root)})
     prefix = 'Build of instance 6f1c3b6e-0d55-4a43-8a7c-1f2e3d4c5b6a '
     assert result == {
         # another host may hold it (the scheduler filter should not have sent it here)
@@ -150,6 +152,11 @@ print(json.dumps(out))
                    'its RAM is 256 MiB, the flavor gc-tiny has 128 MiB'],
         'li-gone': ['BuildAbortException', prefix + 'aborted: cannot resume live image '
                     'li-gone: its files on this host are incomplete'],
+        # metadata is the member's: it names no directory outside live_images_path
+        '../elsewhere': ['BuildAbortException', prefix + 'aborted: cannot resume live image '
+                         '../elsewhere: that is no live image id'],
+        str(root): ['BuildAbortException', prefix + 'aborted: cannot resume live image '
+                    '%s: that is no live image id' % root],
     }
 
 
