@@ -180,6 +180,8 @@ print(json.dumps(out))
                       'cross-cell resize': None}
 
 
+RUNNING, PAUSED = 1, 3          # nova.compute.power_state
+
 RESUME = PRELUDE + '''
 import sys, time
 from gridcentric_storage.nova.virt import driver as ours
@@ -200,11 +202,16 @@ for clone in args['clones']:
     live_image = ours.live_image_to_resume(instance)
     d._resuming[instance.uuid] = ours._Resume(d._live_image(instance, live_image), started)
     try:
-        guest = d._create_guest(None, clone['xml'], instance, power_on=True)
+        guest = d._create_guest(None, clone['xml'], instance, power_on=True,
+                                pause=clone['pause'])
     finally:
         del d._resuming[instance.uuid]
+    states = [guest.get_power_state(None)]
+    if clone['pause']:      # as _create_guest_with_network does once Neutron's events came
+        guest.resume()
+        states.append(guest.get_power_state(None))
     out.append({'name': guest.name, 'seconds': time.monotonic() - started,
-                'running': guest.is_active() and guest.get_power_state(None) == 1})
+                'states': states})
 print(json.dumps(out))
 '''
 
@@ -235,9 +242,12 @@ def test_clones_resume_the_blessed_memory_through_the_driver(host: Host) -> None
         started = _nova_python(RESUME, timeout=300, stdin=json.dumps({
             'uri': URI, 'live_images': live_images, 'live_image': 'li-drv',
             'project': 'demo', 'memory_mb': made.ram_size >> 20,
-            'clones': [{k: c[k] for k in ('uuid', 'xml')} for c in clones]}))
-        assert [(c['name'], c['running']) for c in started] == [
-            ('gc-drv-clone1', True), ('gc-drv-clone2', True)]
+            'clones': [{'uuid': c['uuid'], 'xml': c['xml'], 'pause': n == 2}
+                       for n, c in enumerate(clones, 1)]}))
+        # the second waits paused, state loaded, as while Nova waits for Neutron's
+        # network-vif-plugged events, until Nova resumes it
+        assert [(c['name'], c['states']) for c in started] == [
+            ('gc-drv-clone1', [RUNNING]), ('gc-drv-clone2', [PAUSED, RUNNING])]
         for clone in clones:
             dom = host.conn.lookupByName(clone['name'])
             wait_for(lambda dom=dom: len(guest.counters(console(host, dom))) >= 3, timeout=120,
