@@ -268,3 +268,27 @@ def test_a_bless_that_cannot_reach_the_host_leaves_nothing(cobalt, nova, monkeyp
     with pytest.raises(exception.ServiceUnavailable, match='cannot be reached'):
         cobalt.bless(ctx(ALICE), nova.add('src', 'proj-a')['id'], None, ROOT)
     assert db_servers.live_image_get_all() == []
+
+
+def test_gridcentric_api_serves_the_endpoint_only_when_enabled(gc_db):
+    from gridcentric_storage.cmd import api as cmd_api
+    from gridcentric_storage.nova import rpcapi
+
+    assert cmd_api.start_cobalt_endpoint() is None  # [nova] enabled defaults to false
+    CONF.set_override('enabled', True, group='nova')
+    try:
+        server = cmd_api.start_cobalt_endpoint()
+    finally:
+        CONF.clear_override('enabled', group='nova')
+    try:
+        filter_conf = cfg.ConfigOpts()
+        filter_conf(args=[], default_config_files=[])
+        caller = rpcapi.CobaltAPI(filter_conf, transport=rpc.get_transport())
+        context = {'user': 'alice', 'project_id': 'proj-a', 'roles': ['member'],
+                   'auth_token': 'tok-alice'}
+        assert caller.show(context, 'c7a3e7c4-2f0e-4a55-8f1f-3f8f4f3c0a11', ROOT) is None
+        with pytest.raises(exception.Invalid, match='unexpected'):
+            caller.bless(context, 'c7a3e7c4-2f0e-4a55-8f1f-3f8f4f3c0a11', {'x': 1}, ROOT)
+    finally:
+        server.stop()
+        server.wait()
