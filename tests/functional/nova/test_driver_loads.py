@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from gridcentric_storage.nova import bless
+from gridcentric_storage.nova import bless, manifest
 from gridcentric_storage.virt import qemu_live as live
 from tests.fixtures import guest
 from tests.fixtures.services import wait_for
@@ -215,6 +215,23 @@ for clone in args['clones']:
 print(json.dumps(out))
 '''
 
+DESTROY = PRELUDE + '''
+import sys
+args = json.loads(sys.stdin.read())
+CONF.set_override('virt_type', 'qemu', group='libvirt')
+CONF.set_override('connection_uri', args['uri'], group='libvirt')
+CONF.set_override('instances_path', args['instances_path'])
+d = driver.load_compute_driver(fake.FakeVirtAPI(), 'gridcentric.LibvirtDriver')
+for uuid in args['uuids']:
+    instance = objects.Instance(uuid=uuid, id=1, system_metadata={},
+                                flavor=objects.Flavor(name='f', extra_specs={}),
+                                numa_topology=None, resources=None, vm_state='active',
+                                task_state='deleting', host='here', node='here')
+    instance.save = lambda *args, **kwargs: None        # no database here
+    d.destroy(None, instance, [], None, destroy_disks=True)
+print(json.dumps('destroyed'))
+'''
+
 
 @pytest.mark.usefixtures('libvirtd')
 def test_clones_resume_the_blessed_memory_through_the_driver(host: Host) -> None:  # noqa: F811
@@ -228,16 +245,17 @@ def test_clones_resume_the_blessed_memory_through_the_driver(host: Host) -> None
                               120, True, uri=URI)
 
     clones = []
+    instances_path = os.path.join(host.work, 'nova-instances')
     for n in (1, 2):
-        name = 'gc-drv-clone%d' % n
-        instance_dir = os.path.join(host.work, 'instances', name)
+        name, clone_uuid = 'gc-drv-clone%d' % n, str(uuid.uuid4())
+        instance_dir = os.path.join(instances_path, clone_uuid)
         os.makedirs(instance_dir)
         clone_disks = {dev: os.path.join(instance_dir, 'disk.' + dev) for dev in disks}
         for path in clone_disks.values():          # what Nova's _create_image left there
             qemu_img('create', '-q', '-f', 'qcow2', path, '64M')
-        clones.append({'name': name, 'uuid': str(uuid.uuid4()), 'disks': clone_disks,
-                       'xml': _domain_xml(name, '{uuid}', host.work, clone_disks, True)})
-        clones[-1]['xml'] = clones[-1]['xml'].replace('{uuid}', clones[-1]['uuid'])
+        clones.append({'name': name, 'uuid': clone_uuid, 'disks': clone_disks,
+                       'dir': instance_dir,
+                       'xml': _domain_xml(name, clone_uuid, host.work, clone_disks, True)})
     try:
         started = _nova_python(RESUME, timeout=300, stdin=json.dumps({
             'uri': URI, 'live_images': live_images, 'live_image': 'li-drv',
@@ -262,6 +280,19 @@ def test_clones_resume_the_blessed_memory_through_the_driver(host: Host) -> None
                 info = json.loads(qemu_img('info', '-U', '--output=json', path))
                 assert (info['format'], info['backing-filename']) == ('qcow2', made.disks[dev])
         # clones map the frozen RAM copy-on-write: it never changes
+        assert live.sha256(made.ram_path) == made.ram_sha256
+
+        # Nova's own destroy of the clones removes their domains and instance
+        # directories, and nothing of the live image
+        files = sorted(os.listdir(os.path.dirname(made.ram_path)))
+        _nova_python(DESTROY, timeout=120, stdin=json.dumps({
+            'uri': URI, 'instances_path': instances_path,
+            'uuids': [c['uuid'] for c in clones]}))
+        for clone in clones:
+            assert clone['name'] not in host.conn.listDefinedDomains()
+            assert not os.path.exists(clone['dir'])
+        assert sorted(os.listdir(os.path.dirname(made.ram_path))) == files
+        assert manifest.read(live_images, 'li-drv') == made
         assert live.sha256(made.ram_path) == made.ram_sha256
     finally:
         import libvirt
