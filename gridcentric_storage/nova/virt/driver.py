@@ -180,7 +180,13 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         except exception.Invalid as e:
             raise self._abort(instance, live.live_image_id, e.message) from e
         self.cpu_api.power_up_for_instance(instance)
-        guest.launch(pause=True)
+        try:
+            guest.launch(pause=True)
+        except Exception as e:              # libvirt's error names host paths: log it only
+            LOG.error('QEMU did not start to resume live image %s: %s', live.live_image_id,
+                      e, instance=instance)
+            raise self._abort(instance, live.live_image_id, 'QEMU could not start with its '
+                              'memory and disks') from e
         try:
             loaded = self._load_state(guest._domain, live.state_path, resume=not pause)
         except (exception.GCException, OSError) as e:

@@ -204,6 +204,9 @@ for clone in args['clones']:
     try:
         guest = d._create_guest(None, clone['xml'], instance, power_on=True,
                                 pause=clone['pause'])
+    except Exception as e:
+        out.append({'error': [type(e).__name__, e.format_message()]})
+        continue
     finally:
         del d._resuming[instance.uuid]
     states = [guest.get_power_state(None)]
@@ -235,6 +238,7 @@ print(json.dumps('destroyed'))
 
 @pytest.mark.usefixtures('libvirtd')
 def test_clones_resume_the_blessed_memory_through_the_driver(host: Host) -> None:  # noqa: F811
+    import libvirt
     source_uuid = str(uuid.uuid4())
     _, disks = nova_disks(host.work)
     src = host.define(_domain_xml('gc-drv-src', source_uuid, host.work, disks, True))
@@ -282,6 +286,28 @@ def test_clones_resume_the_blessed_memory_through_the_driver(host: Host) -> None
         # clones map the frozen RAM copy-on-write: it never changes
         assert live.sha256(made.ram_path) == made.ram_sha256
 
+        # QEMU cannot open the RAM (made root's alone here): the build aborts
+        # with a fault that names no host path
+        clone_uuid = str(uuid.uuid4())
+        os.makedirs(os.path.join(instances_path, clone_uuid))
+        mode = os.stat(made.ram_path).st_mode
+        os.chmod(made.ram_path, 0o400)
+        try:
+            failed = _nova_python(RESUME, timeout=300, stdin=json.dumps({
+                'uri': URI, 'live_images': live_images, 'live_image': 'li-drv',
+                'project': 'demo', 'memory_mb': made.ram_size >> 20, 'clones': [{
+                    'uuid': clone_uuid, 'pause': False, 'xml': _domain_xml(
+                        'gc-drv-clone3', clone_uuid, host.work,
+                        {dev: os.path.join(instances_path, clone_uuid, dev) for dev in disks},
+                        True)}]}))
+        finally:
+            os.chmod(made.ram_path, mode)
+            with contextlib.suppress(libvirt.libvirtError):
+                host.domains.append(host.conn.lookupByName('gc-drv-clone3'))
+        assert failed == [{'error': [
+            'BuildAbortException', 'Build of instance %s aborted: cannot resume live image '
+            'li-drv: QEMU could not start with its memory and disks' % clone_uuid]}]
+
         # Nova's own destroy of the clones removes their domains and instance
         # directories, and nothing of the live image
         files = sorted(os.listdir(os.path.dirname(made.ram_path)))
@@ -295,7 +321,6 @@ def test_clones_resume_the_blessed_memory_through_the_driver(host: Host) -> None
         assert manifest.read(live_images, 'li-drv') == made
         assert live.sha256(made.ram_path) == made.ram_sha256
     finally:
-        import libvirt
         for clone in clones:
             with contextlib.suppress(libvirt.libvirtError):
                 host.domains.append(host.conn.lookupByName(clone['name']))
