@@ -8,7 +8,8 @@ live image directory holds whole self-contained disk chains with the same
 data, sealed RAM, a state naming ``gc.ram`` and the manifest; a clone made
 by hand from those files (RAM ``id=gc.ram,share=off``) resumes the guest's
 memory. A domain whose RAM is not a shared file is refused, saying how to
-enable it. Skips (fails under GC_REQUIRE_SERVICES=1) without libvirtd/QEMU.
+enable it. The last test goes through a compute service's RPC (bless, then
+discard). Skips (fails under GC_REQUIRE_SERVICES=1) without libvirtd/QEMU.
 """
 
 import contextlib
@@ -22,8 +23,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from oslo_config import cfg
 
-from gridcentric_storage.common import exception
+from gridcentric_storage.common import context, exception
+from gridcentric_storage.common import states as st
+from gridcentric_storage.compute import rpcapi
+from gridcentric_storage.compute.status import set_live_image
+from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.nova import bless, manifest
 from gridcentric_storage.virt import libvirt_live
 from gridcentric_storage.virt import qemu_live as live
@@ -31,6 +37,7 @@ from tests.fixtures import guest
 from tests.fixtures.services import wait_for
 from tests.functional.virt.conftest import libvirtd  # noqa: F401 - the shared fixture
 from tests.functional.virt.drivers import BOOT_TIMEOUT, work_dir
+from tests.unit.compute import helpers
 
 URI = os.environ.get('GC_TEST_LIBVIRT_URI', 'qemu:///system')
 PREFIX = 'gc-hb-'
@@ -313,3 +320,37 @@ def test_after_a_restart_only_a_domain_bless_paused_is_resumed(host: Host) -> No
                                             uri=URI)
     assert doms[ours].state()[0] == host.libvirt.VIR_DOMAIN_RUNNING
     assert doms[theirs].state()[0] == host.libvirt.VIR_DOMAIN_PAUSED
+
+
+def test_a_compute_service_blesses_and_discards_a_nova_instance(host: Host, gc_db: Any) -> None:
+    """The compute RPC end to end: the row the API side makes, the cast, the files."""
+    instance = str(uuid.uuid4())
+    _, disks = nova_disks(host.work)
+    src = host.define(_domain_xml(PREFIX + 'rpc', instance, host.work, {'vda': disks['vda']},
+                                  True))
+    booted(host, src)
+    cfg.CONF.set_override('uri', URI, group='libvirt')
+    service = helpers.start_service()
+    try:
+        image = db_servers.live_image_create({
+            'id': str(uuid.uuid4()), 'name': 'gold', 'project_id': 'demo', 'user_id': 'u',
+            'server_id': instance, 'host': helpers.HOST, 'status': 'blessing',
+            'memory_mb': MEMORY_MB, 'vcpus': 1, 'nova_source': {'flavor_id': '1'}})
+        ctxt = context.get_admin_context()
+        rpcapi.ComputeAPI().bless_nova_instance(ctxt, helpers.HOST, image['id'], instance)
+        blessed = helpers.settled_live_image(image['id'], timeout=120)
+        assert blessed is not None
+        assert (blessed['status'], blessed['status_reason']) == ('blessed', None)
+        directory = blessed['artifacts']['directory']
+        assert manifest.read(os.path.dirname(directory), image['id']).source_instance \
+            == instance
+        assert src.state()[0] == host.libvirt.VIR_DOMAIN_RUNNING
+
+        set_live_image(image['id'], st.LiveImageStatus.DISCARDING, st.LiveImageStatus.BLESSED)
+        rpcapi.ComputeAPI().discard_live_image(ctxt, helpers.HOST, image['id'])
+        assert helpers.settled_live_image(image['id']) is None
+        assert not os.path.exists(directory)
+        assert src.state()[0] == host.libvirt.VIR_DOMAIN_RUNNING
+    finally:
+        service.stop()
+        cfg.CONF.clear_override('uri', group='libvirt')
