@@ -36,6 +36,12 @@ class Invalid(GCException):
     code = 400
 
 
+class LiveImageIncompatible(Invalid):
+    """An instance cannot hold a live image (other RAM size, other devices)."""
+
+    msg_fmt = 'Live image %(id)s cannot be resumed as this instance: %(reason)s'
+
+
 class ValidationError(Invalid):
     msg_fmt = 'Invalid input for field %(field)s: %(reason)s'
 

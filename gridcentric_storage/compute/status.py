@@ -1,7 +1,8 @@
 """Status writes of servers and live images, checked against their tables.
 
-Only ``compute.api`` (API side), ``compute.servers`` and
-``compute.live_images`` (on the host) call these.
+Only ``compute.api`` and ``nova.api`` (API side), ``compute.servers``,
+``compute.live_images`` and ``compute.nova_live_images`` (on the host) call
+these.
 """
 
 from typing import Any

@@ -95,13 +95,16 @@ def seal_ram(ram: str, owner: tuple[int, int] | None, checksum: bool) -> dict[st
     return sealed
 
 
-def restore_state(dom: Any, state: str, timeout: float) -> float:
-    """Load ``state`` into a domain created paused with ``-incoming defer``, then resume it.
+def restore_state(dom: Any, state: str, timeout: float, resume: bool = True) -> float:
+    """Load ``state`` into a domain created paused with ``-incoming defer``, then resume
+    it unless ``resume`` is false (its owner resumes it later, e.g. Nova after the
+    network is plugged).
 
     Returns the monotonic time the state was loaded (before ``resume``).
     """
     with open(state, 'rb') as f:
         _migrate_over_fd(Passthrough(dom), f, 'migrate-incoming', timeout)
     loaded = time.monotonic()
-    dom.resume()
+    if resume:
+        dom.resume()
     return loaded

@@ -3,7 +3,8 @@
 Volumes, snapshots and attachments belong to ``volume.api`` and the volume
 manager (``volume.status`` is their shared, table-checked writer); servers
 and live images to ``compute.api`` and the host's ``compute.servers`` /
-``compute.live_images`` (``compute.status`` likewise).
+``compute.live_images`` (``compute.status`` likewise); live images of Nova
+instances to ``nova.api`` and the host's ``compute.nova_live_images``.
 """
 
 import ast
@@ -15,12 +16,13 @@ PACKAGE = pathlib.Path(gridcentric_storage.__file__).parent
 VOLUME_SIDE = {'volume/api.py', 'volume/manager.py', 'volume/status.py'}
 COMPUTE_SIDE = {'compute/api.py', 'compute/servers.py', 'compute/live_images.py',
                 'compute/status.py'}
+LIVE_IMAGE_SIDE = COMPUTE_SIDE | {'nova/api.py', 'compute/nova_live_images.py'}
 OWNERS = {
     **{'%s_%s' % (kind, verb): VOLUME_SIDE
        for kind in ('volume', 'snapshot', 'attachment')
        for verb in ('create', 'update', 'destroy')},
-    **{'%s_%s' % (kind, verb): COMPUTE_SIDE
-       for kind in ('server', 'live_image') for verb in ('create', 'update', 'destroy')},
+    **{'server_%s' % verb: COMPUTE_SIDE for verb in ('create', 'update', 'destroy')},
+    **{'live_image_%s' % verb: LIVE_IMAGE_SIDE for verb in ('create', 'update', 'destroy')},
 }
 
 

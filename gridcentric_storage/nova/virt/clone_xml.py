@@ -55,8 +55,7 @@ class CloneDomain:
 
 
 def _refuse(live: manifest_mod.NovaLiveImage, reason: str) -> exception.Invalid:
-    return exception.Invalid(reason='live image %s cannot be resumed as this instance: %s'
-                             % (live.live_image_id, reason))
+    return exception.LiveImageIncompatible(id=live.live_image_id, reason=reason)
 
 
 def memory_bytes(element: ET.Element) -> int:
@@ -115,7 +114,7 @@ def _keep_prefixes(domain_xml: str) -> None:
 def rewrite(domain_xml: str, live: manifest_mod.NovaLiveImage) -> CloneDomain:
     """Nova's domain XML for an instance, made the XML of a clone of ``live``.
 
-    Raises ``exception.Invalid`` when the instance cannot hold the live image:
+    Raises ``exception.LiveImageIncompatible`` when the instance cannot hold the live image:
     other RAM size, other disks, disks that are not local qcow2 files, or a
     guest NUMA topology (its RAM would be several backends, not one block).
     """
@@ -178,7 +177,7 @@ def device_layout(domain_xml: str) -> dict[str, str]:
 
 
 def check_layout(live: manifest_mod.NovaLiveImage, blessed_xml: str, clone_xml: str) -> None:
-    """exception.Invalid unless the clone's devices sit where the blessed domain's did.
+    """LiveImageIncompatible unless the clone's devices sit where the blessed domain's did.
 
     Both XMLs must be libvirt's (addresses assigned), ideally both migratable.
     """

@@ -217,9 +217,5 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
     def _load_state(dom: Any, state_path: str, resume: bool) -> float:
         """Load the device state into the paused domain; resumes it unless Nova
         still waits for network events (it resumes the guest itself then)."""
-        if resume:
-            return libvirt_live.restore_state(dom, state_path, CONF.gridcentric.resume_timeout)
-        with open(state_path, 'rb') as f:
-            libvirt_live._migrate_over_fd(libvirt_live.Passthrough(dom), f, 'migrate-incoming',
-                                          CONF.gridcentric.resume_timeout)
-        return time.monotonic()
+        return libvirt_live.restore_state(dom, state_path, CONF.gridcentric.resume_timeout,
+                                          resume=resume)

@@ -22,7 +22,13 @@ def _every_error() -> list[type]:
         if ('.client' in module.name or '.migrations' in module.name
                 or module.name.endswith('.wsgi_app')):
             continue
-        importlib.import_module(module.name)
+        try:
+            importlib.import_module(module.name)
+        except ModuleNotFoundError as e:
+            # gridcentric_storage.nova.virt and .scheduler_filter run only
+            # inside Nova's own processes, where Nova is importable
+            if not (e.name or '').split('.')[0] == 'nova':
+                raise
     return sorted(_all_subclasses(exception.GCException), key=lambda c: c.__name__)
 
 

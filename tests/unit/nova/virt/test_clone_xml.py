@@ -134,7 +134,7 @@ def test_refused(xml: str, live: manifest.NovaLiveImage, reason: str) -> None:
     with pytest.raises(exception.Invalid) as e:
         clone_xml.rewrite(xml, live)
     assert reason in e.value.message
-    assert e.value.message.startswith('Invalid input: live image %s cannot be resumed as '
+    assert e.value.message.startswith('Live image %s cannot be resumed as '
                                       'this instance: ' % live.live_image_id)
     assert '/srv/' not in e.value.message        # no host path reaches the instance fault
 
