@@ -319,3 +319,58 @@ def test_nova_api_loads_the_filter_right_after_keystonecontext(tmp_path, monkeyp
                                     'gridcentric_storage.nova',
                                     'gridcentric_storage.nova.api_filter',
                                     'gridcentric_storage.nova.rpcapi']
+
+
+class Mount:
+    """Nova's urlmap: the v2.1 app sees /v2.1 in SCRIPT_NAME, the rest in PATH_INFO."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get('PATH_INFO', '')
+        if path.startswith('/v2.1'):
+            environ['SCRIPT_NAME'] = environ.get('SCRIPT_NAME', '') + '/v2.1'
+            environ['PATH_INFO'] = path[len('/v2.1'):]
+        return self.app(environ, start_response)
+
+
+def test_cobalts_novaclient_extension_through_the_filter(cloud, nova, compute):
+    """The emulation of Cobalt's client (tests/unit/api/test_cobalt_clients.py), over
+    python-novaclient and HTTP, against the filter in front of "Nova"."""
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1 import token_endpoint
+    from novaclient import client as nova_client
+
+    from gridcentric_storage.common import wsgi_server
+    from tests.unit.api import test_cobalt_clients as emulation
+
+    server = wsgi_server.WSGIService(Mount(cloud.pipeline), '127.0.0.1', 0)
+    server.start()
+    try:
+        auth = token_endpoint.Token('http://127.0.0.1:%d/v2.1' % server.port, 'tok-alice')
+        novac = nova_client.Client('2.1', session=ks_session.Session(auth=auth))
+        cobalt = emulation.CobaltManager(novac)
+        assert 'bless-name' in cobalt.capabilities()
+        source = nova.add('src', 'proj-a')
+        [blessed] = cobalt.bless(source['id'], name='gold')
+        assert compute.calls.get(timeout=10)[0] == 'bless_nova_instance'
+        set_live_image(blessed.id, L.BLESSED, L.BLESSING)
+        assert novac.servers.get(blessed.id).status == 'BLESSED'
+        assert [s.id for s in cobalt.find_by_name('gold')] == [blessed.id]
+        [first] = cobalt.launch(blessed.id, name='web', num_instances=2, target='0',
+                                security_groups=None, key_name=None,
+                                availability_zone=None, user_data=None,
+                                scheduler_hints={}, guest={})
+        assert first.metadata == {'launched_from': blessed.id}
+        clones = cobalt.list_launched(blessed.id)
+        assert sorted(c.name for c in clones) == ['web', 'web']
+        with pytest.raises(Exception) as refused:
+            cobalt.bless(blessed.id)
+        assert getattr(refused.value, 'code', None) == 400
+        for clone in clones:
+            novac.servers.delete(clone.id)
+        resp, body = cobalt.discard(blessed.id)
+        assert (resp.status_code, body) == (200, None)
+    finally:
+        server.stop()
