@@ -292,3 +292,19 @@ def test_gridcentric_api_serves_the_endpoint_only_when_enabled(gc_db):
     finally:
         server.stop()
         server.wait()
+
+
+def test_two_racing_blesses_never_both_go_on(cobalt, nova, compute, monkeypatch):
+    source = nova.add('src', 'proj-a')
+    create = db_servers.live_image_create
+
+    def racing_create(values):
+        # The other request passed the same check and wrote its row first.
+        monkeypatch.setattr(db_servers, 'live_image_create', create)
+        create(dict(values, id='6f0c3b52-8d0e-4f1e-9d0a-3f2b1c0d9e8f', name='other'))
+        return create(values)
+    monkeypatch.setattr(db_servers, 'live_image_create', racing_create)
+    with pytest.raises(exception.InvalidState, match='another bless of it started'):
+        cobalt.bless(ctx(ALICE), source['id'], None, ROOT)
+    assert [i['name'] for i in db_servers.live_image_get_all()] == ['other']
+    assert compute.calls.empty()
