@@ -61,7 +61,11 @@ def check_forced_host(ctxt: Any, availability_zone: str | None) -> None:
 
 
 def get_live_image(ctxt: Any, id: str, action: str) -> LiveImage:
+    """One of this service's own live images. Those of Nova instances are Nova's
+    servers' and live behind Nova's endpoint (``nova.api``): not found here."""
     live_image = db_servers.live_image_get(id, project_id=scope(ctxt))
+    if live_image['nova_source']:
+        raise exception.LiveImageNotFound(id=id)
     policy.authorize(ctxt, action, {'project_id': live_image['project_id']})
     return live_image
 
@@ -141,7 +145,8 @@ class LiveImagesController:
         project = common.listing_project(req, 'server:get_all_tenants')
         images = db_servers.live_image_get_all(project_id=project,
                                                server_id=req.GET.get('server_id'))
-        return {'live_images': [live_image_view(i, req.context.is_admin) for i in images]}
+        return {'live_images': [live_image_view(i, req.context.is_admin) for i in images
+                                if not i['nova_source']]}
 
     def show(self, req: Any, id: str) -> dict[str, Any]:
         return {'live_image': live_image_view(

@@ -342,3 +342,19 @@ def test_a_discard_racing_a_launch_is_refused(cloud, monkeypatch):
     with pytest.raises(exception.InvalidState, match='launched from it meanwhile'):
         compute_api.ComputeAPI().discard(ctxt, image)
     assert db_servers.live_image_get(image['id'])['status'] == 'blessed'
+
+
+def test_live_images_of_nova_instances_stay_behind_novas_endpoint(cloud):
+    """Such a live image is managed through Nova's API (its clones are Nova's): this
+    service's own /v1 and /v2.1 neither list it nor act on it."""
+    row = db_servers.live_image_create({
+        'id': str(uuid.uuid4()), 'name': 'gold', 'project_id': 'admin', 'user_id': 'admin',
+        'server_id': str(uuid.uuid4()), 'host': 'nova-host', 'status': 'blessed',
+        'memory_mb': 128, 'vcpus': 1, 'nova_source': {'flavor_id': '1', 'image_id': 'x'}})
+    assert cloud.request('GET', '/v1/live-images').json()['live_images'] == []
+    assert cloud.request('GET', '/v1/live-images/%s' % row['id']).status_code == 404
+    assert cloud.request('DELETE', '/v1/live-images/%s' % row['id']).status_code == 404
+    launched = cloud.request('POST', '/v2.1/servers/%s/action' % row['id'],
+                             json={'co_launch': {'name': 'web'}})
+    assert launched.status_code == 404, launched.text
+    assert db_servers.live_image_get(row['id'])['status'] == 'blessed'
