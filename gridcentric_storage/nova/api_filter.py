@@ -6,6 +6,8 @@ where ``environ['nova.context']`` holds the caller. It answers
 
 * ``POST /v2.1[/{project_id}]/servers/{id}/action`` whose body's one key is a
   ``co_*``/``gc_*`` action (any other body goes to Nova byte for byte);
+* ``POST /gcservers`` and ``/coservers`` (Cobalt's boot) become Nova's own
+  ``POST /servers``;
 * ``GET /gcinfo`` and ``/cobaltinfo``; the import and policy paths (400: not
   supported for Nova's instances yet);
 * the reads Cobalt's clients make of a live image as a server: ``GET
@@ -56,6 +58,8 @@ _PROJECT = r'(?:/(?P<project>[^/]+))?'
 _ACTION = re.compile(_PROJECT + r'/servers/(?P<id>[^/]+)/action/?$')
 _SERVER = re.compile(_PROJECT + r'/servers/(?P<id>[^/]+)/?$')
 _LIST = re.compile(_PROJECT + r'/servers(?P<detail>/detail)?/?$')
+#: Cobalt's boot "into a target" (the old clients' gc-boot): Nova's own create
+_BOOT = re.compile(_PROJECT + r'/(?:gc|co)servers/?$')
 _INFO = re.compile(_PROJECT + r'/(?:gcinfo|cobaltinfo)/?$')
 _NOT_SUPPORTED_PATHS = re.compile(_PROJECT + r'/(?:gc-import-server|co-import-server|'
                                   r'gcpolicy|copolicy)/?$')
@@ -170,6 +174,11 @@ class CobaltFilter:
         path = environ.get('PATH_INFO') or '/'
         if method == 'POST' and (m := _ACTION.match(path)):
             return self._maybe_action(m)
+        if method == 'POST' and (m := _BOOT.match(path)):
+            # Nova makes the server as for POST /servers, with the caller's quotas
+            # and policy; Cobalt's gc:target_host metadata is plain metadata there.
+            environ['PATH_INFO'] = '%s/servers' % ('/' + m['project'] if m['project'] else '')
+            return None
         if m := _INFO.match(path):
             return self._ours(m, lambda req, ctxt: _json({'capabilities': CAPABILITIES}))
         if m := _NOT_SUPPORTED_PATHS.match(path):

@@ -374,3 +374,17 @@ def test_cobalts_novaclient_extension_through_the_filter(cloud, nova, compute):
         assert (resp.status_code, body) == (200, None)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize('path', ['/gcservers', '/coservers', '/proj-a/gcservers'])
+def test_cobalts_boot_is_novas_own_create(no_endpoint, nova, path):
+    # No endpoint: the filter itself only points the request at Nova's create.
+    body = {'server': {'name': 'booted', 'flavorRef': 'f-tiny', 'imageRef': 'img-1',
+                       'networks': 'none', 'metadata': {'gc:target_host': 'h1'}}}
+    response = no_endpoint.request('POST', path, body=body,
+                                   headers={'OpenStack-API-Version': 'compute 2.37'})
+    assert response.status_int == 202, response.body
+    assert nova.requests[-1][:2] == ('POST', '/v2.1' + path.replace(path.rsplit('/', 1)[1],
+                                                                  'servers'))
+    assert nova.created[-1] == body
+    assert [s['name'] for s in nova.servers.values()] == ['booted']
