@@ -24,9 +24,10 @@ def start_cobalt_endpoint() -> Any:
     """The RPC server of the cobalt endpoint, started; None when ``[nova]`` is off."""
     if not CONF.nova.enabled:
         return None
-    from gridcentric_storage.nova import manager
+    from gridcentric_storage.nova import manager, rpcapi
 
-    target = messaging.Target(topic=CONF.nova.cobalt_topic, server=CONF.host)
+    target = messaging.Target(exchange=rpcapi.EXCHANGE, topic=CONF.nova.cobalt_topic,
+                              server=CONF.host)
     server = rpc.get_server(target, [manager.CobaltManager()])
     server.start()
     LOG.info('Serving Cobalt actions on Nova instances (topic %s)', CONF.nova.cobalt_topic)

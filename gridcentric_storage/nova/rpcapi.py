@@ -24,6 +24,12 @@ from oslo_config import cfg
 
 RPC_API_VERSION = '1.0'
 NAMESPACE = 'cobalt'
+#: Named on both sides: in nova-api, Nova's set_transport_defaults changes the
+#: default control_exchange of every ConfigOpts (to ``nova``), the filter's too.
+EXCHANGE = 'gridcentric'
+#: A read the filter makes after Nova answered 404 waits at most this long:
+#: when the service is down, Nova's own answer goes out instead, soon.
+READ_TIMEOUT = 10
 #: Errors a user can cause cross RPC as themselves (with their HTTP code).
 ALLOWED_EXMODS = ['gridcentric_storage.common.exception']
 
@@ -67,14 +73,19 @@ class CobaltAPI:
         register_opts(conf)
         self.transport = transport or messaging.get_rpc_transport(
             conf, allowed_remote_exmods=ALLOWED_EXMODS)
-        target = messaging.Target(topic=conf.nova.cobalt_topic, namespace=NAMESPACE,
-                                  version=RPC_API_VERSION)
+        target = messaging.Target(exchange=EXCHANGE, topic=conf.nova.cobalt_topic,
+                                  namespace=NAMESPACE, version=RPC_API_VERSION)
         self.client = messaging.get_rpc_client(
             self.transport, target, version_cap=RPC_API_VERSION,
             serializer=_DictContextSerializer(), timeout=conf.nova.rpc_timeout)
+        self.read_timeout = min(READ_TIMEOUT, conf.nova.rpc_timeout)
 
     def _call(self, ctxt: dict[str, Any], method: str, **kwargs: Any) -> Any:
         return self.client.prepare(version='1.0').call(ctxt, method, **kwargs)
+
+    def _read(self, ctxt: dict[str, Any], method: str, **kwargs: Any) -> Any:
+        return self.client.prepare(version='1.0', timeout=self.read_timeout).call(
+            ctxt, method, **kwargs)
 
     def bless(self, ctxt: dict[str, Any], server_id: str, args: Any, root: str
               ) -> list[dict[str, Any]]:
@@ -103,10 +114,10 @@ class CobaltAPI:
              ) -> dict[str, Any] | None:
         """A live image as a server, or None when ``server_id`` is no live image
         the caller sees."""
-        return self._call(ctxt, 'show',  # type: ignore[no-any-return]
+        return self._read(ctxt, 'show',  # type: ignore[no-any-return]
                           server_id=server_id, root=root)
 
     def find(self, ctxt: dict[str, Any], name: str, all_tenants: bool, root: str
              ) -> list[dict[str, Any]]:
-        return self._call(ctxt, 'find', name=name,  # type: ignore[no-any-return]
+        return self._read(ctxt, 'find', name=name,  # type: ignore[no-any-return]
                           all_tenants=all_tenants, root=root)

@@ -21,7 +21,7 @@ from oslo_config import cfg
 from gridcentric_storage.common import rpc
 from gridcentric_storage.common.states import LiveImageStatus as L
 from gridcentric_storage.compute.status import set_live_image
-from gridcentric_storage.nova import api, api_filter, client, manager
+from gridcentric_storage.nova import api, api_filter, client, manager, rpcapi
 from tests.unit.nova import nova_stub
 
 CONF = cfg.CONF
@@ -56,7 +56,8 @@ class Cloud:
             self.api = api.API(client.NovaClient(self.conf))
             self.endpoint = messaging.get_rpc_server(
                 self.filter.rpc.transport,
-                messaging.Target(topic=self.conf.nova.cobalt_topic, server='api-1'),
+                messaging.Target(exchange=rpcapi.EXCHANGE, topic=self.conf.nova.cobalt_topic,
+                                 server='api-1'),
                 [manager.CobaltManager(self.api)], executor='threading',
                 serializer=rpc.RequestContextSerializer())
             self.endpoint.start()
