@@ -4,12 +4,17 @@
 ``co_launch``, ``co_discard``, ``co_list_launched``, ``co_list_blessed``
 (also spelled ``gc_*``) and Nova's ``pause``/``unpause``;
 ``GET /servers``, ``/servers/detail`` (``?name=``) and ``/servers/{id}``;
-``GET /gcinfo`` and ``/cobaltinfo``. As in Cobalt, a live image is
+``GET /gcinfo`` and ``/cobaltinfo``; ``co_export`` of a blessed server and
+``POST /v2.1[/{project_id}]/co-import-server`` (also ``gc-import-server``)
+of what it answered. As in Cobalt, a live image is
 addressable as a server in state ``BLESSED``, and every answer that carries
 servers is a bare JSON list of Nova detail views (the clients index the body
 as a list): ``co_bless`` answers ``[<blessed server>]``, ``co_launch``
 ``[<first clone>]``, the list actions every match or ``[]``; ``co_discard``
-answers ``null``. Cobalt's error codes apply: invalid state 400, quota 413
+answers ``null``; ``co_export`` the export document (``fields``,
+``metadata``, ``system_metadata``, ``flavor_name``, ``export_image_id``: the
+image of the caller's store holding the live image) and the import
+``{"server": <the new blessed server>}``. Cobalt's error codes apply: invalid state 400, quota 413
 with ``Retry-After: 0``.
 """
 
@@ -29,12 +34,13 @@ from gridcentric_storage.api.controllers.servers import (
 from gridcentric_storage.api.schemas import servers as schema
 from gridcentric_storage.common import exception
 from gridcentric_storage.compute import api as compute_api
+from gridcentric_storage.compute import live_image_export
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import LiveImage, Server
 
 CAPABILITIES = ['user-data', 'launch-name', 'availability-zone', 'num-instances',
                 'bless-name', 'launch-key', 'scheduler-hints', 'supports-volumes',
-                'launch-nics', 'launch-params']
+                'launch-nics', 'launch-params', 'import-export']
 _VM_STATE = {'BUILD': 'building', 'ACTIVE': 'active', 'PAUSED': 'paused',
              'ERROR': 'error', 'BLESSED': 'active'}
 _POWER_STATE = {'ACTIVE': 1, 'PAUSED': 3, 'BLESSED': 1}  # Nova's RUNNING, PAUSED
@@ -243,6 +249,38 @@ class NovaExtensionController:
         images = db_servers.live_image_get_all(server_id=server['id'],
                                                project_id=scope(req.context))
         return [nova_blessed(req, i) for i in images]
+
+    def _co_export(self, req: Any, id: str, args: dict[str, Any]) -> dict[str, Any]:
+        live_image = self._blessed(req, id, 'exported', 'live_image:launch')
+        exported = self.compute.export(req.context, live_image)
+        return {
+            'fields': {'id': live_image['id'], 'name': live_image['name'],
+                       'memory_mb': live_image['memory_mb'], 'vcpus': live_image['vcpus']},
+            'metadata': {'blessed_from': live_image['server_id']},
+            'system_metadata': {'export_format': live_image_export.FORMAT,
+                                'export_sha256': exported['sha256'],
+                                'export_size': exported['size']},
+            'flavor_name': '%d-%d' % (live_image['memory_mb'], live_image['vcpus']),
+            'export_image_id': exported['image']}
+
+    def import_server(self, req: Any, project_id: str | None = None) -> Any:
+        """``co-import-server``: a new blessed server of the caller's project."""
+        return for_caller(req.context, self._translated(self._import_server, req))
+
+    import_server.request_schema = schema.cobalt_import  # type: ignore[attr-defined]
+
+    def _import_server(self, req: Any) -> dict[str, Any]:
+        body = req.json_body_or_400()
+        validation.validate(body, schema.cobalt_import)
+        policy.authorize(req.context, 'live_image:bless',
+                         {'project_id': req.context.project_id})
+        data = body['data']
+        fields = data['fields']
+        live_image = self.compute.import_(
+            req.context, fields['name'], fields['memory_mb'], fields['vcpus'],
+            (data.get('metadata') or {}).get('blessed_from') or fields['id'],
+            data['export_image_id'], data['system_metadata']['export_sha256'])
+        return {'server': nova_blessed(req, live_image)}
 
     def _pause(self, req: Any, id: str, args: dict[str, Any]) -> webob.Response:
         self._not_blessed(req, id, 'paused')

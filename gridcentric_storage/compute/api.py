@@ -253,3 +253,37 @@ class ComputeAPI:
                                          reason='%d server(s) were launched from it '
                                                 'meanwhile' % len(raced))
         self.rpcapi.discard_live_image(ctxt, live_image['host'], live_image['id'])
+
+    # ---- export and import (Cobalt's co_export, co-import-server)
+    def export(self, ctxt: Any, live_image: LiveImage) -> dict[str, Any]:
+        """Pack a blessed live image into the caller's image store (on its host);
+        the image's name, sha256 and size."""
+        if live_image['status'] != L.BLESSED:
+            raise exception.InvalidState(resource='Live image', id=live_image['id'],
+                                         state=live_image['status'],
+                                         reason='only a blessed live image can be exported')
+        if (live_image['artifacts'] or {}).get('disks'):
+            raise exception.Invalid(reason='live image %s has volumes; exporting live '
+                                    'images with volumes is not supported' % live_image['id'])
+        return self.rpcapi.export_live_image(  # type: ignore[no-any-return]
+            ctxt, live_image['host'], live_image['id'])
+
+    def import_(self, ctxt: Any, name: str, memory_mb: int, vcpus: int, server_id: str,
+                image: str, sha256: str) -> LiveImage:
+        """A new live image of the caller's project from an export image: its row in
+        ``blessing``, unpacked on the host the scheduler picks (which must hold the
+        image), ``blessed`` when this returns; a refusal leaves no row."""
+        image_store.check_reference(ctxt, image, 'export image')
+        if image_store.is_host_path(image):
+            raise exception.Invalid(reason='name the exported image, not a host file')
+        host = hosts.select_host(None)
+        live_image = db_servers.live_image_create({
+            'id': str(uuid.uuid4()), 'name': name, 'project_id': ctxt.project_id,
+            'user_id': ctxt.user_id, 'server_id': server_id, 'host': host,
+            'status': L.BLESSING, 'memory_mb': memory_mb, 'vcpus': vcpus})
+        try:
+            self.rpcapi.import_live_image(ctxt, host, live_image['id'], image, sha256)
+        except Exception:
+            db_servers.live_image_destroy(live_image['id'])
+            raise
+        return db_servers.live_image_get(live_image['id'])

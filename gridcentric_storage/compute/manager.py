@@ -2,24 +2,30 @@
 
 Its workflows live in their own modules: ``compute.servers`` (VMs),
 ``compute.live_images`` (bless, launch, discard), ``compute.nova_live_images``
-(bless a Nova instance) and ``compute.attach`` (a volume connected to this
+(bless a Nova instance), ``compute.live_image_export`` (a live image as one
+image of the store, and back) and ``compute.attach`` (a volume connected to this
 host with os-brick). Volume work on this host's
 backends is the volume manager's, in the same service under the ``volume``
 RPC namespace; this manager reaches volumes only through ``volume.api``, as
 Nova reaches Cinder.
 """
 
+import dataclasses
 import logging
 from typing import Any
 
 import oslo_messaging as messaging
 
 from gridcentric_storage import virt
+from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.common import context as gc_context
-from gridcentric_storage.compute import attach, rpcapi
-from gridcentric_storage.compute.live_images import LiveImageManager
+from gridcentric_storage.common.states import LiveImageStatus as L
+from gridcentric_storage.compute import attach, live_image_export, nova_live_images, rpcapi
+from gridcentric_storage.compute.live_images import LiveImageManager, artifacts_from_db
 from gridcentric_storage.compute.nova_live_images import NovaLiveImageManager
 from gridcentric_storage.compute.servers import ServerManager
+from gridcentric_storage.compute.status import set_live_image
+from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.volume import api as volume_api
 
@@ -75,6 +81,38 @@ class ComputeManager:
 
     def discard_live_image(self, ctxt: Any, live_image_id: str) -> None:
         self.live_images.discard(ctxt, live_image_id)
+
+    def export_live_image(self, ctxt: Any, live_image_id: str) -> dict[str, Any]:
+        """Pack a blessed live image into the caller's image store; image, sha256, size."""
+        with self.servers.locks.get(live_image_id):
+            live_image = db_servers.live_image_get(live_image_id)
+            if live_image['status'] != L.BLESSED or not live_image['artifacts']:
+                raise exception.InvalidState(resource='Live image', id=live_image_id,
+                                             state=live_image['status'],
+                                             reason='only a blessed live image is exported')
+            return concurrency.execute(  # type: ignore[no-any-return]
+                live_image_export.export, ctxt, self.servers.images,
+                artifacts_from_db(live_image))
+
+    def import_live_image(self, ctxt: Any, live_image_id: str, image: str,
+                          sha256: str) -> None:
+        """Unpack an export into the live image row the API made (``blessing``) and
+        bless it; a refusal raises with no file left (the API drops the row)."""
+        with self.servers.locks.get(live_image_id):
+            live_image = db_servers.live_image_get(live_image_id)
+            driver = self.servers.driver
+            root = nova_live_images.live_images_root(driver)
+            artifacts = concurrency.execute(
+                live_image_export.import_, ctxt, self.servers.images, driver, root, image,
+                sha256, live_image_id, live_image['memory_mb'], live_image['vcpus'])
+            try:
+                set_live_image(live_image_id, L.BLESSED, L.BLESSING, status_reason=None,
+                               artifacts=dataclasses.asdict(artifacts))
+            except Exception:
+                # The API gave up on the row (a timeout): nothing may stay behind.
+                driver.discard(artifacts)
+                nova_live_images.remove_directory(root, artifacts)
+                raise
 
     def pause_server(self, ctxt: Any, server_id: str) -> None:
         self.servers.pause(server_id)

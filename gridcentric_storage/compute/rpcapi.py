@@ -16,13 +16,19 @@ Version history:
 * 2.1 - pause_server, unpause_server (calls: Nova's pause answers when done).
 * 2.2 - bless_nova_instance (cast): bless a Nova instance's libvirt domain on
   this host into a live image row the API side made.
+* 2.3 - export_live_image (call: packs a blessed live image into the caller's
+  image store, answers image, sha256 and size), import_live_image (call:
+  unpacks such an image into a live image row the API side made, blessed
+  when it answers).
 """
 
 from typing import Any
 
 from gridcentric_storage.common import rpc
 
-RPC_API_VERSION = '2.2'
+RPC_API_VERSION = '2.3'
+#: Export and import read and write a whole guest RAM: longer than a short call.
+TRANSFER_TIMEOUT = 1800
 
 
 class ComputeAPI(rpc.HostClient):
@@ -56,6 +62,17 @@ class ComputeAPI(rpc.HostClient):
     def discard_live_image(self, ctxt: Any, host: str, live_image_id: str) -> None:
         self._cast(ctxt, host, 'discard_live_image', '2.0',
                    live_image_id=live_image_id)
+
+    def export_live_image(self, ctxt: Any, host: str, live_image_id: str) -> dict[str, Any]:
+        cctxt = self.client.prepare(server=host, version='2.3', timeout=TRANSFER_TIMEOUT)
+        return cctxt.call(ctxt, 'export_live_image',  # type: ignore[no-any-return]
+                          live_image_id=live_image_id)
+
+    def import_live_image(self, ctxt: Any, host: str, live_image_id: str, image: str,
+                          sha256: str) -> None:
+        cctxt = self.client.prepare(server=host, version='2.3', timeout=TRANSFER_TIMEOUT)
+        cctxt.call(ctxt, 'import_live_image', live_image_id=live_image_id, image=image,
+                   sha256=sha256)
 
     def pause_server(self, ctxt: Any, host: str, server_id: str) -> None:
         self._call(ctxt, host, 'pause_server', '2.1', server_id=server_id)

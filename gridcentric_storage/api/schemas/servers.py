@@ -87,6 +87,7 @@ _COBALT_VERBS = {
     'discard': _NO_ARGUMENTS,
     'list_launched': _NO_ARGUMENTS,
     'list_blessed': _NO_ARGUMENTS,
+    'export': _NO_ARGUMENTS,
 }
 #: Schema of the whole body of each action, by its name ("co_bless", "gc_bless", ...).
 cobalt_actions = {
@@ -100,4 +101,29 @@ nova_actions = {
            'required': [verb], 'additionalProperties': False}
     for verb in ('pause', 'unpause')
 }
+#: What co_export answers and co-import-server takes back as ``data``: the
+#: blessed server's fields, its metadata, the export's checksum, and the image.
+_SIZE = {'type': 'integer', 'minimum': 1, 'maximum': 4194304}
+export_document = {
+    'type': 'object',
+    'properties': {
+        'fields': {'type': 'object', 'properties': {
+            'id': common.UUID, 'name': common.NAME,
+            'memory_mb': _SIZE, 'vcpus': {'type': 'integer', 'minimum': 1, 'maximum': 1024}},
+            'required': ['id', 'name', 'memory_mb', 'vcpus'], 'additionalProperties': False},
+        'metadata': {'type': 'object', 'properties': {'blessed_from': common.UUID},
+                     'additionalProperties': False},
+        'system_metadata': {'type': 'object', 'properties': {
+            'export_format': {'type': 'string', 'enum': ['gridcentric-live-image/1']},
+            'export_sha256': {'type': 'string', 'pattern': '^[0-9a-f]{64}$'},
+            'export_size': {'type': 'integer', 'minimum': 1}},
+            'required': ['export_format', 'export_sha256'], 'additionalProperties': False},
+        'flavor_name': {'type': 'string', 'maxLength': 255},
+        'export_image_id': {'type': 'string', 'pattern': r'^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$'},
+    },
+    'required': ['fields', 'system_metadata', 'export_image_id'],
+    'additionalProperties': False,
+}
+cobalt_import = {'type': 'object', 'properties': {'data': export_document},
+                 'required': ['data'], 'additionalProperties': False}
 cobalt_action = {'oneOf': list(cobalt_actions.values()) + list(nova_actions.values())}
