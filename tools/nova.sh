@@ -6,7 +6,11 @@
 #                            stderr and to $GC_NOVA_DIR/log/*.log
 #   tools/nova.sh stop    -> stops every process it started (pid files), deletes the
 #                            ci-* libvirt domains, drops its databases, removes the state dir
-# Both are idempotent: `start` on a running stack only prints the exports again.
+#   tools/nova.sh restart gridcentric-compute|gridcentric-api
+#                         -> starts that service again the way `start` does (after a
+#                            test killed it) and waits until it serves
+# Both start and stop are idempotent: `start` on a running stack only prints the
+# exports again.
 #
 # What runs (all real, from one venv pinned by tools/nova-constraints.txt):
 #   Keystone, Placement, Glance (file store), nova-api (WSGI) under gunicorn;
@@ -17,6 +21,16 @@
 #   nova_cell0, nova live on the PostgreSQL of $GC_TEST_PG_URL and the RPC bus is
 #   $GC_TEST_RABBIT_URL; when unset, tools/postgres.sh / tools/rabbitmq.sh are
 #   started here (and stopped by `stop`).
+# It is a gridcentric-storage deployment: /work/main (this checkout) is installed
+# into the venv (`pip install --no-deps -e`, its .pth makes `compute_driver =
+# gridcentric.LibvirtDriver` importable), nova.conf names that driver, its
+# [gridcentric] live_images_path and the LiveImageHostFilter, nova-api's paste
+# pipeline carries the gridcentric filter, and gridcentric-api (Cobalt's RPC
+# endpoint, [nova] enabled) and gridcentric-compute (libvirt, host = nova-compute's
+# host) run from the checkout's own venv ($GC_VENV, default .venv) with the config
+# $GC_NOVA_GC_CONFIG, database `gridcentric` on the same PostgreSQL. Their [nova]
+# service credentials are the `gridcentric` service user (admin role in project
+# service, like Nova's own service users): a test stack's choice, not advice.
 # Test content: image $GC_NOVA_IMAGE (the test guest of tools/build-test-guest.sh,
 # booted the AMI way: kernel_id/ramdisk_id properties + a 1 MiB raw root disk) and
 # flavor $GC_NOVA_FLAVOR (128 MiB, 1 vCPU, 1 GB disk).
@@ -27,16 +41,19 @@
 #     paste.filter_factory = <module>:<factory>
 # and put `gridcentric` right after `keystonecontext` in each pipeline of
 # [composite:openstack_compute_api_v21] (there the filter sees environ['nova.context']).
-# HOOK: set GC_NOVA_PASTE_FILTER=<module>:<factory> (e.g.
-# gridcentric_storage.nova.api:filter_factory, importable in the venv) and `start`
-# makes exactly that edit in $GC_NOVA_DIR/etc/nova/api-paste.ini; unset, the
-# pipeline is nova's stock one.
+# GC_NOVA_PASTE_FILTER=<module>:<factory> (default
+# gridcentric_storage.nova.api_filter:filter_factory, with the local option
+# config_file = $GC_NOVA_GC_CONFIG) is the filter `start` inserts that way in
+# $GC_NOVA_DIR/etc/nova/api-paste.ini; set to the empty string, the pipeline is
+# nova's stock one.
 #
 # Settings: GC_NOVA_DIR (state, default /tmp/gc-nova), GC_NOVA_VENV (default
 # /opt/gc-nova-venv; built on first use, reused after), GC_NOVA_PORT_BASE (default
-# 18700: keystone, placement, glance, nova-api, neutron stand-in on base+0..4),
+# 18700: keystone, placement, glance, nova-api, neutron stand-in, gridcentric-api on
+# base+0..5),
 # GC_NOVA_PASSWORD (every user's password, default gc-nova-secret).
-# Needs: python3-venv, libvirt-dev, pkg-config, gcc (libvirt-python builds), qemu,
+# Needs: python3-venv, libvirt-dev, pkg-config, gcc, libc6-dev (libvirt-python
+# builds), curl, qemu,
 # libvirt-daemon-system, postgresql, rabbitmq-server, linux-image-amd64 and
 # busybox-static (test guest).
 set -euo pipefail
@@ -54,9 +71,18 @@ export GC_NOVA_NEUTRON_URL=http://127.0.0.1:$((BASE + 4))
 export GC_NOVA_MEMBER_USER=gc-member GC_NOVA_MEMBER_PROJECT=gc-other
 export GC_NOVA_IMAGE=gc-test-guest GC_NOVA_FLAVOR=gc-tiny
 export GC_NOVA_GUEST_DIR=${GC_GUEST_DIR:-/var/cache/gridcentric-storage/test-guest}
+TOP=$(cd "$HERE/.." && pwd)
+GCV=${GC_VENV:-$TOP/.venv}
+export GC_API_URL=http://127.0.0.1:$((BASE + 5))
+export GC_NOVA_GC_CONFIG=$D/etc/gridcentric-storage/gridcentric-storage.conf
+PASTE_FILTER=${GC_NOVA_PASTE_FILTER-gridcentric_storage.nova.api_filter:filter_factory}
+# nova-compute's [DEFAULT] host and gridcentric-compute's: bless RPC goes to the
+# gridcentric-compute named like the Nova instance's host
+HOST=$(hostname)
 GUNICORN_APPS="keystone placement glance neutron nova-api"
 DAEMONS="nova-conductor nova-scheduler nova-compute"
-DBS="keystone placement glance nova_api nova_cell0 nova"
+GC_DAEMONS="gridcentric-api gridcentric-compute"
+DBS="keystone placement glance nova_api nova_cell0 nova gridcentric"
 LIBVIRT_URI=qemu:///system
 
 log() { echo "nova.sh: $*" >&2; }
@@ -84,6 +110,24 @@ ensure_venv() {
     fi
     echo "$want" > "$stamp"
     log "venv ready in $(since "$t0")"
+}
+
+# What gridcentric-storage's nova-side modules import that Nova's venv lacks (pinned
+# in nova-constraints.txt with the rest).
+GC_VENV_EXTRAS="qemu.qmp"
+
+ensure_gc_in_venv() {  # this checkout, editable, in Nova's venv (nova-api, nova-compute,
+    # nova-scheduler import our filters and driver from it)
+    local stamp="$V/.gc-storage-install" want
+    want="$TOP $(cat "$TOP/setup.cfg" "$TOP/setup.py" "$TOP/pyproject.toml" "$TOP"/*.pth \
+                 "$HERE/nova-constraints.txt" 2>/dev/null | sha256sum | cut -d' ' -f1)"
+    [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+    # pbr and setuptools are in the venv already: no isolated build env to download
+    if ! "$V/bin/pip" install -c "$HERE/nova-constraints.txt" --no-build-isolation --no-deps \
+            -e "$TOP" $GC_VENV_EXTRAS >>"$D/log/venv.log" 2>&1; then
+        tail -20 "$D/log/venv.log" >&2; die "pip install -e $TOP into $V failed"
+    fi
+    echo "$want" > "$stamp"
 }
 
 # --- PostgreSQL / RabbitMQ / libvirtd ---------------------------------------------------
@@ -193,7 +237,8 @@ EOF
     cat > "$E/nova/nova.conf" <<EOF
 [DEFAULT]
 transport_url = $GC_TEST_RABBIT_URL
-compute_driver = libvirt.LibvirtDriver
+host = $HOST
+compute_driver = gridcentric.LibvirtDriver
 state_path = $D/data/nova
 instances_path = $D/data/nova/instances
 instance_name_template = ci-%(uuid)s
@@ -232,11 +277,50 @@ workers = 1
 [scheduler]
 workers = 1
 discover_hosts_in_cells_interval = -1
+[filter_scheduler]
+available_filters = nova.scheduler.filters.all_filters
+available_filters = gridcentric_storage.nova.scheduler_filter.LiveImageHostFilter
+enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,LiveImageHostFilter
+[gridcentric]
+live_images_path = $D/data/live-images
 EOF
     cp "$(nova_paste)" "$E/nova/api-paste.ini"
-    if [ -n "${GC_NOVA_PASTE_FILTER:-}" ]; then
-        paste_hook "$E/nova/api-paste.ini" "$GC_NOVA_PASTE_FILTER"
+    if [ -n "$PASTE_FILTER" ]; then
+        paste_hook "$E/nova/api-paste.ini" "$PASTE_FILTER" "$GC_NOVA_GC_CONFIG"
     fi
+    write_gc_config
+}
+
+write_gc_config() {  # gridcentric-api and gridcentric-compute of this stack
+    local G=$D/data/gridcentric
+    mkdir -p "${GC_NOVA_GC_CONFIG%/*}" "$G" "$D/data/live-images"
+    cat > "$GC_NOVA_GC_CONFIG" <<EOF
+[DEFAULT]
+host = $HOST
+state_path = $G
+transport_url = $GC_TEST_RABBIT_URL
+[database]
+connection = $PG_BASE/gridcentric
+[api]
+listen = 127.0.0.1
+port = $((BASE + 5))
+auth_strategy = keystone
+api_paste_config = $TOP/etc/gridcentric-storage/api-paste.ini
+[keystone_authtoken]
+$(authtoken gridcentric)
+[compute]
+virt_driver = libvirt
+hooks_dir = $G/hooks.d
+[libvirt]
+uri = $LIBVIRT_URI
+instances_path = $G/instances
+# the same directory as nova.conf's [gridcentric] live_images_path: bless writes
+# there, nova-compute's driver resumes clones from there
+live_images_path = $D/data/live-images
+[nova]
+enabled = true
+$(authtoken gridcentric | grep -v '^www_authenticate_uri')
+EOF
 }
 
 privsep_sections() {  # we already are root: no sudo/rootwrap in front of privsep-helper
@@ -251,8 +335,9 @@ privsep_sections() {  # we already are root: no sudo/rootwrap in front of privse
 nova_paste() { echo "$V/etc/nova/api-paste.ini"; }
 glance_paste() { echo "$V/etc/glance/glance-api-paste.ini"; }
 
-paste_hook() {  # api-paste.ini factory: the operator's edit described in the header
-    printf '\n[filter:gridcentric]\npaste.filter_factory = %s\n' "$2" >> "$1"
+paste_hook() {  # api-paste.ini factory config: the operator's edit described in the header
+    printf '\n[filter:gridcentric]\npaste.filter_factory = %s\nconfig_file = %s\n' \
+        "$2" "$3" >> "$1"
     awk '/^\[/ { v21 = ($0 == "[composite:openstack_compute_api_v21]") }
          v21 && /keystonecontext/ { sub(/keystonecontext/, "keystonecontext gridcentric") }
          { print }' "$1" > "$1.new"
@@ -333,12 +418,46 @@ export GC_NOVA_CONFIG_DIR=$D/etc/nova
 export GC_NOVA_IMAGE=$GC_NOVA_IMAGE
 export GC_NOVA_FLAVOR=$GC_NOVA_FLAVOR
 export GC_NOVA_VENV=$V
+export GC_NOVA_DIR=$D
+export GC_NOVA_GC_CONFIG=$GC_NOVA_GC_CONFIG
+export GC_API_URL=$GC_API_URL
 EOF
 }
 
 all_alive() {
     local name
-    for name in $GUNICORN_APPS $DAEMONS; do alive "$D/run/$name.pid" || return 1; done
+    for name in $GUNICORN_APPS $DAEMONS $GC_DAEMONS; do
+        alive "$D/run/$name.pid" || return 1
+    done
+}
+
+gc_launch() {  # name: a gridcentric-storage service from the checkout's venv
+    launch "$1" "$GCV/bin/$1" --config-file "$GC_NOVA_GC_CONFIG"
+}
+
+gc_compute_up_since() {  # epoch: gridcentric-compute heartbeat after it (its RPC
+    # server consumes before the first heartbeat)
+    "$V/bin/python" - "$PG_BASE/gridcentric" "$HOST" "$1" <<'EOF'
+import sys
+import sqlalchemy as sa
+with sa.create_engine(sys.argv[1]).connect() as c:
+    seen = c.execute(sa.text(
+        "SELECT extract(epoch FROM last_seen_at) FROM services"
+        " WHERE host = :host AND topic = 'gridcentric'"), {'host': sys.argv[2]}).scalar()
+sys.exit(0 if seen is not None and float(seen) >= float(sys.argv[3]) else 1)
+EOF
+}
+
+wait_gc_compute() {  # epoch
+    local end=$(( $(date +%s) + 120 ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        gc_compute_up_since "$1" && return 0
+        alive "$D/run/gridcentric-compute.pid" ||
+            { tail -30 "$D/log/gridcentric-compute.log" >&2; die "gridcentric-compute exited"; }
+        sleep 0.2
+    done
+    tail -30 "$D/log/gridcentric-compute.log" >&2
+    die "gridcentric-compute did not report within 120 s"
 }
 
 compute_registered() {  # the compute node is in cell1 and its inventory in placement
@@ -359,7 +478,10 @@ start() {
     if [ -d "$D" ]; then log "cleaning up a partial stack in $D"; stop; fi
     local t0 t1; t0=$(date +%s)
     mkdir -p "$D/run" "$D/log"; chmod 755 "$D"
+    [ -x "$GCV/bin/gridcentric-api" ] ||
+        die "$GCV has no gridcentric-api: build the checkout's venv first (tools/run-tests.sh does)"
     ensure_venv
+    ensure_gc_in_venv
     ensure_backends
     [ -r "$GC_NOVA_GUEST_DIR/vmlinuz" ] || run_step guest bash "$HERE/build-test-guest.sh" "$GC_NOVA_GUEST_DIR"
     t1=$(date +%s)
@@ -370,6 +492,8 @@ start() {
     run_step placement "$V/bin/placement-manage" --config-file "$D/etc/placement/placement.conf" db sync & local ppid=$!
     run_step glance "$V/bin/glance-manage" --config-file "$D/etc/glance/glance-api.conf" db_sync & local gpid=$!
     nova_db_setup & local npid=$!
+    run_step gridcentric "$GCV/bin/gridcentric-manage" --config-file "$GC_NOVA_GC_CONFIG" \
+        db sync & local gcpid=$!
     wait $kpid; wait $ppid; wait $gpid
     log "keystone, placement, glance schemas ready after $(since "$t1")"
     gunicorn_app keystone "$BASE" keystone.wsgi.api \
@@ -388,11 +512,15 @@ start() {
     done
     gunicorn_app nova-api $((BASE + 3)) nova.wsgi.osapi_compute \
         OS_NOVA_CONFIG_DIR="$D/etc/nova"
+    wait $gcpid
+    local t_gc; t_gc=$(date +%s)
+    for name in $GC_DAEMONS; do gc_launch "$name"; done
     wait_url glance "$GC_NOVA_GLANCE_URL/versions"
     run_step cloud "$V/bin/python" "$HERE/nova/cloud_setup.py" image
     wait_url placement "$GC_NOVA_PLACEMENT_URL/"
     wait_url neutron "$GC_NOVA_NEUTRON_URL/"
     wait_url nova-api "$GC_NOVA_API_URL/"
+    wait_url gridcentric-api "$GC_API_URL/"
     run_step cloud "$V/bin/python" "$HERE/nova/cloud_setup.py" flavor
     local end=$(( $(date +%s) + 180 ))
     while [ "$(date +%s)" -lt "$end" ]; do
@@ -401,6 +529,7 @@ start() {
         sleep 0.2
     done
     compute_registered || die "nova-compute did not register (cell1 + placement) within 180 s"
+    wait_gc_compute "$t_gc"
     run_step nova "$V/bin/nova-manage" --config-file "$D/etc/nova/nova.conf" cell_v2 discover_hosts --verbose
     all_alive || die "a service exited during start; see $D/log"
     exports > "$D/exports"
@@ -417,17 +546,17 @@ stop_pidfile() {  # pidfile: TERM the process group, KILL what is left after 30 
 
 stop() {
     local name pid
-    for name in $GUNICORN_APPS $DAEMONS; do stop_pidfile "$D/run/$name.pid"; done
+    for name in $GC_DAEMONS $GUNICORN_APPS $DAEMONS; do stop_pidfile "$D/run/$name.pid"; done
     for _ in $(seq 1 150); do
         local left=0
-        for name in $GUNICORN_APPS $DAEMONS; do
+        for name in $GC_DAEMONS $GUNICORN_APPS $DAEMONS; do
             pid=$(cat "$D/run/$name.pid" 2>/dev/null) || continue
             if kill -0 -- "-$pid" 2>/dev/null; then left=1; fi
         done
         [ $left = 0 ] && break
         sleep 0.2
     done
-    for name in $GUNICORN_APPS $DAEMONS; do
+    for name in $GC_DAEMONS $GUNICORN_APPS $DAEMONS; do
         pid=$(cat "$D/run/$name.pid" 2>/dev/null) || continue
         if kill -0 -- "-$pid" 2>/dev/null; then
             log "$name did not stop in 30 s: killing it"
@@ -451,8 +580,28 @@ stop() {
     rm -rf "$D"
 }
 
+restart() {  # a gridcentric service of a running stack, e.g. after a test killed it
+    local name=${1:-}
+    case " $GC_DAEMONS " in *" $name "*) ;; *) die "restart: one of $GC_DAEMONS" ;; esac
+    [ -f "$D/exports" ] || die "no stack in $D"
+    PG_BASE=$(cat "$D/pg_url"); PG_BASE=${PG_BASE%/*}
+    local pid t0
+    pid=$(cat "$D/run/$name.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        stop_pidfile "$D/run/$name.pid"
+        for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        if kill -0 "$pid" 2>/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
+    fi
+    t0=$(date +%s)
+    gc_launch "$name"
+    if [ "$name" = gridcentric-api ]; then wait_url "$name" "$GC_API_URL/"
+    else wait_gc_compute "$t0"; fi
+    log "$name restarted in $(since "$t0")"
+}
+
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
-*) echo "usage: $0 start|stop" >&2; exit 2 ;;
+restart) restart "${2:-}" ;;
+*) echo "usage: $0 start|stop|restart gridcentric-compute|gridcentric-api" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Set up a fresh Debian 12 machine and run every check: lint, types, the whole
 # test suite on newest PyPI releases, and the unit tests on Debian's own
-# OpenStack packages. Starts (and always stops) PostgreSQL, RabbitMQ and Ceph.
+# OpenStack packages, and the Nova lane: gridcentric-storage inside a real Nova
+# (tools/nova.sh). Starts (and always stops) PostgreSQL, RabbitMQ, Ceph and Nova.
 # The suite needs root (loop devices, LVM, tgt, Ceph, PostgreSQL's own user):
 # run as a user, it starts itself again through sudo.
 #   tools/run-tests.sh [extra pytest args]
@@ -61,7 +62,19 @@ run_pytest() {
 }
 
 step "PyPI lane: all tests"
-run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q tests "$@"
+# tests/functional/nova need the Nova stack: the Nova lane below runs them
+run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --ignore=tests/functional/nova \
+    tests "$@"
+
+step "Nova lane: gridcentric-storage inside a real Nova 34 (tools/nova.sh)"
+# the stack uses this run's PostgreSQL and RabbitMQ; stop it however the lane ends
+trap 'tools/nova.sh stop || true; cleanup' EXIT
+nova_env=$(tools/nova.sh start)
+# its OS_* exports stay in this subshell: the Debian lane's client tests read OS_*
+(eval "$nova_env"
+ run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q tests/functional/nova "$@")
+tools/nova.sh stop
+trap cleanup EXIT
 
 step "Debian lane: unit tests on Debian 12's python3 packages"
 [ -x .venv-debian/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv-debian

@@ -39,7 +39,8 @@ def identity() -> None:
     ks.roles.grant(roles['member'], user=member, project=other)
     # the stock policies need the service role too for some internal calls
     service_role = roles.get('service') or ks.roles.create('service')
-    for name in ('nova', 'placement', 'glance', 'neutron'):
+    # gridcentric: gridcentric-api's token validation and its [nova] calls
+    for name in ('nova', 'placement', 'glance', 'neutron', 'gridcentric'):
         user = ks.users.create(name, domain=domain, password=E['GC_NOVA_PASSWORD'],
                                default_project=service)
         ks.roles.grant(roles['admin'], user=user, project=service)

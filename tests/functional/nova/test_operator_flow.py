@@ -1,0 +1,221 @@
+"""An operator's whole flow with Cobalt's clients on a real Nova (tools/nova.sh).
+
+Everything goes through Nova's own endpoint with Keystone tokens: the test
+guest boots as a Nova server, Cobalt's client (the ``CobaltManager`` that
+copies its wire behaviour) blesses it through the gridcentric filter in
+nova-api, launches three clones that Nova itself lists, and the clones'
+consoles (Nova's ``os-getConsoleOutput``) show the blessed guest's memory
+going on. Deleting through Nova removes their domains, discarding removes the
+live image's files; another project's member neither blesses nor sees any of
+it; killing gridcentric-compute in the middle of a bless leaves the Nova
+server running and the live image in error.
+"""
+
+import functools
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fixtures import guest
+from tests.fixtures.services import wait_for
+from tests.functional.nova.conftest import (
+    active,
+    boot,
+    console,
+    delete,
+    domain_name,
+    gone,
+    live_images_path,
+    nova_sh,
+    pidfile,
+    require_stack,
+)
+from tests.unit.api.test_cobalt_clients import CobaltManager
+
+require_stack('GC_NOVA_GC_CONFIG', 'GC_NOVA_DIR')
+
+CLONES = 3
+BLESS_TIMEOUT = 120
+LAUNCH_TIMEOUT = 180
+
+
+def cobalt_of(client: Any) -> CobaltManager:
+    return CobaltManager(client)
+
+
+def live_image(client: Any, live_image_id: str) -> dict[str, Any]:
+    """The live image as Cobalt's clients read it: a server on Nova's endpoint."""
+    return client.client.get('/servers/%s' % live_image_id)[1]['server']  # type: ignore
+
+
+def settled(client: Any, live_image_id: str) -> dict[str, Any] | None:
+    image = live_image(client, live_image_id)
+    return None if image['status'] == 'BUILD' or image.get('OS-EXT-STS:task_state') else image
+
+
+def console_counting(client: Any, server_id: str, lines: int) -> str | None:
+    """The server's console once it shows ``lines`` counter lines and a token
+    (the guest re-prints its boot token every 10th counter)."""
+    text = console(client, server_id)
+    return text if len(guest.counters(text)) >= lines and guest.tokens(text) else None
+
+
+def counted_past(client: Any, server_id: str, n: int) -> bool:
+    found = guest.counters(console(client, server_id))
+    return bool(found) and found[-1][0] > n
+
+
+def discard_quietly(client: Any, live_image_id: str) -> None:
+    """Clean-up after a failed test: discard unless already gone."""
+    from novaclient import exceptions as nova_exc
+
+    try:
+        cobalt_of(client).discard(live_image_id)
+    except nova_exc.NotFound:
+        pass
+
+
+def http_status(call: Any) -> int | None:
+    """The HTTP status of the error ``call`` raised (200 when it raised none)."""
+    try:
+        call()
+    except Exception as e:
+        return getattr(e, 'code', None)
+    return 200
+
+
+@pytest.fixture(scope='module')
+def source(admin: Any) -> Iterator[dict[str, Any]]:
+    """vm1, booted through Nova, counting on its console."""
+    server = boot(admin, 'vm1')
+    try:
+        text = wait_for(functools.partial(console_counting, admin, server.id, 3), 120,
+                        interval=0.5, what='vm1 to count')
+        token = guest.boot_token(text)
+        assert token, text
+        yield {'id': server.id, 'token': token}
+    finally:
+        delete(admin, server.id)
+
+
+@pytest.fixture(scope='module')
+def blessed(admin: Any, source: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    before = guest.counters(console(admin, source['id']))[-1][0]
+    [image] = cobalt_of(admin).bless(source['id'], name='gold')
+    done = wait_for(lambda: settled(admin, image.id), BLESS_TIMEOUT, interval=0.5,
+                    what='the bless to finish')
+    # the guest's RAM was saved between these two counters
+    after = guest.counters(console(admin, source['id']))[-1][0]
+    try:
+        yield {'id': image.id, 'view': done, 'before': before, 'after': after}
+    finally:
+        discard_quietly(admin, image.id)
+
+
+@pytest.fixture(scope='module')
+def clones(admin: Any, blessed: dict[str, Any]) -> Iterator[list[str]]:
+    launched = cobalt_of(admin).launch(blessed['id'], name='web', num_instances=CLONES)
+    ids = [c.id for c in cobalt_of(admin).list_launched(blessed['id'])]
+    try:
+        assert launched and len(ids) == CLONES, (launched, ids)
+        for server_id in ids:
+            wait_for(functools.partial(active, admin, server_id), LAUNCH_TIMEOUT,
+                     interval=0.5, what='clone %s to become ACTIVE' % server_id)
+        yield ids
+    finally:
+        for server_id in ids:   # what a failed test left
+            if not gone(admin, server_id):
+                delete(admin, server_id)
+
+
+def test_bless_makes_a_live_image_and_the_server_goes_on(
+        admin: Any, source: dict[str, Any], blessed: dict[str, Any], libvirt_conn: Any) -> None:
+    view = blessed['view']
+    assert view['status'] == 'BLESSED' and view['name'] == 'gold', view
+    assert view['metadata'].get('blessed_from') == source['id'], view
+    cobalt = cobalt_of(admin)
+    assert [b.id for b in cobalt.list_blessed(source['id'])] == [blessed['id']]
+    assert cobalt.list_launched(blessed['id']) == []
+    assert {'user-data', 'launch-name', 'num-instances'} <= set(cobalt.capabilities())
+    # the source stays a running Nova server and keeps counting
+    assert active(admin, source['id'])
+    assert libvirt_conn.lookupByUUIDString(source['id']).isActive()
+    wait_for(functools.partial(counted_past, admin, source['id'], blessed['before'] + 3), 60,
+             interval=0.5, what='vm1 to keep counting after the bless')
+    assert os.path.isdir(os.path.join(live_images_path(), blessed['id']))
+
+
+def test_another_projects_member_cannot_bless_or_see(
+        admin: Any, member: Any, source: dict[str, Any], blessed: dict[str, Any]) -> None:
+    cobalt = cobalt_of(member)
+    assert http_status(lambda: cobalt.bless(source['id'])) in (403, 404)
+    assert http_status(lambda: live_image(member, blessed['id'])) == 404
+    assert http_status(lambda: cobalt.list_blessed(source['id'])) in (403, 404)
+    assert http_status(lambda: cobalt.launch(blessed['id'])) in (403, 404)
+    assert blessed['id'] not in [s.id for s in cobalt.find_by_name('gold')]
+    assert [b.id for b in cobalt_of(admin).list_blessed(source['id'])] == [blessed['id']]
+
+
+def test_nova_lists_the_clones_active_with_the_launch_name(
+        admin: Any, blessed: dict[str, Any], clones: list[str]) -> None:
+    listed = {s.id: (s.name, s.status) for s in admin.servers.list()}
+    assert {listed.get(c) for c in clones} == {('web', 'ACTIVE')}, listed
+    assert sorted(c.id for c in cobalt_of(admin).list_launched(blessed['id'])) == sorted(clones)
+
+
+def test_the_clones_resume_the_blessed_memory(
+        admin: Any, source: dict[str, Any], blessed: dict[str, Any], clones: list[str],
+        libvirt_conn: Any) -> None:
+    for server_id in clones:
+        assert libvirt_conn.lookupByUUIDString(server_id).isActive()
+        text = wait_for(functools.partial(console_counting, admin, server_id, 2), 90,
+                        interval=0.5, what='clone %s to count' % server_id)
+        assert guest.tokens(text) == {source['token']}, text     # the blessed guest's RAM
+        assert 'BOOT-TOKEN' not in text, text                     # resumed, never booted
+        first = guest.counters(text)[0][0]
+        assert blessed['before'] <= first <= blessed['after'] + 1, (first, blessed)
+        # and goes on from there
+        wait_for(functools.partial(counted_past, admin, server_id, first + 3), 60, interval=0.5,
+                 what='clone %s to keep counting' % server_id)
+
+
+def test_clones_deleted_through_nova_and_the_live_image_discarded(
+        admin: Any, blessed: dict[str, Any], clones: list[str], libvirt_conn: Any) -> None:
+    for server_id in clones:
+        delete(admin, server_id)
+        assert domain_name(server_id) not in [d.name() for d in libvirt_conn.listAllDomains()]
+    assert cobalt_of(admin).list_launched(blessed['id']) == []
+    resp, body = cobalt_of(admin).discard(blessed['id'])
+    assert resp.status_code == 200 and body is None
+    directory = os.path.join(live_images_path(), blessed['id'])
+    wait_for(lambda: http_status(lambda: live_image(admin, blessed['id'])) == 404
+             and not os.path.exists(directory), 60, interval=0.5,
+             what='the live image and its directory to go')
+
+
+def test_compute_killed_mid_bless_leaves_the_server_running(
+        admin: Any, source: dict[str, Any], libvirt_conn: Any) -> None:
+    import libvirt
+
+    domain = libvirt_conn.lookupByUUIDString(source['id'])
+    with open(pidfile('gridcentric-compute')) as f:
+        pid = int(f.read())
+    [image] = cobalt_of(admin).bless(source['id'], name='interrupted')
+    # bless pauses the domain while it saves and copies: kill it there
+    wait_for(lambda: domain.state()[0] == libvirt.VIR_DOMAIN_PAUSED, BLESS_TIMEOUT,
+             interval=0.005, what='bless to pause vm1')
+    os.kill(pid, signal.SIGKILL)
+    nova_sh('restart', 'gridcentric-compute')
+    view = wait_for(lambda: (lambda v: v if v['status'] == 'ERROR' else None)(
+        live_image(admin, image.id)), 120, interval=0.5, what='the live image to be in error')
+    assert view['name'] == 'interrupted'
+    assert active(admin, source['id'])
+    assert domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    last = guest.counters(console(admin, source['id']))[-1][0]
+    wait_for(functools.partial(counted_past, admin, source['id'], last + 2), 60, interval=0.5,
+             what='vm1 to count again')
+    resp, _ = cobalt_of(admin).discard(image.id)
+    assert resp.status_code == 200
