@@ -5,6 +5,8 @@ test_live_images_qemu.py); what is checked is the CLI and client behaviour.
 """
 
 import json
+import os
+import stat
 import subprocess
 
 import pytest
@@ -76,3 +78,48 @@ def test_python_manager_reads_like_cobalts(cloud):
     assert len(nova.gridcentric.list_launched(blessed)) == 2
     assert [b.id for b in nova.gridcentric.list_blessed(server)] == [blessed.id]
     assert 'bless-name' in nova.gridcentric.capabilities()
+
+
+def test_export_import_of_a_real_qemu_live_image_keeps_its_memory(tmp_path):
+    """co_export, discard of the original, co-import-server, co_launch: the clone
+    resumes the exported memory (its boot token, its counter) under real QEMU."""
+    from tests.fixtures import guest
+    from tests.fixtures.services import wait_for
+    from tests.functional.test_live_images_qemu import AllInOne
+
+    if guest.missing() is not None:
+        pytest.skip(guest.missing() or '')
+    aio = AllInOne(tmp_path)
+    aio.start()
+    try:
+        source = aio.boot()
+        token = guest.boot_token(aio.console(source['id']))
+        before = guest.counters(aio.console(source['id']))[-1][0]
+        blessed = aio.call('POST', '/v2.1/servers/%s/action' % source['id'],
+                           json={'co_bless': {'name': 'gold'}}).json()[0]
+        wait_for(lambda: aio.live_image(blessed['id'])['status'] == 'blessed', timeout=60)
+        after = guest.counters(aio.console(source['id']))[-1][0]
+        document = aio.call('POST', '/v2.1/servers/%s/action' % blessed['id'],
+                            json={'co_export': {}}).json()
+        assert aio.call('DELETE', '/v1/servers/%s' % source['id']).status_code == 204
+        assert aio.call('POST', '/v2.1/servers/%s/action' % blessed['id'],
+                        json={'co_discard': {}}).status_code == 200
+        wait_for(lambda: aio.live_image(blessed['id'])['status'] == 'gone', timeout=60)
+
+        imported = aio.call('POST', '/v2.1/co-import-server', json={'data': document})
+        assert imported.status_code == 200, imported.text
+        image_id = imported.json()['server']['id']
+        ram = os.path.join(aio.state, 'live-images', image_id, 'ram')
+        assert stat.S_IMODE(os.stat(ram).st_mode) == 0o444
+        clone = aio.call('POST', '/v2.1/servers/%s/action' % image_id,
+                         json={'co_launch': {'name': 'copy'}}).json()[0]
+        assert aio.settled_server(clone['id'])['status'] == 'ACTIVE'
+        wait_for(lambda: len(guest.counters(aio.console(clone['id']))) >= 12, timeout=120,
+                 interval=0.5)
+        text = aio.console(clone['id'])
+        assert 'BOOT-TOKEN' not in text and token in guest.tokens(text)
+        assert before <= guest.counters(text)[0][0] <= after + 1
+        assert aio.call('DELETE', '/v1/servers/%s' % clone['id']).status_code == 204
+        wait_for(lambda: aio.server(clone['id'])['status'] == 'DELETED', timeout=60)
+    finally:
+        aio.stop()
