@@ -42,6 +42,7 @@ FILES = 'files/'
 IMPORTABLE = frozenset({'ram', 'state', 'layout.json'})
 _CHUNK = 1 << 20
 _HOLE = 64 << 10              # holes are made in runs of whole 64 KiB zero chunks
+_ZEROS = bytes(_HOLE)
 _MAX_MEMBERS = 64
 _MAX_JSON = 1 << 20
 _FILE_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,127}')
@@ -59,22 +60,22 @@ def _refuse(reason: str) -> exception.Invalid:
 
 
 class _SparseWriter:
-    """A write-only file for tarfile's stream mode: hashes every byte, seeks over
-    zero chunks instead of writing them (the result is sparse)."""
+    """A write-only file for tarfile: hashes every byte (with ``digest``), seeks
+    over zero chunks instead of writing them (the result is sparse)."""
 
-    def __init__(self, f: IO[bytes]) -> None:
+    def __init__(self, f: IO[bytes], digest: bool = True) -> None:
         self.f = f
-        self.sha = hashlib.sha256()
+        self.sha = hashlib.sha256() if digest else None
         self.size = 0
         self._pending = 0
 
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        view = memoryview(data)
-        for start in range(0, len(view), _HOLE):
-            piece = view[start:start + _HOLE]
-            if piece.nbytes == _HOLE and not any(piece.tobytes()):
-                self._pending += piece.nbytes
+    def write(self, data: bytes | bytearray) -> int:
+        if self.sha is not None:
+            self.sha.update(data)
+        for start in range(0, len(data), _HOLE):
+            piece = data[start:start + _HOLE]
+            if piece == _ZEROS:
+                self._pending += _HOLE
                 continue
             if self._pending:
                 self.f.seek(self._pending, os.SEEK_CUR)
@@ -82,6 +83,9 @@ class _SparseWriter:
             self.f.write(piece)
         self.size += len(data)
         return len(data)
+
+    def tell(self) -> int:
+        return self.size
 
     def finish(self) -> None:
         if self._pending:
@@ -123,7 +127,7 @@ def pack(artifacts: virt.LiveImageArtifacts, out: str) -> dict[str, Any]:
     body = json.dumps(manifest, indent=1, sort_keys=True).encode()
     with open(out, 'xb') as f:
         writer = _SparseWriter(f)
-        with tarfile.open(fileobj=writer, mode='w|', bufsize=_CHUNK,  # type: ignore[call-overload]
+        with tarfile.open(fileobj=writer, mode='w', copybufsize=_CHUNK,  # type: ignore[call-overload]
                           format=tarfile.PAX_FORMAT) as tar:
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mode = len(body), 0o644
@@ -136,6 +140,7 @@ def pack(artifacts: virt.LiveImageArtifacts, out: str) -> dict[str, Any]:
                     info.size, info.mode, info.mtime = stat.st_size, 0o644, int(stat.st_mtime)
                     tar.addfile(info, member)
         writer.finish()
+    assert writer.sha is not None
     return {'sha256': writer.sha.hexdigest(), 'size': writer.size}
 
 
@@ -243,23 +248,22 @@ def _check_manifest(manifest: Any, files: dict[str, tarfile.TarInfo]) -> dict[st
     return {'memory_mb': manifest['memory_mb'], 'vcpus': manifest['vcpus'], 'extra': kept}
 
 
-def _copy_sparse(src: IO[bytes], dst: str, size: int) -> str:
-    """Write ``src`` to the new file ``dst`` with holes for zero chunks; its sha256."""
-    sha = hashlib.sha256()
+def _copy_sparse(src: IO[bytes], dst: str, size: int, digest: bool) -> str | None:
+    """Write ``src`` to the new file ``dst`` with holes for zero chunks; its sha256
+    if ``digest``."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     with os.fdopen(fd, 'wb') as out:
-        writer = _SparseWriter(out)
+        writer = _SparseWriter(out, digest)
         left = size
         while left:
             chunk = src.read(min(_CHUNK, left))
             if not chunk:
                 raise _refuse('%s is truncated' % os.path.basename(dst))
             writer.write(chunk)
-            sha.update(chunk)
             left -= len(chunk)
         writer.finish()
-    return sha.hexdigest()
+    return writer.sha.hexdigest() if writer.sha is not None else None
 
 
 def unpack(path: str, sha256: str, directory: str, live_image_id: str,
@@ -296,8 +300,10 @@ def _unpack_checked(f: IO[bytes], directory: str, live_image_id: str, memory_mb:
             for name, member in sorted(members.items()):
                 src = tar.extractfile(member)
                 assert src is not None      # regular files only (_members)
-                digest = _copy_sparse(src, os.path.join(directory, name), member.size)
-                if name == 'ram' and checked['extra'].get('ram_sha256') not in (None, digest):
+                recorded = checked['extra'].get('ram_sha256') if name == 'ram' else None
+                digest = _copy_sparse(src, os.path.join(directory, name), member.size,
+                                      recorded is not None)
+                if digest != recorded:
                     raise _refuse('ram does not match its recorded sha256')
     except tarfile.TarError as e:
         raise _refuse('the tar cannot be read (%s)' % e) from None

@@ -1,7 +1,8 @@
 """`gc-api` live-image commands and the `gridcentric` Python manager, real API.
 
 The compute service uses the fake virt driver here (the QEMU paths are in
-test_live_images_qemu.py); what is checked is the CLI and client behaviour.
+test_live_images_qemu.py); what is checked is the CLI and client behaviour,
+except for the export/import round trip, which runs a real QEMU guest.
 """
 
 import json
