@@ -276,9 +276,10 @@ class NovaExtensionController:
                          {'project_id': req.context.project_id})
         data = body['data']
         fields = data['fields']
+        # Its "source" is the exported live image: never a server of this cloud, so
+        # nothing (a restart's resume of blessed sources) acts on another's server.
         live_image = self.compute.import_(
-            req.context, fields['name'], fields['memory_mb'], fields['vcpus'],
-            (data.get('metadata') or {}).get('blessed_from') or fields['id'],
+            req.context, fields['name'], fields['memory_mb'], fields['vcpus'], fields['id'],
             data['export_image_id'], data['system_metadata']['export_sha256'])
         return {'server': nova_blessed(req, live_image)}
 

@@ -79,6 +79,7 @@ def test_export_import_launch(cloud, tmp_path):
     assert (server['name'], server['tenant_id'], server['flavor']['ram']) == (
         'gold', 'proj-a', 16)
     assert 'OS-EXT-SRV-ATTR:host' not in server
+    assert server['metadata'] == {'blessed_from': image['id']}   # what it was exported from
     assert sorted(os.listdir(tmp_path / 'live-images')) == sorted([image['id'], server['id']])
 
     launched = _action(cloud, server['id'], {'co_launch': {'name': 'copy'}})
