@@ -11,13 +11,15 @@ chunks become holes), so a mostly untouched guest RAM costs little disk.
 Its sha256 goes into the export document, and the import checks it before
 reading a single member.
 
-Packing is generic over the directory (a Nova instance's live image exports
-the same way). Importing is narrower, because the files are the caller's
-input and the clone's QEMU reads them as root: only the standalone QEMU
-driver's layout (``ram``, ``state``, ``layout.json``) is accepted, with
-``layout.json`` checked field by field (its strings reach QEMU's argv), and
-no volumes. A hostile tar (links, devices, absolute names, ``..``, unknown
-members) is refused with nothing left behind.
+Packing and unpacking are generic over the directory (regular files, one
+level of subdirectories: a Nova instance's live image goes the same way).
+What an import accepts is narrower, because the files are the caller's input
+and the clone's QEMU reads them as root: by default (:func:`check_qemu_files`)
+only the standalone QEMU driver's layout (``ram``, ``state``,
+``layout.json``), with ``layout.json`` checked field by field (its strings
+reach QEMU's argv), and no volumes; another kind passes its own ``check``.
+A hostile tar (links, devices, absolute names, ``..``, unknown members) is
+refused with nothing left behind.
 """
 
 import dataclasses
@@ -27,13 +29,15 @@ import os
 import re
 import shutil
 import tarfile
+from collections.abc import Callable
 from typing import IO, Any
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.virt import base as virt
 
-__all__ = ['FORMAT', 'export', 'image_name', 'import_', 'pack', 'unpack']
+__all__ = ['FORMAT', 'Checker', 'check_qemu_files', 'export', 'image_name', 'import_',
+           'pack', 'unpack']
 
 FORMAT = 'gridcentric-live-image/1'
 MANIFEST = 'manifest.json'
@@ -105,7 +109,7 @@ def _directory_files(directory: str) -> list[str]:
                 raise exception.Invalid(reason='live image files must be regular files; '
                                         '%s is not' % os.path.relpath(path, directory))
             found.append(os.path.relpath(path, directory))
-    return found
+    return sorted(found)
 
 
 def pack(artifacts: virt.LiveImageArtifacts, out: str) -> dict[str, Any]:
@@ -196,6 +200,20 @@ def _check_layout(data: Any, memory_mb: int, vcpus: int) -> None:
         raise _refuse('layout names disks, boot files or another live image')
 
 
+def check_qemu_files(read_json: Callable[[str], Any], files: set[str], memory_mb: int,
+                     vcpus: int) -> None:
+    """What an import accepts by default: the QEMU driver's bless, nothing else (a
+    libvirt domain.xml would be defined as root, a Nova live image is Nova's)."""
+    if files != IMPORTABLE:
+        raise _refuse('its files must be exactly %s' % ', '.join(sorted(IMPORTABLE)))
+    _check_layout(read_json('layout.json'), memory_mb, vcpus)
+
+
+#: ``check(read_json, files, memory_mb, vcpus)``: refuse (``_refuse``) a directory
+#: its kind of live image cannot launch safely; ``read_json(name)`` parses a file.
+Checker = Callable[[Callable[[str], Any], set[str], int, int], None]
+
+
 def _read_json(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Any:
     if member.size > _MAX_JSON:
         raise _refuse('%s is larger than %d bytes' % (member.name, _MAX_JSON))
@@ -218,7 +236,9 @@ def _members(tar: tarfile.TarFile) -> tuple[tarfile.TarInfo, dict[str, tarfile.T
             manifest = member
             continue
         name = member.name[len(FILES):] if member.name.startswith(FILES) else ''
-        if not _FILE_NAME.fullmatch(name) or name in files:
+        parts = name.split('/')
+        if (len(parts) > 2 or name in files
+                or not all(_FILE_NAME.fullmatch(part) for part in parts)):
             raise _refuse('member name %r is not allowed' % member.name)
         files[name] = member
     if manifest is None:
@@ -232,8 +252,8 @@ def _check_manifest(manifest: Any, files: dict[str, tarfile.TarInfo]) -> dict[st
     for key in ('memory_mb', 'vcpus'):
         if not isinstance(manifest.get(key), int) or not 0 < manifest[key] <= 1 << 22:
             raise _refuse('%s must be a positive integer' % key)
-    if set(files) != IMPORTABLE or manifest.get('files') != sorted(files):
-        raise _refuse('its files must be exactly %s' % ', '.join(sorted(IMPORTABLE)))
+    if manifest.get('files') != sorted(files):
+        raise _refuse('its manifest does not list its files')
     if (manifest.get('memory_file'), manifest.get('state_file')) != ('ram', 'state'):
         raise _refuse('its memory and state files must be ram and state')
     extra = manifest.get('extra')
@@ -267,7 +287,8 @@ def _copy_sparse(src: IO[bytes], dst: str, size: int, digest: bool) -> str | Non
 
 
 def unpack(path: str, sha256: str, directory: str, live_image_id: str,
-           memory_mb: int, vcpus: int) -> virt.LiveImageArtifacts:
+           memory_mb: int, vcpus: int, check: Checker = check_qemu_files
+           ) -> virt.LiveImageArtifacts:
     """Check and unpack the export at ``path`` into the new ``directory``.
 
     Refusals are 400s (``exception.Invalid``) and leave no directory behind.
@@ -282,22 +303,26 @@ def unpack(path: str, sha256: str, directory: str, live_image_id: str,
         # Same open file as hashed: a replaced image cannot slip in between.
         os.mkdir(directory, 0o750)
         try:
-            return _unpack_checked(f, directory, live_image_id, memory_mb, vcpus)
+            return _unpack_checked(f, directory, live_image_id, memory_mb, vcpus, check)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
 
 
 def _unpack_checked(f: IO[bytes], directory: str, live_image_id: str, memory_mb: int,
-                    vcpus: int) -> virt.LiveImageArtifacts:
+                    vcpus: int, check: Checker) -> virt.LiveImageArtifacts:
     try:
         with tarfile.open(fileobj=f, mode='r:') as tar:
             manifest_member, members = _members(tar)
             checked = _check_manifest(_read_json(tar, manifest_member), members)
             if (checked['memory_mb'], checked['vcpus']) != (memory_mb, vcpus):
                 raise _refuse('the document and the manifest disagree on the size')
-            _check_layout(_read_json(tar, members['layout.json']), memory_mb, vcpus)
+            check(lambda name: _read_json(tar, members[name]), set(members), memory_mb,
+                  vcpus)
             for name, member in sorted(members.items()):
+                if '/' in name:
+                    os.makedirs(os.path.join(directory, os.path.dirname(name)), 0o755,
+                                exist_ok=True)
                 src = tar.extractfile(member)
                 assert src is not None      # regular files only (_members)
                 recorded = checked['extra'].get('ram_sha256') if name == 'ram' else None
@@ -319,8 +344,8 @@ def _unpack_checked(f: IO[bytes], directory: str, live_image_id: str, memory_mb:
 
 
 def import_(ctxt: Any, store: ImageStore, driver: virt.VirtDriver, root: str,
-            image: str, sha256: str, live_image_id: str, memory_mb: int, vcpus: int
-            ) -> virt.LiveImageArtifacts:
+            image: str, sha256: str, live_image_id: str, memory_mb: int, vcpus: int,
+            check: Checker = check_qemu_files) -> virt.LiveImageArtifacts:
     """Unpack the caller's (or a public) image into ``<root>/<live_image_id>`` and
     hand it to the driver; a driver without ``import_`` launches from the files."""
     path = store.locate(ctxt, image, 'export image')
@@ -328,7 +353,7 @@ def import_(ctxt: Any, store: ImageStore, driver: virt.VirtDriver, root: str,
     directory = os.path.join(root, live_image_id)
     if os.path.lexists(directory):
         raise exception.Conflict(reason='live image %s already exists' % live_image_id)
-    artifacts = unpack(path, sha256, directory, live_image_id, memory_mb, vcpus)
+    artifacts = unpack(path, sha256, directory, live_image_id, memory_mb, vcpus, check)
     try:
         return driver.import_({'artifacts': dataclasses.asdict(artifacts)})
     except NotImplementedError:

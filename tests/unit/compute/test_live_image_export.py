@@ -254,3 +254,29 @@ def test_a_well_formed_hand_made_export_imports(ctxt, store, blessed, tmp_path):
     imported = _import(ctxt, store, driver, tmp_path, _hostile(store, ctxt, _good_files))
     with open(imported.state_path, 'rb') as f:
         assert f.read() == b'state'
+
+
+def test_another_kind_of_directory_round_trips_with_its_own_check(ctxt, store, tmp_path):
+    """Pack and unpack are generic (a Nova live image's nova.json, domain.xml and a
+    disks/ subdirectory); the default check refuses what is not the QEMU driver's."""
+    directory = tmp_path / 'live-images' / 'nova-1'
+    (directory / 'disks').mkdir(parents=True)
+    for name, data in {'nova.json': b'{}', 'domain.xml': b'<domain/>', 'ram': b'\1' * 100,
+                       'state': b's', 'disks/disk': b'qcow2'}.items():
+        (directory / name).write_bytes(data)
+    artifacts = base.LiveImageArtifacts('nova-1', str(directory), str(directory / 'ram'),
+                                        str(directory / 'state'), RAM_MB, 1)
+    exported = lie.export(ctxt, store, artifacts)
+    driver = FakeVirtDriver()
+    with pytest.raises(exception.Invalid, match='files must be exactly'):
+        _import(ctxt, store, driver, tmp_path, exported)
+    assert sorted(os.listdir(tmp_path / 'live-images')) == ['nova-1']
+
+    seen = []
+    imported = lie.import_(ctxt, store, driver, str(tmp_path / 'live-images'),
+                           exported['image'], exported['sha256'], 'nova-2', RAM_MB, 1,
+                           check=lambda read, files, mb, cpus: seen.append(
+                               (read('nova.json'), sorted(files))))
+    assert seen == [({}, ['disks/disk', 'domain.xml', 'nova.json', 'ram', 'state'])]
+    assert (tmp_path / 'live-images' / 'nova-2' / 'disks' / 'disk').read_bytes() == b'qcow2'
+    assert imported.directory == str(tmp_path / 'live-images' / 'nova-2')
