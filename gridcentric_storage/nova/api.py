@@ -226,7 +226,6 @@ class API:
         server: dict[str, Any] = {
             'name': params.get('name') or '%s-clone' % live_image['name'],
             'flavorRef': source['flavor_id'], 'imageRef': source['image_id'],
-            'min_count': count, 'max_count': count,
             'metadata': {LAUNCHED_FROM: live_image['id']},
             'networks': [{k: v for k, v in n.items() if v is not None}
                          for n in params['networks']] if params.get('networks') else 'none',
@@ -238,7 +237,19 @@ class API:
             server['security_groups'] = [g if isinstance(g, dict) else {'name': g}
                                          for g in params['security_groups']]
         hints = dict(params.get('scheduler_hints') or {}, **{HOSTS_HINT: [live_image['host']]})
-        first = self.nova.create_servers(ctxt, server, hints)
+        # One create per clone: Nova renames the servers of one multi-create
+        # (multi_instance_display_name_template, web-1, web-2...), and every
+        # clone of a launch carries the launch's name. All or none: a refusal
+        # of the k-th (quota) deletes the ones before it.
+        created: list[str] = []
+        try:
+            for _ in range(count):
+                created.append(self.nova.create_servers(ctxt, server, hints))
+        except Exception:
+            for clone_id in created:
+                self.nova.delete_server(ctxt, clone_id)
+            raise
+        first = created[0]
         # Clones first, then the check: a discard marks the image first, then
         # looks for clones, so one of two racing requests always sees the other.
         current = db_servers.live_image_get(live_image['id'])

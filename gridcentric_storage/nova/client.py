@@ -130,7 +130,7 @@ class NovaClient:
 
     def create_servers(self, ctxt: Any, server: dict[str, Any],
                        hints: dict[str, Any]) -> str:
-        """Boot ``min_count`` instances; the first one's id."""
+        """Boot one instance (``min_count`` of them if given); the first one's id."""
         body = self._request(ctxt, 'POST', '/servers', microversion=BOOT_MICROVERSION,
                              json={'server': server, 'os:scheduler_hints': hints})
         return body['server']['id']  # type: ignore[no-any-return]

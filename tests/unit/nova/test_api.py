@@ -124,17 +124,19 @@ def test_launch_boots_clones_through_nova_on_the_live_images_host(cobalt, nova, 
         'name': 'web', 'num_instances': 2, 'key_name': 'k1', 'user_data': 'IyEvYmluL3NoCg==',
         'security_groups': None, 'availability_zone': None, 'target': '0',
         'scheduler_hints': {'group': 'g1'}, 'guest': {}}, ROOT)
-    [body] = nova.created
+    # one create per clone: Nova would rename a multi-create's servers web-1, web-2
+    assert len(nova.created) == 2 and nova.created[0] == nova.created[1]
+    body = nova.created[0]
     server = body['server']
     assert (server['flavorRef'], server['imageRef']) == ('f-tiny', 'img-1')
-    assert (server['name'], server['min_count'], server['max_count']) == ('web', 2, 2)
+    assert server['name'] == 'web' and 'min_count' not in server
     assert server['metadata'] == {'launched_from': live_image}
     assert server['networks'] == 'none' and 'security_groups' not in server
     assert (server['key_name'], server['user_data']) == ('k1', 'IyEvYmluL3NoCg==')
     assert body['os:scheduler_hints'] == {'group': 'g1',
                                           'gc_live_image_hosts': ['nova-host-1']}
     assert [(token, version) for method, path, token, version in nova.requests
-            if method == 'POST'] == [('tok-alice', '2.37')]
+            if method == 'POST'] == [('tok-alice', '2.37')] * 2
     # The answer is Nova's own view of the first clone, as the caller reads it.
     assert first['metadata'] == {'launched_from': live_image} and first['name'] == 'web'
     clones = cobalt.list_launched(ctx(ALICE), live_image, None, ROOT)
@@ -154,7 +156,7 @@ def test_launch_passes_networks_and_security_groups(cobalt, nova, compute):
     server = nova.created[0]['server']
     assert server['networks'] == [{'uuid': 'net-1'}, {'port': 'p-1'}]
     assert server['security_groups'] == [{'name': 'default'}, {'name': 'web'}]
-    assert server['name'] == 'gold-clone' and server['min_count'] == 1
+    assert server['name'] == 'gold-clone' and len(nova.created) == 1
 
 
 def test_launch_refusals(cobalt, nova, compute):
@@ -181,7 +183,8 @@ def test_a_launch_that_races_a_discard_leaves_no_clone(cobalt, nova, compute):
 
     def discard_meanwhile(*args):
         response = create(*args)
-        set_live_image(live_image, L.DISCARDING, L.BLESSED)
+        if db_servers.live_image_get(live_image)['status'] == L.BLESSED:
+            set_live_image(live_image, L.DISCARDING, L.BLESSED)
         return response
     nova._create = discard_meanwhile
     with pytest.raises(exception.InvalidState, match='discarding'):
