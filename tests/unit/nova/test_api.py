@@ -36,24 +36,6 @@ ALICE, BOB, ADMIN = 'tok-alice', 'tok-bob', 'tok-admin'
 
 
 @pytest.fixture
-def nova():
-    stub = nova_stub.StubNova()
-    yield stub
-    stub.stop()
-
-
-@pytest.fixture
-def compute(gc_db):
-    recorder = nova_stub.ComputeRecorder()
-    server = rpc.get_server(messaging.Target(topic=CONF.compute.topic, server='nova-host-1'),
-                            [recorder])
-    server.start()
-    yield recorder
-    server.stop()
-    server.wait()
-
-
-@pytest.fixture
 def cobalt(gc_db, nova, compute, tmp_path):
     return api.API(client.NovaClient(nova_stub.service_conf(tmp_path, nova.url)))
 

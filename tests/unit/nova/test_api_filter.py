@@ -82,24 +82,6 @@ class Cloud:
 
 
 @pytest.fixture
-def nova():
-    stub = nova_stub.StubNova()
-    yield stub
-    stub.stop()
-
-
-@pytest.fixture
-def compute(gc_db):
-    recorder = nova_stub.ComputeRecorder()
-    server = rpc.get_server(messaging.Target(topic=CONF.compute.topic, server='nova-host-1'),
-                            [recorder])
-    server.start()
-    yield recorder
-    server.stop()
-    server.wait()
-
-
-@pytest.fixture
 def cloud(tmp_path, nova, compute):
     instance = Cloud(tmp_path, nova)
     yield instance
