@@ -21,7 +21,7 @@
 #   nova_cell0, nova live on the PostgreSQL of $GC_TEST_PG_URL and the RPC bus is
 #   $GC_TEST_RABBIT_URL; when unset, tools/postgres.sh / tools/rabbitmq.sh are
 #   started here (and stopped by `stop`).
-# It is a gridcentric-storage deployment: /work/main (this checkout) is installed
+# It is a gridcentric-storage deployment: the checkout this script is in is installed
 # into the venv (`pip install --no-deps -e`, its .pth makes `compute_driver =
 # gridcentric.LibvirtDriver` importable), nova.conf names that driver, its
 # [gridcentric] live_images_path and the LiveImageHostFilter, nova-api's paste
