@@ -251,7 +251,7 @@ class NovaExtensionController:
         return [nova_blessed(req, i) for i in images]
 
     def _co_export(self, req: Any, id: str, args: dict[str, Any]) -> dict[str, Any]:
-        live_image = self._blessed(req, id, 'exported', 'live_image:launch')
+        live_image = self._blessed(req, id, 'exported', 'live_image:export')
         exported = self.compute.export(req.context, live_image)
         return {
             'fields': {'id': live_image['id'], 'name': live_image['name'],
@@ -272,7 +272,7 @@ class NovaExtensionController:
     def _import_server(self, req: Any) -> dict[str, Any]:
         body = req.json_body_or_400()
         validation.validate(body, schema.cobalt_import)
-        policy.authorize(req.context, 'live_image:bless',
+        policy.authorize(req.context, 'live_image:import',
                          {'project_id': req.context.project_id})
         data = body['data']
         fields = data['fields']

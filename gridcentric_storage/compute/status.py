@@ -1,8 +1,8 @@
 """Status writes of servers and live images, checked against their tables.
 
 Only ``compute.api`` and ``nova.api`` (API side), ``compute.servers``,
-``compute.live_images`` and ``compute.nova_live_images`` (on the host) call
-these.
+``compute.live_images``, ``compute.nova_live_images`` and, for imports,
+``compute.manager`` (on the host) call these.
 """
 
 from typing import Any

@@ -37,6 +37,12 @@ rules = [
           'POST', '/v1/live-images/{id}/action'),
     _rule('live_image:discard', base.ADMIN_OR_OWNER, 'Discard a live image.', 'DELETE',
           '/v1/live-images/{id}'),
+    _rule('live_image:export', base.ADMIN_OR_OWNER,
+          "Export a live image into its project's image store (co_export).", 'POST',
+          '/v2.1/servers/{id}/action'),
+    _rule('live_image:import', base.ANY_MEMBER,
+          "Import an exported live image into the caller's project.", 'POST',
+          '/v2.1/co-import-server'),
 ]
 
 
