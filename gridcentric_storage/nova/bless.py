@@ -39,11 +39,10 @@ import logging
 import os
 import shutil
 import struct
-import subprocess
 import xml.etree.ElementTree as ET
 from typing import Any, cast
 
-from gridcentric_storage.common import exception
+from gridcentric_storage.common import exception, processutils
 from gridcentric_storage.nova import manifest
 from gridcentric_storage.virt import libvirt_live, qmp
 from gridcentric_storage.virt import qemu_live as live
@@ -187,14 +186,14 @@ def _qemu_owner(conn: Any, domain_type: str) -> tuple[int, int] | None:
     return None
 
 
-def _qemu_img(*args: str) -> Any:
-    argv = ['qemu-img', *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=_QEMU_IMG_TIMEOUT,
-                          check=False)
-    if proc.returncode:
-        LOG.error('%s failed: %s', argv, proc.stderr.strip())
-        raise exception.DriverError(reason='qemu-img %s failed on the compute host' % args[0])
-    return proc.stdout
+def _qemu_img(*args: str) -> str:
+    try:
+        return processutils.execute(['qemu-img', *args], timeout=_QEMU_IMG_TIMEOUT)
+    except exception.DriverError as e:
+        # its reason quotes host paths: logged here, never recorded on the live image
+        LOG.error('%s', e)
+        raise exception.DriverError(
+            reason='qemu-img %s failed on the compute host' % args[0]) from None
 
 
 def _chain(disk: FileDisk) -> list[dict[str, Any]]:
