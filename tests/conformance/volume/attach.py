@@ -4,6 +4,8 @@ maps it), given the driver's ``data`` unchanged.
 
 * ``local``: LocalConnector; the file is read in the ``format`` the data names.
 * ``rbd``: RBDConnector without a kernel module (a librbd file object).
+* ``storpool``: StorPoolConnector against the API simulator; the device path it
+  returns is the simulator's backing file (tests/fixtures/storpool.py).
 * ``iscsi``: this machine has no kernel iSCSI initiator, so ISCSIConnector is
   taken up to the login (its targets and device path from the data), and the
   LUN it would log in to is read through QEMU's libiscsi with the data's CHAP
@@ -40,6 +42,10 @@ def read(protocol: str, data: dict[str, Any], offset: int, length: int) -> bytes
             assert device == {'type': 'local', 'path': data['device_path']}
             node = {'driver': 'file', 'filename': device['path']}
             return qemu_read(qemu_region(data['format'], node, offset, length))
+        if protocol == 'STORPOOL':
+            with open(device['path'], 'rb') as f:
+                f.seek(offset)
+                return f.read(length)
         device['path'].seek(offset)
         return bytes(device['path'].read(length))
     finally:
