@@ -114,6 +114,22 @@ def nova_blessed(req: Any, live_image: LiveImage) -> dict[str, Any]:
         created=live_image['created_at'], updated=live_image['updated_at'])
 
 
+def export_document(live_image: LiveImage, exported: dict[str, Any],
+                    flavor_name: str | None = None, **fields: Any) -> dict[str, Any]:
+    """What co_export answers and co-import-server takes back: the live image's
+    fields (and ``fields``), the export's checksum and the image holding it."""
+    return {
+        'fields': {'id': live_image['id'], 'name': live_image['name'],
+                   'memory_mb': live_image['memory_mb'], 'vcpus': live_image['vcpus'],
+                   **fields},
+        'metadata': {'blessed_from': live_image['server_id']},
+        'system_metadata': {'export_format': live_image_export.FORMAT,
+                            'export_sha256': exported['sha256'],
+                            'export_size': exported['size']},
+        'flavor_name': flavor_name or '%d-%d' % (live_image['memory_mb'], live_image['vcpus']),
+        'export_image_id': exported['image']}
+
+
 def for_caller(ctxt: Any, result: Any) -> Any:
     """Drop the host from servers shown to non-administrators, as Nova's policy does."""
     if ctxt.is_admin or isinstance(result, webob.Response):
@@ -252,16 +268,16 @@ class NovaExtensionController:
 
     def _co_export(self, req: Any, id: str, args: dict[str, Any]) -> dict[str, Any]:
         live_image = self._blessed(req, id, 'exported', 'live_image:export')
-        exported = self.compute.export(req.context, live_image)
-        return {
-            'fields': {'id': live_image['id'], 'name': live_image['name'],
-                       'memory_mb': live_image['memory_mb'], 'vcpus': live_image['vcpus']},
-            'metadata': {'blessed_from': live_image['server_id']},
-            'system_metadata': {'export_format': live_image_export.FORMAT,
-                                'export_sha256': exported['sha256'],
-                                'export_size': exported['size']},
-            'flavor_name': '%d-%d' % (live_image['memory_mb'], live_image['vcpus']),
-            'export_image_id': exported['image']}
+        return export_document(live_image, self.compute.export(req.context, live_image))
+
+    def _co_migrate(self, req: Any, id: str, args: dict[str, Any]) -> None:
+        self._not_blessed(req, id, 'migrated')
+        get_server(req.context, id, 'server:get')
+        # Clones here are this service's QEMU processes; moving one between hosts
+        # is the streamed launch's work (its memory must reach the other host).
+        raise exception.Invalid(reason='the standalone service cannot migrate servers '
+                                'between hosts; Nova instances migrate through the '
+                                'nova-api filter')
 
     def import_server(self, req: Any, project_id: str | None = None) -> Any:
         """``co-import-server``: a new blessed server of the caller's project."""

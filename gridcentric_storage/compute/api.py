@@ -269,18 +269,22 @@ class ComputeAPI:
             ctxt, live_image['host'], live_image['id'])
 
     def import_(self, ctxt: Any, name: str, memory_mb: int, vcpus: int, server_id: str,
-                image: str, sha256: str) -> LiveImage:
+                image: str, sha256: str, nova_source: dict[str, Any] | None = None,
+                host: str | None = None) -> LiveImage:
         """A new live image of the caller's project from an export image: its row in
         ``blessing``, unpacked on the host the scheduler picks (which must hold the
-        image), ``blessed`` when this returns; a refusal leaves no row."""
+        image), ``blessed`` when this returns; a refusal leaves no row.
+        ``nova_source`` (the flavor and image its clones boot with) makes it the
+        live image of a Nova instance, unpacked on ``host``."""
         image_store.check_reference(ctxt, image, 'export image')
         if image_store.is_host_path(image):
             raise exception.Invalid(reason='name the exported image, not a host file')
-        host = hosts.select_host(None)
+        host = host or hosts.select_host(None)
         live_image = db_servers.live_image_create({
             'id': str(uuid.uuid4()), 'name': name, 'project_id': ctxt.project_id,
             'user_id': ctxt.user_id, 'server_id': server_id, 'host': host,
-            'status': L.BLESSING, 'memory_mb': memory_mb, 'vcpus': vcpus})
+            'status': L.BLESSING, 'memory_mb': memory_mb, 'vcpus': vcpus,
+            'nova_source': nova_source})
         try:
             self.rpcapi.import_live_image(ctxt, host, live_image['id'], image, sha256)
         except Exception:

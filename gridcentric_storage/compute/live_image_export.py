@@ -112,8 +112,14 @@ def _directory_files(directory: str) -> list[str]:
     return sorted(found)
 
 
-def pack(artifacts: virt.LiveImageArtifacts, out: str) -> dict[str, Any]:
-    """Write the export tar to the new file ``out``; its sha256 and size."""
+def pack(artifacts: virt.LiveImageArtifacts, out: str, files: list[str] | None = None,
+         replaced: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """Write the export tar to the new file ``out``; its sha256 and size.
+
+    ``files`` narrows what of the directory goes in (default: every file);
+    ``replaced`` gives some of them other contents (what a member may not see
+    of the original, a host path, is left out that way).
+    """
     if artifacts.disks:
         raise exception.Invalid(reason='live image %s has %d volume snapshot(s); exporting '
                                 'live images with volumes is not supported'
@@ -122,7 +128,9 @@ def pack(artifacts: virt.LiveImageArtifacts, out: str) -> dict[str, Any]:
     if not os.path.isdir(directory):
         raise exception.LiveImageFilesMissing(id=artifacts.live_image_id,
                                               reason='its files are not on this host')
-    files = _directory_files(directory)
+    present = _directory_files(directory)
+    files = present if files is None else sorted(set(files) & set(present))
+    replaced = replaced or {}
     manifest = {'format': FORMAT, 'live_image_id': artifacts.live_image_id,
                 'memory_mb': artifacts.memory_mb, 'vcpus': artifacts.vcpus,
                 'memory_file': os.path.relpath(artifacts.memory_path, directory),
@@ -137,6 +145,11 @@ def pack(artifacts: virt.LiveImageArtifacts, out: str) -> dict[str, Any]:
             info.size, info.mode = len(body), 0o644
             tar.addfile(info, _BytesReader(body))
             for name in files:
+                if name in replaced:
+                    info = tarfile.TarInfo(FILES + name)
+                    info.size, info.mode = len(replaced[name]), 0o644
+                    tar.addfile(info, _BytesReader(replaced[name]))
+                    continue
                 path = os.path.join(directory, name)
                 with open(path, 'rb') as member:
                     stat = os.fstat(member.fileno())
@@ -158,16 +171,18 @@ class _BytesReader:
         return chunk
 
 
-def export(ctxt: Any, store: ImageStore, artifacts: virt.LiveImageArtifacts
+def export(ctxt: Any, store: ImageStore, artifacts: virt.LiveImageArtifacts,
+           files: list[str] | None = None, replaced: dict[str, bytes] | None = None
            ) -> dict[str, Any]:
-    """Pack the live image into the caller's project's image store; the image's name,
-    sha256 and size. The name is reserved first: an existing image is a 409."""
+    """Pack the live image (as :func:`pack`) into the caller's project's image store;
+    the image's name, sha256 and size. The name is reserved first: an existing
+    image is a 409."""
     name = image_name(artifacts.live_image_id)
     store.reserve(ctxt, name)
     work = None
     try:
         _final, work = store.export_paths(ctxt, name)
-        result = pack(artifacts, work)
+        result = pack(artifacts, work, files, replaced)
     except BaseException:
         store.finish_export(ctxt, name, None)
         raise

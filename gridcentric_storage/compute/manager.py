@@ -26,6 +26,7 @@ from gridcentric_storage.compute.nova_live_images import NovaLiveImageManager
 from gridcentric_storage.compute.servers import ServerManager
 from gridcentric_storage.compute.status import set_live_image
 from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.db.records import LiveImage
 from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.volume import api as volume_api
 
@@ -90,6 +91,9 @@ class ComputeManager:
                 raise exception.InvalidState(resource='Live image', id=live_image_id,
                                              state=live_image['status'],
                                              reason='only a blessed live image is exported')
+            if nova_live_images.is_nova(live_image):
+                return concurrency.execute(  # type: ignore[no-any-return]
+                    self.nova_live_images.export, ctxt, self.servers.images, live_image)
             return concurrency.execute(  # type: ignore[no-any-return]
                 live_image_export.export, ctxt, self.servers.images,
                 artifacts_from_db(live_image))
@@ -100,6 +104,9 @@ class ComputeManager:
         bless it; a refusal raises with no file left (the API drops the row)."""
         with self.servers.locks.get(live_image_id):
             live_image = db_servers.live_image_get(live_image_id)
+            if nova_live_images.is_nova(live_image):
+                self._import_nova(ctxt, live_image, image, sha256)
+                return
             driver = self.servers.driver
             root = nova_live_images.live_images_root(driver)
             artifacts = concurrency.execute(
@@ -113,6 +120,19 @@ class ComputeManager:
                 driver.discard(artifacts)
                 nova_live_images.remove_directory(root, artifacts)
                 raise
+
+    def _import_nova(self, ctxt: Any, live_image: LiveImage, image: str, sha256: str
+                     ) -> None:
+        artifacts = concurrency.execute(self.nova_live_images.import_, ctxt,
+                                        self.servers.images, live_image, image, sha256)
+        try:
+            set_live_image(live_image['id'], L.BLESSED, L.BLESSING, status_reason=None,
+                           artifacts=artifacts)
+        except Exception:
+            nova_live_images.remove_directory(self.nova_live_images.root,
+                                              artifacts_from_db({**live_image,
+                                                                 'artifacts': artifacts}))
+            raise
 
     def pause_server(self, ctxt: Any, server_id: str) -> None:
         self.servers.pause(server_id)

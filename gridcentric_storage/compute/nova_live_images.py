@@ -1,4 +1,5 @@
-"""Live images of Nova's own instances on this host: bless, restart recovery, removal.
+"""Live images of Nova's own instances on this host: bless, restart recovery, removal,
+export and import.
 
 The API side (the ``cobalt`` endpoint) creates the live image row, status
 ``blessing``, ``server_id`` the Nova instance UUID, ``host`` this host, and
@@ -26,10 +27,13 @@ from oslo_config import cfg
 
 from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.common.states import LiveImageStatus as L
+from gridcentric_storage.compute import live_image_export
 from gridcentric_storage.compute.status import set_live_image
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import LiveImage
+from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.nova import bless as nova_bless
+from gridcentric_storage.nova import export as nova_export
 from gridcentric_storage.nova import manifest
 from gridcentric_storage.virt import base as virt
 
@@ -175,3 +179,30 @@ class NovaLiveImageManager:
         except exception.ServerNotFound:
             return True
         return False
+
+    # ---- export and import (compute RPC 2.3, calls; the API side checked the state)
+    def export(self, ctxt: Any, images: ImageStore, live_image: LiveImage) -> dict[str, Any]:
+        """Pack the live image, without this host's paths, into the caller's image
+        store; the image's name, sha256 and size."""
+        data = dict(live_image['artifacts'] or {})
+        artifacts = virt.LiveImageArtifacts(**dict(data, disks=[]))
+        shown, files, replaced = nova_export.export_contents(artifacts)
+        return live_image_export.export(ctxt, images, shown, files, replaced)
+
+    def import_(self, ctxt: Any, images: ImageStore, live_image: LiveImage, image: str,
+                sha256: str) -> dict[str, Any]:
+        """Unpack and check an export into this host's live images; the row's
+        artifacts. A refusal leaves no directory."""
+        path = images.locate(ctxt, image, 'export image')
+        directory = self.directory(live_image['id'])
+        if os.path.lexists(directory):
+            raise exception.Conflict(reason='live image %s already exists' % live_image['id'])
+        os.makedirs(self.root, exist_ok=True)
+        unpacked = live_image_export.unpack(
+            path, sha256, directory, live_image['id'], live_image['memory_mb'],
+            live_image['vcpus'], check=nova_export.check_files)
+        try:
+            return nova_export.finish_import(unpacked, live_image['project_id'] or '')
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise

@@ -22,6 +22,7 @@ import uuid
 from typing import Any
 
 import oslo_messaging as messaging
+from oslo_config import cfg
 
 from gridcentric_storage.api import nova_ext, policy, validation
 from gridcentric_storage.api.controllers import common
@@ -29,12 +30,15 @@ from gridcentric_storage.api.controllers.servers import scope
 from gridcentric_storage.api.schemas import servers as schema
 from gridcentric_storage.common import exception, rpc
 from gridcentric_storage.common.states import LiveImageStatus as L
+from gridcentric_storage.compute import api as compute_api
 from gridcentric_storage.compute import rpcapi as compute_rpcapi
 from gridcentric_storage.compute.status import set_live_image
+from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import LiveImage
 from gridcentric_storage.nova import client
 
+CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
 
 #: The scheduler hint that keeps clones on the live image's host
@@ -85,6 +89,8 @@ class API:
 
     def __init__(self, nova: client.NovaClient | None = None) -> None:
         self.nova = nova or client.NovaClient()
+        #: the standalone import's row and host choice, with a Nova source
+        self.compute_api = compute_api.ComputeAPI()
 
     # ---- lookups
     @staticmethod
@@ -292,6 +298,96 @@ class API:
                                          state=live_image['status'],
                                          reason='%d server(s) launched from it %s'
                                          % (len(clones), reason))
+
+    # ---- export and import
+    def export(self, ctxt: Any, id: str, args: dict[str, Any] | None) -> dict[str, Any]:
+        """Pack the live image into the caller's image store on its host (compute
+        RPC); Cobalt's export document, which names the flavor and image too."""
+        self._validate('export', args)
+        live_image = self._blessed(ctxt, id, 'exported', 'live_image:export')
+        if live_image['status'] != L.BLESSED:
+            raise exception.InvalidState(resource='Live image', id=id,
+                                         state=live_image['status'],
+                                         reason='only a blessed live image can be exported')
+        exported = self.compute_rpcapi.export_live_image(ctxt, live_image['host'], id)
+        source = live_image['nova_source'] or {}
+        flavor = self.nova.get_flavor(ctxt, source['flavor_id'])
+        return nova_ext.export_document(
+            live_image, exported, flavor['name'] if flavor else None,
+            flavor_id=source['flavor_id'], image_id=source['image_id'])
+
+    def import_server(self, ctxt: Any, body: Any, root: str) -> dict[str, Any]:
+        """``co-import-server``: a new live image of the caller's project whose clones
+        boot with a flavor of the export's size and the export's image."""
+        validation.validate(body, schema.cobalt_import)
+        policy.authorize(ctxt, 'live_image:import', {'project_id': ctxt.project_id})
+        data = body['data']
+        fields = data['fields']
+        if not fields.get('image_id'):
+            raise exception.Invalid(reason="the export is not of a Nova instance's live "
+                                    'image (it names no image); import it into the '
+                                    'service that exported it')
+        flavor = self._import_flavor(ctxt, fields, data.get('flavor_name'))
+        if not self.nova.image_visible(ctxt, fields['image_id']):
+            raise exception.Invalid(reason='image %s of the export is not an image you can '
+                                    'boot here' % fields['image_id'])
+        live_image = self.compute_api.import_(
+            ctxt, fields['name'], fields['memory_mb'], fields['vcpus'], fields['id'],
+            data['export_image_id'], data['system_metadata']['export_sha256'],
+            nova_source={'flavor_id': flavor['id'], 'image_id': fields['image_id']},
+            host=self._import_host())
+        return {'server': self._for_caller(ctxt, view(root, live_image))}
+
+    def _import_flavor(self, ctxt: Any, fields: dict[str, Any], name: str | None
+                       ) -> dict[str, Any]:
+        """The export's flavor if the caller sees it with the same size, else one of
+        the same name and size (another cloud's ids differ)."""
+        def fits(flavor: dict[str, Any] | None) -> bool:
+            return bool(flavor) and (flavor['ram'], flavor['vcpus']) == (  # type: ignore[index]
+                fields['memory_mb'], fields['vcpus'])
+        flavor = self.nova.get_flavor(ctxt, fields['flavor_id']) \
+            if fields.get('flavor_id') else None
+        if fits(flavor):
+            return flavor  # type: ignore[return-value]
+        named = [f for f in self.nova.list_flavors(ctxt) if f['name'] == name and fits(f)]
+        if named:
+            return named[0]
+        raise exception.Invalid(reason='no flavor you can use has %d MiB and %d vCPUs%s'
+                                % (fields['memory_mb'], fields['vcpus'],
+                                   ' (the export\'s is %s)' % name if name else ''))
+
+    def _import_host(self) -> str:
+        """A host where both Nova and this service's compute run: of those, the one
+        holding the fewest live images (clones of one run where it is)."""
+        ours = {s['host'] for s in db.service_get_all(CONF.compute.topic, up_only=True)}
+        both = [h for h in self.nova.compute_hosts() if h in ours]
+        if not both:
+            raise exception.Conflict(reason='no host runs both an up nova-compute and '
+                                     'gridcentric-compute to import onto')
+        held = [i['host'] for i in db_servers.live_image_get_all()]
+        return min(both, key=held.count)
+
+    # ---- migrate
+    def migrate(self, ctxt: Any, id: str, args: dict[str, Any] | None) -> None:
+        """Cobalt's co_migrate of a Nova instance: Nova's own live migration (its
+        policy, its scheduler with this package's filter, its checks)."""
+        params = self._validate('migrate', args)
+        if self.live_image(ctxt, id) is not None:
+            raise exception.InvalidState(resource='Server', id=id, state='BLESSED',
+                                         reason='a live image does not run; only an '
+                                         'ACTIVE server can be migrated')
+        server = self.nova.get_server(ctxt, id)
+        task = server.get('OS-EXT-STS:task_state')
+        if server['status'] != 'ACTIVE' or task:
+            raise exception.InvalidState(resource='Server', id=id,
+                                         state=task or server['status'],
+                                         reason='only an ACTIVE server can be migrated')
+        if (server.get('metadata') or {}).get(LAUNCHED_FROM):
+            # Its RAM maps the live image's file and its disks sit on the live
+            # image's: Nova's migration would start a destination QEMU without them.
+            raise exception.Invalid(reason='server %s was launched from a live image; '
+                                    'migrating clones is not supported yet' % id)
+        self.nova.live_migrate(ctxt, id, params.get('dest') or None)
 
     @staticmethod
     def _for_caller(ctxt: Any, server: dict[str, Any]) -> dict[str, Any]:

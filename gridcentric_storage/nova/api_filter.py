@@ -8,8 +8,9 @@ where ``environ['nova.context']`` holds the caller. It answers
   ``co_*``/``gc_*`` action (any other body goes to Nova byte for byte);
 * ``POST /gcservers`` and ``/coservers`` (Cobalt's boot) become Nova's own
   ``POST /servers``;
-* ``GET /gcinfo`` and ``/cobaltinfo``; the import and policy paths (400: not
-  supported for Nova's instances yet);
+* ``GET /gcinfo`` and ``/cobaltinfo``; ``POST /co-import-server`` (and
+  ``gc-import-server``); the policy paths (400: not supported for Nova's
+  instances yet);
 * the reads Cobalt's clients make of a live image as a server: ``GET
   /servers/{id}`` when Nova answers 404, ``GET /servers[/detail]?name=``
   (matching live images are appended to Nova's answer), and ``DELETE
@@ -47,9 +48,10 @@ DEFAULT_CONFIG_FILE = '/etc/gridcentric-storage/gridcentric-storage.conf'
 MAX_BODY = 128 * 1024
 CAPABILITIES = ['user-data', 'launch-name', 'availability-zone', 'num-instances',
                 'bless-name', 'launch-key', 'scheduler-hints', 'launch-nics',
-                'security-groups']
-_SUPPORTED = ('bless', 'launch', 'discard', 'list_launched', 'list_blessed')
-_NOT_YET = ('migrate', 'export', 'import', 'get_policy', 'install_policy')
+                'security-groups', 'import-export']
+_SUPPORTED = ('bless', 'launch', 'discard', 'list_launched', 'list_blessed', 'export',
+              'migrate')
+_NOT_YET = ('import', 'get_policy', 'install_policy')
 _FAULTS = {400: 'badRequest', 401: 'unauthorized', 403: 'forbidden', 404: 'itemNotFound',
            405: 'badMethod', 409: 'conflictingRequest', 413: 'overLimit',
            415: 'badMediaType', 501: 'notImplemented', 503: 'serviceUnavailable'}
@@ -61,8 +63,8 @@ _LIST = re.compile(_PROJECT + r'/servers(?P<detail>/detail)?/?$')
 #: Cobalt's boot "into a target" (the old clients' gc-boot): Nova's own create
 _BOOT = re.compile(_PROJECT + r'/(?:gc|co)servers/?$')
 _INFO = re.compile(_PROJECT + r'/(?:gcinfo|cobaltinfo)/?$')
-_NOT_SUPPORTED_PATHS = re.compile(_PROJECT + r'/(?:gc-import-server|co-import-server|'
-                                  r'gcpolicy|copolicy)/?$')
+_IMPORT = re.compile(_PROJECT + r'/(?:gc|co)-import-server/?$')
+_NOT_SUPPORTED_PATHS = re.compile(_PROJECT + r'/(?:gcpolicy|copolicy)/?$')
 #: How a co_* body starts, to tell a broken or oversized one from Nova's own.
 _COBALT_BODY = re.compile(rb'^\s*\{\s*"(?:co|gc)_')
 
@@ -179,6 +181,8 @@ class CobaltFilter:
             # and policy; Cobalt's gc:target_host metadata is plain metadata there.
             environ['PATH_INFO'] = '%s/servers' % ('/' + m['project'] if m['project'] else '')
             return None
+        if method == 'POST' and (m := _IMPORT.match(path)):
+            return self._ours(m, self._import)
         if m := _INFO.match(path):
             return self._ours(m, lambda req, ctxt: _json({'capabilities': CAPABILITIES}))
         if m := _NOT_SUPPORTED_PATHS.match(path):
@@ -263,17 +267,35 @@ class CobaltFilter:
                 return _json(None)
             if verb in ('bless', 'list_launched', 'list_blessed'):
                 return _json(getattr(self.rpc, verb)(ctxt, id, args, root))
+            if verb == 'export':
+                return _json(self.rpc.export(ctxt, id, args))
+            if verb == 'migrate':
+                self.rpc.migrate(ctxt, id, args)
+                return _json(None)
             return _json(self.rpc.launch(ctxt, id, args, root))
-        except exception.QuotaExceeded as e:
-            response = fault(413, e.message)
-            response.headers['Retry-After'] = '0'
-            return response
-        except exception.InvalidState as e:  # Cobalt's code for a state conflict
-            return fault(400, e.message)
+        except Exception as e:
+            return self._failed(e)
+
+    def _import(self, req: webob.Request, ctxt: dict[str, Any]) -> webob.Response:
+        head, whole = _read_body(req.environ)
+        if not whole:
+            return fault(400, 'An import body may be at most %d bytes' % MAX_BODY)
+        try:
+            body = json.loads(head)
+        except ValueError:
+            return fault(400, 'Malformed request body')
+        try:
+            return _json(self.rpc.import_server(ctxt, body, self._root(req)))
         except Exception as e:
             return self._failed(e)
 
     def _failed(self, error: Exception) -> webob.Response:
+        if isinstance(error, exception.QuotaExceeded):
+            response = fault(413, error.message)
+            response.headers['Retry-After'] = '0'
+            return response
+        if isinstance(error, exception.InvalidState):  # Cobalt's code for a state conflict
+            return fault(400, error.message)
         if isinstance(error, exception.GCException) and error.code < 500:
             return fault(error.code, error.message)
         if isinstance(error, exception.ServiceUnavailable):

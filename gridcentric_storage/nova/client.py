@@ -32,6 +32,9 @@ GROUP = 'nova'
 DETAIL_MICROVERSION = '2.47'
 #: 2.37: a boot may ask for no network at all ("none").
 BOOT_MICROVERSION = '2.37'
+#: 2.25: live migration picks block or shared itself ("auto"); before 2.34 its
+#: checks (no valid host, the instance's own host) answer synchronously.
+LIVE_MIGRATE_MICROVERSION = '2.25'
 
 
 def _fault_message(response: Any) -> str:
@@ -154,6 +157,32 @@ class NovaClient:
                 return servers
             params['marker'] = page[-1]['id']
 
+    def live_migrate(self, ctxt: Any, server_id: str, host: str | None) -> None:
+        """Nova's live migration, to ``host`` or where Nova's scheduler says."""
+        self._request(ctxt, 'POST', '/servers/%s/action' % server_id,
+                      microversion=LIVE_MIGRATE_MICROVERSION,
+                      json={'os-migrateLive': {'host': host, 'block_migration': 'auto'}})
+
+    def get_flavor(self, ctxt: Any, flavor_id: str) -> dict[str, Any] | None:
+        try:
+            return self._request(ctxt, 'GET', '/flavors/%s' % flavor_id)[  # type: ignore[no-any-return]
+                'flavor']
+        except exception.NotFound:
+            return None
+
+    def list_flavors(self, ctxt: Any) -> list[dict[str, Any]]:
+        return self._request(ctxt, 'GET', '/flavors/detail')[  # type: ignore[no-any-return]
+            'flavors']
+
+    def image_visible(self, ctxt: Any, image_id: str) -> bool:
+        """Whether the caller sees the image (Nova's image proxy: 2.1, without a
+        microversion, because 2.36 removed it)."""
+        try:
+            self._request(ctxt, 'GET', '/images/%s' % image_id)
+        except exception.NotFound:
+            return False
+        return True
+
     # ---- as this service
     def get_server_private(self, server_id: str) -> dict[str, Any]:
         """The administrator's view: host and the flavor's size."""
@@ -163,3 +192,9 @@ class NovaClient:
         except exception.NotFound:
             raise exception.ServerNotFound(id=server_id)
         return body['server']  # type: ignore[no-any-return]
+
+    def compute_hosts(self) -> list[str]:
+        """The hosts whose nova-compute is up and enabled."""
+        body = self._request(None, 'GET', '/os-services', params={'binary': 'nova-compute'})
+        return sorted(s['host'] for s in body.get('services') or []
+                      if s.get('state') == 'up' and s.get('status') == 'enabled')

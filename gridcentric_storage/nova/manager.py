@@ -43,3 +43,12 @@ class CobaltManager:
     def find(self, ctxt: Any, name: str, all_tenants: bool, root: str
              ) -> list[dict[str, Any]]:
         return self.api.find(ctxt, name, all_tenants, root)
+
+    def export(self, ctxt: Any, live_image_id: str, args: Any) -> dict[str, Any]:
+        return self.api.export(ctxt, live_image_id, args)
+
+    def import_server(self, ctxt: Any, body: Any, root: str) -> dict[str, Any]:
+        return self.api.import_server(ctxt, body, root)
+
+    def migrate(self, ctxt: Any, server_id: str, args: Any) -> None:
+        self.api.migrate(ctxt, server_id, args)

@@ -14,6 +14,7 @@ answer is a list of Nova detail views built under ``root``, the URL above
 Version history:
 
 * 1.0 - bless, launch, discard, list_launched, list_blessed, show, find.
+* 1.1 - export, import_server, migrate.
 """
 
 import importlib
@@ -22,7 +23,7 @@ from typing import Any
 import oslo_messaging as messaging
 from oslo_config import cfg
 
-RPC_API_VERSION = '1.0'
+RPC_API_VERSION = '1.1'
 NAMESPACE = 'cobalt'
 #: Named on both sides: in nova-api, Nova's set_transport_defaults changes the
 #: default control_exchange of every ConfigOpts (to ``nova``), the filter's too.
@@ -30,6 +31,8 @@ EXCHANGE = 'gridcentric'
 #: A read the filter makes after Nova answered 404 waits at most this long:
 #: when the service is down, Nova's own answer goes out instead, soon.
 READ_TIMEOUT = 10
+#: An export or import packs or unpacks the whole RAM and disks on the host.
+TRANSFER_TIMEOUT = 1860  # the compute host's own limit (1800 s), and a margin
 #: Errors a user can cause cross RPC as themselves (with their HTTP code).
 ALLOWED_EXMODS = ['gridcentric_storage.common.exception']
 
@@ -83,6 +86,11 @@ class CobaltAPI:
     def _call(self, ctxt: dict[str, Any], method: str, **kwargs: Any) -> Any:
         return self.client.prepare(version='1.0').call(ctxt, method, **kwargs)
 
+    def _transfer(self, ctxt: dict[str, Any], method: str, **kwargs: Any) -> Any:
+        return self.client.prepare(
+            version='1.1', timeout=max(TRANSFER_TIMEOUT, self.client.timeout or 0)).call(
+            ctxt, method, **kwargs)
+
     def _read(self, ctxt: dict[str, Any], method: str, **kwargs: Any) -> Any:
         return self.client.prepare(version='1.0', timeout=self.read_timeout).call(
             ctxt, method, **kwargs)
@@ -121,3 +129,17 @@ class CobaltAPI:
              ) -> list[dict[str, Any]]:
         return self._read(ctxt, 'find', name=name,  # type: ignore[no-any-return]
                           all_tenants=all_tenants, root=root)
+
+    def export(self, ctxt: dict[str, Any], live_image_id: str, args: Any) -> dict[str, Any]:
+        """Cobalt's export document (``co_export``)."""
+        return self._transfer(ctxt, 'export',  # type: ignore[no-any-return]
+                              live_image_id=live_image_id, args=args)
+
+    def import_server(self, ctxt: dict[str, Any], body: Any, root: str) -> dict[str, Any]:
+        """``{"server": <the imported live image>}`` (``co-import-server``)."""
+        return self._transfer(ctxt, 'import_server',  # type: ignore[no-any-return]
+                              body=body, root=root)
+
+    def migrate(self, ctxt: dict[str, Any], server_id: str, args: Any) -> None:
+        self.client.prepare(version='1.1').call(ctxt, 'migrate', server_id=server_id,
+                                                args=args)

@@ -88,6 +88,8 @@ _COBALT_VERBS = {
     'list_launched': _NO_ARGUMENTS,
     'list_blessed': _NO_ARGUMENTS,
     'export': _NO_ARGUMENTS,
+    'migrate': {'type': ['object', 'null'], 'properties': {'dest': common.OPTIONAL_NAME},
+                'additionalProperties': False},
 }
 #: Schema of the whole body of each action, by its name ("co_bless", "gc_bless", ...).
 cobalt_actions = {
@@ -109,7 +111,10 @@ export_document = {
     'properties': {
         'fields': {'type': 'object', 'properties': {
             'id': common.UUID, 'name': common.NAME,
-            'memory_mb': _SIZE, 'vcpus': {'type': 'integer', 'minimum': 1, 'maximum': 1024}},
+            'memory_mb': _SIZE, 'vcpus': {'type': 'integer', 'minimum': 1, 'maximum': 1024},
+            # an export of a Nova instance's live image: what its clones boot with
+            'flavor_id': {'type': 'string', 'pattern': r'^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$'},
+            'image_id': common.UUID},
             'required': ['id', 'name', 'memory_mb', 'vcpus'], 'additionalProperties': False},
         'metadata': {'type': 'object', 'properties': {'blessed_from': common.UUID},
                      'additionalProperties': False},

@@ -171,3 +171,14 @@ def test_gc_api_export_then_import(cloud, tmp_path):
     assert json.loads(imported.stdout)['status'] == 'BLESSED'
     assert [i['status'] for i in db_servers.live_image_get_all(project_id='admin')] == [
         'blessed']
+
+
+def test_migrate_is_refused_clearly_in_the_standalone_service(cloud):
+    source, image = _blessed(cloud)
+    refused = _action(cloud, source['id'], {'co_migrate': {'dest': 'host-2'}})
+    assert refused.status_code == 400
+    assert 'cannot migrate servers between hosts' in refused.json()['badRequest']['message']
+    assert _action(cloud, image['id'], {'gc_migrate': None}).status_code == 400
+    assert _action(cloud, source['id'], {'co_migrate': None}, token=BOB).status_code == 404
+    assert _action(cloud, source['id'], {'co_migrate': {'when': 'now'}}).status_code == 400
+    assert _settled(cloud, source['id'])['status'] == 'ACTIVE'

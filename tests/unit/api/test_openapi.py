@@ -67,7 +67,8 @@ def test_cobalt_action_bodies_are_one_of_each_verb(document):
     branches = body['content']['application/json']['schema']['oneOf']
     verbs = {next(iter(branch['required'])) for branch in branches}
     assert verbs == {prefix + verb for prefix in ('co_', 'gc_') for verb in (
-        'bless', 'launch', 'discard', 'list_launched', 'list_blessed', 'export')} | {
+        'bless', 'launch', 'discard', 'list_launched', 'list_blessed', 'export',
+        'migrate')} | {
         'pause', 'unpause'}
     bless = next(b for b in branches if b['required'] == ['co_bless'])
     name = bless['properties']['co_bless']['properties']['name']

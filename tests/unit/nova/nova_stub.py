@@ -22,13 +22,19 @@ import webob.dec
 from oslo_config import cfg
 
 from gridcentric_storage.common import exception, wsgi_server
+from gridcentric_storage.common.states import LiveImageStatus as L
+from gridcentric_storage.compute.status import set_live_image
 from gridcentric_storage.conf import nova as nova_conf
 from gridcentric_storage.db import servers as db_servers
 
 #: token -> (user, project, admin)
 TOKENS = {'tok-alice': ('alice', 'proj-a', False), 'tok-bob': ('bob', 'proj-b', False),
           'tok-admin': ('admin', 'admin', True), 'service': ('gridcentric', 'service', True)}
-FLAVORS = {'f-tiny': {'ram': 128, 'vcpus': 1}}
+FLAVORS = {'f-tiny': {'ram': 128, 'vcpus': 1, 'name': 'm1.tiny'},
+           'f-small': {'ram': 256, 'vcpus': 1, 'name': 'm1.small'}}
+#: the one image instances boot (Glance ids are UUIDs)
+IMAGE = '0b1a7c0e-3c55-4d1e-9a57-4f6f2f7b9c11'
+IMAGES = {IMAGE}
 PAGE = 2  # small pages, so listings follow servers_links
 
 
@@ -59,7 +65,7 @@ class StubNova:
         self.server.stop()
 
     def add(self, name: str, project: str, host: str = 'nova-host-1', status: str = 'ACTIVE',
-            task_state: str | None = None, image: str | None = 'img-1',
+            task_state: str | None = None, image: str | None = IMAGE,
             metadata: dict[str, str] | None = None) -> dict[str, Any]:
         server = {'id': str(uuid.uuid4()), 'name': name, 'tenant_id': project,
                   'user_id': 'someone', 'status': status, 'task_state': task_state,
@@ -72,7 +78,8 @@ class StubNova:
               ) -> dict[str, Any]:
         flavor: dict[str, Any] = {'id': server['flavor_id'], 'links': []}
         if _version(req) >= (2, 47):
-            flavor = dict(FLAVORS[server['flavor_id']], original_name=server['flavor_id'])
+            flavor = {k: v for k, v in FLAVORS[server['flavor_id']].items() if k != 'name'}
+            flavor['original_name'] = FLAVORS[server['flavor_id']]['name']
         view = {'id': server['id'], 'name': server['name'], 'status': server['status'],
                 'tenant_id': server['tenant_id'], 'user_id': server['user_id'],
                 'metadata': server['metadata'], 'flavor': flavor,
@@ -97,11 +104,26 @@ class StubNova:
         if parts[:1] != ['v2.1']:
             return _fault(404, 'itemNotFound', 'no such path')
         parts = parts[1:]
-        if len(parts) > 1 and parts[0] != 'servers':  # Nova's legacy /v2.1/{project_id}
+        if len(parts) > 1 and parts[0] not in ('servers', 'flavors', 'images'):  # legacy
             if parts.pop(0) != project:
                 return _fault(400, 'badRequest', "Malformed request URL: URL's project_id "
                                                  "doesn't match Context's project_id")
         with self.lock:
+            if parts == ['os-services'] and req.method == 'GET':
+                if not admin:
+                    return _fault(403, 'forbidden', 'Policy does not allow '
+                                  'os_compute_api:os-services:list to be performed.')
+                hosts = sorted({s['host'] for s in self.servers.values() if s['host']}
+                               | {'nova-host-1'})
+                return webob.Response(json_body={'services': [
+                    {'binary': 'nova-compute', 'host': h, 'state': 'up', 'status': 'enabled'}
+                    for h in hosts]})
+            if parts[:1] == ['flavors'] and req.method == 'GET':
+                return self._flavors(parts[1:])
+            if parts[:1] == ['images'] and len(parts) == 2 and req.method == 'GET':
+                if parts[1] not in IMAGES or _version(req) >= (2, 36):
+                    return _fault(404, 'itemNotFound', 'Image not found.')
+                return webob.Response(json_body={'image': {'id': parts[1]}})
             if parts in (['servers', 'detail'], ['servers']) and req.method == 'GET':
                 return self._list(req, project, admin, detail=parts[-1] == 'detail')
             if parts == ['servers'] and req.method == 'POST':
@@ -121,6 +143,16 @@ class StubNova:
                     return webob.Response(status=204)
                 return webob.Response(json_body={'server': self._view(req, server, admin)})
         return _fault(404, 'itemNotFound', 'no such path')
+
+    @staticmethod
+    def _flavors(parts: list[str]) -> webob.Response:
+        def view(id: str) -> dict[str, Any]:
+            return dict(FLAVORS[id], id=id, links=[])
+        if parts == ['detail']:
+            return webob.Response(json_body={'flavors': [view(f) for f in sorted(FLAVORS)]})
+        if len(parts) == 1 and parts[0] in FLAVORS:
+            return webob.Response(json_body={'flavor': view(parts[0])})
+        return _fault(404, 'itemNotFound', 'Flavor %s could not be found.' % '/'.join(parts))
 
     def _list(self, req: webob.Request, project: str, admin: bool, detail: bool = True
               ) -> webob.Response:
@@ -182,10 +214,11 @@ def service_conf(tmp_path: Any, nova_url: str, **extra: str) -> Any:
 
 
 class ComputeRecorder:
-    """gridcentric-compute's side of the casts the endpoint sends (compute RPC 2.2)."""
+    """gridcentric-compute's side of what the endpoint sends (compute RPC 2.3): casts
+    are recorded; an export answers a made-up image, an import blesses the row."""
 
     def __init__(self) -> None:
-        self.target = messaging.Target(version='2.2')
+        self.target = messaging.Target(version='2.3')
         self.calls: queue.Queue[tuple[str, ...]] = queue.Queue()
 
     @staticmethod
@@ -206,6 +239,16 @@ class ComputeRecorder:
     def discard_live_image(self, ctxt: Any, live_image_id: str) -> None:
         if self._of_this_test(live_image_id):
             self.calls.put(('discard_live_image', live_image_id))
+
+    def export_live_image(self, ctxt: Any, live_image_id: str) -> dict[str, Any]:
+        self.calls.put(('export_live_image', live_image_id))
+        return {'image': 'live-image-%s.tar' % live_image_id, 'sha256': 'ab' * 32,
+                'size': 4096}
+
+    def import_live_image(self, ctxt: Any, live_image_id: str, image: str,
+                          sha256: str) -> None:
+        self.calls.put(('import_live_image', live_image_id, image, sha256))
+        set_live_image(live_image_id, L.BLESSED, L.BLESSING)
 
 
 NOVA_VENV = os.environ.get('GC_NOVA_VENV', '/opt/gc-nova-venv')

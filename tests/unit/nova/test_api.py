@@ -17,6 +17,7 @@ from gridcentric_storage.common import context as gc_context
 from gridcentric_storage.common import exception, rpc
 from gridcentric_storage.common.states import LiveImageStatus as L
 from gridcentric_storage.compute.status import set_live_image
+from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.nova import api, client
 from tests.unit.nova import nova_stub
@@ -54,7 +55,7 @@ def test_bless_records_the_instance_and_casts_to_its_host(cobalt, nova, compute)
     assert compute.calls.get(timeout=10) == ('bless_nova_instance', view['id'], source['id'])
     assert (view['name'], view['status'], view['metadata']) == (
         'gold', 'BUILD', {'blessed_from': source['id']})
-    assert view['flavor']['id'] == 'f-tiny' and view['image']['id'] == 'img-1'
+    assert view['flavor']['id'] == 'f-tiny' and view['image']['id'] == nova_stub.IMAGE
     # Nova's opaque hostId; a member never sees the host itself.
     assert view['hostId'] == hashlib.sha224(b'proj-a' + b'nova-host-1').hexdigest()
     assert 'OS-EXT-SRV-ATTR:host' not in view
@@ -63,7 +64,7 @@ def test_bless_records_the_instance_and_casts_to_its_host(cobalt, nova, compute)
     assert (row['server_id'], row['host'], row['project_id'], row['status']) == (
         source['id'], 'nova-host-1', 'proj-a', 'blessing')
     assert (row['memory_mb'], row['vcpus']) == (128, 1)
-    assert row['nova_source'] == {'flavor_id': 'f-tiny', 'image_id': 'img-1'}
+    assert row['nova_source'] == {'flavor_id': 'f-tiny', 'image_id': nova_stub.IMAGE}
     # The caller's token read the instance; the service's only read its host.
     gets = [(token, version) for method, path, token, version in nova.requests
             if method == 'GET']
@@ -110,7 +111,7 @@ def test_launch_boots_clones_through_nova_on_the_live_images_host(cobalt, nova, 
     assert len(nova.created) == 2 and nova.created[0] == nova.created[1]
     body = nova.created[0]
     server = body['server']
-    assert (server['flavorRef'], server['imageRef']) == ('f-tiny', 'img-1')
+    assert (server['flavorRef'], server['imageRef']) == ('f-tiny', nova_stub.IMAGE)
     assert server['name'] == 'web' and 'min_count' not in server
     assert server['metadata'] == {'launched_from': live_image}
     assert server['networks'] == 'none' and 'security_groups' not in server
@@ -153,7 +154,7 @@ def test_launch_refusals(cobalt, nova, compute):
     with pytest.raises(exception.QuotaExceeded, match='Quota exceeded for instances'):
         cobalt.launch(ctx(ALICE), live_image, {'num_instances': 2}, ROOT)
     db_servers.live_image_update(live_image, {'nova_source': {'flavor_id': 'gone',
-                                                              'image_id': 'img-1'}})
+                                                              'image_id': nova_stub.IMAGE}})
     with pytest.raises(exception.Invalid, match='Flavor gone could not be found'):
         cobalt.launch(ctx(ALICE), live_image, None, ROOT)
     assert [s['id'] for s in nova.servers.values()] == [source['id']]
@@ -293,3 +294,109 @@ def test_two_racing_blesses_never_both_go_on(cobalt, nova, compute, monkeypatch)
         cobalt.bless(ctx(ALICE), source['id'], None, ROOT)
     assert [i['name'] for i in db_servers.live_image_get_all()] == ['other']
     assert compute.calls.empty()
+
+
+def test_export_names_the_flavor_and_image_its_clones_boot_with(cobalt, nova, compute):
+    source, live_image_id = _blessed(cobalt, nova, compute)
+    document = cobalt.export(ctx(ALICE), live_image_id, None)
+    assert compute.calls.get(timeout=10) == ('export_live_image', live_image_id)
+    assert document['fields'] == {'id': live_image_id, 'name': 'gold', 'memory_mb': 128,
+                                  'vcpus': 1, 'flavor_id': 'f-tiny', 'image_id': nova_stub.IMAGE}
+    assert document['flavor_name'] == 'm1.tiny'
+    assert document['metadata'] == {'blessed_from': source['id']}
+    assert document['export_image_id'] == 'live-image-%s.tar' % live_image_id
+    with pytest.raises(exception.ServerNotFound):
+        cobalt.export(ctx(BOB), live_image_id, None)
+    with pytest.raises(exception.InvalidState, match='only a blessed server'):
+        cobalt.export(ctx(ALICE), source['id'], None)
+
+
+def _document(cobalt, nova, compute):
+    _, live_image_id = _blessed(cobalt, nova, compute)
+    document = cobalt.export(ctx(ALICE), live_image_id, None)
+    compute.calls.get(timeout=10)
+    return document
+
+
+def _hosts_up(*hosts):
+    """gridcentric-compute's heartbeat on these hosts (Nova's stand-in runs nova-host-1)."""
+    for host in hosts:
+        db.service_heartbeat(host, CONF.compute.topic, 'gridcentric-compute')
+
+
+def test_import_makes_a_live_image_that_launches_through_nova(cobalt, nova, compute):
+    _hosts_up('nova-host-1', 'not-a-nova-host')
+    document = _document(cobalt, nova, compute)
+    answer = cobalt.import_server(ctx(BOB), {'data': document}, ROOT)['server']
+    assert compute.calls.get(timeout=10) == (
+        'import_live_image', answer['id'], document['export_image_id'],
+        document['system_metadata']['export_sha256'])
+    assert answer['status'] == 'BLESSED' and answer['tenant_id'] == 'proj-b'
+    assert db_servers.live_image_get(answer['id'])['host'] == 'nova-host-1'
+    assert answer['flavor']['id'] == 'f-tiny' and answer['image']['id'] == nova_stub.IMAGE
+    row = db_servers.live_image_get(answer['id'])
+    assert row['nova_source'] == {'flavor_id': 'f-tiny', 'image_id': nova_stub.IMAGE}
+    [clone] = cobalt.launch(ctx(BOB), answer['id'], {'name': 'web'}, ROOT)
+    assert clone['tenant_id'] == 'proj-b'
+    assert nova.created[-1]['server']['flavorRef'] == 'f-tiny'
+
+
+def test_import_finds_a_flavor_by_name_and_size_in_another_cloud(cobalt, nova, compute):
+    _hosts_up('nova-host-1')
+    document = _document(cobalt, nova, compute)
+    document['fields']['flavor_id'] = 'gone'
+    answer = cobalt.import_server(ctx(ALICE), {'data': document}, ROOT)['server']
+    assert answer['flavor']['id'] == 'f-tiny'
+    document['flavor_name'] = 'm1.small'  # a name whose size differs does not count
+    with pytest.raises(exception.Invalid, match='no flavor you can use has 128 MiB'):
+        cobalt.import_server(ctx(ALICE), {'data': document}, ROOT)
+
+
+def test_import_refusals_leave_no_live_image(cobalt, nova, compute):
+    document = _document(cobalt, nova, compute)
+    before = len(db_servers.live_image_get_all())
+    with pytest.raises(exception.Conflict, match='no host runs both'):
+        cobalt.import_server(ctx(ALICE), {'data': document}, ROOT)
+    _hosts_up('nova-host-1')
+    unknown_image = dict(document, fields=dict(document['fields'],
+                                               image_id='6f1e0b7c-61d5-4a43-9e11-3fb4d1e4b8a0'))
+    with pytest.raises(exception.Invalid, match='not an image you can boot here'):
+        cobalt.import_server(ctx(ALICE), {'data': unknown_image}, ROOT)
+    standalone = dict(document, fields={k: v for k, v in document['fields'].items()
+                                        if k not in ('flavor_id', 'image_id')})
+    with pytest.raises(exception.Invalid, match='names no image'):
+        cobalt.import_server(ctx(ALICE), {'data': standalone}, ROOT)
+    with pytest.raises(exception.Invalid, match='export_image_id'):
+        cobalt.import_server(ctx(ALICE), {'data': dict(document, export_image_id='/etc/x')},
+                             ROOT)
+    assert len(db_servers.live_image_get_all()) == before
+
+
+def test_migrate_is_novas_live_migration(cobalt, nova, compute):
+    source = nova.add('src', 'proj-a')
+    cobalt.migrate(ctx(ADMIN), source['id'], {'dest': 'nova-host-2'})
+    method, path, token, version = nova.requests[-1]
+    assert (method, path, token, version) == (
+        'POST', '/v2.1/servers/%s/action' % source['id'], ADMIN, '2.25')
+    assert nova.bodies[-1] == (b'{"os-migrateLive": {"host": "nova-host-2", '
+                               b'"block_migration": "auto"}}')
+    cobalt.migrate(ctx(ALICE), source['id'], None)  # Nova's policy decides who may
+    assert b'"host": null' in nova.bodies[-1]
+
+
+def test_migrate_refusals(cobalt, nova, compute):
+    source, live_image_id = _blessed(cobalt, nova, compute)
+    sent = len(nova.bodies)
+    with pytest.raises(exception.InvalidState, match='only an ACTIVE server'):
+        cobalt.migrate(ctx(ALICE), live_image_id, None)
+    off = nova.add('off', 'proj-a', status='SHUTOFF')
+    with pytest.raises(exception.InvalidState, match='only an ACTIVE server'):
+        cobalt.migrate(ctx(ALICE), off['id'], None)
+    clone = nova.add('web', 'proj-a', metadata={api.LAUNCHED_FROM: live_image_id})
+    with pytest.raises(exception.Invalid, match='migrating clones is not supported'):
+        cobalt.migrate(ctx(ALICE), clone['id'], None)
+    with pytest.raises(exception.ServerNotFound):
+        cobalt.migrate(ctx(BOB), source['id'], None)
+    with pytest.raises(exception.Invalid, match="'x' was unexpected"):
+        cobalt.migrate(ctx(ALICE), source['id'], {'dest': 'host-2', 'x': 1})
+    assert len(nova.bodies) == sent  # nothing reached Nova

@@ -21,6 +21,7 @@ from oslo_config import cfg
 from gridcentric_storage.common import rpc
 from gridcentric_storage.common.states import LiveImageStatus as L
 from gridcentric_storage.compute.status import set_live_image
+from gridcentric_storage.db import api as db
 from gridcentric_storage.nova import api, api_filter, client, manager, rpcapi
 from tests.unit.nova import nova_stub
 
@@ -205,11 +206,13 @@ def test_errors_are_novas_fault_bodies(cloud, nova, compute):
     huge = b'{"co_launch": {"user_data": "%s"}}' % (b'x' * api_filter.MAX_BODY)
     assert 'at most' in _fault(cloud.request('POST', path, body=huge), 400)[1]
     assert 'no such action' in _fault(cloud.action(source['id'], 'co_frobnicate'), 400)[1]
-    for verb in ('co_migrate', 'gc_export', 'co_get_policy'):
-        assert 'not supported for Nova instances' in _fault(
-            cloud.action(source['id'], verb), 400)[1]
-    assert 'not supported' in _fault(cloud.request('POST', '/gc-import-server', body={}),
-                                     400)[1]
+    assert 'not supported for Nova instances' in _fault(
+        cloud.action(source['id'], 'co_get_policy'), 400)[1]
+    assert 'not supported' in _fault(cloud.request('POST', '/gcpolicy', body={}), 400)[1]
+    assert "'data' is a required property" in _fault(
+        cloud.request('POST', '/gc-import-server', body={}), 400)[1]
+    assert 'Malformed' in _fault(
+        cloud.request('POST', '/co-import-server', body=b'{"data": '), 400)[1]
     assert _fault(cloud.action(source['id'], 'co_bless', token='tok-bob'), 404) == (
         'itemNotFound', 'Server %s could not be found.' % source['id'])
     assert "'color' was unexpected" in _fault(
@@ -224,10 +227,36 @@ def test_errors_are_novas_fault_bodies(cloud, nova, compute):
     assert 'Quota exceeded' in quota.json['overLimit']['message']
 
 
+@pytest.mark.parametrize('prefix', ['co', 'gc'])
+def test_export_import_and_migrate_through_nova_api(cloud, nova, compute, prefix):
+    db.service_heartbeat('nova-host-1', CONF.compute.topic, 'gridcentric-compute')
+    source = nova.add('src', 'proj-a')
+    [blessed] = cloud.action(source['id'], prefix + '_bless', {'name': 'gold'}).json
+    set_live_image(blessed['id'], L.BLESSED, L.BLESSING)
+    document = cloud.action(blessed['id'], prefix + '_export').json
+    assert document['fields']['image_id'] == nova_stub.IMAGE
+    assert document['export_image_id'] == 'live-image-%s.tar' % blessed['id']
+    imported = cloud.request('POST', '/%s-import-server' % prefix, 'tok-bob',
+                             {'data': document})
+    assert imported.status_int == 200, imported.body
+    server = imported.json['server']
+    assert (server['status'], server['tenant_id']) == ('BLESSED', 'proj-b')
+    assert cloud.request('GET', '/servers/%s' % server['id'], 'tok-bob').json[
+        'server']['name'] == 'gold'
+    moved = cloud.action(source['id'], prefix + '_migrate', {'dest': 'nova-host-2'},
+                         token='tok-admin')
+    assert (moved.status_int, moved.json) == (200, None)
+    assert json.loads(nova.bodies[-1]) == {
+        'os-migrateLive': {'host': 'nova-host-2', 'block_migration': 'auto'}}
+    assert 'only an ACTIVE server' in _fault(
+        cloud.action(blessed['id'], prefix + '_migrate'), 400)[1]
+
+
 def test_capabilities(cloud):
     for path in ('/gcinfo', '/cobaltinfo'):
         body = cloud.request('GET', path).json
-        assert {'user-data', 'launch-name', 'num-instances', 'bless-name'} <= set(
+        assert {'user-data', 'launch-name', 'num-instances', 'bless-name',
+                'import-export'} <= set(
             body['capabilities'])
 
 
@@ -362,7 +391,7 @@ def test_cobalts_novaclient_extension_through_the_filter(cloud, nova, compute):
 @pytest.mark.parametrize('path', ['/gcservers', '/coservers', '/proj-a/gcservers'])
 def test_cobalts_boot_is_novas_own_create(no_endpoint, nova, path):
     # No endpoint: the filter itself only points the request at Nova's create.
-    body = {'server': {'name': 'booted', 'flavorRef': 'f-tiny', 'imageRef': 'img-1',
+    body = {'server': {'name': 'booted', 'flavorRef': 'f-tiny', 'imageRef': nova_stub.IMAGE,
                        'networks': 'none', 'metadata': {'gc:target_host': 'h1'}}}
     response = no_endpoint.request('POST', path, body=body,
                                    headers={'OpenStack-API-Version': 'compute 2.37'})
