@@ -83,6 +83,7 @@ cleanup() {
     set +e
     if [ $rc != 0 ] && [ -d /var/log/gridcentric-storage ]; then
         for log in /var/log/gridcentric-storage/*.log; do
+            [ -e "$log" ] || continue
             echo "--- last lines of $log"; tail -n 40 "$log"
         done
     fi
@@ -172,11 +173,22 @@ done
 sys.exit(not any(type(f).__name__ == "AliasFinder" for f in sys.meta_path))' \
     || die "the Nova plugin's .pth did not register nova.virt.gridcentric"
 
+# sudo starts os-brick's privsep daemon for the service user, and nothing else
+helper=(/usr/bin/privsep-helper --config-file "$CONF" --privsep_context
+        os_brick.privileged.default --privsep_sock_path /tmp/tmpa1b2/privsep.sock)
+runuser -u "$SVC_USER" -- sudo -n -l "${helper[@]}" >/dev/null \
+    || die "sudo does not let $SVC_USER start os-brick's privsep daemon"
+if runuser -u "$SVC_USER" -- sudo -n -l "${helper[@]/os_brick/nova}" >/dev/null 2>&1; then
+    die "sudo lets $SVC_USER start privsep-helper with another context"
+fi
+
 lap "configure (README.Debian) and db sync"
 rabbit=${GC_TEST_RABBIT_URL:-}
 if [ -z "$rabbit" ]; then
     OWN_RABBIT=$((5700 + RANDOM % 200))
-    rabbit=$(GC_RABBIT_DIR=$WORK/rabbit GC_RABBIT_PORT=$OWN_RABBIT tools/rabbitmq.sh start)
+    rabbit=$(GC_RABBIT_DIR=$WORK/rabbit GC_RABBIT_PORT=$OWN_RABBIT tools/rabbitmq.sh start) \
+        || die "no RabbitMQ: tools/rabbitmq.sh could not start one (another one running as \
+rabbit@localhost?); export GC_TEST_RABBIT_URL with the URL of a running one"
 fi
 cat >>"$CONF" <<EOF
 

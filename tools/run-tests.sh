@@ -84,4 +84,8 @@ step "Debian lane: unit tests on Debian 12's python3 packages"
 run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q tests/unit tests/conformance \
     tests/functional/test_rbd_driver.py "$@"
 
+step "Package lane: build the .debs, install them, run the services as their units say, purge"
+# uses this run's RabbitMQ (GC_TEST_RABBIT_URL) for gridcentric-api <-> -compute
+tools/package-lane.sh
+
 step "All checks passed"
