@@ -250,3 +250,11 @@ def test_conf_file_is_os_bricks(tmp_path: Any) -> None:
         volume = vol()
         driver.create_volume(volume)
         assert f'gc--volume-{volume.id}' in sim.cluster.names()
+
+
+def test_registered_as_storpool(gc_conf: Any) -> None:
+    from gridcentric_storage.volume import drivers
+
+    gc_conf.set_override('enabled_drivers', ['storpool'], group='volume')
+    assert drivers.get_driver_class('storpool') is storpool.StorPoolDriver
+    assert storpool.StorPoolDriver.DRIVER_VOLUME_TYPE == 'storpool'
