@@ -213,6 +213,10 @@ install -o "$SVC_USER" -g "$SVC_USER" -m 0644 "$GUEST/vmlinuz" "$GUEST/initrd.im
     /var/lib/gridcentric-storage/images/public/
 
 lap "start gridcentric-compute and gridcentric-api as their units say"
+# a service already on the port would answer for ours
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    die "port $PORT is in use; set GC_PACKAGE_LANE_PORT"
+fi
 start_unit() {
     local unit=/lib/systemd/system/$1.service exec user dir runtime
     exec=$(sed -n 's/^ExecStart=//p' "$unit")
@@ -303,7 +307,9 @@ for path in /etc/gridcentric-storage /var/lib/gridcentric-storage /var/log/gridc
         /etc/systemd/system/multi-user.target.wants/gridcentric-api.service \
         /etc/systemd/system/multi-user.target.wants/gridcentric-compute.service \
         /etc/systemd/system/nova-gridcentric.service \
-        /usr/lib/python3/dist-packages/gridcentric_storage_nova.pth; do
+        /usr/lib/python3/dist-packages/gridcentric_storage_nova.pth \
+        /usr/lib/python3/dist-packages/gridcentric_storage /usr/lib/python3/dist-packages/qemu/qmp \
+        /usr/bin/gc-api /usr/bin/nova-gc; do
     [ -e "$path" ] || [ -L "$path" ] && leftovers+=("$path")
 done
 getent passwd "$SVC_USER" >/dev/null && leftovers+=("user $SVC_USER")

@@ -142,3 +142,15 @@ def test_sudo_lets_through_exactly_os_bricks_privsep_daemon():
     other_config = [a.replace('/etc/gridcentric-storage/', '/tmp/') for a in command]
     for refused in (other_context, smuggled, other_config):
         assert not args.fullmatch(' '.join(refused)), refused
+
+
+@pytest.mark.parametrize('package', packages('debian/control'))
+def test_every_program_has_a_manual_page(package):
+    programs = {os.path.basename(e.split()[0]) for e in read('debian', package + '.install')
+                .splitlines() if e.startswith('usr/bin/') or e.endswith(' usr/bin/')}
+    listed = os.path.join(DEBIAN, package + '.manpages')
+    pages = read('debian', package + '.manpages').split() if os.path.exists(listed) else []
+    assert {os.path.basename(p)[:-len('.1')] for p in pages} == programs
+    for page in pages:
+        text = read(page)
+        assert text.startswith(('.TH ', '.so man1/')), page
