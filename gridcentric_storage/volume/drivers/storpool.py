@@ -311,11 +311,13 @@ class StorPoolDriver(base.VolumeDriver):
 
     def terminate_connection(self, volume: VolumeRef, connector: dict[str, Any] | None,
                              **kwargs: Any) -> None:
-        """Detach the volume from the connector's host, or from every client."""
-        detach: Any = 'all' if connector is None else [
-            str(self._client_id(connector.get('host')))]
-        self._call(f'cannot disconnect volume {volume.id}', 'volumes_reassign',
-                   [{'volume': self._vol(volume.id), 'detach': detach}], missing_ok=True)
+        """With a connector, nothing: that host's os-brick detached its client, and
+        only it knows whether another attachment there still uses the volume (as
+        Cinder's driver). Without one (every access ends), detach every client."""
+        name = self._vol(volume.id)
+        if connector is None:
+            self._call(f'cannot disconnect volume {volume.id}', 'volumes_reassign',
+                       [{'volume': name, 'detach': 'all'}], missing_ok=True)
 
     @contextlib.contextmanager
     def _attached(self, volume_id: str, mode: str) -> Iterator[str]:

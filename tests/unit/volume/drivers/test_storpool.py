@@ -174,9 +174,12 @@ def test_terminate_and_delete_detach(sim: Any) -> None:
     with sim.cluster.lock:
         sim.cluster.reassign([{'volume': name, 'rw': [str(sp_fixture.OUR_ID),
                                                       str(sp_fixture.OTHER_ID)]}])
+    # one attachment ends: the host's own os-brick detaches, a second
+    # attachment on that host keeps the volume
     driver.terminate_connection(volume, {'host': sp_fixture.OTHER_HOST})
-    assert [a['client'] for a in sim.cluster.attachments()] == [sp_fixture.OUR_ID]
-    driver.terminate_connection(volume, None)
+    assert [a['client'] for a in sim.cluster.attachments()] == [
+        sp_fixture.OUR_ID, sp_fixture.OTHER_ID]
+    driver.terminate_connection(volume, None)   # every access ends
     assert sim.cluster.attachments() == []
     with sim.cluster.lock:   # attached elsewhere: StorPool refuses a plain delete
         sim.cluster.reassign([{'volume': name, 'ro': [sp_fixture.OTHER_ID]}])
