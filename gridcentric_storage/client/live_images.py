@@ -239,10 +239,11 @@ do_list_launched = do_live_image_servers
 do_cobalt_capabilities = do_capabilities
 
 
-@arg('server', metavar='SERVER', help='ID or name of a launched server.')
-@arg('--dest', metavar='HOST', help='Destination host (administrators).')
+@arg('server', metavar='SERVER', help='ID or name of a running server.')
+@arg('--dest', metavar='HOST', help='Destination host (default: the scheduler picks).')
 def do_cobalt_migrate(gc: Any, args: argparse.Namespace) -> None:
-    """Move a launched server to another host (Cobalt's co_migrate)."""
+    """Live-migrate a server to another host (Cobalt's co_migrate; in a cloud with Nova,
+    Nova's live migration, which its policy gives to administrators)."""
     server = _find_server(gc, args.server)
     gc.gc_cobalt.action(server, 'co_migrate', {'dest': args.dest} if args.dest else {})
 

@@ -100,15 +100,18 @@ def _artifacts(made: manifest.NovaLiveImage, directory: str,
 
 
 class NovaLiveImageManager:
-    """``bless`` and ``resume`` are :mod:`nova.bless`'s (tests give fakes)."""
+    """``bless``, ``resume`` and ``qemu_owner`` are :mod:`nova.bless`'s (tests give
+    fakes)."""
 
     def __init__(self, host: str, driver: virt.VirtDriver, locks: concurrency.KeyedLocks,
                  bless: Callable[..., manifest.NovaLiveImage] = nova_bless.bless_domain,
-                 resume: Callable[..., bool] = nova_bless.resume_if_paused_by_us) -> None:
+                 resume: Callable[..., bool] = nova_bless.resume_if_paused_by_us,
+                 qemu_owner: Callable[[str, str], tuple[int, int] | None] =
+                 nova_bless.qemu_owner) -> None:
         self.host = host
         self.root = live_images_root(driver)
         self.locks = locks
-        self._bless, self._resume = bless, resume
+        self._bless, self._resume, self._qemu_owner = bless, resume, qemu_owner
 
     def directory(self, live_image_id: str) -> str:
         return os.path.join(self.root, live_image_id)
@@ -202,7 +205,9 @@ class NovaLiveImageManager:
             path, sha256, directory, live_image['id'], live_image['memory_mb'],
             live_image['vcpus'], check=nova_export.check_files)
         try:
-            return nova_export.finish_import(unpacked, live_image['project_id'] or '')
+            return nova_export.finish_import(
+                unpacked, live_image['project_id'] or '',
+                lambda kind: self._qemu_owner(kind, CONF.libvirt.uri))
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise

@@ -174,6 +174,17 @@ def _ram_file(mon: libvirt_live.Passthrough, instance_uuid: str) -> tuple[str, i
     return str(ram), int(size)
 
 
+def qemu_owner(domain_type: str, uri: str = 'qemu:///system') -> tuple[int, int] | None:
+    """uid, gid QEMU runs as for domains of ``domain_type`` on this host (see
+    :func:`_qemu_owner`)."""
+    conn = _connect(uri)
+    try:
+        return _qemu_owner(conn, domain_type)
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
 def _qemu_owner(conn: Any, domain_type: str) -> tuple[int, int] | None:
     """uid, gid QEMU runs as (libvirt's DAC base label), when we may chown."""
     if os.geteuid() != 0:

@@ -28,6 +28,7 @@ from typing import Any
 from gridcentric_storage.common import exception, processutils
 from gridcentric_storage.nova import bless, manifest
 from gridcentric_storage.virt import base as virt
+from gridcentric_storage.virt import libvirt_live
 
 __all__ = ['check_files', 'export_contents', 'finish_import', 'layout_xml']
 
@@ -41,6 +42,7 @@ _FORMATS = ('qcow2', 'raw')
 _EXTRA = ('kind', 'ram_block', 'ram_size', 'ram_sha256')
 _MAX_LAYOUT = 1 << 20
 _QEMU_IMG_TIMEOUT = 60.0
+_DOMAIN_TYPES = ('kvm', 'qemu')
 #: What of a device the virt driver's layout check reads (clone_xml.device_layout).
 _DEVICE_ATTRS = ('type', 'device', 'model', 'bus', 'index')
 _CHILD_ATTRS = (('model', ('type',)), ('target', ('bus', 'type')))
@@ -143,8 +145,11 @@ def _check_disks(directory: str, images: list[str]) -> None:
             seen.add(name)
 
 
-def finish_import(artifacts: virt.LiveImageArtifacts, project_id: str) -> dict[str, Any]:
-    """Check the unpacked files and write their ``nova.json``; the row's artifacts."""
+def finish_import(artifacts: virt.LiveImageArtifacts, project_id: str,
+                  qemu_owner: Callable[[str], tuple[int, int] | None] = lambda kind: None
+                  ) -> dict[str, Any]:
+    """Check the unpacked files, seal the RAM for the QEMU that ``qemu_owner`` names
+    for the domain type, and write their ``nova.json``; the row's artifacts."""
     directory = artifacts.directory
     extra = artifacts.extra
     if extra.get('kind') != 'nova':
@@ -164,6 +169,11 @@ def finish_import(artifacts: virt.LiveImageArtifacts, project_id: str) -> dict[s
         raise _refuse('%s is not XML' % DOMAIN_XML) from None
     if root.tag != 'domain' or root.find('devices') is None:
         raise _refuse('%s has no devices' % DOMAIN_XML)
+    if root.get('type') not in _DOMAIN_TYPES:
+        raise _refuse('its domain type is not one of %s' % ', '.join(_DOMAIN_TYPES))
+    # as bless leaves it: clones' QEMU opens it O_RDWR, and never may write it
+    libvirt_live.seal_ram(artifacts.memory_path, qemu_owner(root.get('type', 'qemu')),
+                          checksum=False)
     images = sorted(n for n in os.listdir(directory)
                     if _TOP.fullmatch(n) or _BACKING.fullmatch(n))
     _check_disks(directory, images)

@@ -48,6 +48,14 @@ def test_bless_launch_list_delete_discard(admin: Any) -> None:
                                                 'gc-api-gold'))} == ids
         assert [i['id'] for i in ok_json(gc_api('--json', 'list-blessed', 'gc-api-src'))] == [
             blessed['id']]
+        exported = gc_api('live-image-export', 'gc-api-gold')
+        assert exported.returncode == 0, exported.stderr
+        imported = ok_json(subprocess.run(
+            [GC_API, '--json', 'live-image-import', '-'], input=exported.stdout,
+            env={k: v for k, v in os.environ.items() if not k.startswith('OS_ENDPOINT')},
+            capture_output=True, text=True, timeout=600, check=False))
+        assert (imported['name'], imported['status']) == ('gc-api-gold', 'BLESSED')
+        assert gc_api('discard', imported['id'], '--wait').returncode == 0
         refused = gc_api('discard', 'gc-api-gold')
         assert refused.returncode == 1 and refused.stderr.count('\n') == 1, refused
         assert '2 server(s) launched from it' in refused.stderr

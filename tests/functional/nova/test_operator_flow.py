@@ -182,6 +182,43 @@ def test_the_clones_resume_the_blessed_memory(
                  what='clone %s to keep counting' % server_id)
 
 
+def test_export_then_import_makes_a_live_image_that_launches(
+        admin: Any, source: dict[str, Any], blessed: dict[str, Any]) -> None:
+    cobalt = cobalt_of(admin)
+    document = cobalt.export(blessed['id'])
+    assert document['fields']['image_id'] == blessed['view']['image']['id']
+    assert document['flavor_name'] == os.environ.get('GC_NOVA_FLAVOR', 'gc-tiny')
+    imported = cobalt.import_instance(document)
+    try:
+        assert imported.id != blessed['id'] and imported.status == 'BLESSED'
+        assert imported.name == 'gold'
+        [clone] = cobalt.launch(imported.id, name='imported-web')
+        try:
+            wait_for(functools.partial(active, admin, clone.id), LAUNCH_TIMEOUT,
+                     interval=0.5, what='the clone of the import to become ACTIVE')
+            text = wait_for(functools.partial(console_counting, admin, clone.id, 2), 90,
+                            interval=0.5, what='the clone of the import to count')
+            assert guest.tokens(text) == {source['token']}, text
+            assert 'BOOT-TOKEN' not in text, text
+        finally:
+            delete(admin, clone.id)
+    finally:
+        discard_quietly(admin, imported.id)
+
+
+def test_migrate_is_novas_and_refused_for_live_images_and_clones(
+        admin: Any, member: Any, source: dict[str, Any], blessed: dict[str, Any],
+        clones: list[str]) -> None:
+    cobalt = cobalt_of(admin)
+    assert http_status(lambda: cobalt.migrate(blessed['id'])) == 400
+    assert http_status(lambda: cobalt.migrate(clones[0])) == 400
+    assert http_status(lambda: cobalt_of(member).migrate(source['id'])) == 404
+    # one compute host: Nova's scheduler finds nowhere to go, and says so
+    assert http_status(lambda: cobalt.migrate(source['id'])) == 400
+    assert http_status(lambda: cobalt.migrate(source['id'], dest='no-such-host')) == 400
+    assert active(admin, source['id'])
+
+
 def test_clones_deleted_through_nova_and_the_live_image_discarded(
         admin: Any, blessed: dict[str, Any], clones: list[str], libvirt_conn: Any) -> None:
     for server_id in clones:

@@ -56,6 +56,16 @@ class CobaltManager(nova_base.Manager):
     def list_blessed(self, server_id):
         return self._servers(self._action('list_blessed', server_id)[1])
 
+    def migrate(self, server_id, dest=None):
+        return self._action('migrate', server_id, {'dest': dest})
+
+    def export(self, live_image_id):
+        return self._action('export', live_image_id)[1]
+
+    def import_instance(self, data):
+        body = self.api.client.post('/%s-import-server' % self.prefix, body={'data': data})[1]
+        return self.resource_class(self, body['server'])
+
     def capabilities(self):
         return self.api.client.get('/gcinfo')[1]['capabilities']
 

@@ -91,7 +91,9 @@ class _Store:
 
 def _importer(tmp_path):
     driver = types.SimpleNamespace(live_images_path=str(tmp_path / 'imported'))
-    return NovaLiveImageManager('host-1', driver, concurrency.KeyedLocks())
+    # libvirt's DAC label for the domain type: QEMU's user and group
+    return NovaLiveImageManager('host-1', driver, concurrency.KeyedLocks(),
+                                qemu_owner=lambda kind, uri: (4242, 4343))
 
 
 def _import(tmp_path, tar, sha256, live_image_id='li-2', memory_mb=MEMORY_MB):
@@ -118,6 +120,9 @@ def test_the_export_holds_no_host_path_and_imports_for_another_project(tmp_path)
     assert (live.project_id, live.ram_size, live.ram_block) == ('proj-b', 8 << 20, 'gc.ram')
     with open(live.ram_path, 'rb') as f:
         assert f.read(12) == b'guest memory'
+    if os.geteuid() == 0:   # sealed as bless seals it: QEMU's group reads and maps it
+        ram = os.stat(live.ram_path)
+        assert (ram.st_uid, ram.st_gid, oct(ram.st_mode & 0o777)) == (0, 4343, '0o464')
     # the disk's chain resolves inside the new directory, read-only
     info = json.loads(subprocess.run(
         ['qemu-img', 'info', '-U', '--backing-chain', '--output=json', live.disks['vda']],
@@ -177,6 +182,8 @@ def _rebase(directory, name, *args):
     (lambda d: os.truncate(os.path.join(d, 'ram'), 4 << 20), 'its RAM is not 8 MiB'),
     (lambda d: {'domain.xml': b'<domain><devices>'}, 'domain.xml is not XML'),
     (lambda d: {'domain.xml': b'<domain/>'}, 'domain.xml has no devices'),
+    (lambda d: {'domain.xml': b"<domain type='xen'><devices/></domain>"},
+     'its domain type is not one of kvm, qemu'),
 ])
 def test_a_hostile_export_is_refused_with_nothing_left(tmp_path, change, refusal):
     assert refusal in _hostile(tmp_path, change)
