@@ -151,14 +151,16 @@ echo "  lintian: $(grep -c '^E: ' "$WORK/lintian.txt") errors," \
     "$(grep -c '^W: ' "$WORK/lintian.txt") warnings"
 if grep -q '^E: ' "$WORK/lintian.txt"; then die "lintian found errors"; fi
 
-lap "install with apt-get (services not started: policy-rc.d exits 101)"
+lap "install with apt-get, all but the Nova plugin (policy-rc.d exits 101: nothing starts)"
 if [ -e /usr/sbin/policy-rc.d ]; then
     POLICY_BACKUP=$WORK/policy-rc.d.orig
     cp -p /usr/sbin/policy-rc.d "$POLICY_BACKUP"
 fi
 printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 chmod 0755 /usr/sbin/policy-rc.d
-(cd "$WORK/debs" && gc_apt_get install -y --no-install-recommends ./*.deb >/dev/null)
+# the services must not need the plugin: it goes on Nova's hosts, later
+(cd "$WORK/debs" && gc_apt_get install -y --no-install-recommends \
+    $(ls ./*.deb | grep -v '/python3-gridcentric-storage-nova_') >/dev/null)
 for unit in gridcentric-api gridcentric-compute; do
     out=$(systemd-analyze verify --man=no "/lib/systemd/system/$unit.service" 2>&1) \
         || die "systemd-analyze verify $unit.service: $out"
@@ -167,11 +169,6 @@ done
 [ -L /etc/systemd/system/multi-user.target.wants/gridcentric-compute.service ] \
     || die "gridcentric-compute.service is not enabled"
 [ "$(stat -c '%U:%G %a' "$CONF")" = "root:$SVC_USER 640" ] || die "$CONF: $(stat -c '%U:%G %a' "$CONF")"
-# the Nova plugin's .pth runs at start-up of Debian's python3: the alias Nova
-# loads the driver by is registered
-/usr/bin/python3 -c 'import sys
-sys.exit(not any(type(f).__name__ == "AliasFinder" for f in sys.meta_path))' \
-    || die "the Nova plugin's .pth did not register nova.virt.gridcentric"
 
 # sudo starts os-brick's privsep daemon for the service user, and nothing else
 helper=(/usr/bin/privsep-helper --config-file "$CONF" --privsep_context
@@ -297,6 +294,17 @@ stop_services
 if pgrep -u "$SVC_USER" >/dev/null; then
     die "processes of $SVC_USER outlived the services: $(pgrep -a -u "$SVC_USER")"
 fi
+
+lap "the Nova plugin"
+(cd "$WORK/debs" && gc_apt_get install -y --no-install-recommends \
+    ./python3-gridcentric-storage-nova_*.deb >/dev/null)
+# its .pth runs at start-up of Debian's python3: the alias Nova loads the
+# driver by is registered (Debian's own nova is too old to import the driver)
+/usr/bin/python3 -c 'import sys
+sys.exit(not any(type(f).__name__ == "AliasFinder" for f in sys.meta_path))' \
+    || die "the Nova plugin's .pth did not register nova.virt.gridcentric"
+/usr/bin/python3 -c 'import gridcentric_storage.nova.api_filter' \
+    || die "the nova-api filter does not import"
 
 lap "purge"
 # shellcheck disable=SC2086

@@ -154,3 +154,36 @@ def test_every_program_has_a_manual_page(package):
     for page in pages:
         text = read(page)
         assert text.startswith(('.TH ', '.so man1/')), page
+
+
+def test_the_library_does_not_import_what_the_nova_plugin_package_ships():
+    """debian/rules moves these modules out of python3-gridcentric-storage: the
+    services, installed without the plugin, must never import them."""
+    import ast
+
+    plugin = re.search(r'^NOVA_PLUGIN := (.*)$', read('debian', 'rules'), re.M)
+    assert plugin is not None
+    shipped = {'gridcentric_storage.nova.' + name.removesuffix('.py')
+               for name in plugin.group(1).split()}
+    assert shipped == {'gridcentric_storage.nova.' + m for m in (
+        'api_filter', 'scheduler_filter', 'virt_alias', 'virt')}
+    package = os.path.join(ROOT, 'gridcentric_storage')
+    offenders = []
+    for directory, _, files in os.walk(package):
+        for name in files:
+            path = os.path.join(directory, name)
+            module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, '.')
+            if not name.endswith('.py') or any(
+                    module == s or module.startswith(s + '.') for s in shipped):
+                continue
+            for node in ast.walk(ast.parse(read(path))):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module] + ['%s.%s' % (node.module, a.name)
+                                             for a in node.names]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                else:
+                    continue
+                offenders += ['%s imports %s' % (module, n) for n in names
+                              if any(n == s or n.startswith(s + '.') for s in shipped)]
+    assert offenders == []
