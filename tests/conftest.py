@@ -43,7 +43,8 @@ def gc_conf(tmp_path):
     CONF.set_override('rpc_call_timeout', 10, group='compute')
     CONF.set_override('host', 'test-host')
     CONF.set_override('virt_driver', 'fake', group='compute')
-    CONF.set_override('enabled_drivers', ['file', 'rbd', 'lvm', 'fake'], group='volume')
+    CONF.set_override('enabled_drivers', ['file', 'rbd', 'lvm', 'storpool', 'fake'],
+                      group='volume')
     CONF.set_override('hooks_dir', str(tmp_path / 'hooks.d'), group='compute')
     db.reset_engine()
     policy.reset()

@@ -3,7 +3,7 @@ from oslo_config import cfg
 volume_group = cfg.OptGroup('volume', title='Volume and backend options')
 
 volume_opts = [
-    cfg.ListOpt('enabled_drivers', default=['file', 'rbd', 'lvm'],
+    cfg.ListOpt('enabled_drivers', default=['file', 'rbd', 'lvm', 'storpool'],
                 help='Backend drivers (entry points in '
                      'gridcentric_storage.volume.drivers) that backends may use.'),
     cfg.BoolOpt('create_default_backend', default=False,

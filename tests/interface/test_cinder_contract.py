@@ -18,8 +18,9 @@ from gridcentric_storage.volume.drivers import base
 from gridcentric_storage.volume.drivers.fake import FakeDriver
 from gridcentric_storage.volume.drivers.file import FileDriver
 from gridcentric_storage.volume.drivers.lvm import LVMDriver
+from gridcentric_storage.volume.drivers.storpool import StorPoolDriver
 
-DRIVERS = [base.VolumeDriver, FakeDriver, FileDriver, LVMDriver]
+DRIVERS = [base.VolumeDriver, FakeDriver, FileDriver, LVMDriver, StorPoolDriver]
 try:
     from gridcentric_storage.volume.drivers.rbd import RBDDriver
     DRIVERS.append(RBDDriver)
