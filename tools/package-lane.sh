@@ -19,19 +19,28 @@
 # stopped again. Refuses to run where /var/lib/gridcentric-storage holds state
 # that no package of ours made (a root all-in-one's): purging would delete it.
 #   tools/package-lane.sh
+#   tools/package-lane.sh --build-only DIR    steps 1 and 2 only (no root needed):
+#                                             the .debs are left in DIR
 set -euo pipefail
+OUT=""
+if [ "${1:-}" = --build-only ]; then
+    [ -n "${2:-}" ] || { echo "usage: $0 [--build-only DIR]" >&2; exit 2; }
+    mkdir -p "$2"
+    OUT=$(cd "$2" && pwd)
+fi
 cd "$(dirname "$0")/.."
-TOP=$(pwd)
 GC_PROG=tools/package-lane.sh
 . tools/apt-lib.sh
-if [ "$(id -u)" != 0 ]; then
-    echo "$GC_PROG: needs root (apt-get, runuser, purge)" >&2
+if [ -z "$OUT" ] && [ "$(id -u)" != 0 ]; then
+    echo "$GC_PROG: needs root (apt-get, runuser, purge); --build-only DIR does not" >&2
     exit 1
 fi
 
 QMP_VERSION=$(dpkg-parsechangelog -l tools/debian-qemu-qmp/debian/changelog -SVersion)
 QMP_UPSTREAM=${QMP_VERSION%-*}
-CACHE=${GC_PACKAGE_CACHE:-/var/cache/gridcentric-storage/package-lane}
+if [ "$(id -u)" = 0 ]; then CACHE=/var/cache/gridcentric-storage/package-lane
+else CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/gridcentric-storage/package-lane; fi
+CACHE=${GC_PACKAGE_CACHE:-$CACHE}
 SDIST=$CACHE/qemu_qmp-$QMP_UPSTREAM.tar.gz
 PORT=${GC_PACKAGE_LANE_PORT:-18779}
 CONF=/etc/gridcentric-storage/gridcentric-storage.conf
@@ -53,7 +62,7 @@ installed_packages() {
     return 0
 }
 
-if [ -z "$(installed_packages)" ] && [ -e /var/lib/gridcentric-storage ]; then
+if [ -z "$OUT" ] && [ -z "$(installed_packages)" ] && [ -e /var/lib/gridcentric-storage ]; then
     die "/var/lib/gridcentric-storage exists but none of the packages is installed: it is \
 someone's state (a root all-in-one?), and purging the packages would delete it. Move it away first."
 fi
@@ -62,6 +71,7 @@ WORK=$(mktemp -d /tmp/gc-package-lane.XXXXXX)
 SERVICE_PIDS=()
 OWN_RABBIT=""
 POLICY_BACKUP=""
+POLICY_OURS=""
 
 stop_services() {
     local pid child
@@ -81,6 +91,7 @@ stop_services() {
 cleanup() {
     local rc=$?
     set +e
+    if [ -n "$OUT" ]; then rm -rf "$WORK"; exit $rc; fi
     if [ $rc != 0 ] && [ -d /var/log/gridcentric-storage ]; then
         for log in /var/log/gridcentric-storage/*.log; do
             [ -e "$log" ] || continue
@@ -96,7 +107,7 @@ cleanup() {
     [ -n "$left" ] && gc_apt_get purge -y $left >/dev/null
     if [ -n "$POLICY_BACKUP" ]; then
         mv -f "$POLICY_BACKUP" /usr/sbin/policy-rc.d
-    else
+    elif [ -n "$POLICY_OURS" ]; then
         rm -f /usr/sbin/policy-rc.d
     fi
     [ -n "$OWN_RABBIT" ] && GC_RABBIT_DIR=$WORK/rabbit GC_RABBIT_PORT=$OWN_RABBIT \
@@ -107,7 +118,7 @@ cleanup() {
 trap cleanup EXIT
 
 lap "leftovers of an earlier run"
-left=$(installed_packages)
+left=$([ -n "$OUT" ] || installed_packages)
 if [ -n "$left" ]; then
     # shellcheck disable=SC2086 # one package per word
     gc_apt_get purge -y $left >/dev/null
@@ -150,12 +161,18 @@ grep -E '^[EW]: ' "$WORK/lintian.txt" || true
 echo "  lintian: $(grep -c '^E: ' "$WORK/lintian.txt") errors," \
     "$(grep -c '^W: ' "$WORK/lintian.txt") warnings"
 if grep -q '^E: ' "$WORK/lintian.txt"; then die "lintian found errors"; fi
+if [ -n "$OUT" ]; then
+    cp "$WORK"/debs/*.deb "$OUT/"
+    lap "built into $OUT"
+    exit 0
+fi
 
 lap "install with apt-get, all but the Nova plugin (policy-rc.d exits 101: nothing starts)"
 if [ -e /usr/sbin/policy-rc.d ]; then
     POLICY_BACKUP=$WORK/policy-rc.d.orig
     cp -p /usr/sbin/policy-rc.d "$POLICY_BACKUP"
 fi
+POLICY_OURS=1
 printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 chmod 0755 /usr/sbin/policy-rc.d
 # the services must not need the plugin: it goes on Nova's hosts, later
