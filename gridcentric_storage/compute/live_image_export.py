@@ -35,6 +35,7 @@ from typing import IO, Any
 from gridcentric_storage.common import exception
 from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.virt import base as virt
+from gridcentric_storage.virt import qemu_live
 
 __all__ = ['FORMAT', 'Checker', 'check_qemu_files', 'export', 'image_name', 'import_',
            'pack', 'unpack']
@@ -347,15 +348,16 @@ def _unpack_checked(f: IO[bytes], directory: str, live_image_id: str, memory_mb:
                     raise _refuse('ram does not match its recorded sha256')
     except tarfile.TarError as e:
         raise _refuse('the tar cannot be read (%s)' % e) from None
+    ram_mode = qemu_live.frozen_ram_mode()
     for name in members:
         # The RAM as bless leaves it: never written again (clones map it privately).
-        os.chmod(os.path.join(directory, name), 0o444 if name == 'ram' else 0o644)
+        os.chmod(os.path.join(directory, name), ram_mode if name == 'ram' else 0o644)
     os.chmod(directory, 0o755)
     return virt.LiveImageArtifacts(
         live_image_id=live_image_id, directory=directory,
         memory_path=os.path.join(directory, 'ram'),
         state_path=os.path.join(directory, 'state'), memory_mb=memory_mb, vcpus=vcpus,
-        disks=[], extra=dict(checked['extra'], ram_mode='0444'))
+        disks=[], extra=dict(checked['extra'], ram_mode='%04o' % ram_mode))
 
 
 def import_(ctxt: Any, store: ImageStore, driver: virt.VirtDriver, root: str,

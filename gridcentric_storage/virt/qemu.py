@@ -18,7 +18,7 @@ finds again and stops their QEMU processes)::
                          /console.log  serial console
                          /qemu.log     QEMU's stderr
                          /ram          guest RAM of a spawned VM (share=on)
-    <live_images_path>/<live image id>/ram         0444, never written again
+    <live_images_path>/<live image id>/ram         read-only, never written again
                                        /state      device state (x-ignore-shared)
                                        /layout.json
 
@@ -278,7 +278,7 @@ class QemuDriver(base.VirtDriver):
                 extra: dict[str, Any] = dict(timing, accel=layout.accel, machine=layout.machine,
                                              source_instance=instance_id)
                 ram = os.path.join(work, 'ram')
-                os.chmod(ram, 0o444)
+                os.chmod(ram, live.frozen_ram_mode())
                 extra['ram_size'] = os.stat(ram).st_size
                 if self.checksum_ram:
                     extra['ram_sha256'] = live.sha256(ram)

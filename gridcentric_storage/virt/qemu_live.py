@@ -10,8 +10,8 @@ running on its own RAM file. So while the VM is paused, :func:`freeze_copy`
 clones that file into the live image: a ``FICLONE`` reflink where the file
 system shares extents (XFS, btrfs: instant, no extra space), else a sparse
 copy (only the pages the guest ever touched, ``SEEK_DATA``/``SEEK_HOLE`` +
-``copy_file_range``). The result is made 0444 and its sha256 recorded, so
-anyone can check it never changed.
+``copy_file_range``). The result is made read-only (:func:`frozen_ram_mode`)
+and its sha256 recorded, so anyone can check it never changed.
 """
 
 import contextlib
@@ -55,6 +55,14 @@ def image_layout(artifacts: base.LiveImageArtifacts) -> cmdline.Layout:
             raise exception.LiveImageFilesMissing(id=artifacts.live_image_id,
                                     reason='%s is missing (discarded?)' % path)
     return layout
+
+
+def frozen_ram_mode() -> int:
+    """The mode of a live image's RAM file: read-only for everyone but its owner
+    when that owner is this unprivileged service, whose clones' QEMU 7.2 opens
+    ``memory-backend-file`` O_RDWR even with ``share=off`` (no ``rom=off`` yet:
+    MAP_PRIVATE never writes the file back). Root opens it whatever the mode."""
+    return 0o444 if os.geteuid() == 0 else 0o644
 
 
 def freeze_copy(src: str, dst: str) -> str:
