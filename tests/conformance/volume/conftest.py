@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from tests.conformance.volume import backends, backends_lvm, backends_storpool
+from tests.conformance.volume import backends, backends_cinder, backends_lvm, backends_storpool
 from tests.fixtures.images import host_images
 
 BACKENDS = ('fake', 'file-qcow2', 'file-reflink', 'rbd', 'lvm-thick', 'lvm-thin',
-            'storpool')
+            'storpool', 'cinder-rbd')
 
 
 @pytest.fixture(params=BACKENDS)
@@ -24,6 +24,8 @@ def backend(request: Any, tmp_path: Any, gc_conf: Any) -> Iterator[backends.Back
         made = backends.rbd_backend()
     elif kind == 'storpool':
         made = backends_storpool.storpool_backend(tmp_path)
+    elif kind == 'cinder-rbd':
+        made = backends_cinder.cinder_rbd_backend()
     else:
         made = backends_lvm.lvm_backend(kind.split('-', 1)[1], tmp_path)
     for instance in made:
