@@ -30,7 +30,7 @@ class Profile:
 
 FULL = Profile(sizes=((1, 256), (32, 1024)), rbd_sizes=((1, 64), (32, 256)),
                lvm_sizes=((1, 256), (8, 1024)),
-               image_mib=512, image_data_mib=256, volumes=10, stream_mib=512)
+               image_mib=512, image_data_mib=256, volumes=10, stream_mib=1024)
 QUICK = Profile(sizes=((1, 32), (4, 128)), rbd_sizes=((1, 16), (4, 64)),
                 lvm_sizes=((1, 32), (2, 64)),
                 image_mib=64, image_data_mib=32, volumes=4, stream_mib=64)

@@ -162,7 +162,7 @@ def test_requests_beyond_the_thread_pool_wait_for_a_free_thread():
 
 @pytest.fixture
 def qcow2_volume(cloud, tmp_path):
-    """A 1 GiB volume on a file backend in qcow2 mode: streams use a raw copy."""
+    """A 1 GiB volume on a file backend in qcow2 mode: its streams go through qemu-nbd."""
     response = cloud.request('POST', '/v1/backends', json={'backend': {
         'name': 'files', 'driver': 'file',
         'options': {'path': str(tmp_path / 'files'), 'cow_mode': 'qcow2'}}})
@@ -200,9 +200,9 @@ def _failed(cloud, volume_id):
     return volume if volume['status'] == 'error' else None
 
 
-def test_a_disconnected_upload_removes_its_raw_copy(cloud, qcow2_volume, tmp_path):
+def test_a_disconnected_upload_removes_its_scratch_files(cloud, qcow2_volume, tmp_path):
     sock = _start_upload(cloud, qcow2_volume)
-    wait_for(lambda: _scratch(tmp_path), what='the raw copy of the upload')
+    wait_for(lambda: _scratch(tmp_path), what="the upload's qemu-nbd socket")
     sock.close()
     volume = wait_for(lambda: _failed(cloud, qcow2_volume), what='the upload to fail')
     assert 'upload failed after' in volume['status_reason']
@@ -218,9 +218,9 @@ def impatient_cloud(gc_db, monkeypatch):
     instance.stop()
 
 
-def test_a_stalled_upload_removes_its_raw_copy(impatient_cloud, tmp_path):
+def test_a_stalled_upload_removes_its_scratch_files(impatient_cloud, tmp_path):
     """A peer that vanishes without closing (host down) sends no FIN: before,
-    the worker and the volume-sized copy were held for ever."""
+    the worker, its qemu-nbd and the scratch files were held for ever."""
     cloud = impatient_cloud
     response = cloud.request('POST', '/v1/backends', json={'backend': {
         'name': 'files', 'driver': 'file',

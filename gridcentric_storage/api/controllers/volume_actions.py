@@ -1,16 +1,17 @@
 """POST /v1/volumes/{id}/action and the whole-volume data stream /v1/volumes/{id}/data."""
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
-import requests
 import webob
 from oslo_config import cfg
 
 from gridcentric_storage.api import validation
 from gridcentric_storage.api.controllers.volumes import VolumeAccess
 from gridcentric_storage.api.schemas import volumes as schema
-from gridcentric_storage.common import exception, states
+from gridcentric_storage.common import exception, states, wsgi_server
+from gridcentric_storage.volume import transfer_io
 
 CONF = cfg.CONF
 CHUNK = 1 << 20
@@ -53,25 +54,24 @@ class VolumeActionsController(VolumeAccess):
             'id': id, 'image_id': name, 'image_name': name,
             'disk_format': disk_format, 'status': 'uploading'}}
 
-    # ---- streams
+    # ---- streams: the bytes move socket to socket in the kernel (transfer_io)
     def download(self, req: Any, id: str) -> webob.Response:
         volume = self.get_volume(req, id, 'volume:download')
         transfer = self.volumes.prepare_transfer(req.context, volume, 'read')
-        upstream = requests.get(transfer['url'], stream=True, timeout=60)
-        if upstream.status_code != 200:
+        try:
+            upstream = transfer_io.Download(transfer['url'], transfer['size'], timeout=60)
+        except OSError as e:
+            raise exception.ServiceUnavailable(reason='the data server of %s did not '
+                                               'answer' % volume['host']) from e
+        if upstream.status != 200:
             upstream.close()
             raise exception.ServiceUnavailable(reason='the data server of %s refused the '
                                                'transfer' % volume['host'])
-
-        def relay() -> Iterator[bytes]:
-            try:
-                yield from upstream.iter_content(CHUNK)
-            finally:
-                upstream.close()
-
         response = webob.Response(status=200, content_type='application/octet-stream')
-        response.content_length = transfer['size']
-        response.app_iter = relay()
+        wrapper = req.environ.get('wsgi.file_wrapper')
+        response.app_iter = (wrapper(upstream, CHUNK) if wrapper
+                             else _chunks(upstream))
+        response.content_length = transfer['size']  # after app_iter, whose setter clears it
         return response
 
     def upload(self, req: Any, id: str) -> dict[str, Any]:
@@ -86,10 +86,25 @@ class VolumeActionsController(VolumeAccess):
             raise exception.Invalid(reason='%d bytes do not fit in a %d GiB volume'
                                     % (length, volume['size']))
         transfer = self.volumes.prepare_transfer(req.context, volume, 'write')
-        upstream = requests.put(transfer['url'], data=req.body_file, timeout=3600,
-                                headers={'Content-Length': str(length)})
-        if upstream.status_code == 400:
-            raise exception.Invalid(reason=upstream.text.strip())
-        if upstream.status_code != 200:
-            raise exception.DriverError(reason=upstream.text.strip())
-        return {'volume': {'id': id, 'bytes_written': upstream.json()['bytes']}}
+        try:
+            status, text = transfer_io.upload(
+                transfer['url'], length, req.environ.get(wsgi_server.SOCKET_KEY),
+                req.environ['wsgi.input'], timeout=3600,
+                expect_continue=req.environ.get('HTTP_EXPECT', '').lower() == '100-continue')
+        except OSError as e:
+            raise exception.DriverError(reason='the upload broke off: %s'
+                                        % exception.describe(e)) from e
+        if status == 400:
+            raise exception.Invalid(reason=text.strip())
+        if status != 200:
+            raise exception.DriverError(reason=text.strip())
+        return {'volume': {'id': id, 'bytes_written': json.loads(text)['bytes']}}
+
+
+def _chunks(upstream: transfer_io.Download) -> Iterator[bytes]:
+    """The relay under a WSGI server without ``wsgi.file_wrapper``."""
+    try:
+        while chunk := upstream.read(CHUNK):
+            yield chunk
+    finally:
+        upstream.close()
