@@ -11,6 +11,7 @@ from gridcentric_storage.api.controllers import (
     attachments,
     backends,
     images,
+    qos_specs,
     servers,
     snapshots,
     versions,
@@ -41,12 +42,21 @@ ROUTES = [
     Route('DELETE', '/v1/backends/{id}', 'backends', 'delete', 'Remove an empty backend', 204),
     Route('POST', '/v1/backends/{id}/action', 'backends', 'action',
           'Enable or disable a backend', 200),
+    Route('GET', '/v1/qos-specs', 'qos_specs', 'index', 'List QoS specs', 200),
+    Route('POST', '/v1/qos-specs', 'qos_specs', 'create', 'Create QoS specs', 200),
+    Route('GET', '/v1/qos-specs/{id}', 'qos_specs', 'show', 'Show QoS specs', 200),
+    Route('PUT', '/v1/qos-specs/{id}', 'qos_specs', 'update', 'Set keys of QoS specs', 200),
+    Route('PUT', '/v1/qos-specs/{id}/delete_keys', 'qos_specs', 'delete_keys',
+          'Remove keys of QoS specs', 202),
+    Route('DELETE', '/v1/qos-specs/{id}', 'qos_specs', 'delete', 'Delete QoS specs', 202),
+    Route('GET', '/v1/qos-specs/{id}/associations', 'qos_specs', 'associations',
+          'Backends and volumes associated with QoS specs', 200),
     Route('GET', '/v1/volumes', 'volumes', 'index', 'List volumes', 200),
     Route('POST', '/v1/volumes', 'volumes', 'create', 'Create a volume', 202),
     Route('GET', '/v1/volumes/{id}', 'volumes', 'show', 'Show a volume', 200),
     Route('DELETE', '/v1/volumes/{id}', 'volumes', 'delete', 'Delete a volume', 202),
     Route('POST', '/v1/volumes/{id}/action', 'volume_actions', 'action',
-          'Extend, revert, force-detach or write a volume to an image', 202),
+          'Extend, revert, force-detach, write a volume to an image or set its QoS', 202),
     Route('GET', '/v1/volumes/{id}/data', 'volume_actions', 'download',
           'Read the whole volume as a byte stream', 200),
     Route('PUT', '/v1/volumes/{id}/data', 'volume_actions', 'upload',
@@ -134,7 +144,8 @@ def make_controllers() -> dict[str, Any]:
             'live_images': servers.LiveImagesController(),
             'volume_attachments': servers.VolumeAttachmentsController(),
             'nova': nova_ext.NovaExtensionController(),
-            'images': images.ImagesController()}
+            'images': images.ImagesController(),
+            'qos_specs': qos_specs.QosSpecsController()}
 
 
 class APIRouter:

@@ -44,6 +44,7 @@ from gridcentric_storage.client import (
     image_cache,
     images,
     live_images,
+    qos,
     servers,
     snapshots,
     volumes,
@@ -68,6 +69,7 @@ EXTENSIONS: list[tuple[str, ModuleType]] = [
     ('gc_servers', servers),
     ('gridcentric', live_images),
     ('gc_cobalt', cobalt),
+    ('gc_qos', qos),
 ]
 
 

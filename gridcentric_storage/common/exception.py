@@ -235,3 +235,23 @@ class NovaBlessUnsupported(Invalid):
     """A Nova instance whose layout bless cannot copy yet (volumes, rbd, NUMA)."""
 
     msg_fmt = 'Instance %(id)s cannot be blessed: %(reason)s'
+
+
+class QosSpecsNotFound(NotFound):
+    msg_fmt = 'QoS specs %(id)s could not be found.'
+
+
+class InvalidQosSpecs(Invalid):
+    msg_fmt = 'Invalid QoS specs: %(reason)s'
+
+
+class QosSpecsInUse(Conflict):
+    """QoS specs still associated with volumes or backends cannot go (without force)."""
+
+    msg_fmt = 'QoS specs %(id)s are associated with %(what)s; disassociate them first.'
+
+
+class QosNotSupported(DriverError):
+    """A volume or hypervisor driver cannot enforce (some of) a volume's QoS limits."""
+
+    msg_fmt = 'QoS not enforced by %(driver)s: %(reason)s'

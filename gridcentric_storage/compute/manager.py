@@ -152,3 +152,6 @@ class ComputeManager:
 
     def detach_server_volume(self, ctxt: Any, server_id: str, attachment_id: str) -> None:
         self.servers.detach_volume(ctxt, server_id, attachment_id)
+
+    def update_server_volume_qos(self, ctxt: Any, server_id: str, attachment_id: str) -> None:
+        self.servers.update_volume_qos(server_id, attachment_id)

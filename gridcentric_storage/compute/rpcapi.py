@@ -20,13 +20,15 @@ Version history:
   image store, answers image, sha256 and size), import_live_image (call:
   unpacks such an image into a live image row the API side made, blessed
   when it answers).
+* 2.4 - update_server_volume_qos (cast): give an attached volume's current
+  front-end QoS limits to the server's hypervisor.
 """
 
 from typing import Any
 
 from gridcentric_storage.common import rpc
 
-RPC_API_VERSION = '2.3'
+RPC_API_VERSION = '2.4'
 #: Export and import read and write a whole guest RAM: longer than a short call.
 TRANSFER_TIMEOUT = 1800
 
@@ -98,4 +100,9 @@ class ComputeAPI(rpc.HostClient):
     def detach_server_volume(self, ctxt: Any, host: str, server_id: str,
                              attachment_id: str) -> None:
         self._cast(ctxt, host, 'detach_server_volume', '2.0', server_id=server_id,
+                   attachment_id=attachment_id)
+
+    def update_server_volume_qos(self, ctxt: Any, host: str, server_id: str,
+                                 attachment_id: str) -> None:
+        self._cast(ctxt, host, 'update_server_volume_qos', '2.4', server_id=server_id,
                    attachment_id=attachment_id)

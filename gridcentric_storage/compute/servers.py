@@ -17,12 +17,14 @@ from gridcentric_storage.common import states as st
 from gridcentric_storage.common.states import ServerStatus
 from gridcentric_storage.compute import brick
 from gridcentric_storage.compute.status import set_server
+from gridcentric_storage.db import api as db_volumes
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import Server
 from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.virt import base as virt
 from gridcentric_storage.volume import api as volume_api
+from gridcentric_storage.volume import qos_enforce
 
 LOG = logging.getLogger(__name__)
 GiB = 1 << 30
@@ -157,6 +159,23 @@ class ServerManager:
                               server_id, attachment['volume_id'])
                 self.volumes.attachment_note(attachment_id, 'the guest did not see the '
                                              'extend: %s' % exception.describe(e))
+            else:
+                self.volumes.attachment_note(attachment_id, None)
+
+    def update_volume_qos(self, server_id: str, attachment_id: str) -> None:
+        """Give the hypervisor an attached volume's current front-end limits."""
+        attachment = db_attachments.attachment_get(attachment_id)
+        with self.locks.get(server_id):
+            try:
+                volume = db_volumes.volume_get(attachment['volume_id'])
+                limits = qos_enforce.limits_for(volume, 'front-end')
+                concurrency.execute(self.driver.set_volume_qos, server_id,
+                                    attachment['volume_id'], limits)
+            except Exception as e:
+                LOG.exception('Server %s did not take the QoS of volume %s', server_id,
+                              attachment['volume_id'])
+                self.volumes.attachment_note(attachment_id, 'QoS not applied: %s'
+                                             % exception.describe(e))
             else:
                 self.volumes.attachment_note(attachment_id, None)
 

@@ -63,6 +63,8 @@ class Backend(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
     reserved_percentage = sa.Column(sa.Integer, nullable=False, default=0)
     capabilities = sa.Column(sa.JSON, nullable=False, default=dict)
     stats_updated_at = sa.Column(sa.DateTime, nullable=True)
+    #: QoS specs of the volumes on this backend that have none of their own.
+    qos_specs_id = sa.Column(sa.String(36), nullable=True)
 
 
 class Volume(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
@@ -89,6 +91,8 @@ class Volume(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
                             server_default=sa.false())
     # CHAP credentials of an export ('CHAP user secret'), as Cinder keeps them
     provider_auth = sa.Column(sa.String(1024), nullable=True)
+    #: The volume's own QoS specs (None: its backend's, if any).
+    qos_specs_id = sa.Column(sa.String(36), nullable=True)
 
 
 class Snapshot(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
@@ -204,3 +208,15 @@ class LiveImage(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
     #: instance's ``flavor_id`` and ``image_id``, which its clones are booted
     #: with through Nova; NULL for live images of this service's own servers.
     nova_source = sa.Column(sa.JSON, nullable=True)
+
+
+class QosSpecs(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
+    """Named I/O limits (Cinder's qos-specs); ``consumer`` says who enforces them."""
+
+    __tablename__ = 'qos_specs'
+    __table_args__ = (sa.UniqueConstraint('name', name='uniq_qos_specs0name'),)
+
+    id = sa.Column(sa.String(36), primary_key=True)
+    name = sa.Column(sa.String(255), nullable=False)
+    consumer = sa.Column(sa.String(16), nullable=False)  # back-end front-end both
+    specs = sa.Column(sa.JSON, nullable=False, default=dict)

@@ -43,6 +43,7 @@ class Backend(_Timestamps):
     reserved_percentage: int
     capabilities: dict[str, Any]
     stats_updated_at: datetime.datetime | None
+    qos_specs_id: str | None
     # Derived from the volumes table on every read, never stored.
     volume_count: int
     provisioned_capacity_gb: float
@@ -66,6 +67,7 @@ class Volume(_Timestamps):
     snapshot_id: str | None
     image_id: str | None
     multiattach: bool
+    qos_specs_id: str | None
 
 
 class Snapshot(_Timestamps):
@@ -147,3 +149,10 @@ class LiveImage(_Timestamps):
     vcpus: int
     artifacts: dict[str, Any] | None
     nova_source: dict[str, Any] | None  # a Nova instance's: flavor_id, image_id
+
+
+class QosSpecs(_Timestamps):
+    id: str
+    name: str
+    consumer: str                  # back-end, front-end or both
+    specs: dict[str, int | float]  # volume.qos.SPEC_KEYS

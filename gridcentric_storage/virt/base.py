@@ -18,6 +18,8 @@ import inspect
 import os
 from typing import Any
 
+from gridcentric_storage.common import exception
+
 
 @dataclasses.dataclass
 class Disk:
@@ -167,6 +169,14 @@ class VirtDriver(abc.ABC):
         """Tell the guest that an attached volume now has ``new_size`` bytes (its
         backend grew it first), as Nova's extend_volume does."""
         raise NotImplementedError()
+
+    def set_volume_qos(self, instance_id: str, volume_id: str,
+                       limits: dict[str, int]) -> None:
+        """Throttle an attached volume to ``limits`` now (``volume.qos`` fixed keys;
+        ``{}``: unthrottled). A disk's first limits come with its connection info
+        (``data['qos_specs']``), which spawn, launch and attach_volume apply."""
+        raise exception.QosNotSupported(driver=type(self).__name__,
+                                        reason='this hypervisor driver cannot throttle I/O')
 
     def export(self, artifacts: LiveImageArtifacts) -> dict[str, Any]:
         raise NotImplementedError()

@@ -20,6 +20,7 @@ import threading
 from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base
 from gridcentric_storage.virt.qemu_process import check_id
+from gridcentric_storage.volume import qos
 
 __all__ = ['FakeVirtDriver']
 
@@ -184,6 +185,18 @@ class FakeVirtDriver(base.VirtDriver):
                 raise exception.DriverError(reason='volume %s is not attached to %s'
                                             % (volume_id, instance_id))
             self.volume_sizes[volume_id] = new_size
+
+    def set_volume_qos(self, instance_id: str, volume_id: str,
+                       limits: dict[str, int]) -> None:
+        with self._lock:
+            vm = self._vm(instance_id)
+            for disk in vm.disks:
+                if disk.volume_id == volume_id:
+                    disk.connection_info = qos.connection_with(disk.connection_info,
+                                                                       limits)
+                    return
+            raise exception.DriverError(reason='volume %s is not attached to %s'
+                                        % (volume_id, instance_id))
 
     def disks(self, instance_id: str) -> list[base.Disk]:
         """The disks the VM has now (what a test checks after attach and detach)."""

@@ -37,6 +37,7 @@ from gridcentric_storage.virt import base, libvirt_live, libvirt_xml
 from gridcentric_storage.virt import qemu_live as live
 from gridcentric_storage.virt.libvirt_xml import PREFIX, disk_xml
 from gridcentric_storage.virt.qemu_process import check_id, make_instance_dir
+from gridcentric_storage.volume import qos
 
 try:
     import libvirt
@@ -471,4 +472,21 @@ class LibvirtDriver(base.VirtDriver):
                     dev, new_size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
             except libvirt.libvirtError as e:
                 raise exception.DriverError(reason='libvirt did not resize %s: %s'
+                                            % (volume_id, e)) from e
+
+    def set_volume_qos(self, instance_id: str, volume_id: str,
+                       limits: dict[str, int]) -> None:
+        """virDomainSetBlockIoTune on the live disk, as Nova's libvirt driver does;
+        every key is sent, so limits left out are lifted (0: unlimited)."""
+        with self._locks.get(instance_id):
+            dev = self._meta(instance_id)['disks'].get(volume_id)
+            if dev is None:
+                raise exception.DriverError(reason='volume %s is not attached to %s'
+                                            % (volume_id, instance_id))
+            params = {key: int(limits.get(key, 0)) for key in qos.LIMIT_KEYS + qos.BURST_KEYS}
+            try:
+                self._domain(instance_id).setBlockIoTune(dev, params,
+                                                         libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            except libvirt.libvirtError as e:
+                raise exception.DriverError(reason='libvirt did not throttle %s: %s'
                                             % (volume_id, e)) from e

@@ -26,6 +26,7 @@ from typing import Any
 from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base
 from gridcentric_storage.virt import qemu_live as live
+from gridcentric_storage.volume import qos
 
 __all__ = ['PREFIX', 'QEMU_NS', 'blessed_xml', 'clone_xml', 'disk_xml', 'ram_args', 'spawn_xml']
 
@@ -96,6 +97,12 @@ def disk_xml(connection_info: dict[str, Any], dev: str, read_only: bool = False,
         raise exception.DriverError(reason='cannot build a libvirt disk from %s connection '
                                     'info: %s' % (kind, e))
     _sub(disk, 'target', dev=dev, bus='virtio')
+    limits = qos.from_connection(connection_info)
+    if limits:
+        # <iotune>'s element names are Cinder's keys (what Nova's libvirt driver relies on)
+        iotune = _sub(disk, 'iotune')
+        for key in sorted(limits):
+            _sub(iotune, key, str(int(limits[key])))
     if read_only:
         _sub(disk, 'readonly')
     return disk

@@ -48,10 +48,11 @@ from typing import Any
 
 from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.virt import accel as accel_mod
-from gridcentric_storage.virt import base, qemu_process
+from gridcentric_storage.virt import base, qemu_process, qemu_qos
 from gridcentric_storage.virt import qemu_cmdline as cmdline
 from gridcentric_storage.virt import qemu_live as live
 from gridcentric_storage.virt.qemu_process import check_id
+from gridcentric_storage.volume import qos
 
 LOG = logging.getLogger(__name__)
 
@@ -193,7 +194,9 @@ class QemuDriver(base.VirtDriver):
                     share=True, qmp_path=os.path.join(directory, 'qmp.sock'),
                     console_path=os.path.join(directory, 'console.log'),
                     vmgenid=instance.vmgenid, secret_files=self._write_secrets(layout))
-                with self._vms.start(layout.id, argv):
+                with self._vms.start(layout.id, argv) as mon:
+                    for slot in layout.disks:
+                        qemu_qos.apply(mon, slot)
                     pid = self._vms.pid(instance.id)
             except BaseException:
                 self._vms.kill(instance.id)
@@ -332,6 +335,8 @@ class QemuDriver(base.VirtDriver):
                     fw_cfg_files=live.guest_files(directory, clone, layout.mac))
                 with self._vms.start(layout.id, argv) as mon:
                     started = time.monotonic()
+                    for slot in layout.disks:    # still stopped (-S): before any I/O
+                        qemu_qos.apply(mon, slot)
                     loaded = live.restore_state(mon, artifacts.state_path,
                                                 self.migration_timeout)
                 pid = self._vms.pid(clone.id)
@@ -367,6 +372,7 @@ class QemuDriver(base.VirtDriver):
                                     read_only=disk.read_only)
             with self._vms.monitor(instance_id) as mon:
                 live.plug_disk(mon, slot)
+                qemu_qos.apply(mon, slot)
             layout.disks.append(slot)
             self._save_layout(layout)
 
@@ -395,3 +401,17 @@ class QemuDriver(base.VirtDriver):
                 except exception.QmpError as e:
                     raise exception.DriverError(reason='QEMU did not resize %s: %s'
                                                 % (volume_id, e.message)) from e
+
+    def set_volume_qos(self, instance_id: str, volume_id: str,
+                       limits: dict[str, int]) -> None:
+        """``block_set_io_throttle`` on the running disk; the layout keeps the limits."""
+        with self._locks.get(instance_id):
+            layout = self._load_layout(instance_id)
+            slot = layout.disk_of(volume_id)
+            if slot is None:
+                raise exception.DriverError(reason='volume %s is not attached to %s'
+                                            % (volume_id, instance_id))
+            with self._vms.monitor(instance_id) as mon:
+                qemu_qos.apply(mon, slot, limits, always=True)
+            slot.connection_info = qos.connection_with(slot.connection_info, limits)
+            self._save_layout(layout)

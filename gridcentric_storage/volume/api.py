@@ -216,6 +216,22 @@ class API:
         return self.volume_rpcapi.prepare_transfer(ctxt, volume['host'], volume['id'],
                                                    direction)
 
+    # ------------------------------------------------------------- QoS
+    def associate_qos(self, ctxt: Any, volume: Volume, specs_id: str | None) -> Volume:
+        """Govern the volume by specs ``specs_id`` (None: its backend's again), now."""
+        if volume['status'] in (V.CREATING, V.DELETING, V.ERROR_DELETING):
+            raise exception.InvalidState(resource='Volume', id=volume['id'],
+                                         state=volume['status'],
+                                         reason='wait until it settles')
+        volume = db.volume_update(volume['id'], {'qos_specs_id': specs_id})
+        self.apply_qos(ctxt, [volume])
+        return volume
+
+    def apply_qos(self, ctxt: Any, volumes: list[Volume]) -> None:
+        """Have each volume's owner enforce its current limits (specs changed)."""
+        for volume in volumes:
+            self.volume_rpcapi.apply_qos(ctxt, volume['host'], volume['id'])
+
     # ------------------------------------------------------------- snapshots
     def create_snapshot(self, ctxt: Any, volume: Volume, name: str | None,
                         force: bool = False) -> Snapshot:

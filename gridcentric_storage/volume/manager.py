@@ -23,7 +23,7 @@ from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
 from gridcentric_storage.db.records import Volume
 from gridcentric_storage.image.store import ImageStore
-from gridcentric_storage.volume import rpcapi, status
+from gridcentric_storage.volume import qos_enforce, rpcapi, status
 from gridcentric_storage.volume.image_cache import ImageCache
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 from gridcentric_storage.volume.pool import LocalPool
@@ -89,7 +89,10 @@ class VolumeManager:
                 status.move_volume(volume_id, V.ERROR, V.CREATING,
                                    status_reason=exception.describe(e))
                 return
-            status.move_volume(volume_id, V.AVAILABLE, V.CREATING, status_reason=None,
+            volume = db.volume_get(volume_id)
+            status.move_volume(volume_id, V.AVAILABLE, V.CREATING,
+                               status_reason=qos_enforce.apply_on_backend(driver, volume,
+                                                                          new=True),
                                **model_update(update))
 
     def _create_on_driver(self, ctxt: Any, driver: Any, volume: Volume,
@@ -164,6 +167,7 @@ class VolumeManager:
                 self.compute_rpcapi.extend_server_volume(ctxt, attachment['host'],
                                                          attachment['instance_uuid'],
                                                          attachment['id'], new_size)
+        self.apply_qos(ctxt, volume_id)     # per-GB limits grow with the volume
 
     def revert_volume(self, ctxt: Any, volume_id: str, snapshot_id: str) -> None:
         with self.locks.get(volume_id):
@@ -275,6 +279,28 @@ class VolumeManager:
             return 1
         return self.image_cache.purge(backend_id)
 
+    # ------------------------------------------------------------- QoS
+    def apply_qos(self, ctxt: Any, volume_id: str) -> None:
+        """Enforce the volume's current limits: on its backend, then through the
+        hypervisor of every server using it (a note says what failed)."""
+        with self.locks.get(volume_id):
+            try:
+                volume = db.volume_get(volume_id)
+            except exception.VolumeNotFound:
+                return
+            if volume['status'] in (V.CREATING, V.DELETING, V.ERROR_DELETING):
+                return      # a create applies them itself; a delete needs none
+            driver = self.pool.get(volume['backend_id'])
+            note = qos_enforce.apply_on_backend(driver, volume)
+            if note or (volume['status_reason'] or '').startswith('QoS not applied'):
+                db.volume_update(volume_id, {'status_reason': note})
+        for attachment in db_attachments.attachment_get_all(volume_id=volume_id,
+                                                            statuses=('attached',)):
+            if attachment['instance_uuid']:
+                self.compute_rpcapi.update_server_volume_qos(ctxt, attachment['host'],
+                                                             attachment['instance_uuid'],
+                                                             attachment['id'])
+
     # ------------------------------------------------------------- exports
     def initialize_connection(self, ctxt: Any, volume_id: str,
                               connector: dict[str, Any]) -> dict[str, Any]:
@@ -284,7 +310,7 @@ class VolumeManager:
         if update:
             volume = db.volume_update(volume_id, update)
         info: dict[str, Any] = driver.initialize_connection(VolumeRef(volume), connector)
-        return info
+        return qos_enforce.add_to_connection(info, volume)
 
     def terminate_connection(self, ctxt: Any, volume_id: str,
                              connector: dict[str, Any] | None, attachment_id: str) -> None:

@@ -15,6 +15,8 @@ Version history:
   a caller that cannot go on without it: create_volume_and_wait (a launch
   makes its clones' disks) and create_snapshot_and_wait (a bless holds the
   VM paused meanwhile).
+* 1.1 - apply_qos (cast): enforce a volume's current QoS limits on its
+  backend and through the hypervisors of the servers using it.
 """
 
 from typing import Any
@@ -22,7 +24,7 @@ from typing import Any
 from gridcentric_storage.common import rpc
 
 NAMESPACE = 'volume'
-RPC_API_VERSION = '1.0'
+RPC_API_VERSION = '1.1'
 
 
 class VolumeAPI(rpc.HostClient):
@@ -60,6 +62,9 @@ class VolumeAPI(rpc.HostClient):
     def revert_volume(self, ctxt: Any, host: str, volume_id: str, snapshot_id: str) -> None:
         self._cast(ctxt, host, 'revert_volume', '1.0', volume_id=volume_id,
                    snapshot_id=snapshot_id)
+
+    def apply_qos(self, ctxt: Any, host: str, volume_id: str) -> None:
+        self._cast(ctxt, host, 'apply_qos', '1.1', volume_id=volume_id)
 
     # ---- snapshots
     def create_snapshot(self, ctxt: Any, host: str, snapshot_id: str) -> None:

@@ -11,7 +11,9 @@ from gridcentric_storage.api.controllers import common
 from gridcentric_storage.api.schemas import backends as schema
 from gridcentric_storage.common import exception, rpc
 from gridcentric_storage.db import api as db
+from gridcentric_storage.db import qos as db_qos
 from gridcentric_storage.db.records import Backend
+from gridcentric_storage.volume import api as volume_api
 from gridcentric_storage.volume import drivers
 from gridcentric_storage.volume import rpcapi as volume_rpcapi
 
@@ -53,6 +55,7 @@ def validated_options(driver: str, backend_id: str, options: dict[str, Any]
 
 class BackendsController:
     rpcapi = rpc.LazyClient(volume_rpcapi.VolumeAPI)
+    volumes = volume_api.API()
 
     def index(self, req: Any) -> dict[str, Any]:
         policy.authorize(req.context, 'backend:get_all')
@@ -115,6 +118,7 @@ class BackendsController:
             'max_over_subscription_ratio': data.get('max_over_subscription_ratio'),
             'reserved_percentage': data.get('reserved_percentage', 0),
             'capabilities': {},
+            'qos_specs_id': self._qos_specs(data.get('qos_specs_id')),
         }
         backend = db.backend_create(values)
         try:
@@ -132,7 +136,11 @@ class BackendsController:
         values = dict(body['backend'])
         if 'options' in values:
             values['options'] = self._changed_options(before, values['options'])
+        if 'qos_specs_id' in values:
+            self._qos_specs(values['qos_specs_id'])
         backend = db.backend_update(id, values)
+        if values.get('qos_specs_id', before['qos_specs_id']) != before['qos_specs_id']:
+            self.volumes.apply_qos(req.context, db_qos.governed_volumes(backend_id=id))
         if 'options' in values and values['options'] != before['options']:
             try:
                 self._setup_on_host(req, backend, 'update_backend')
@@ -140,6 +148,12 @@ class BackendsController:
                 db.backend_update(id, {'options': before['options']})
                 raise
         return {'backend': view(db.backend_get(id))}
+
+    @staticmethod
+    def _qos_specs(specs_id: str | None) -> str | None:
+        if specs_id is not None:
+            db_qos.qos_specs_get(specs_id)      # QosSpecsNotFound: a 404 names it
+        return specs_id
 
     @staticmethod
     def _changed_options(before: Backend, given: dict[str, Any]) -> dict[str, Any]:

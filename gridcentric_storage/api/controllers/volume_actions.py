@@ -11,6 +11,7 @@ from gridcentric_storage.api import validation
 from gridcentric_storage.api.controllers.volumes import VolumeAccess
 from gridcentric_storage.api.schemas import volumes as schema
 from gridcentric_storage.common import exception, states, wsgi_server
+from gridcentric_storage.db import qos as db_qos
 from gridcentric_storage.volume import transfer_io
 
 CONF = cfg.CONF
@@ -23,7 +24,7 @@ class VolumeActionsController(VolumeAccess):
         name, args = next(iter(body.items()))
         handler = {'os-extend': self._extend, 'revert': self._revert,
                    'os-force_detach': self._force_detach,
-                   'os-volume_upload_image': self._upload_image}[name]
+                   'os-volume_upload_image': self._upload_image, 'qos': self._qos}[name]
         return handler(req, id, args)
 
     def _extend(self, req: Any, id: str, args: dict[str, Any]) -> tuple[int, None]:
@@ -53,6 +54,14 @@ class VolumeActionsController(VolumeAccess):
         return 202, {'os-volume_upload_image': {
             'id': id, 'image_id': name, 'image_name': name,
             'disk_format': disk_format, 'status': 'uploading'}}
+
+    def _qos(self, req: Any, id: str, args: dict[str, Any]) -> tuple[int, None]:
+        """Govern the volume by QoS specs (null: by its backend's again)."""
+        volume = self.get_volume(req, id, 'qos:associate')
+        if args['qos_specs_id'] is not None:
+            db_qos.qos_specs_get(args['qos_specs_id'])
+        self.volumes.associate_qos(req.context, volume, args['qos_specs_id'])
+        return 202, None
 
     # ---- streams: the bytes move socket to socket in the kernel (transfer_io)
     def download(self, req: Any, id: str) -> webob.Response:

@@ -14,6 +14,7 @@ from gridcentric_storage.db import snapshots as db_snapshots
 from gridcentric_storage.db.records import Snapshot, Volume
 from gridcentric_storage.image import store as image_store
 from gridcentric_storage.volume import api as volume_api
+from gridcentric_storage.volume import qos_enforce
 
 CONF = cfg.CONF
 _SORT_KEYS = ('created_at', 'name', 'size', 'status')
@@ -33,6 +34,10 @@ def view(volume: Volume, is_admin: bool) -> dict[str, Any]:
         dict({'id': a['id'], 'status': a['status'], 'instance_uuid': a['instance_uuid']},
              **({'host': a['host'], 'device_path': a['device_path']} if is_admin else {}))
         for a in db_attachments.attachment_get_all(volume_id=volume['id'])]
+    # the limits that govern it, for its owner too; which specs, only for admins
+    result['qos'] = qos_enforce.view(volume)
+    if is_admin:
+        result['qos_specs_id'] = volume.get('qos_specs_id')
     result['created_at'] = common.isotime(volume['created_at'])
     result['updated_at'] = common.isotime(volume['updated_at'])
     return result

@@ -8,10 +8,10 @@ import itertools
 
 from oslo_policy import policy
 
-from gridcentric_storage.api.policies import backends, base, images, servers, volumes
+from gridcentric_storage.api.policies import backends, base, images, qos_specs, servers, volumes
 
 
 def list_rules() -> list[policy.RuleDefault]:
     return list(itertools.chain(base.list_rules(), backends.list_rules(),
                                 volumes.list_rules(), servers.list_rules(),
-                                images.list_rules()))
+                                images.list_rules(), qos_specs.list_rules()))

@@ -9,6 +9,8 @@ _MUTABLE = {
     'availability_zone': common.AVAILABILITY_ZONE,
     'max_over_subscription_ratio': {'type': 'number', 'minimum': 1, 'maximum': 1000},
     'reserved_percentage': {'type': 'integer', 'minimum': 0, 'maximum': 100},
+    # QoS specs of its volumes that have none of their own (null: none)
+    'qos_specs_id': common.nullable(common.UUID),
 }
 
 create = common.envelope('backend', dict(

@@ -50,16 +50,22 @@ BACKEND = record(
     availability_zone=STRING, host=STRING, status={'type': 'string', 'enum': ['up', 'down']},
     total_capacity_gb=NUMBER, free_capacity_gb=NUMBER, provisioned_capacity_gb=NUMBER,
     max_over_subscription_ratio=NUMBER, reserved_percentage=INTEGER, capabilities=OBJECT,
-    volume_count=INTEGER, created_at=TIME, updated_at=TIME, stats_updated_at=TIME)
+    volume_count=INTEGER, created_at=TIME, updated_at=TIME, stats_updated_at=TIME,
+    qos_specs_id=TEXT)
 
 VOLUME = record(
     ('id', 'size', 'status'), id=STRING, name=TEXT, size=INTEGER, status=STRING,
     status_reason=TEXT, backend_id=TEXT, project_id=TEXT, user_id=TEXT,
     tags=STRINGS, source_volid=TEXT, snapshot_id=TEXT, image_id=TEXT, multiattach=BOOLEAN,
-    host=TEXT, provider_location=TEXT, created_at=TIME, updated_at=TIME,
+    host=TEXT, provider_location=TEXT, created_at=TIME, updated_at=TIME, qos_specs_id=TEXT,
+    qos=common.nullable(record(('consumer', 'limits'), consumer=STRING, limits=OBJECT)),
     attachments={'type': 'array', 'items': record(
         ('id', 'status'), id=STRING, status=STRING, instance_uuid=TEXT, host=TEXT,
         device_path=TEXT)})
+
+QOS_SPECS = record(('id', 'name', 'consumer', 'specs'), id=STRING, name=STRING,
+                   consumer={'type': 'string', 'enum': ['back-end', 'front-end', 'both']},
+                   specs=OBJECT, created_at=TIME, updated_at=TIME)
 
 SNAPSHOT = record(
     ('id', 'volume_id', 'status'), id=STRING, name=TEXT, volume_id=STRING,
@@ -131,6 +137,16 @@ RESPONSES: dict[tuple[str, str], dict[str, Any] | None] = {
     ('volume_actions', 'upload'): wrapped('volume', record(('id', 'bytes_written'),
                                                            id=STRING,
                                                            bytes_written=INTEGER)),
+    ('qos_specs', 'index'): listed('qos_specs', QOS_SPECS),
+    ('qos_specs', 'create'): wrapped('qos_specs', QOS_SPECS),
+    ('qos_specs', 'show'): wrapped('qos_specs', QOS_SPECS),
+    ('qos_specs', 'update'): wrapped('qos_specs', QOS_SPECS),
+    ('qos_specs', 'delete_keys'): None,
+    ('qos_specs', 'delete'): None,
+    ('qos_specs', 'associations'): listed('qos_associations', record(
+        ('association_type', 'id'), association_type={'type': 'string',
+                                                      'enum': ['backend', 'volume']},
+        id=STRING, name=TEXT, project_id=TEXT)),
     ('snapshots', 'index'): listed('snapshots', SNAPSHOT),
     ('snapshots', 'create'): wrapped('snapshot', SNAPSHOT),
     ('snapshots', 'show'): wrapped('snapshot', SNAPSHOT),
@@ -177,7 +193,7 @@ EXTRA_SUCCESS = {
 #: without a body carries no Content-Type either.
 DESCRIPTIONS = {
     ('volume_actions', 'action'): 'os-volume_upload_image answers the image it writes; '
-                                  'os-extend, revert and os-force_detach answer no body',
+                                  'os-extend, revert, os-force_detach and qos answer no body',
     ('nova', 'action'): 'co_bless, co_launch and co_list_*: a bare list of the servers '
                         'concerned; co_discard: null',
 }
@@ -235,6 +251,9 @@ QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
     ('attachments', 'index'): _ALL_TENANTS + [
         _query('volume_id', STRING, 'Only attachments of this volume.')],
     ('image_cache', 'index'): [_query('backend_id', STRING, 'Only this backend\'s cache.')],
+    ('qos_specs', 'index'): [_query('name', STRING, 'Only the specs of this name.')],
+    ('qos_specs', 'delete'): [_query('force', _BOOL, 'Even while associated (they are '
+                                                     'disassociated).')],
     ('servers', 'index'): list(_ALL_TENANTS),
     ('live_images', 'index'): _ALL_TENANTS + [
         _query('server_id', STRING, 'Only live images blessed from this server.')],

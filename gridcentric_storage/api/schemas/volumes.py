@@ -1,4 +1,4 @@
-from gridcentric_storage.api.schemas import common
+from gridcentric_storage.api.schemas import common, qos_specs
 
 create = common.envelope('volume', {
     'size': {'type': 'integer', 'minimum': 1, 'maximum': 65536},
@@ -41,6 +41,7 @@ action = {
                            'disk_format': {'type': 'string', 'enum': ['raw', 'qcow2']},
                            'force': {'type': 'boolean'}},
             'required': ['image_name'], 'additionalProperties': False},
+        'qos': qos_specs.volume_action,
     },
     'minProperties': 1, 'maxProperties': 1, 'additionalProperties': False,
 }

@@ -94,6 +94,15 @@ class VolumeDriver(abc.ABC):
     def extend_volume(self, volume: VolumeRef, new_size: int) -> None:
         raise NotImplementedError()
 
+    def set_qos(self, volume: VolumeRef, limits: Mapping[str, int]) -> None:
+        """Enforce ``limits`` (``volume.qos`` fixed keys, e.g. ``{'total_iops_sec':
+        600}``) on the volume, replacing any it had; ``{}`` removes them. Not ours
+        in Cinder's interface (its drivers read the volume type); a backend that
+        cannot limit I/O refuses any limit and accepts none."""
+        if limits:
+            raise exception.QosNotSupported(driver=type(self).__name__,
+                                            reason='this backend cannot limit I/O')
+
     # ---- snapshots and clones
     def create_snapshot(self, snapshot: SnapshotRef) -> dict[str, Any] | None:
         """``snapshot.get('quiesced')`` is true when the volume's attacher is paused

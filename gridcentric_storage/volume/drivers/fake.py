@@ -14,8 +14,9 @@ suite (tests/conformance/volume) can run without storage:
   storage outlives a driver reload (a backend's options were updated);
   ``delete_backend`` forgets them;
 * images go through ``qemu-img`` (qcow2 in, qcow2 out), on files only;
-* :meth:`read`, :meth:`write`, :meth:`read_snapshot`, :meth:`volume_size` and
-  :meth:`objects` give tests the storage's view of the volumes.
+* :meth:`read`, :meth:`write`, :meth:`read_snapshot`, :meth:`volume_size`,
+  :meth:`qos` (what ``set_qos`` enforces) and :meth:`objects` give tests the
+  storage's view of the volumes.
 
 Options: ``capacity_gb`` (default 1000) and ``fail_on`` (a list of method
 names that raise DriverError, to exercise error paths end to end).
@@ -96,6 +97,7 @@ class _Disk:
 class _Store:
     volumes: dict[str, _Disk] = dataclasses.field(default_factory=dict)
     snapshots: dict[str, tuple[str, _Disk]] = dataclasses.field(default_factory=dict)
+    qos: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
 
 class FakeDriver(base.VolumeDriver):
@@ -161,6 +163,11 @@ class FakeDriver(base.VolumeDriver):
         with self._lock:
             return self._snapshot(snapshot_id).read(offset, length)
 
+    def qos(self, volume_id: str) -> dict[str, int] | None:
+        """The limits the backend enforces on the volume (None: never set)."""
+        with self._lock:
+            return self._store.qos.get(volume_id)
+
     def objects(self) -> set[str]:
         """What the backend holds: ``volume-<id>`` and ``snapshot-<id>`` names."""
         with self._lock:
@@ -188,7 +195,7 @@ class FakeDriver(base.VolumeDriver):
                 'provisioned_capacity_gb': round(used, 2),
                 'reserved_percentage': 0, 'thin_provisioning_support': False,
                 'thick_provisioning_support': True, 'multiattach': True,
-                'QoS_support': False, 'online_extend_support': True}
+                'QoS_support': True, 'online_extend_support': True}
 
     # ---- volumes
     def create_volume(self, volume: VolumeRef) -> dict[str, Any] | None:
@@ -200,6 +207,7 @@ class FakeDriver(base.VolumeDriver):
         self._maybe_fail('delete_volume')
         with self._lock:
             self._store.volumes.pop(_uuid('volume', volume.id), None)
+            self._store.qos.pop(volume.id, None)
 
     def extend_volume(self, volume: VolumeRef, new_size: int) -> None:
         self._maybe_fail('extend_volume')
@@ -208,6 +216,12 @@ class FakeDriver(base.VolumeDriver):
             if int(new_size) * GiB < disk.size:
                 raise _error(f'cannot shrink {volume.name} to {new_size} GiB')
             disk.size = int(new_size) * GiB
+
+    def set_qos(self, volume: VolumeRef, limits: Any) -> None:
+        self._maybe_fail('set_qos')
+        with self._lock:
+            self._volume(volume.id)
+            self._store.qos[volume.id] = dict(limits)
 
     # ---- snapshots and clones
     def create_snapshot(self, snapshot: SnapshotRef) -> dict[str, Any] | None:

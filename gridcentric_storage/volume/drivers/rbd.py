@@ -60,6 +60,14 @@ _error = rbd_client.error
 Parent = tuple[str, str, str]  # pool, image, snapshot
 
 
+#: volume.qos limit keys -> librbd options; a burst (``_max``) is the same
+#: direction's ``_burst``, IOPS to IOPS and bytes to bytes.
+_RBD_QOS = {f'{scope}_{kind}_sec{suffix}': f'rbd_qos_{prefix}{rbd}_{what}'
+            for scope, prefix in (('total', ''), ('read', 'read_'), ('write', 'write_'))
+            for kind, rbd in (('iops', 'iops'), ('bytes', 'bps'))
+            for suffix, what in (('', 'limit'), ('_max', 'burst'))}
+
+
 def _hidden(snap: str) -> bool:
     return snap.endswith((_CLONE_SNAP, _DELETED))
 
@@ -163,7 +171,7 @@ class RBDDriver(CephClient, base.VolumeDriver):
                 'provisioned_capacity_gb': round(provisioned / GiB, 2),
                 'reserved_percentage': 0, 'thin_provisioning_support': True,
                 'thick_provisioning_support': False, 'max_over_subscription_ratio': 20.0,
-                'multiattach': not self.exclusive, 'QoS_support': False,
+                'multiattach': not self.exclusive, 'QoS_support': True,
                 'online_extend_support': True, 'copy_on_write': 'rbd-layering'}
 
     # ---- the clone graph
@@ -303,6 +311,21 @@ class RBDDriver(CephClient, base.VolumeDriver):
                 raise _error(f'cannot shrink {name} to {new_size} GiB')
             img.resize(size)
         self._on_image(f'cannot extend {name}', name, extend)
+
+    def set_qos(self, volume: VolumeRef, limits: Mapping[str, int]) -> None:
+        """librbd's own per-image throttle: ``conf_rbd_qos_*`` image metadata (what
+        ``rbd config image set`` writes), read by every librbd client that opens the
+        image, QEMU's included; keys it no longer has are removed."""
+        name = self._name('volume', volume.id)
+        wanted = {'conf_' + _RBD_QOS[key]: str(value) for key, value in limits.items()}
+
+        def apply(img: Any) -> None:
+            for key, _ in list(img.metadata_list()):
+                if key.startswith('conf_rbd_qos_') and key not in wanted:
+                    img.metadata_remove(key)
+            for key, value in sorted(wanted.items()):
+                img.metadata_set(key, value)
+        self._on_image(f'cannot set the QoS of {name}', name, apply)
 
     # ---- snapshots and clones
     def create_snapshot(self, snapshot: SnapshotRef) -> dict[str, Any] | None:

@@ -248,14 +248,28 @@ class StorPoolDriver(base.VolumeDriver):
             raise _error(f'cannot shrink volume {volume.id} to {new_size} GiB')
         self._call(what, 'volume_update', name, {'size': int(new_size) * GiB})
 
-    def update_qos(self, volume: VolumeRef, iops: int | None = None,
-                   bw: int | None = None) -> None:
-        """Set one volume's StorPool limits (those given), attached or not: StorPool
-        applies them at once."""
-        update = {k: int(v) for k, v in (('iops', iops), ('bw', bw)) if v is not None}
+    def update_qos(self, volume: VolumeRef, iops: int | str | None = None,
+                   bw: int | str | None = None) -> None:
+        """Set one volume's StorPool limits (those given; ``'-'`` removes one), attached
+        or not: StorPool applies them at once."""
+        update = {k: v if v == '-' else int(v) for k, v in (('iops', iops), ('bw', bw))
+                  if v is not None}
         if update:
             self._call(f'cannot set the QoS of volume {volume.id}', 'volume_update',
                        self._vol(volume.id), update)
+
+    def set_qos(self, volume: VolumeRef, limits: Mapping[str, int]) -> None:
+        """StorPool limits a volume's total IOPS (``iops``) and bandwidth (``bw``, in
+        KB/s as its API takes it); without one, the backend's own option (or
+        ``-``, unlimited) comes back. Read/write limits and bursts it cannot
+        enforce: the totals are set, then QosNotSupported names the rest."""
+        iops, bw = limits.get('total_iops_sec'), limits.get('total_bytes_sec')
+        self.update_qos(volume, iops=iops if iops is not None else self.options.get('iops', '-'),
+                        bw=-(-bw // 1024) if bw is not None else self.options.get('bw', '-'))
+        rest = sorted(set(limits) - {'total_iops_sec', 'total_bytes_sec'})
+        if rest:
+            raise exception.QosNotSupported(driver='storpool', reason='StorPool limits only '
+                                            'total IOPS and bandwidth, not %s' % ', '.join(rest))
 
     # ---- snapshots and clones
     def create_snapshot(self, snapshot: SnapshotRef) -> dict[str, Any] | None:
