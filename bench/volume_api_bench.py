@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -38,7 +39,7 @@ def cloud(state: str) -> Iterator[Any]:
     CONF.set_override('rpc_call_timeout', 120, group='compute')
     CONF.set_override('host', 'bench-host')
     CONF.set_override('virt_driver', 'fake', group='compute')
-    CONF.set_override('enabled_drivers', ['file'], group='volume')
+    CONF.set_override('enabled_drivers', ['file', 'rbd'], group='volume')
     CONF.set_override('hooks_dir', os.path.join(state, 'hooks.d'), group='compute')
     db.reset_engine()
     policy.reset()
@@ -160,16 +161,78 @@ def _best(runs: int, fn: Any) -> float:
     return min(timed(fn) for _ in range(runs))  # best of: the host is shared
 
 
-def streams(api: Any, backend: dict[str, Any], source: str, scratch: str) -> dict[str, Any]:
+class FileDd:
+    """dd on a backend directory; a file's pages can be dropped (cold reads)."""
+
+    def __init__(self, directory: str, source: str) -> None:
+        self.target = os.path.join(directory, 'bench-dd')
+        self.source = source
+
+    def write(self, fsync: bool) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.target)
+        run(['dd', 'if=' + self.source, 'of=' + self.target, 'bs=1M',
+             *(['conv=fsync'] if fsync else [])])
+
+    def read(self, cold: bool) -> None:
+        if cold:
+            _evict(self.target)
+        run(['dd', 'if=' + self.target, 'of=/dev/null', 'bs=1M'])
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.target)
+
+
+class RbdDd:
+    """dd's counterpart on RBD: rbd import/export (librbd in C++) of the same bytes.
+    Every write is acknowledged once stored; memstore has no page cache to drop."""
+
+    def __init__(self, conf: str, source: str, volume_bytes: int) -> None:
+        self.conf, self.source = conf, source
+        # Reads: the shape of the volume a GET reads (the data, then unallocated)
+        self.sparse = source + '.sparse'
+        with open(source, 'rb') as f, open(self.sparse, 'wb') as out:
+            out.write(f.read())
+            out.truncate(volume_bytes)
+        self._read_image = False
+
+    def _rbd(self, *argv: str) -> None:
+        subprocess.run(['rbd', *argv, '--no-progress', '--conf', self.conf], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+
+    def write(self, fsync: bool) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._rbd('rm', 'rbd/bench-dd')
+        self._rbd('import', self.source, 'rbd/bench-dd')
+
+    def read(self, cold: bool) -> None:
+        if not self._read_image:
+            self._rbd('import', self.sparse, 'rbd/bench-dd-read')  # skips the zeros
+            self._read_image = True
+        self._rbd('export', 'rbd/bench-dd-read', '-')
+
+    def cleanup(self) -> None:
+        for name in ('bench-dd', 'bench-dd-read'):
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self._rbd('rm', 'rbd/' + name)
+        self._read_image = False
+
+
+def streams(api: Any, backend: dict[str, Any], source: str, scratch: str,
+            dd: FileDd | RbdDd) -> dict[str, Any]:
     out: dict[str, Any] = {'length': os.path.getsize(source)}
     volume = api_volume(api, size=1, backend_id=backend['id'])
     data = '/v1/volumes/%s/data' % volume['id']
-    path = os.path.join(backend['options']['path'], 'volume-%s' % volume['id'])
+    path = (os.path.join(backend['options']['path'], 'volume-%s' % volume['id'])
+            if isinstance(dd, FileDd) else None)
     empty = os.path.join(scratch, 'empty')
     open(empty, 'wb').close()
 
-    def stream(fn: Any) -> Any:
+    def stream(fn: Any, cold: bool = False) -> Any:
         def timed_stream() -> None:
+            if cold and path:
+                _evict(path)
             fn()
             settle(api, 'volumes', volume['id'])
         return timed_stream
@@ -178,31 +241,65 @@ def streams(api: Any, backend: dict[str, Any], source: str, scratch: str) -> dic
         out['put'] = _best(3, stream(lambda: _put(api, data, source)))
         out['get_bytes'] = volume['size'] * GiB
         out['get'] = _best(3, stream(lambda: _get(api, data)))
-        out['get_cold'] = min(timed(lambda: (_evict(path), stream(lambda: _get(api, data))()))
-                              for _ in range(3))
+        out['get_cold'] = _best(3, stream(lambda: _get(api, data), cold=True))
         out['fixed'] = _best(3, stream(lambda: _put(api, data, empty)))
     finally:
         api_delete(api, volume['id'])
-    target = os.path.join(backend['options']['path'], 'bench-dd')
     try:
-        for key, extra in (('dd_write', []), ('dd_write_fsync', ['conv=fsync'])):
-            def dd(extra: list[str] = extra) -> None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(target)
-                run(['dd', 'if=' + source, 'of=' + target, 'bs=1M', *extra])
-            out[key] = _best(3, dd)
-        read = ['dd', 'if=' + target, 'of=/dev/null', 'bs=1M']
-        out['dd_read'] = _best(3, lambda: run(read))
-        out['dd_read_cold'] = min(timed(lambda: (_evict(target), run(read)))
-                                  for _ in range(3))
+        out['dd_write'] = _best(3, lambda: dd.write(False))
+        out['dd_write_fsync'] = _best(3, lambda: dd.write(True))
+        out['dd_read'] = _best(3, lambda: dd.read(False))
+        out['dd_read_cold'] = _best(3, lambda: dd.read(True))
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target)
+        dd.cleanup()
     return out
 
 
+@contextlib.contextmanager
+def ceph_cluster(scratch: str) -> Iterator[str | None]:
+    """A private throw-away Ceph (its own directory and ports) for the rbd row;
+    None when it cannot run here."""
+    from volume_backends import CEPH_SH
+    from volume_common import free_port
+    env = dict(os.environ, GC_CEPH_DIR=os.path.join(scratch, 'ceph'),
+               GC_CEPH_MON_PORT=str(free_port()), GC_CEPH_MON_V2_PORT=str(free_port()))
+    try:
+        conf = run(['bash', CEPH_SH, 'start'], env=env, timeout=300).strip()
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        print('(no Ceph: %s; the rbd row is skipped)' % str(e)[:200])
+        yield None
+        return
+    try:
+        yield conf
+    finally:
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            run(['bash', CEPH_SH, 'stop'], env=env, timeout=300)
+
+
+def rbd_streams(api: Any, profile: Profile, scratch: str, pool: bytes
+                ) -> dict[str, dict[str, Any]]:
+    """The rbd row: memstore keeps everything in RAM (~2 GiB), so a quarter of the
+    bytes."""
+    source = os.path.join(scratch, 'stream-rbd.bin')
+    with open(source, 'wb') as f:
+        for i in range(profile.stream_mib // 4):
+            f.write(chunk(pool, 7000 + i))
+    with ceph_cluster(scratch) as conf:
+        if conf is None:
+            return {}
+        response = api.request('POST', '/v1/backends', json={'backend': {
+            'name': 'bench-rbd', 'driver': 'rbd', 'options': {
+                'pool': 'rbd', 'ceph_conf': conf, 'keyring_in_connection_info': True}}})
+        if response.status_code != 201:
+            print('(rbd backend refused: %s)' % response.text[:200])
+            return {}
+        return {'rbd (memstore)': streams(api, response.json()['backend'], source, scratch,
+                                          RbdDd(conf, source, GiB))}
+
+
 def through_api(profile: Profile, scratch: str, xfs_dir: str | None, pool: bytes,
-                cache: bool = True) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+                cache: bool = True, rbd: bool = False
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     state = os.path.join(scratch, 'state')
     # The image goes where the operator puts images every project may use.
     public = os.path.join(state, 'images', 'public')
@@ -234,7 +331,10 @@ def through_api(profile: Profile, scratch: str, xfs_dir: str | None, pool: bytes
             for label, backend in backends.items():
                 if cache:
                     caches[label] = template_cache(api, backend, image, profile.volumes)
-                stream[label] = streams(api, backend, source, scratch)
+                stream[label] = streams(api, backend, source, scratch,
+                                        FileDd(backend['options']['path'], source))
+            if rbd:
+                stream.update(rbd_streams(api, profile, scratch, pool))
         finally:
             api.request('POST', '/v1/image-cache/action', json={'purge': {}})
     return caches, stream
@@ -294,3 +394,9 @@ def print_part3(stream: dict[str, dict[str, Any]]) -> None:
           % (sample['length'] // MiB, sample['get_bytes'] // MiB, sample['length'] // MiB))
     for label, s in stream.items():
         print('    %-14s %.2f s' % (label, s['fixed']))
+    for label, s in stream.items():
+        if s['length'] != sample['length']:
+            print('  %s: %d MiB put; the GET reads the whole volume, the data then\n'
+                  '  unallocated space, as rbd export reads an image of that shape; dd is\n'
+                  '  rbd import/export (librbd), durable when acknowledged.'
+                  % (label, s['length'] // MiB))

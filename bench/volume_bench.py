@@ -101,7 +101,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix='gc-volume-bench-', dir='/var/tmp') as scratch:
         if args.streams:
             with xfs_mount(scratch, 4) as xfs_dir:
-                print_part3(through_api(profile, scratch, xfs_dir, pool, cache=False)[1])
+                print_part3(through_api(profile, scratch, xfs_dir, pool, cache=False,
+                                        rbd=True)[1])
             print('\nwhole run: %.0f s' % (time.monotonic() - began))
             return 0
         big = profile.sizes[-1][0]
