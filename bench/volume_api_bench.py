@@ -8,8 +8,10 @@ directory, with their printed tables.
 import contextlib
 import http.client
 import os
+import socket
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -219,6 +221,41 @@ class RbdDd:
         self._read_image = False
 
 
+def tcp_ceiling(path: str, hops: int) -> float:
+    """Seconds to carry a warm file over ``hops`` bare loopback TCP hops (sendfile,
+    then splice relays) into the GET client's buffer: what the transport alone
+    costs on this host, with no HTTP, API or volume."""
+    from gridcentric_storage.volume import transfer_io
+    size = os.path.getsize(path)
+    listeners = [socket.create_server(('127.0.0.1', 0)) for _ in range(hops)]
+
+    def serve() -> None:
+        conn, _ = listeners[0].accept()
+        with conn, open(path, 'rb', buffering=0) as f:
+            transfer_io.copy(f, conn, size)
+
+    def relay(i: int) -> None:
+        conn, _ = listeners[i].accept()
+        with conn, socket.create_connection(listeners[i - 1].getsockname()) as up:
+            transfer_io.copy(up, conn, size)
+
+    threads = [threading.Thread(target=serve)] + [
+        threading.Thread(target=relay, args=(i,)) for i in range(1, hops)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter()
+    with socket.create_connection(listeners[-1].getsockname()) as client:
+        buf = memoryview(bytearray(4 * MiB))
+        while client.recv_into(buf):
+            pass
+    took = time.perf_counter() - start
+    for thread in threads:
+        thread.join()
+    for listener in listeners:
+        listener.close()
+    return took
+
+
 def streams(api: Any, backend: dict[str, Any], source: str, scratch: str,
             dd: FileDd | RbdDd) -> dict[str, Any]:
     out: dict[str, Any] = {'length': os.path.getsize(source)}
@@ -250,6 +287,10 @@ def streams(api: Any, backend: dict[str, Any], source: str, scratch: str,
         out['dd_write_fsync'] = _best(3, lambda: dd.write(True))
         out['dd_read'] = _best(3, lambda: dd.read(False))
         out['dd_read_cold'] = _best(3, lambda: dd.read(True))
+        if isinstance(dd, FileDd):
+            dd.read(False)
+            out['tcp'] = [_best(3, lambda hops=hops: tcp_ceiling(dd.target, hops))
+                          for hops in (1, 2)]
     finally:
         dd.cleanup()
     return out
@@ -394,6 +435,14 @@ def print_part3(stream: dict[str, dict[str, Any]]) -> None:
           % (sample['length'] // MiB, sample['get_bytes'] // MiB, sample['length'] // MiB))
     for label, s in stream.items():
         print('    %-14s %.2f s' % (label, s['fixed']))
+    print('  The same warm bytes over bare loopback TCP (sendfile, splice relays; no\n'
+          '  HTTP, API or volume), the transport\'s own ceiling on this host:')
+    for label, s in stream.items():
+        if 'tcp' in s:
+            one, two = (s['length'] / MiB / t for t in s['tcp'])
+            warm = s['get_bytes'] / MiB / s['get']
+            print('    %-14s one hop %5.0f, two hops %5.0f MiB/s: the GET (two hops) is at '
+                  '%.0f%% of it' % (label, one, two, 100 * warm / two))
     for label, s in stream.items():
         if s['length'] != sample['length']:
             print('  %s: %d MiB put; the GET reads the whole volume, the data then\n'
