@@ -25,7 +25,7 @@ Cinder ``Configuration`` made from these options (cinder_config.py says what it
 shares with this service's configuration), set up with ``do_setup``,
 ``check_for_setup_error`` and ``set_initialized``. Our VolumeRef and SnapshotRef
 become unsaved Cinder ``objects.Volume``/``Snapshot`` (no volume type, no
-encryption, ``host`` ``<host>@<backend name>#<pool>``, the first pool the
+encryption, ``host`` ``<host>@<backend id>#<pool>``, the first pool the
 driver reports), and each call maps onto the Cinder method of the same name.
 Its stats feed the pool with our keys (``'unknown'``/``'infinite'`` capacities
 as 0 with the original in ``cinder_total_capacity``; ``location_info`` is
@@ -134,7 +134,7 @@ class CinderDriver(base.VolumeDriver):
             privsep.sys_admin_pctxt.set_client_mode(False)
         self._ctxt = cinder_context.get_admin_context()
         self._cinder = self._call('cannot load the Cinder driver', cls, configuration=conf,
-                                  host=f'{CONF.host}@{self.backend_name}', cluster_name=None)
+                                  host=f'{CONF.host}@{self.backend_id}', cluster_name=None)
         self._call('cannot set up the Cinder driver', self._cinder.do_setup, self._ctxt)
 
     def check_for_setup_error(self) -> None:
@@ -183,7 +183,8 @@ class CinderDriver(base.VolumeDriver):
         return cinder_maps.snapshot(self._ctxt, ref, self._host())
 
     def _host(self) -> str:
-        return f'{CONF.host}@{self.backend_name}#{self._pool}'
+        # the backend's id, not its name: Cinder splits hosts at '@' and '#'
+        return f'{CONF.host}@{self.backend_id}#{self._pool}'
 
     def _size(self, volume: Any) -> int | None:
         """The volume's size in GiB as the backend has it, if the driver can say."""

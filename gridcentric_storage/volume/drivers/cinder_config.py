@@ -206,6 +206,7 @@ def configuration(backend_id: str, state_path: str, opts: Mapping[str, cfg.Opt],
     from cinder.volume import configuration as cinder_configuration
 
     group = f'cinder_backend_{backend_id}'
+    forget(backend_id)  # set up again with new options: none of the old ones stay
     conf = cinder_configuration.Configuration(list(opts.values()), config_group=group)
     own_dir = f'{state_path}/cinder/{backend_id}'
     for opt in opts.values():

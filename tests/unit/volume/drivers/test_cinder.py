@@ -170,6 +170,9 @@ def test_each_backend_has_its_own_configuration(rbd_opts: dict[str, cfg.Opt],
         assert (two.rbd_pool, two.rbd_max_clone_depth) == ('two', 5)  # Cinder's default
         assert one.volumes_dir == f'/srv/gc/cinder/{first}/volumes'
         assert one.config_group == f'cinder_backend_{first}'
+        # options changed and the backend set up again: the dropped one is gone
+        again = cinder_config.configuration(first, '/srv/gc', rbd_opts, {'rbd_pool': 'one'})
+        assert (again.rbd_pool, again.rbd_max_clone_depth) == ('one', 5)
     finally:
         cinder_config.forget(first)
         cinder_config.forget(second)
