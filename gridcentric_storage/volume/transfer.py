@@ -260,6 +260,10 @@ class _Download:
         error = None
         try:
             yield
+        except (BrokenPipeError, ConnectionResetError):
+            # The reader left: the volume is as it was, nothing to report on it.
+            LOG.info('The reader of volume %s went away', self.transfer.volume_id)
+            raise
         except Exception as e:
             LOG.exception('Reading volume %s failed', self.transfer.volume_id)
             error = 'download failed: %s' % exception.describe(e)

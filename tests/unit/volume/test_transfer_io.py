@@ -191,3 +191,17 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(cloud, tmp_path
         assert got.status_code == 200
         assert int(got.headers['Content-Length']) == 1 << 30
         assert got.raw.read(len(data)) == data
+
+
+def test_a_reader_that_leaves_mid_download_leaves_the_volume_as_it_was(cloud, tmp_path):
+    backend = file_backend(cloud, tmp_path / 'files')
+    volume_id = _volume(cloud, backend)
+    response = cloud.request('GET', '/v1/volumes/%s/data' % volume_id, stream=True)
+    assert response.raw.read(MiB) == bytes(MiB)
+    response.close()
+
+    def settled():
+        volume = cloud.request('GET', '/v1/volumes/%s' % volume_id).json()['volume']
+        return volume if volume['status'] == 'available' else None
+    volume = wait_for(settled, what='the download to end')
+    assert volume['status_reason'] is None
