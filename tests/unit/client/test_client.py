@@ -12,6 +12,7 @@ from gridcentric_storage.client import (
     backends,
     image_cache,
     images,
+    qos,
     snapshots,
     utils,
     volumes,
@@ -21,13 +22,14 @@ from gridcentric_storage.client import (
 def test_extensions_are_attached_without_clashing(gc):
     assert [name for name, _ in client.EXTENSIONS] == [
         'gc_backends', 'gc_volumes', 'gc_snapshots', 'gc_attachments', 'gc_image_cache',
-        'gc_images', 'gc_servers', 'gridcentric', 'gc_cobalt']
+        'gc_images', 'gc_servers', 'gridcentric', 'gc_cobalt', 'gc_qos']
     assert isinstance(gc.gc_backends, backends.BackendManager)
     assert isinstance(gc.gc_volumes, volumes.VolumeManager)
     assert isinstance(gc.gc_snapshots, snapshots.SnapshotManager)
     assert isinstance(gc.gc_attachments, attachments.AttachmentManager)
     assert isinstance(gc.gc_image_cache, image_cache.ImageCacheManager)
     assert isinstance(gc.gc_images, images.ImagesManager)
+    assert isinstance(gc.gc_qos, qos.QosSpecsManager)
     assert isinstance(gc.volumes, nova_volumes.VolumeManager)   # novaclient's own, intact
 
 
