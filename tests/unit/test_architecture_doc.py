@@ -35,3 +35,12 @@ def test_every_module_the_doc_names_exists():
                if not any((TOP / base / name).exists()
                           for base in ('', 'gridcentric_storage'))]
     assert missing == []
+
+
+def test_the_rpc_table_names_each_clients_version():
+    for path in sorted((TOP / 'gridcentric_storage').glob('*/rpcapi.py')):
+        version = re.search(r"^RPC_API_VERSION = '([0-9.]+)'", path.read_text(), re.M)
+        assert version, path
+        row = next(line for line in DOC.splitlines()
+                   if line.startswith('| `%s/rpcapi.py`' % path.parent.name))
+        assert '| %s |' % version[1] in row, (path, row)
