@@ -122,6 +122,11 @@ class DriverError(GCException):
     code = 500
 
 
+class NBDError(DriverError):
+    """qemu-nbd (the data path of a qcow2 volume's stream) failed or misbehaved."""
+
+
+
 class BackendSetupFailed(Invalid):
     msg_fmt = 'Backend %(name)s could not be set up on host %(host)s: %(reason)s'
 

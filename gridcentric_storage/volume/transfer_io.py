@@ -216,16 +216,12 @@ def send_extents(extents: list[Extent], sock: socket.socket, size: int,
             os.close(fd)
 
 
-class NBDError(exception.DriverError):
-    pass
-
-
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
     data = bytearray()
     while len(data) < n:
         chunk = sock.recv(n - len(data))
         if not chunk:
-            raise NBDError(reason='qemu-nbd closed the connection')
+            raise exception.NBDError(reason='qemu-nbd closed the connection')
         data += chunk
     return bytes(data)
 
@@ -241,7 +237,7 @@ class NBDClient:
         self.sock = sock
         magic, opt_magic, _flags = struct.unpack('>8s8sH', _recv_exact(sock, 18))
         if magic != b'NBDMAGIC' or opt_magic != b'IHAVEOPT':
-            raise NBDError(reason='not an NBD server')
+            raise exception.NBDError(reason='not an NBD server')
         # fixed newstyle, no zero padding; the default export (name "")
         sock.sendall(struct.pack('>I', 1 | 2) + b'IHAVEOPT' + struct.pack('>II', 1, 0))
         self.size, _tflags = struct.unpack('>QH', _recv_exact(sock, 10))
@@ -261,9 +257,9 @@ class NBDClient:
     def _reply(self) -> int:
         magic, error, cookie = self._REPLY.unpack(_recv_exact(self.sock, 16))
         if magic != 0x67446698:
-            raise NBDError(reason='unexpected NBD reply')
+            raise exception.NBDError(reason='unexpected NBD reply')
         if error:
-            raise NBDError(reason='qemu-nbd: %s' % os.strerror(error))
+            raise exception.NBDError(reason='qemu-nbd: %s' % os.strerror(error))
         return int(cookie)
 
     def read_to(self, dst: Any, offset: int, length: int) -> None:
@@ -371,7 +367,7 @@ def nbd_export(path: str, fmt: str, writable: bool, scratch: str,
                 # qemu-nbd binds once the image is open; that takes milliseconds.
                 if proc.poll() is not None or time.monotonic() > deadline:
                     sock.close()
-                    raise NBDError(reason='qemu-nbd did not start: %s' % _stderr(proc))
+                    raise exception.NBDError(reason='qemu-nbd did not start: %s' % _stderr(proc))
                 time.sleep(0.01)
         client = NBDClient(sock)
         client.server_pid = proc.pid
