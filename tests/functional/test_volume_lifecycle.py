@@ -159,6 +159,8 @@ def test_online_extend_refused_where_the_backend_cannot(cloud, backend):
     response = cloud.request('POST', '/v1/attachments',
                              json={'attachment': {'volume_id': volume['id']}})
     settle(cloud, 'attachments', response.json()['attachment']['id'])
+    # the volume moves to in-use just after its attachment settles
+    assert settle(cloud, 'volumes', volume['id'])['status'] == 'in-use'
     refused = cloud.request('POST', '/v1/volumes/%s/action' % volume['id'],
                             json={'os-extend': {'new_size': 2}})
     assert refused.status_code == 409 and 'cannot extend attached' in refused.text
