@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Print the volume driver contract of the installed Cinder as JSON.
 
-Run with a Python that has Cinder installed (tools/run-tests.sh makes
-.venv-cinder with cinder==29.0.0); tests/interface compares our drivers
+Run with a Python that has Cinder installed (tools/run-tests.sh uses .venv,
+where test-requirements.txt puts cinder==29.0.0); tests/interface compares our drivers
 against this output. Only method names and inspect.signature strings are
 read, so nothing of Cinder is copied into the project.
 """
