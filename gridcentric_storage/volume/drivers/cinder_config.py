@@ -20,7 +20,9 @@ default (Cinder's ``set_default`` on it is ignored). What Cinder therefore
 shares with this service (Cinder 29, logged at import): ``[DEFAULT] host``,
 ``state_path`` and ``default_availability_zone``, ``[nova] region_name``, the
 oslo library groups (``[oslo_concurrency] lock_path``, ``[database]``,
-logging), and nothing else. Cinder's own options
+logging), and nothing else. Its imports also run eventlet's ``import_patched``,
+which leaves green copies of stdlib modules on their packages (``http.server``);
+those are put back (:func:`_repair_packages`). Cinder's own options
 (``[DEFAULT] volume_driver``, ``[backend_defaults]``, ...) sit unused beside ours.
 
 Each backend gets Cinder's own :class:`cinder.volume.configuration.Configuration`
@@ -37,6 +39,7 @@ among this service's own files (``$state_path/volumes`` is the file backend's).
 import importlib.metadata
 import logging
 import re
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -67,6 +70,25 @@ _imported = False
 
 def _error(reason: str) -> exception.DriverError:
     return exception.DriverError(reason=reason)
+
+
+def _repair_packages() -> list[str]:
+    """Undo what eventlet's ``import_patched`` (run by Cinder's imports) leaves on
+    packages: ``http.server`` read as an attribute of ``http`` became a green copy
+    (its ``socketserver`` waits on eventlet locks, so a plain-threaded HTTP server
+    made from it deadlocks). Point such attributes back at the real modules."""
+    green = {id(m) for name, m in list(sys.modules.items())
+             if name.startswith('__patched_module_') and m is not None}
+    repaired = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not hasattr(module, '__path__'):
+            continue
+        for attr, value in list(vars(module).items()):
+            real = sys.modules.get(f'{name}.{attr}')
+            if id(value) in green and real is not None and real is not value:
+                setattr(module, attr, real)
+                repaired.append(f'{name}.{attr}')
+    return repaired
 
 
 @contextmanager
@@ -109,6 +131,10 @@ def _guarded(conf: cfg.ConfigOpts) -> Iterator[list[str]]:
         del conf.register_opt
         del conf.register_cli_opt
         del conf.set_default
+        repaired = _repair_packages()
+        if repaired:
+            LOG.info('After Cinder\'s imports: %s are the real modules again',
+                     ', '.join(repaired))
 
 
 def _group_name(group: Any) -> str | None:

@@ -179,9 +179,12 @@ def test_each_backend_has_its_own_configuration(rbd_opts: dict[str, cfg.Opt],
     assert one.rbd_pool == 'rbd'  # a deleted backend's values are gone
 
 
-def test_importing_cinder_leaves_our_configuration_alone() -> None:
+def test_importing_cinder_leaves_this_process_alone() -> None:
     """Cinder's modules re-register [DEFAULT] state_path and host and set oslo.db's
-    default connection at import: ours stay (a fresh process: import order)."""
+    default connection at import: ours stay. Its eventlet imports leave a green
+    ``http.server`` on the ``http`` package: a threaded HTTP server made from it
+    after (the StorPool simulator's) deadlocked; it is the real one again. A
+    fresh process: what was imported before matters."""
     cinder_or_skip()
     code = '\n'.join([
         'from oslo_config import cfg',
@@ -195,6 +198,9 @@ def test_importing_cinder_leaves_our_configuration_alone() -> None:
         'assert before == after, (before, after)',
         "assert after[0] == '/var/lib/gridcentric-storage', after",
         "assert after[2].endswith('/gridcentric.sqlite'), after",
+        'import http.server, socketserver, threading',
+        'assert http.server.socketserver is socketserver, http.server.socketserver',
+        'assert socketserver.threading is threading',
         "print(CONF.volume_name_template)"])  # Cinder's own options are there too
     proc = subprocess.run([sys.executable, '-c', code], cwd=TOP, capture_output=True,
                           text=True, timeout=300)
