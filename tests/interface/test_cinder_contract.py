@@ -15,12 +15,13 @@ import os
 import pytest
 
 from gridcentric_storage.volume.drivers import base
+from gridcentric_storage.volume.drivers.cinder import CinderDriver
 from gridcentric_storage.volume.drivers.fake import FakeDriver
 from gridcentric_storage.volume.drivers.file import FileDriver
 from gridcentric_storage.volume.drivers.lvm import LVMDriver
 from gridcentric_storage.volume.drivers.storpool import StorPoolDriver
 
-DRIVERS = [base.VolumeDriver, FakeDriver, FileDriver, LVMDriver, StorPoolDriver]
+DRIVERS = [base.VolumeDriver, FakeDriver, FileDriver, LVMDriver, StorPoolDriver, CinderDriver]
 try:
     from gridcentric_storage.volume.drivers.rbd import RBDDriver
     DRIVERS.append(RBDDriver)
