@@ -197,7 +197,9 @@ def test_extend_while_attached_is_visible_to_the_attacher(cloud, reflink_backend
     detached = cloud.request('DELETE', '/v1/attachments/%s' % attachment['id'])
     assert detached.status_code == 202
     assert settle(cloud, 'attachments', attachment['id'])['status'] == 'deleted'
-    assert settle(cloud, 'volumes', volume['id'])['status'] == 'available'
+    # in-use stays a settled state for a moment after the attachment is gone
+    wait_for(lambda: settle(cloud, 'volumes', volume['id'])['status'] == 'available',
+             timeout=60)
 
 
 def test_force_delete_ends_attachments(cloud, backend):

@@ -16,9 +16,10 @@ would keep the private object for good, and oslo.privsep reads ``cfg.CONF`` at
 call time. So :func:`import_cinder` imports Cinder into the global object
 with two guards, only while it imports: an option already registered here keeps
 its definition (Cinder's duplicate is skipped and Cinder reads ours), and its
-default (Cinder's ``set_default`` on it is ignored). What Cinder therefore
+default (Cinder's ``set_default`` on it is ignored); ``[nova]`` gets none of
+Cinder's options (see ``_OURS``). What Cinder therefore
 shares with this service (Cinder 29, logged at import): ``[DEFAULT] host``,
-``state_path`` and ``default_availability_zone``, ``[nova] region_name``, the
+``state_path`` and ``default_availability_zone``, the
 oslo library groups (``[oslo_concurrency] lock_path``, ``[database]``,
 logging), and nothing else. Its imports also run eventlet's ``import_patched``,
 which leaves green copies of stdlib modules on their packages (``http.server``);
@@ -64,6 +65,13 @@ _CINDER_MODULES = ('cinder.common.config', 'cinder.objects', 'cinder.context',
 _UNREGISTERED = {'cinder.volume.drivers.rbd.RBDDriver': (
     cfg.StrOpt('rbd_keyring_conf', help='Keyring file whose text goes into connection '
                'info (for hosts without /etc/ceph).'),)}
+#: Groups Cinder may not add to. ``[nova]`` is gridcentric-api's Nova client,
+#: whose keystoneauth options are registered when that starts: Cinder's
+#: ``[nova] interface`` (default ``public``) beside keystoneauth's
+#: ``valid_interfaces`` makes keystoneauth refuse to load the adapter at all.
+#: Cinder reads its ``[nova]`` only in its own Nova client (assisted snapshots),
+#: which nothing runs here.
+_OURS = frozenset({'nova'})
 _import_lock = threading.Lock()
 _imported = False
 
@@ -101,6 +109,9 @@ def _guarded(conf: cfg.ConfigOpts) -> Iterator[list[str]]:
     register_cli_opt = conf.register_cli_opt
 
     def guarded_register(opt: cfg.Opt, group: Any = None, *args: Any, **kwargs: Any) -> bool:
+        if _group_name(group) in _OURS:
+            skipped.append(f'[{_group_name(group)}] {opt.dest}')
+            return False
         try:
             new = bool(register_opt(opt, group, *args, **kwargs))
         except cfg.DuplicateOptError:

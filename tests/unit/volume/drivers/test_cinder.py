@@ -181,10 +181,12 @@ def test_each_backend_has_its_own_configuration(rbd_opts: dict[str, cfg.Opt],
 
 def test_importing_cinder_leaves_this_process_alone() -> None:
     """Cinder's modules re-register [DEFAULT] state_path and host and set oslo.db's
-    default connection at import: ours stay. Its eventlet imports leave a green
-    ``http.server`` on the ``http`` package: a threaded HTTP server made from it
-    after (the StorPool simulator's) deadlocked; it is the real one again. A
-    fresh process: what was imported before matters."""
+    default connection at import: ours stay; our [nova] keystoneauth adapter still
+    loads (Cinder's [nova] interface beside valid_interfaces broke it). Its
+    eventlet imports leave a green ``http.server`` on the ``http`` package: a
+    threaded HTTP server made from it after (the StorPool simulator's)
+    deadlocked; it is the real one again. A fresh process: what was imported
+    before matters."""
     cinder_or_skip()
     code = '\n'.join([
         'from oslo_config import cfg',
@@ -201,6 +203,12 @@ def test_importing_cinder_leaves_this_process_alone() -> None:
         'import http.server, socketserver, threading',
         'assert http.server.socketserver is socketserver, http.server.socketserver',
         'assert socketserver.threading is threading',
+        # gridcentric-api's Nova client still loads its keystoneauth adapter
+        'from gridcentric_storage.conf import nova as nova_conf',
+        'from keystoneauth1 import loading as ks_loading, session as ks_session',
+        'nova_conf.register_opts(CONF)',
+        "assert 'interface' not in CONF.nova",
+        "ks_loading.load_adapter_from_conf_options(CONF, 'nova', session=ks_session.Session())",
         "print(CONF.volume_name_template)"])  # Cinder's own options are there too
     proc = subprocess.run([sys.executable, '-c', code], cwd=TOP, capture_output=True,
                           text=True, timeout=300)
