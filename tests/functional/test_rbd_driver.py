@@ -33,9 +33,7 @@ GiB, MiB = 1 << 30, 1 << 20
 
 @pytest.fixture(scope='module')
 def cli() -> ceph.CephCLI:
-    conf = ceph.ceph_conf()
-    ceph.bindings_or_skip()
-    return ceph.CephCLI(conf)
+    return ceph.cli_or_skip()
 
 
 @pytest.fixture
