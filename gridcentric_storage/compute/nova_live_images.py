@@ -205,9 +205,10 @@ class NovaLiveImageManager:
             path, sha256, directory, live_image['id'], live_image['memory_mb'],
             live_image['vcpus'], check=nova_export.check_files)
         try:
-            return nova_export.finish_import(
+            made = nova_export.finish_import(
                 unpacked, live_image['project_id'] or '',
                 lambda kind: self._qemu_owner(kind, CONF.libvirt.uri))
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
+        return _artifacts(made, directory, live_image)

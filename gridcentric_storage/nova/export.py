@@ -147,9 +147,9 @@ def _check_disks(directory: str, images: list[str]) -> None:
 
 def finish_import(artifacts: virt.LiveImageArtifacts, project_id: str,
                   qemu_owner: Callable[[str], tuple[int, int] | None] = lambda kind: None
-                  ) -> dict[str, Any]:
+                  ) -> manifest.NovaLiveImage:
     """Check the unpacked files, seal the RAM for the QEMU that ``qemu_owner`` names
-    for the domain type, and write their ``nova.json``; the row's artifacts."""
+    for the domain type, and write their ``nova.json``; what it says."""
     directory = artifacts.directory
     extra = artifacts.extra
     if extra.get('kind') != 'nova':
@@ -189,10 +189,5 @@ def finish_import(artifacts: virt.LiveImageArtifacts, project_id: str,
         ram_block=bless.RAM_BLOCK, state_path=os.path.join(directory, 'state'),
         disks=disks, domain_xml_path=xml_path, ram_sha256=extra.get('ram_sha256'))
     manifest.write(directory, made)
-    return {'live_image_id': made.live_image_id, 'directory': directory,
-            'memory_path': made.ram_path, 'state_path': made.state_path,
-            'memory_mb': artifacts.memory_mb, 'vcpus': artifacts.vcpus, 'disks': [],
-            'extra': {'kind': 'nova', 'source_instance': '', 'ram_block': made.ram_block,
-                      'ram_size': ram_size, 'ram_sha256': made.ram_sha256,
-                      'disks': dict(disks), 'imported': True}}
+    return made
 
