@@ -93,6 +93,12 @@ class Volume(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
     provider_auth = sa.Column(sa.String(1024), nullable=True)
     #: The volume's own QoS specs (None: its backend's, if any).
     qos_specs_id = sa.Column(sa.String(36), nullable=True)
+    #: Cinder's migration states (starting migrating completing success error,
+    #: ``target:<source id>`` on a migration's temporary destination row).
+    migration_status = sa.Column(sa.String(255), nullable=True)
+    migration_progress = sa.Column(sa.Integer, nullable=True)  # percent
+    #: The id the backend names the data by, when not ``id`` (after a migration).
+    name_id = sa.Column(sa.String(36), nullable=True)
 
 
 class Snapshot(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
