@@ -38,7 +38,7 @@ from gridcentric_storage.common import concurrency, exception, wsgi_server
 from gridcentric_storage.compute import brick
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db.records import Volume
-from gridcentric_storage.volume import transfer_io
+from gridcentric_storage.volume import nbd, transfer_io
 from gridcentric_storage.volume.objects import VolumeRef
 
 CONF = cfg.CONF
@@ -202,8 +202,8 @@ class TransferServer:
             if extents is not None:
                 yield _MappedView(extents)
             elif isinstance(path, str) and fmt != 'raw':
-                with transfer_io.nbd_export(path, fmt, mode != 'rb', scratch_dir()) as nbd:
-                    yield _NBDView(nbd)
+                with nbd.nbd_export(path, fmt, mode != 'rb', scratch_dir()) as client:
+                    yield _NBDView(client)
             elif isinstance(path, str):
                 with open(path, mode, buffering=0) as f:
                     yield _FileView(f)
@@ -362,10 +362,10 @@ class _MappedView(_View):
 
 
 class _NBDView(_View):
-    def __init__(self, nbd: transfer_io.NBDClient) -> None:
+    def __init__(self, client: nbd.NBDClient) -> None:
         super().__init__()
-        self.nbd = nbd
-        self.progress = nbd.progress
+        self.nbd = client
+        self.progress = client.progress
 
     def read_to(self, sock: Any, size: int) -> None:
         self.nbd.read_to(sock, 0, size)

@@ -1,18 +1,13 @@
-"""Moving a volume stream's bytes in the kernel: sendfile, splice, qemu-nbd.
+"""Moving a volume stream's bytes in the kernel: sendfile and splice.
 
-A whole-volume stream crosses two HTTP hops (client -> API -> owner host's
-data server) and, for qcow2, a format layer. Copying it through Python
+A whole-volume stream crosses one or two HTTP hops (client -> API -> owner
+host's data server; one when the API hands the client's socket to a data
+server on its own host, ``handoff``) and, for qcow2, a format layer
+(``qemu-img map`` here, ``qemu-nbd`` in ``nbd``). Copying it through Python
 buffers one MiB at a time ran at a few percent of ``dd``; here the bytes go
 file -> socket with ``sendfile`` and socket -> socket / socket -> file
 through a pipe with ``splice``, so Python only issues a few system calls per
-MiB and never touches the data.
-
-qcow2 is not a byte stream: ``qemu-nbd`` (QEMU's own qcow2 code) exports
-the image as raw NBD on a unix socket in the scratch directory, and a small
-client of the NBD protocol's fixed-newstyle handshake and simple replies
-(the subset ``qemu-nbd`` always speaks) reads or writes it in 32 MiB
-requests whose payload is spliced too. Nothing as big as the volume is
-ever written to the scratch directory.
+pipe-full and never touches the data.
 
 Sockets given here may carry a timeout (Python then keeps them
 non-blocking): a peer that neither sends nor reads for that long raises
@@ -27,25 +22,14 @@ import os
 import select
 import socket
 import stat
-import struct
-import subprocess
-import tempfile
-import time
 import urllib.parse
-from collections.abc import Iterator
 from typing import Any
 
-from gridcentric_storage.common import exception, processutils
+from gridcentric_storage.common import processutils
 
-#: The largest pipe an unprivileged process may ask for by default
-#: (/proc/sys/fs/pipe-max-size); a bigger pipe means fewer splice calls.
-PIPE_SIZE = 1 << 20
-#: qemu-nbd refuses requests above 32 MiB (NBD_MAX_BUFFER_SIZE).
-NBD_REQUEST = 32 << 20
-#: Writes in flight to qemu-nbd, so it is never idle waiting for the next one.
-NBD_WINDOW = 4
-#: A unix socket path longer than this does not fit in sockaddr_un.
-_SUN_PATH_MAX = 107
+#: A bigger pipe means fewer splice calls; above /proc/sys/fs/pipe-max-size
+#: (1 MiB by default) only a privileged process gets it, others get that size.
+PIPE_SIZES = (8 << 20, 1 << 20)
 
 
 class PeerGone(ConnectionError):
@@ -88,11 +72,15 @@ def _sendfile(src: int, dst: int, count: int, timeout: float | None,
             offset += sent
 
 
-class _Pipe:
+class Pipe:
     def __init__(self) -> None:
         self.r, self.w = os.pipe2(os.O_CLOEXEC)
-        with contextlib.suppress(OSError):  # a smaller pipe only costs calls
-            fcntl.fcntl(self.w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        for size in PIPE_SIZES:
+            try:
+                fcntl.fcntl(self.w, fcntl.F_SETPIPE_SZ, size)
+                break
+            except OSError:  # a smaller pipe only costs calls
+                continue
         self.size = fcntl.fcntl(self.w, fcntl.F_GETPIPE_SZ)
 
     def close(self) -> None:
@@ -100,8 +88,8 @@ class _Pipe:
         os.close(self.w)
 
 
-def _splice(src: int, dst: int, count: int, timeouts: dict[int, float | None],
-            pipe: _Pipe, progress: Progress) -> None:
+def splice(src: int, dst: int, count: int, timeouts: dict[int, float | None],
+            pipe: Pipe, progress: Progress) -> None:
     """Move ``count`` bytes from ``src`` to ``dst`` through ``pipe`` (left empty)."""
     while count:
         try:
@@ -141,9 +129,9 @@ def copy(src: Any, dst: Any, count: int, prefix: bytes = b'',
     if _is_seekable_file(src.fileno()) and isinstance(dst, socket.socket):
         _sendfile(src.fileno(), dst.fileno(), count, timeouts.get(dst.fileno()), progress)
         return
-    pipe = _Pipe()
+    pipe = Pipe()
     try:
-        _splice(src.fileno(), dst.fileno(), count, timeouts, pipe, progress)
+        splice(src.fileno(), dst.fileno(), count, timeouts, pipe, progress)
     finally:
         pipe.close()
 
@@ -157,7 +145,7 @@ def _write_all(dst: Any, data: bytes) -> None:
             view = view[os.write(dst.fileno(), view):]
 
 
-# ---- qcow2 and other formats: read in place, or through qemu-nbd
+# ---- qcow2 and other formats: read in place
 
 #: Bytes of the shared zero source: holes are sent from it, this much a call.
 ZERO_SPAN = 8 << 20
@@ -214,188 +202,6 @@ def send_extents(extents: list[Extent], sock: socket.socket, size: int,
         os.close(zeros)
         for fd in fds.values():
             os.close(fd)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = bytearray()
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise exception.NBDError(reason='qemu-nbd closed the connection')
-        data += chunk
-    return bytes(data)
-
-
-class NBDClient:
-    """The client end of one NBD connection to ``qemu-nbd`` (fixed newstyle)."""
-
-    _REQUEST = struct.Struct('>IHHQQI')
-    _REPLY = struct.Struct('>IIQ')
-    READ, WRITE, DISC, FLUSH = 0, 1, 2, 3
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        magic, opt_magic, _flags = struct.unpack('>8s8sH', _recv_exact(sock, 18))
-        if magic != b'NBDMAGIC' or opt_magic != b'IHAVEOPT':
-            raise exception.NBDError(reason='not an NBD server')
-        # fixed newstyle, no zero padding; the default export (name "")
-        sock.sendall(struct.pack('>I', 1 | 2) + b'IHAVEOPT' + struct.pack('>II', 1, 0))
-        self.size, _tflags = struct.unpack('>QH', _recv_exact(sock, 10))
-        self._cookie = 0
-        self._pending: set[int] = set()
-        self.progress = Progress()
-        self.server_pid = 0
-        #: a request's payload broke off: the connection can only be dropped
-        self.broken = False
-
-    def _request(self, kind: int, offset: int, length: int) -> int:
-        self._cookie += 1
-        self.sock.sendall(self._REQUEST.pack(0x25609513, 0, kind, self._cookie, offset,
-                                             length))
-        return self._cookie
-
-    def _reply(self) -> int:
-        magic, error, cookie = self._REPLY.unpack(_recv_exact(self.sock, 16))
-        if magic != 0x67446698:
-            raise exception.NBDError(reason='unexpected NBD reply')
-        if error:
-            raise exception.NBDError(reason='qemu-nbd: %s' % os.strerror(error))
-        return int(cookie)
-
-    def read_to(self, dst: Any, offset: int, length: int) -> None:
-        """Replies may come out of order: one read at a time keeps the stream's order."""
-        pipe = _Pipe()
-        self.broken = True
-        try:
-            while length:
-                n = min(length, NBD_REQUEST)
-                self._request(self.READ, offset, n)
-                self._reply()
-                self._splice_from_server(dst, n, pipe)
-                offset += n
-                length -= n
-        finally:
-            pipe.close()
-        self.broken = False
-
-    def read_bytes(self, offset: int, length: int) -> bytes:
-        self._request(self.READ, offset, length)
-        self._reply()
-        return _recv_exact(self.sock, length)
-
-    def write_bytes(self, offset: int, data: bytes) -> None:
-        self._await(0)
-        self._request(self.WRITE, offset, len(data))
-        self.sock.sendall(data)
-        self._reply()
-
-    def _splice_from_server(self, dst: Any, n: int, pipe: _Pipe) -> None:
-        timeouts = {dst.fileno(): dst.gettimeout()} if isinstance(dst, socket.socket) else {}
-        _splice(self.sock.fileno(), dst.fileno(), n, timeouts, pipe, self.progress)
-
-    def write_from(self, src: Any, offset: int, length: int, prefix: bytes = b'') -> None:
-        """Write ``length`` bytes taken from ``prefix`` then from ``src`` at ``offset``."""
-        timeouts = {src.fileno(): src.gettimeout()} if isinstance(src, socket.socket) else {}
-        pipe = _Pipe()
-        self.broken = True
-        try:
-            if prefix:
-                self._await(0)
-                self._pending.add(self._request(self.WRITE, offset, len(prefix)))
-                self.sock.sendall(prefix)
-                self.progress.done += len(prefix)
-                offset += len(prefix)
-                length -= len(prefix)
-            while length > 0:
-                n = min(length, NBD_REQUEST)
-                self._await(NBD_WINDOW - 1)
-                self._pending.add(self._request(self.WRITE, offset, n))
-                _splice(src.fileno(), self.sock.fileno(), n, timeouts, pipe, self.progress)
-                offset += n
-                length -= n
-        finally:
-            pipe.close()
-        self.broken = False
-        self._await(0)
-
-    def _await(self, left: int) -> None:
-        while len(self._pending) > left:
-            self._pending.discard(self._reply())
-
-    def flush(self) -> None:
-        self._request(self.FLUSH, 0, 0)
-        self._reply()
-
-    def close(self) -> None:
-        if not self.broken:
-            with contextlib.suppress(OSError):
-                self._request(self.DISC, 0, 0)
-        self.sock.close()
-
-
-def _socket_dir(scratch: str) -> str:
-    # A deep state_path leaves no room for the name in sockaddr_un.
-    if len(os.path.join(scratch, 'nbd-XXXXXXXX', 'sock')) <= _SUN_PATH_MAX:
-        return tempfile.mkdtemp(prefix='nbd-', dir=scratch)
-    return tempfile.mkdtemp(prefix='gc-nbd-')
-
-
-@contextlib.contextmanager
-def nbd_export(path: str, fmt: str, writable: bool, scratch: str,
-               start_timeout: float = 30) -> Iterator[NBDClient]:
-    """``qemu-nbd`` serving the image ``path`` as raw, and a client connected to it.
-
-    The server takes only this one connection and exits when it closes, so
-    an interrupted stream leaves no server behind.
-    """
-    os.makedirs(scratch, exist_ok=True)
-    sockdir = _socket_dir(scratch)
-    sock_path = os.path.join(sockdir, 'sock')
-    argv = ['qemu-nbd', '--format', fmt, '--socket', sock_path, '--cache', 'writeback',
-            *([] if writable else ['--read-only']), path]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    client = None
-    try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        deadline = time.monotonic() + start_timeout
-        while True:
-            try:
-                sock.connect(sock_path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                # qemu-nbd binds once the image is open; that takes milliseconds.
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    sock.close()
-                    raise exception.NBDError(reason='qemu-nbd did not start: %s' % _stderr(proc))
-                time.sleep(0.01)
-        client = NBDClient(sock)
-        client.server_pid = proc.pid
-        yield client
-        if writable:
-            client.flush()
-    finally:
-        if client is not None:
-            client.close()
-        try:
-            proc.wait(timeout=start_timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(sock_path)
-        with contextlib.suppress(OSError):
-            os.rmdir(sockdir)
-
-
-def _stderr(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    assert proc.stderr is not None
-    return proc.stderr.read().decode(errors='replace').strip()[-500:]
 
 
 # ---- HTTP hop helpers

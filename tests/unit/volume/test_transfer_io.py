@@ -111,46 +111,6 @@ def test_compressed_clusters_are_left_to_qemu(tmp_path):
     assert transfer_io.mapped_extents(str(packed), 'qcow2') is None
 
 
-def test_qemu_nbd_writes_and_reads_a_qcow2_and_leaves_nothing(tmp_path):
-    image = tmp_path / 'v.qcow2'
-    subprocess.run(['qemu-img', 'create', '-f', 'qcow2', str(image), '80M'], check=True,
-                   capture_output=True)
-    data = _payload(70 * MiB + 4096)  # more than two NBD requests
-    scratch = tmp_path / 'scratch'
-    a, b = socket.socketpair()
-    sender = threading.Thread(target=lambda: a.sendall(data[10:]))
-    sender.start()
-    with a, b, transfer_io.nbd_export(str(image), 'qcow2', True, str(scratch)) as nbd:
-        assert nbd.size == 80 * MiB
-        nbd.write_from(b, 0, len(data), prefix=data[:10])
-    sender.join()
-    assert _raw_of(image)[:len(data)] == data
-
-    a, b = socket.socketpair()
-    got: list[bytes] = []
-    reader = _drain(b, got)
-    with a, transfer_io.nbd_export(str(image), 'qcow2', False, str(scratch)) as nbd:
-        nbd.read_to(a, 0, len(data))
-        server = nbd.server_pid
-    reader.join()
-    assert b''.join(got) == data
-    assert os.listdir(scratch) == []
-    assert not os.path.exists('/proc/%d' % server)  # exited and reaped
-
-
-def test_a_broken_upload_into_qemu_nbd_fails_cleanly(tmp_path):
-    image = tmp_path / 'v.qcow2'
-    subprocess.run(['qemu-img', 'create', '-f', 'qcow2', str(image), '8M'], check=True,
-                   capture_output=True)
-    a, b = socket.socketpair()
-    a.sendall(b'z' * 4096)
-    a.close()
-    with b, pytest.raises(transfer_io.PeerGone):
-        with transfer_io.nbd_export(str(image), 'qcow2', True, str(tmp_path / 's')) as nbd:
-            nbd.write_from(b, 0, MiB)
-    assert os.listdir(tmp_path / 's') == []
-
-
 # ---- through the API, as a client speaking HTTP on a plain socket
 
 def _volume(cloud, backend) -> str:
