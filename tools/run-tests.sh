@@ -61,7 +61,8 @@ run_pytest() {
 
 step "PyPI lane: all tests"
 # tests/functional/nova need the Nova stack: the Nova lane below runs them
-run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --ignore=tests/functional/nova \
+run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=25 \
+    --ignore=tests/functional/nova \
     tests "$@"
 
 step "Nova lane: gridcentric-storage inside a real Nova 34 (tools/nova.sh)"
