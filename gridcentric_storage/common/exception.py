@@ -260,3 +260,9 @@ class QosNotSupported(DriverError):
     """A volume or hypervisor driver cannot enforce (some of) a volume's QoS limits."""
 
     msg_fmt = 'QoS not enforced by %(driver)s: %(reason)s'
+
+
+class LiveMigrationNotSupported(Conflict):
+    """The server's hypervisor driver cannot move an attached volume while the guest runs."""
+
+    msg_fmt = 'Live volume migration is not supported by %(driver)s: %(reason)s'

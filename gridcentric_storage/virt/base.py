@@ -178,6 +178,17 @@ class VirtDriver(abc.ABC):
         raise exception.QosNotSupported(driver=type(self).__name__,
                                         reason='this hypervisor driver cannot throttle I/O')
 
+    def migrate_volume(self, instance_id: str, volume_id: str, disk: Disk) -> None:
+        """Move an attached volume's disk onto ``disk.connection_info`` (the same
+        volume's data on another backend, already exported to this host) while the
+        guest runs: copy, then switch over. On failure the guest stays on its source
+        disk, untouched, and ``DriverError`` says why; the caller then drops the
+        destination. Drivers that override this are advertised as able to
+        (``compute.service.capabilities``)."""
+        raise exception.LiveMigrationNotSupported(
+            driver=type(self).__name__,
+            reason='this hypervisor driver cannot mirror a disk of a running guest')
+
     def export(self, artifacts: LiveImageArtifacts) -> dict[str, Any]:
         raise NotImplementedError()
 

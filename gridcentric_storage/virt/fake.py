@@ -9,8 +9,9 @@ fails with ``LiveImageFilesMissing``, a bless leaves the source in the run
 state it found, and destroy, discard, attach and detach are idempotent.
 
 What a test may read: the console (one line per thing that happened to the
-VM, e.g. ``resumed from live image li-1``) and ``volume_sizes``, the size in
-bytes each guest was last told a volume has (``extend_volume``).
+VM, e.g. ``resumed from live image li-1``), ``volume_sizes``, the size in
+bytes each guest was last told a volume has (``extend_volume``), and
+:meth:`FakeVirtDriver.disks` (the connection a live migration left a disk on).
 """
 
 import dataclasses
@@ -197,6 +198,27 @@ class FakeVirtDriver(base.VirtDriver):
                     return
             raise exception.DriverError(reason='volume %s is not attached to %s'
                                         % (volume_id, instance_id))
+
+    def migrate_volume(self, instance_id: str, volume_id: str, disk: base.Disk) -> None:
+        """The disk takes the destination's connection (keeping its front-end limits
+        when the destination brings none); a connection type no host can open fails,
+        as QEMU's ``blockdev-add`` would, and leaves the disk as it was."""
+        kind = disk.connection_info.get('driver_volume_type')
+        with self._lock:
+            vm = self._running(instance_id)
+            current = next((d for d in vm.disks if d.volume_id == volume_id), None)
+            if current is None:
+                raise exception.DriverError(reason='volume %s is not attached to %s'
+                                            % (volume_id, instance_id))
+            if kind not in ('local', 'rbd', 'iscsi'):
+                raise exception.DriverError(
+                    reason='live migration of volume %s failed; the guest stays on its '
+                    'source disk: cannot open a %s connection' % (volume_id, kind))
+            info = dict(disk.connection_info)
+            if not qos.from_connection(info):
+                info = qos.connection_with(info, qos.from_connection(current.connection_info))
+            current.connection_info = info
+            vm.console.append('volume %s migrated live\n' % volume_id)
 
     def disks(self, instance_id: str) -> list[base.Disk]:
         """The disks the VM has now (what a test checks after attach and detach)."""
