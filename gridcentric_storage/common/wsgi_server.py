@@ -47,6 +47,10 @@ class _ServerHandler(simple_server.ServerHandler):
 
 
 class _Handler(simple_server.WSGIRequestHandler):
+    # A response head is two small writes: with Nagle's algorithm the second
+    # waits for the client's (delayed) ACK of the first before any body moves.
+    disable_nagle_algorithm = True
+
     def log_message(self, format: str, *args: Any) -> None:
         LOG.info('%s %s', self.address_string(), format % args)
 

@@ -38,7 +38,7 @@ from gridcentric_storage.common import concurrency, exception, wsgi_server
 from gridcentric_storage.compute import brick
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db.records import Volume
-from gridcentric_storage.volume import nbd, transfer_io
+from gridcentric_storage.volume import handoff, nbd, transfer_io
 from gridcentric_storage.volume.objects import VolumeRef
 
 CONF = cfg.CONF
@@ -107,6 +107,7 @@ class TransferServer:
                                                timeout=STALL_TIMEOUT)
         self._reaper = concurrency.Periodic(self._expire, 5, name='gc-transfer-reaper')
         self._connector: tuple[float, dict[str, Any]] | None = None
+        self._handoff: handoff.Listener | None = None
 
     def _connector_properties(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -127,10 +128,18 @@ class TransferServer:
         # directory's lock keeps any other service off these files.
         remove_scratch()
         self._server.start()
+        # Named by the TCP port, unique on this machine: data servers of other
+        # hosts sharing a state_path do not take each other's socket.
+        self._handoff = handoff.Listener(
+            handoff.socket_path(scratch_dir(), 'data-%d.sock' % self._server.port),
+            self._handed_over, STALL_TIMEOUT)
+        self._handoff.start()
         self._reaper.start()
 
     def stop(self) -> None:
         self._reaper.stop()
+        if self._handoff is not None:
+            self._handoff.stop()
         self._server.stop()
 
     # ---- RPC side
@@ -141,7 +150,10 @@ class TransferServer:
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._transfers[token] = _Transfer(volume_id, direction)
-        return {'url': '%s/transfers/%s' % (self.url, token), 'size': volume['size'] * GiB}
+        prepared = {'url': '%s/transfers/%s' % (self.url, token), 'size': volume['size'] * GiB}
+        if self._handoff is not None and direction == 'read':
+            prepared['handoff'] = self._handoff.path
+        return prepared
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -161,6 +173,13 @@ class TransferServer:
                 return None
             transfer.claimed = True
             return transfer
+
+    def _handed_over(self, token: str) -> '_Download | None':
+        """A read transfer whose client socket the API on this host hands over."""
+        transfer = self._claim(token, 'read')
+        if transfer is None:
+            return None
+        return _Download(self, transfer, db.volume_get(transfer.volume_id)['size'] * GiB)
 
     @webob.dec.wsgify
     def _app(self, req: webob.Request) -> Any:

@@ -12,7 +12,7 @@ from gridcentric_storage.api.controllers.volumes import VolumeAccess
 from gridcentric_storage.api.schemas import volumes as schema
 from gridcentric_storage.common import exception, states, wsgi_server
 from gridcentric_storage.db import qos as db_qos
-from gridcentric_storage.volume import transfer_io
+from gridcentric_storage.volume import handoff, transfer_io
 
 CONF = cfg.CONF
 CHUNK = 1 << 20
@@ -68,7 +68,8 @@ class VolumeActionsController(VolumeAccess):
         volume = self.get_volume(req, id, 'volume:download')
         transfer = self.volumes.prepare_transfer(req.context, volume, 'read')
         try:
-            upstream = transfer_io.Download(transfer['url'], transfer['size'], timeout=60)
+            # one hop when the data server is on this host, else the HTTP relay
+            upstream = handoff.open_download(transfer, req.environ, timeout=60)
         except OSError as e:
             raise exception.ServiceUnavailable(reason='the data server of %s did not '
                                                'answer' % volume['host']) from e
@@ -110,8 +111,9 @@ class VolumeActionsController(VolumeAccess):
         return {'volume': {'id': id, 'bytes_written': json.loads(text)['bytes']}}
 
 
-def _chunks(upstream: transfer_io.Download) -> Iterator[bytes]:
-    """The relay under a WSGI server without ``wsgi.file_wrapper``."""
+def _chunks(upstream: Any) -> Iterator[bytes]:
+    """The relay (a ``transfer_io.Download``) under a WSGI server without
+    ``wsgi.file_wrapper``."""
     try:
         while chunk := upstream.read(CHUNK):
             yield chunk
