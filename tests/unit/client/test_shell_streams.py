@@ -184,3 +184,42 @@ def test_streams_use_the_catalog_endpoint_and_token(api, volume):
     assert out.getvalue().startswith(b'secret data\0')
     streams = [h for _, p, h in api.requests if p.endswith('/data')]
     assert len(streams) == 2 and all(h['x-auth-token'] == 'fake-token' for h in streams)
+
+
+class _Recording(io.BytesIO):
+    """A file that remembers the size of each read and write made on it."""
+
+    def __init__(self, data: bytes = b'') -> None:
+        super().__init__(data)
+        self.reads: list[int] = []
+        self.writes: list[int] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.reads.append(len(chunk))
+        return chunk
+
+    def write(self, data) -> int:
+        self.writes.append(len(data))
+        return super().write(data)
+
+
+def test_large_streams_move_in_large_blocks(gc, api, monkeypatch):
+    """A volume's bytes are read from and written to the user's file in blocks of
+    MiBs, not in the HTTP libraries' 8-16 KiB ones (one system call and Python
+    round each: a multi-GiB stream would pay for hundreds of thousands)."""
+    MiB = 1 << 20
+    monkeypatch.setattr(api, 'gib', 8 * MiB)
+    monkeypatch.setattr(volumes, 'GiB', 8 * MiB)
+    gc.gc_backends.create(name='fast', driver='file')
+    volume = gc.gc_volumes.wait(gc.gc_volumes.create(2))
+    data = os.urandom(9 * MiB + 5)
+    source = _Recording(data)
+    assert gc.gc_volumes.upload(volume, source, len(data))['bytes_written'] == len(data)
+    assert api.data[volume.id] == data
+    assert min(n for n in source.reads[:-1] if n) >= MiB, source.reads
+
+    out = _Recording()
+    assert gc.gc_volumes.download(volume, out) == 16 * MiB
+    assert out.getvalue() == data + bytes(16 * MiB - len(data))
+    assert min(out.writes[:-1]) >= MiB, out.writes
