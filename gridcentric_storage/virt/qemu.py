@@ -50,6 +50,7 @@ from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.virt import accel as accel_mod
 from gridcentric_storage.virt import base, qemu_process, qemu_qos
 from gridcentric_storage.virt import qemu_cmdline as cmdline
+from gridcentric_storage.virt import qemu_flatten as flatten
 from gridcentric_storage.virt import qemu_live as live
 from gridcentric_storage.virt.qemu_process import check_id
 from gridcentric_storage.volume import qos
@@ -254,11 +255,6 @@ class QemuDriver(base.VirtDriver):
         check_id('live image', live_image_id)
         with self._locks.get(instance_id), self._locks.get('live-image:' + live_image_id):
             layout = self._load_layout(instance_id)
-            if layout.live_image_id:
-                raise exception.DriverError(
-                    reason='instance %s is a clone of live image %s: its RAM is a private '
-                    'copy-on-write mapping and cannot be blessed' % (instance_id,
-                                                                     layout.live_image_id))
             if len(snapshot_disks) != len(layout.disks):
                 raise exception.DriverError(
                     reason='instance %s has %d disk(s) but %d snapshot(s) were given'
@@ -276,10 +272,18 @@ class QemuDriver(base.VirtDriver):
             os.mkdir(work, 0o750)
             try:
                 with self._vms.monitor(instance_id) as mon:
-                    timing = live.save_state(mon, self._vms.file(instance_id, 'ram'), work,
-                                             self.migration_timeout)
+                    if layout.live_image_id:    # a clone: its RAM is a private mapping
+                        timing = flatten.save_clone_state(
+                            mon, layout, work, qemu_binary=self.qemu_binary,
+                            timeout=self.migration_timeout, start_timeout=self.start_timeout,
+                            stop_timeout=self.stop_timeout, qmp_timeout=self.qmp_timeout)
+                    else:
+                        timing = live.save_state(mon, self._vms.file(instance_id, 'ram'),
+                                                 work, self.migration_timeout)
                 extra: dict[str, Any] = dict(timing, accel=layout.accel, machine=layout.machine,
                                              source_instance=instance_id)
+                if layout.live_image_id:
+                    extra['flattened_from'] = layout.live_image_id
                 ram = os.path.join(work, 'ram')
                 os.chmod(ram, live.frozen_ram_mode())
                 extra['ram_size'] = os.stat(ram).st_size
@@ -291,6 +295,7 @@ class QemuDriver(base.VirtDriver):
                     slot.connection_info = disk.connection_info
                     slot.read_only = disk.read_only
                 image_layout.kernel = image_layout.initrd = image_layout.cmdline = None
+                image_layout.live_image_id = None    # a flattened clone's needs no parent
                 meta = {'layout': image_layout.to_json(), 'extra': extra}
                 live.write_file(os.path.join(work, 'layout.json'), json.dumps(meta, indent=1))
                 os.rename(work, final)
@@ -355,6 +360,9 @@ class QemuDriver(base.VirtDriver):
     def discard(self, artifacts: base.LiveImageArtifacts) -> None:
         check_id('live image', artifacts.live_image_id)
         with self._locks.get('live-image:' + artifacts.live_image_id):
+            # A clone's bless cut short by a stop may have left its helper QEMU.
+            flatten.kill_helper(os.path.join(self.live_images_path,
+                                             artifacts.live_image_id + '.blessing'))
             live.remove_live_image(self.live_images_path, artifacts)
 
     # ---- volumes
