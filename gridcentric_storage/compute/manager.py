@@ -155,3 +155,7 @@ class ComputeManager:
 
     def update_server_volume_qos(self, ctxt: Any, server_id: str, attachment_id: str) -> None:
         self.servers.update_volume_qos(server_id, attachment_id)
+
+    def migrate_server_volume(self, ctxt: Any, server_id: str, attachment_id: str,
+                              connection_info: dict[str, Any]) -> None:
+        self.servers.migrate_volume(ctxt, server_id, attachment_id, connection_info)

@@ -179,6 +179,38 @@ class ServerManager:
             else:
                 self.volumes.attachment_note(attachment_id, None)
 
+    def migrate_volume(self, ctxt: Any, server_id: str, attachment_id: str,
+                       connection_info: dict[str, Any]) -> None:
+        """Move an attached volume's disk onto ``connection_info`` (the destination's,
+        exported to this host by its owner) while the guest runs.
+
+        The hypervisor opens the connection itself, as for a hot-plug (QEMU's
+        file, librbd and libiscsi drivers), so no host device is connected or
+        disconnected here. Raises when the guest stays on its source; the caller
+        (``volume.migration``) then ends the destination's export.
+        """
+        attachment = db_attachments.attachment_get(attachment_id)
+        volume_id = attachment['volume_id']
+        if attachment['instance_uuid'] != server_id:
+            raise exception.Invalid(reason='attachment %s is not one of server %s'
+                                    % (attachment_id, server_id))
+        brick.check_connectable(connection_info.get('driver_volume_type') or '')
+        disk = virt.Disk(volume_id=volume_id, connection_info=connection_info,
+                         read_only=attachment['mode'] == 'ro')
+        with self.locks.get(server_id):
+            LOG.info('Moving volume %s of server %s onto its destination', volume_id,
+                     server_id)
+            try:
+                concurrency.execute(self.driver.migrate_volume, server_id, volume_id, disk)
+            except exception.GCException:
+                LOG.exception('Live migration of volume %s of server %s failed', volume_id,
+                              server_id)
+                raise
+            except Exception as e:
+                LOG.exception('Live migration of volume %s of server %s failed', volume_id,
+                              server_id)
+                raise exception.DriverError(reason=exception.describe(e)) from e
+
     def pause(self, server_id: str) -> None:
         """Stop the VM's vCPUs; its memory and devices stay as they are."""
         with self.locks.get(server_id):

@@ -16,6 +16,7 @@ from gridcentric_storage.common import concurrency, rpc
 from gridcentric_storage.compute.manager import ComputeManager
 from gridcentric_storage.db import api as db
 from gridcentric_storage.image.store import ImageStore
+from gridcentric_storage.virt import base as virt_base
 from gridcentric_storage.volume.manager import VolumeManager
 
 CONF = cfg.CONF
@@ -27,12 +28,17 @@ def capabilities(driver: Any) -> dict[str, Any]:
 
     A host without a hypervisor (QEMU not installed, the virt driver not
     loadable) still serves volumes; the API places no server there.
+    ``volume_mirror`` (only when true): its virt driver moves an attached volume
+    of a running guest (``migrate_volume``), so such a migration may be asked.
     """
     if isinstance(driver, virt.UnavailableDriver):
         reason: str | None = driver.reason
     else:
         reason = getattr(driver, 'hypervisor_error', None)
-    return {'hypervisor': reason is None, 'hypervisor_reason': reason}
+    caps: dict[str, Any] = {'hypervisor': reason is None, 'hypervisor_reason': reason}
+    if reason is None and type(driver).migrate_volume is not virt_base.VirtDriver.migrate_volume:
+        caps['volume_mirror'] = True        # absent: no (as on hosts older than it)
+    return caps
 
 
 class ComputeService:
