@@ -1,0 +1,102 @@
+"""Clone of a clone through the API: `gc-api bless` of a launched clone, real QEMU.
+
+`gridcentric-all-in-one` runs the QEMU driver (TCG here). The clone stays
+ACTIVE while it is blessed, the grandchild resumes the clone's memory, and
+the grandparent's live image can go once its own clone is deleted.
+"""
+
+import json
+import subprocess
+
+import pytest
+
+from tests.fixtures import guest
+from tests.fixtures.services import gc_api, wait_for
+from tests.functional.test_live_images_qemu import AllInOne
+
+pytestmark = pytest.mark.skipif(guest.missing() is not None, reason=guest.missing() or '')
+
+
+@pytest.fixture
+def aio(tmp_path):
+    deployment = AllInOne(tmp_path)
+    deployment.start()
+    try:
+        yield deployment
+    finally:
+        for server in deployment.call('GET', '/v1/servers').json().get('servers', []):
+            deployment.call('DELETE', '/v1/servers/%s' % server['id'])
+        wait_for(lambda: deployment.call('GET', '/v1/servers').json()['servers'] == [],
+                 timeout=60, interval=0.5)
+        deployment.stop()
+
+
+def ok_json(result: subprocess.CompletedProcess):
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def last_counter(aio: AllInOne, server_id: str) -> int:
+    return guest.counters(aio.console(server_id))[-1][0]
+
+
+def resumed(aio: AllInOne, server_id: str, token: str) -> list[tuple[int, str]]:
+    def ready():
+        text = aio.console(server_id)
+        numbers = guest.counters(text)
+        return numbers if token in guest.tokens(text) and len(numbers) >= 4 else None
+    numbers = wait_for(ready, timeout=120, interval=0.5)
+    assert 'BOOT-TOKEN' not in aio.console(server_id)
+    return numbers
+
+
+def test_gc_api_blesses_a_clone_and_launches_a_grandchild(aio):
+    source = aio.boot()
+    token = guest.boot_token(aio.console(source['id']))
+    first = ok_json(gc_api(aio, '--json', 'bless', source['id'], 'gold', '--wait'))
+    assert first['status'] == 'blessed'
+    grandparent_at = last_counter(aio, source['id'])
+    assert aio.call('DELETE', '/v1/servers/%s' % source['id']).status_code == 204
+
+    child = ok_json(gc_api(aio, '--json', 'launch', '--live-image', first['id'], 'child',
+                           '--wait'))[0]
+    assert child['status'] == 'ACTIVE'
+    resumed(aio, child['id'], token)
+    wait_for(lambda: last_counter(aio, child['id']) > grandparent_at + 10, timeout=60,
+             interval=0.5)
+
+    before = last_counter(aio, child['id'])
+    blessing = aio.call('POST', '/v1/live-images', json={'live_image': {
+        'server_id': child['id'], 'name': 'silver'}})
+    assert blessing.status_code == 202, blessing.text
+    second_id = blessing.json()['live_image']['id']
+    seen = set()
+
+    def blessed() -> bool:
+        seen.add(aio.server(child['id'])['status'])
+        return aio.live_image(second_id)['status'] != 'blessing'
+    wait_for(blessed, timeout=120, interval=0.1)
+    second = aio.live_image(second_id)
+    assert second['status'] == 'blessed', second
+    assert seen == {'ACTIVE'}                    # never ERROR, never anything else
+    after = last_counter(aio, child['id'])
+    settled = aio.server(child['id'])
+    assert (settled['status'], settled['task_state']) == ('ACTIVE', None)
+    wait_for(lambda: last_counter(aio, child['id']) > after + 2, timeout=60, interval=0.5)
+
+    grandchild = ok_json(gc_api(aio, '--json', 'launch', '--live-image', second_id,
+                                'grandchild', '--wait'))[0]
+    assert grandchild['status'] == 'ACTIVE'
+    first_count = resumed(aio, grandchild['id'], token)[0][0]
+    assert before <= first_count <= after + 1           # the clone's memory
+    assert first_count > grandparent_at + 10             # not the grandparent's
+
+    # The grandparent's image goes once its clone is deleted; the grandchild,
+    # blessed from that clone's flattened memory, runs on.
+    assert gc_api(aio, 'server-delete', child['id'], '--wait').returncode == 0
+    assert gc_api(aio, 'discard', first['id'], '--wait').returncode == 0
+    running = last_counter(aio, grandchild['id'])
+    wait_for(lambda: last_counter(aio, grandchild['id']) > running + 2, timeout=60,
+             interval=0.5)
+    refused = gc_api(aio, 'discard', second_id)
+    assert refused.returncode == 1 and '1 server(s) launched from it' in refused.stderr
