@@ -24,7 +24,9 @@ finds again and stops their QEMU processes)::
 
 Bless pauses the VM, saves its device state, reflinks (or sparse-copies) the
 RAM file into the live image while still paused, and resumes the VM in the
-run state it was found in. A caller that wants disk snapshots consistent
+run state it was found in. A clone can be blessed too: its RAM is a private
+mapping, so it is flattened into the new live image (``qemu_flatten.py``),
+which then stands alone. A caller that wants disk snapshots consistent
 with memory pauses the VM (:meth:`QemuDriver.pause`), snapshots the disks,
 blesses, then unpauses. Clones get their guest parameters and user data as
 fw_cfg files ``opt/com.gridcentric/{guest,user_data,instance}``, which a
