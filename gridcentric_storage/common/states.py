@@ -28,6 +28,7 @@ class VolumeStatus(enum.StrEnum):
     REVERTING = 'reverting'
     UPLOADING = 'uploading'        # read out: to an image or a download stream
     DOWNLOADING = 'downloading'    # written from an upload stream
+    MIGRATING = 'migrating'        # its data moves to another backend
     DELETING = 'deleting'
     ERROR = 'error'
     ERROR_DELETING = 'error_deleting'
@@ -112,15 +113,18 @@ V = VolumeStatus
 VOLUME = StateMachine('Volume', _table({
     V.CREATING: {V.AVAILABLE, V.ERROR},
     V.AVAILABLE: {V.ATTACHING, V.IN_USE, V.EXTENDING, V.REVERTING, V.UPLOADING,
-                  V.DOWNLOADING, V.DELETING},
+                  V.DOWNLOADING, V.DELETING, V.MIGRATING},
     # in-use -> attaching: a second attachment of a multiattach volume.
-    V.IN_USE: {V.AVAILABLE, V.ATTACHING, V.EXTENDING, V.DELETING},
+    V.IN_USE: {V.AVAILABLE, V.ATTACHING, V.EXTENDING, V.DELETING, V.MIGRATING},
     V.ATTACHING: {V.IN_USE, V.AVAILABLE},
     V.EXTENDING: {V.AVAILABLE, V.IN_USE},
     V.REVERTING: {V.AVAILABLE, V.ERROR},
     # A read (export or download) never changes the data: back to where it was.
     V.UPLOADING: {V.AVAILABLE, V.IN_USE},
     V.DOWNLOADING: {V.AVAILABLE, V.ERROR},
+    # The source is never touched before the switch: success or failure, the
+    # volume goes back to where it was (``migration_status`` tells which).
+    V.MIGRATING: {V.AVAILABLE, V.IN_USE},
     V.DELETING: {V.ERROR_DELETING},
     V.ERROR: {V.DELETING},
     V.ERROR_DELETING: {V.DELETING},
@@ -176,8 +180,30 @@ CACHE_ENTRY = StateMachine('Image cache entry', _table({
 
 #: Volume states in which work is under way on the owner host.
 VOLUME_BUSY = (V.CREATING, V.ATTACHING, V.EXTENDING, V.REVERTING, V.UPLOADING,
-               V.DOWNLOADING, V.DELETING)
+               V.DOWNLOADING, V.DELETING, V.MIGRATING)
 VOLUME_DELETABLE = (V.AVAILABLE, V.ERROR, V.ERROR_DELETING, V.IN_USE)
 SNAPSHOT_DELETABLE = (S.AVAILABLE, S.ERROR, S.ERROR_DELETING)
 #: Attachments that hold an export open (the volume is in use while any exists).
 ATTACHMENT_LIVE = (A.ATTACHING, A.ATTACHED, A.DETACHING)
+
+
+class MigrationStatus(enum.StrEnum):
+    """A volume's ``migration_status`` (Cinder's values); NULL: never migrated.
+
+    Not a status machine of its own: it records how the last migration went,
+    while ``status`` is ``migrating``. The temporary destination row of a
+    migration carries ``target:<source id>`` (:func:`migration_target`).
+    """
+
+    STARTING = 'starting'
+    MIGRATING = 'migrating'
+    COMPLETING = 'completing'
+    SUCCESS = 'success'
+    ERROR = 'error'
+
+
+MIGRATION_TARGET_PREFIX = 'target:'
+
+
+def migration_target(source_id: str) -> str:
+    return MIGRATION_TARGET_PREFIX + source_id

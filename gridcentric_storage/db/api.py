@@ -282,6 +282,38 @@ def volume_get_all_by_host(host: str, statuses: tuple[str, ...]) -> list[Volume]
         return [to_dict(v) for v in query]
 
 
+def volume_migration_targets(volume_id: str) -> list[Volume]:
+    """The temporary destination rows of migrations of ``volume_id``."""
+    with reader() as session:
+        query = session.query(models.Volume).filter_by(
+            migration_status='target:%s' % volume_id)
+        return [to_dict(v) for v in query]
+
+
+def volume_migration_swap(volume_id: str, volume_values: dict[str, Any],
+                          expected_status: str, target_id: str,
+                          target_values: dict[str, Any]) -> Volume:
+    """Write both rows of a finished migration in one transaction (the switch).
+
+    Nothing is written unless the volume is still ``expected_status``, so a
+    crash leaves either both rows as they were or both switched.
+    """
+    with writer() as session:
+        updated = (session.query(models.Volume)
+                   .filter_by(id=volume_id, status=expected_status)
+                   .update(volume_values, synchronize_session=False))
+        if not updated:
+            current = session.query(models.Volume).filter_by(id=volume_id).first()
+            if current is None:
+                raise exception.VolumeNotFound(id=volume_id)
+            raise exception.InvalidState(resource='Volume', id=volume_id,
+                                         state=current.status,
+                                         reason='the migration expected %s' % expected_status)
+        (session.query(models.Volume).filter_by(id=target_id)
+         .update(target_values, synchronize_session=False))
+    return volume_get(volume_id)
+
+
 # ------------------------------------------------ shared by the resource modules
 
 def row_create(model: Any, values: dict[str, Any]) -> Any:

@@ -68,6 +68,9 @@ class Volume(_Timestamps):
     image_id: str | None
     multiattach: bool
     qos_specs_id: str | None
+    migration_status: str | None
+    migration_progress: int | None
+    name_id: str | None
 
 
 class Snapshot(_Timestamps):
@@ -149,6 +152,9 @@ class LiveImage(_Timestamps):
     vcpus: int
     artifacts: dict[str, Any] | None
     nova_source: dict[str, Any] | None  # a Nova instance's: flavor_id, image_id
+    publish_status: str | None     # none publishing published error (NULL: none)
+    publish_reason: str | None
+    publish_location: dict[str, Any] | None  # pool, image, snapshot, ram_size, sha256s
 
 
 class QosSpecs(_Timestamps):

@@ -30,7 +30,7 @@ from gridcentric_storage.image import store as image_store
 from gridcentric_storage.scheduler import visibility
 from gridcentric_storage.scheduler.request import RequestSpec
 from gridcentric_storage.scheduler.scheduler import Scheduler
-from gridcentric_storage.volume import rpcapi, status
+from gridcentric_storage.volume import migration, rpcapi, status
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -215,6 +215,25 @@ class API:
         _require(volume, (V.AVAILABLE,), 'download' if direction == 'read' else 'upload')
         return self.volume_rpcapi.prepare_transfer(ctxt, volume['host'], volume['id'],
                                                    direction)
+
+    # ------------------------------------------------------------- migration
+    def migrate(self, ctxt: Any, volume: Volume, backend_ref: str | None,
+                placement: dict[str, Any] | None, force_host_copy: bool = False) -> Volume:
+        """Move the volume to the backend ``backend_ref`` (a name or id) or, without
+        one, to the best other backend for ``placement`` (a create's tags, role,
+        requirements...); the scheduler checks the destination is up, enabled and
+        has room either way."""
+        if backend_ref is not None:
+            dest = migration.find_backend(backend_ref)
+            migration.check(volume, dest)
+            spec = RequestSpec(size=volume['size'], backend_id=dest['id'])
+            dest = self.scheduler.select(spec, db.backend_get_all()).backend
+        else:
+            spec = RequestSpec.from_volume_request(dict(placement or {}, size=volume['size']))
+            others = [b for b in db.backend_get_all() if b['id'] != volume['backend_id']]
+            dest = self.scheduler.select(spec, others).backend
+            migration.check(volume, dest)
+        return migration.start(self.volume_rpcapi, ctxt, volume, dest, force_host_copy)
 
     # ------------------------------------------------------------- QoS
     def associate_qos(self, ctxt: Any, volume: Volume, specs_id: str | None) -> Volume:

@@ -21,9 +21,9 @@ from gridcentric_storage.compute import rpcapi as compute_rpcapi
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
-from gridcentric_storage.db.records import Volume
+from gridcentric_storage.db.records import Snapshot, Volume
 from gridcentric_storage.image.store import ImageStore
-from gridcentric_storage.volume import qos_enforce, rpcapi, status
+from gridcentric_storage.volume import migration, qos_enforce, rpcapi, status
 from gridcentric_storage.volume.image_cache import ImageCache
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 from gridcentric_storage.volume.pool import LocalPool
@@ -36,6 +36,16 @@ _MODEL_KEYS = ('provider_location', 'provider_auth')
 def model_update(update: dict[str, Any] | None) -> dict[str, Any]:
     """The keys of a driver's model update that the DB keeps."""
     return {k: v for k, v in (update or {}).items() if k in _MODEL_KEYS}
+
+
+def snapshot_ref(snapshot: Snapshot, **extra: Any) -> SnapshotRef:
+    """The driver's reference, naming its volume as the backend does (a migrated
+    volume's data keeps its ``name_id``)."""
+    try:
+        name_id = db.volume_get(snapshot['volume_id']).get('name_id')
+    except exception.VolumeNotFound:
+        name_id = None
+    return SnapshotRef(dict(snapshot, volume_name_id=name_id, **extra))
 
 
 def _member(volume: Volume) -> gc_context.RequestContext:
@@ -58,6 +68,7 @@ class VolumeManager:
         self.transfers = TransferServer(host, self.pool, self._begin_transfer,
                                         self._end_transfer)
         self.compute_rpcapi = compute_rpcapi.ComputeAPI()
+        self.migrations = migration.Migrator(self)
 
     # ------------------------------------------------------------- backends
     def setup_backend(self, ctxt: Any, backend_id: str) -> None:
@@ -99,7 +110,7 @@ class VolumeManager:
                           ref: VolumeRef) -> Any:
         if volume['snapshot_id']:
             snapshot = db_snapshots.snapshot_get(volume['snapshot_id'])
-            return driver.create_volume_from_snapshot(ref, SnapshotRef(snapshot))
+            return driver.create_volume_from_snapshot(ref, snapshot_ref(snapshot))
         if volume['source_volid']:
             source = db.volume_get(volume['source_volid'])
             return driver.create_cloned_volume(ref, VolumeRef(source))
@@ -132,7 +143,7 @@ class VolumeManager:
                 driver.remove_export(None, ref)
                 if cascade:
                     for snapshot in db_snapshots.snapshot_get_all(volume_id=volume_id):
-                        concurrency.execute(driver.delete_snapshot, SnapshotRef(snapshot))
+                        concurrency.execute(driver.delete_snapshot, snapshot_ref(snapshot))
                         db_snapshots.snapshot_destroy(snapshot['id'])
                 concurrency.execute(driver.delete_volume, ref)
             except Exception as e:
@@ -177,7 +188,7 @@ class VolumeManager:
             try:
                 driver = self.pool.get(volume['backend_id'])
                 concurrency.execute(driver.revert_to_snapshot, None, ref,
-                                    SnapshotRef(snapshot))
+                                    snapshot_ref(snapshot))
                 if volume['size'] > snapshot['volume_size']:
                     # The snapshot is smaller: keep the volume's current size.
                     concurrency.execute(driver.extend_volume, ref, volume['size'])
@@ -196,13 +207,13 @@ class VolumeManager:
         with self.locks.get(snapshot['volume_id']):
             try:
                 driver = self.pool.get(snapshot['backend_id'])
-                ref = SnapshotRef(dict(snapshot, quiesced=quiesced))
+                ref = snapshot_ref(snapshot, quiesced=quiesced)
                 update = concurrency.execute(driver.create_snapshot, ref)
             except Exception as e:
                 LOG.exception('Creating snapshot %s failed', snapshot_id)
                 try:
                     self.pool.get(snapshot['backend_id']).delete_snapshot(
-                        SnapshotRef(snapshot))
+                        snapshot_ref(snapshot))
                 except Exception:
                     LOG.warning('Could not remove leftovers of snapshot %s', snapshot_id)
                 status.move_snapshot(snapshot_id, S.ERROR, S.CREATING,
@@ -221,7 +232,7 @@ class VolumeManager:
         with self.locks.get(snapshot['volume_id']):
             try:
                 driver = self.pool.get(snapshot['backend_id'])
-                concurrency.execute(driver.delete_snapshot, SnapshotRef(snapshot))
+                concurrency.execute(driver.delete_snapshot, snapshot_ref(snapshot))
             except Exception as e:
                 LOG.exception('Deleting snapshot %s failed', snapshot_id)
                 status.move_snapshot(snapshot_id, S.ERROR_DELETING, S.DELETING,
@@ -323,6 +334,12 @@ class VolumeManager:
         if not others:
             driver.remove_export(ctxt, ref)
 
+    # ------------------------------------------------------------- migration
+    def migrate_volume(self, ctxt: Any, volume_id: str, backend_id: str,
+                       force_host_copy: bool = False) -> None:
+        """Move the volume (``migrating``) to ``backend_id`` (``volume.migration``)."""
+        self.migrations.migrate(ctxt, volume_id, backend_id, force_host_copy)
+
     # ------------------------------------------------------------- streams
     def prepare_transfer(self, ctxt: Any, volume_id: str, direction: str) -> dict[str, Any]:
         return self.transfers.prepare(volume_id, direction)
@@ -352,7 +369,8 @@ class VolumeManager:
         run again; an extend or an upload to an image leaves the data as it
         was, so those volumes go back to where they were; an interrupted
         revert or download leaves unknown data, so that volume goes to
-        ``error``.
+        ``error``; a migration never touched its source, so its destination
+        goes and the volume is usable again.
         """
         self.pool.sync_and_report()
         host = self.host
@@ -387,7 +405,8 @@ class VolumeManager:
             else:
                 try:
                     self.pool.get(snapshot['backend_id']).delete_snapshot(
-                        SnapshotRef(snapshot))
+                        snapshot_ref(snapshot))
                 except Exception:
                     LOG.warning('Could not remove leftovers of snapshot %s', snapshot['id'])
                 self.create_snapshot(None, snapshot['id'])
+        self.migrations.settle_interrupted()

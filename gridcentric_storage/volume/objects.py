@@ -2,6 +2,13 @@
 
 Cinder drivers read ``volume.id``, ``volume['size']`` and ``volume.name``
 (``volume-<id>``); these small classes give both spellings over a DB dict.
+
+A migrated volume keeps its id while its data keeps the name the backend
+gave it under the migration's temporary row (Cinder's ``name_id``). Drivers
+here name backend objects after ``volume.id``, so a :class:`VolumeRef`'s
+``id`` is that name id (``volume_id`` stays the row's), and a
+:class:`SnapshotRef` built with the volume's ``volume_name_id`` names its
+volume the same way.
 """
 
 from collections.abc import Mapping
@@ -41,6 +48,21 @@ class _Ref:
 class VolumeRef(_Ref):
     _name_template = 'volume-%s'
 
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self._values['volume_id'] = values.get('id')
+        if values.get('name_id'):
+            self._values['id'] = values['name_id']
+
+    @property
+    def name_id(self) -> Any:
+        return self._values.get('id')
+
 
 class SnapshotRef(_Ref):
     _name_template = 'snapshot-%s'
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        if values.get('volume_name_id'):
+            self._values['volume_id'] = values['volume_name_id']

@@ -17,6 +17,8 @@ Version history:
   VM paused meanwhile).
 * 1.1 - apply_qos (cast): enforce a volume's current QoS limits on its
   backend and through the hypervisors of the servers using it.
+* 1.2 - migrate_volume (cast): move a volume to another backend, run on the
+  owner of its current one (``volume.migration``).
 """
 
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 from gridcentric_storage.common import rpc
 
 NAMESPACE = 'volume'
-RPC_API_VERSION = '1.1'
+RPC_API_VERSION = '1.2'
 
 
 class VolumeAPI(rpc.HostClient):
@@ -65,6 +67,12 @@ class VolumeAPI(rpc.HostClient):
 
     def apply_qos(self, ctxt: Any, host: str, volume_id: str) -> None:
         self._cast(ctxt, host, 'apply_qos', '1.1', volume_id=volume_id)
+
+    def migrate_volume(self, ctxt: Any, host: str, volume_id: str, backend_id: str,
+                       force_host_copy: bool = False) -> None:
+        """``host``: the owner of the volume's current backend."""
+        self._cast(ctxt, host, 'migrate_volume', '1.2', volume_id=volume_id,
+                   backend_id=backend_id, force_host_copy=force_host_copy)
 
     # ---- snapshots
     def create_snapshot(self, ctxt: Any, host: str, snapshot_id: str) -> None:

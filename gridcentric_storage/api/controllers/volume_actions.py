@@ -24,7 +24,8 @@ class VolumeActionsController(VolumeAccess):
         name, args = next(iter(body.items()))
         handler = {'os-extend': self._extend, 'revert': self._revert,
                    'os-force_detach': self._force_detach,
-                   'os-volume_upload_image': self._upload_image, 'qos': self._qos}[name]
+                   'os-volume_upload_image': self._upload_image, 'qos': self._qos,
+                   'migrate': self._migrate, 'os-migrate_volume': self._migrate}[name]
         return handler(req, id, args)
 
     def _extend(self, req: Any, id: str, args: dict[str, Any]) -> tuple[int, None]:
@@ -61,6 +62,22 @@ class VolumeActionsController(VolumeAccess):
         if args['qos_specs_id'] is not None:
             db_qos.qos_specs_get(args['qos_specs_id'])
         self.volumes.associate_qos(req.context, volume, args['qos_specs_id'])
+        return 202, None
+
+    def _migrate(self, req: Any, id: str, args: dict[str, Any]) -> tuple[int, None]:
+        """Move the volume to another backend: ``backend`` (``os-migrate_volume``:
+        ``host``, a backend's name or id, or Cinder's ``host@backend#pool``), or
+        the scheduler's pick for placement fields (``tags``, ``role``, ...)."""
+        volume = self.get_volume(req, id, 'volume:migrate')
+        backend = args.get('backend')
+        if 'host' in args:  # Cinder's spelling: host@backend#pool names the backend
+            backend = args['host'].split('#', 1)[0].rsplit('@', 1)[-1]
+        placement = {k: v for k, v in args.items() if k in schema.MIGRATE_PLACEMENT}
+        if (backend is None) == (not placement):
+            raise exception.Invalid(reason='give either a backend or placement fields (%s)'
+                                    % ', '.join(schema.MIGRATE_PLACEMENT))
+        self.volumes.migrate(req.context, volume, backend, placement or None,
+                             args.get('force_host_copy', False))
         return 202, None
 
     # ---- streams: the bytes move socket to socket in the kernel (transfer_io)

@@ -14,7 +14,7 @@ from gridcentric_storage.db import snapshots as db_snapshots
 from gridcentric_storage.db.records import Snapshot, Volume
 from gridcentric_storage.image import store as image_store
 from gridcentric_storage.volume import api as volume_api
-from gridcentric_storage.volume import qos_enforce
+from gridcentric_storage.volume import migration, qos_enforce
 
 CONF = cfg.CONF
 _SORT_KEYS = ('created_at', 'name', 'size', 'status')
@@ -38,6 +38,12 @@ def view(volume: Volume, is_admin: bool) -> dict[str, Any]:
     result['qos'] = qos_enforce.view(volume)
     if is_admin:
         result['qos_specs_id'] = volume.get('qos_specs_id')
+        # Cinder's os-vol-mig-status-attr, under our own names too: members
+        # see only the status ``migrating``.
+        result['migration_status'] = volume.get('migration_status')
+        result['migration_progress'] = volume.get('migration_progress')
+        result['os-vol-mig-status-attr:migstat'] = volume.get('migration_status')
+        result['os-vol-mig-status-attr:name_id'] = volume.get('name_id')
     result['created_at'] = common.isotime(volume['created_at'])
     result['updated_at'] = common.isotime(volume['updated_at'])
     return result
@@ -73,7 +79,9 @@ class VolumesController(VolumeAccess):
         filters = {k: req.GET[k] for k in ('name', 'status', 'backend_id') if k in req.GET}
         page = common.pagination(req, _SORT_KEYS)
         items = [view(v, ctxt.is_admin)
-                 for v in db.volume_get_all(project_id=project, filters=filters, **page)]
+                 for v in db.volume_get_all(project_id=project, filters=filters, **page)
+                 # a migration's temporary destination is internal
+                 if ctxt.is_admin or not migration.is_target(v)]
         result: dict[str, Any] = {'volumes': items}
         links = common.next_links(req, 'volumes', items, page['limit'])
         if links:

@@ -40,6 +40,8 @@ rules = [
     _action('force_detach', base.ADMIN, 'End every attachment of a volume (os-force_detach).'),
     _action('upload_image', base.ADMIN_OR_OWNER,
             'Write a volume out as an image (os-volume_upload_image).'),
+    _action('migrate', base.ADMIN,
+            'Move a volume to another backend (migrate, os-migrate_volume).'),
     policy.DocumentedRuleDefault('volume:download', base.ADMIN_OR_OWNER,
                                  'Read a whole volume as a byte stream.',
                                  [{'method': 'GET', 'path': _PATH + '/{volume_id}/data'}]),

@@ -21,6 +21,10 @@ create = common.envelope('volume', {
 })
 
 _SIZE = {'type': 'integer', 'minimum': 1, 'maximum': 65536}
+_BACKEND_REF = {'type': 'string', 'minLength': 1, 'maxLength': 255}
+#: What a migration without a named backend gives the scheduler (as a create).
+MIGRATE_PLACEMENT = ('tags', 'role', 'availability_zone', 'capabilities', 'requirements',
+                     'rank')
 
 action = {
     'type': 'object',
@@ -42,6 +46,17 @@ action = {
                            'force': {'type': 'boolean'}},
             'required': ['image_name'], 'additionalProperties': False},
         'qos': qos_specs.volume_action,
+        'migrate': {
+            'type': 'object',
+            'properties': dict({'backend': _BACKEND_REF, 'force_host_copy': {'type': 'boolean'}},
+                               **{k: create['properties']['volume']['properties'][k]
+                                  for k in MIGRATE_PLACEMENT}),
+            'additionalProperties': False},
+        'os-migrate_volume': {
+            'type': 'object',
+            'properties': {'host': _BACKEND_REF, 'force_host_copy': {'type': 'boolean'},
+                           'lock_volume': {'type': 'boolean'}},
+            'required': ['host'], 'additionalProperties': False},
     },
     'minProperties': 1, 'maxProperties': 1, 'additionalProperties': False,
 }
