@@ -43,7 +43,7 @@ from gridcentric_storage.volume import qos
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ['default_progress', 'job_id', 'live_node', 'migrate']
+__all__ = ['default_progress', 'job_id', 'live_node', 'migrate', 'mirror_prefix']
 
 Connect = Callable[[], contextlib.AbstractContextManager[qmp.Monitor]]
 Progress = Callable[[int], None]
@@ -59,6 +59,11 @@ _FINISHED = ('concluded', 'null')
 def job_id(volume_id: str) -> str:
     """The mirror job of a volume (one at a time per volume)."""
     return 'mirror-' + volume_id
+
+
+def mirror_prefix(slot: cmdline.DiskSlot) -> str:
+    """How the nodes a mirror opens for the disk are named (``drive<N>-m<hex>``)."""
+    return 'drive%d-m' % slot.index
 
 
 def live_node(mon: qmp.Monitor, slot: cmdline.DiskSlot) -> str:
@@ -154,7 +159,7 @@ def _drop_leftover(mon: qmp.Monitor, slot: cmdline.DiskSlot, jid: str, current: 
                 mon.cmd('block-job-cancel', device=jid, force=True)
         if _wait_finished(mon, jid, timeout) is not None:
             mon.cmd('job-dismiss', id=jid)
-    prefix = slot.node + '-m'
+    prefix = mirror_prefix(slot)
     for node in _node_names(mon):
         if node.startswith(prefix) and node != current:
             LOG.warning('Removing node %s left by an interrupted migration', node)
@@ -242,7 +247,7 @@ def migrate(connect: Connect, layout: cmdline.Layout, volume_id: str, disk: base
     if progress is None:
         progress = default_progress(volume_id)
     jid = job_id(volume_id)
-    target = '%s-m%s' % (slot.node, os.urandom(4).hex())
+    target = mirror_prefix(slot) + os.urandom(4).hex()
     new_info = _new_connection(slot.connection_info, disk.connection_info)
     with connect() as mon:
         source = live_node(mon, slot)
