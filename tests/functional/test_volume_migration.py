@@ -8,9 +8,11 @@ them; each test says why it skips otherwise.
 
 import os
 
+import pytest
+
 from gridcentric_storage.common.states import VolumeStatus as V
 from gridcentric_storage.db import api as db
-from tests.fixtures import loopfs
+from tests.fixtures import ceph, loopfs
 from tests.fixtures.services import file_backend, wait_for
 from tests.functional.test_volume_lifecycle import create_volume, download, settle, upload
 
@@ -229,3 +231,105 @@ def test_failed_destination_leaves_source_usable(cloud, tmp_path):
     assert failed['backend_id'] == one['id']
     assert download(cloud, volume['id'], len(data)) == data
     wait_for(lambda: no_temporary_rows(volume['id']), what='the destination row removed')
+
+
+# ---------------------------------------------------------------- Ceph RBD
+
+MIGRATION_POOL = 'gc-migration'
+
+
+@pytest.fixture(scope='module')
+def cli():
+    cli = ceph.cli_or_skip()
+    if MIGRATION_POOL not in cli.run('ceph', 'osd', 'pool', 'ls').split():
+        cli.run('ceph', 'osd', 'pool', 'create', MIGRATION_POOL, '8', '8')
+        cli.run('ceph', 'osd', 'pool', 'application', 'enable', MIGRATION_POOL, 'rbd')
+    return cli
+
+
+def rbd_backend(cloud, cli, name, pool):
+    response = cloud.request('POST', '/v1/backends', json={'backend': {
+        'name': name, 'driver': 'rbd', 'options': {
+            'pool': pool, 'ceph_conf': cli.conf, 'keyring_in_connection_info': True}}})
+    assert response.status_code == 201, response.text
+    return response.json()['backend']
+
+
+def images(cli, pool):
+    return set(cli.rbd('ls', pool) or [])
+
+
+def test_file_to_rbd_host_copy(cloud, tmp_path, cli):
+    one = file_backend(cloud, tmp_path / 'one', name='one')
+    ceph_backend = rbd_backend(cloud, cli, 'ceph', 'rbd')
+    volume = create_volume(cloud, size=1, backend_id=one['id'])
+    data = _pattern(b'file to ceph')
+    upload(cloud, volume['id'], data)
+    moved = migrated(cloud, volume['id'], ceph_backend)
+    assert moved['os-vol-mig-status-attr:name_id'] not in (None, volume['id'])
+    assert 'volume-%s' % moved['os-vol-mig-status-attr:name_id'] in images(cli, 'rbd')
+    assert download(cloud, volume['id'], len(data)) == data
+    wait_for(lambda: volume_files(tmp_path / 'one') == [], what='the file source deleted')
+    response = cloud.request('DELETE', '/v1/volumes/%s' % volume['id'])
+    assert response.status_code == 202
+    assert settle(cloud, 'volumes', volume['id'])['status'] == 'deleted'
+    assert 'volume-%s' % moved['os-vol-mig-status-attr:name_id'] not in images(cli, 'rbd')
+
+
+def test_rbd_to_rbd_driver_assisted(cloud, cli):
+    """Same cluster, another pool: librbd copies it, no temporary volume, same name."""
+    source = rbd_backend(cloud, cli, 'ceph-a', 'rbd')
+    dest = rbd_backend(cloud, cli, 'ceph-b', MIGRATION_POOL)
+    volume = create_volume(cloud, size=1, backend_id=source['id'])
+    data = _pattern(b'ceph pool to pool')
+    upload(cloud, volume['id'], data)
+    name = 'volume-%s' % volume['id']
+    moved = migrated(cloud, volume['id'], dest)
+    assert moved['os-vol-mig-status-attr:name_id'] is None   # no temporary row was used
+    assert name in images(cli, MIGRATION_POOL) and name not in images(cli, 'rbd')
+    assert download(cloud, volume['id'], len(data)) == data
+    # force_host_copy: the host-assisted path between the same two backends
+    response = migrate(cloud, volume['id'], backend='ceph-a', force_host_copy=True)
+    assert response.status_code == 202, response.text
+    back = settle(cloud, 'volumes', volume['id'], away=('migrating',))
+    assert back['backend_id'] == source['id'] and back['migration_status'] == 'success'
+    assert back['os-vol-mig-status-attr:name_id'] not in (None, volume['id'])
+    assert download(cloud, volume['id'], len(data)) == data
+    wait_for(lambda: name not in images(cli, MIGRATION_POOL), what='the old image deleted')
+    cloud.request('DELETE', '/v1/volumes/%s' % volume['id'])
+    assert settle(cloud, 'volumes', volume['id'])['status'] == 'deleted'
+
+
+# ---------------------------------------------------------------- StorPool
+
+def test_storpool_same_cluster_changes_template(tmp_path):
+    """StorPool moves the data itself: the volume takes the destination's template;
+    a backend on another cluster (API endpoint) is refused (host copy)."""
+    from gridcentric_storage.volume.drivers.storpool import StorPoolDriver
+    from gridcentric_storage.volume.objects import VolumeRef
+    from tests.fixtures import storpool
+
+    templates = [{'name': 'hdd', 'replication': 3}, {'name': 'ssd', 'replication': 2}]
+    with storpool.cluster(tmp_path, templates=templates) as sim:
+        hdd = StorPoolDriver('b-hdd', 'hdd', {'template': 'hdd'})
+        hdd.do_setup(None)
+        ref = VolumeRef({'id': '5b2c3f4e-0d1a-4a57-9c1e-2f3a4b5c6d7e', 'size': 1})
+        hdd.create_volume(ref)
+        sp_name = hdd._vol(ref.id)
+        path = os.path.join(sim.cluster.dir, sim.cluster.volume(sp_name)['globalId'])
+        data = _pattern(b'storpool')
+        with open(path, 'r+b') as f:
+            f.write(data)
+        moved, update = hdd.migrate_volume(None, ref, {
+            'driver': 'storpool', 'backend_id': 'b-ssd', 'backend_name': 'ssd',
+            'options': {'template': 'ssd'}})
+        assert moved and update is None
+        volume = sim.cluster.volume(sp_name)
+        assert volume['templateName'] == 'ssd' and volume['replication'] == 2
+        with open(path, 'rb') as f:
+            assert f.read(len(data)) == data
+        elsewhere = hdd.migrate_volume(None, ref, {
+            'driver': 'storpool', 'backend_id': 'b-x', 'backend_name': 'x',
+            'options': {'template': 'ssd', 'api_host': '192.0.2.1', 'api_port': 81}})
+        assert elsewhere == (False, None)
+        assert hdd.migrate_volume(None, ref, {'driver': 'rbd', 'options': {}}) == (False, None)

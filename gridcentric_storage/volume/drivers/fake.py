@@ -209,6 +209,25 @@ class FakeDriver(base.VolumeDriver):
             self._store.volumes.pop(_uuid('volume', volume.id), None)
             self._store.qos.pop(volume.id, None)
 
+    def migrate_volume(self, context: Any, volume: VolumeRef,
+                       host: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+        """To another fake backend: the blocks move between the two stores."""
+        self._maybe_fail('migrate_volume')
+        if host.get('driver') != 'fake':
+            return False, None
+        with self._lock:
+            disk = self._volume(volume.id)
+            dest = self._stores.setdefault(host['backend_id'], _Store())
+            if volume.id in dest.volumes:
+                raise _error(f'volume-{volume.id} already exists on backend '
+                             f'{host.get("backend_name")}')
+            dest.volumes[volume.id] = self._store.volumes.pop(volume.id)
+            qos = self._store.qos.pop(volume.id, None)
+            if qos is not None:
+                dest.qos[volume.id] = qos
+        assert disk is not None
+        return True, {'provider_location': 'fake://%s' % volume.name}
+
     def extend_volume(self, volume: VolumeRef, new_size: int) -> None:
         self._maybe_fail('extend_volume')
         with self._lock:

@@ -9,6 +9,7 @@ of ``RBDDriver`` (whose ``__init__`` sets what it declares), so ``driver._run``,
 ``rados`` and ``rbd``, read at each call: a test replaces them here.
 """
 
+import configparser
 import contextlib
 import json
 import os
@@ -47,6 +48,16 @@ def import_bindings() -> None:
                     'python3-rados and python3-rbd (in a virtualenv: '
                     'tools/link-ceph-bindings.sh <venv>)') from None
     rados, rbd = rados_mod, rbd_mod
+
+
+def conf_fsid(path: str) -> str | None:
+    """The cluster fsid a ceph.conf names ([global] fsid), if it can be read."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read(path)
+    except (OSError, configparser.Error):
+        return None
+    return parser.get('global', 'fsid', fallback=None)
 
 
 def _escape(value: str) -> str:

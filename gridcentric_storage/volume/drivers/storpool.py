@@ -114,6 +114,9 @@ class StorPoolDriver(base.VolumeDriver):
         self._execute = execute or processutils.execute
         self._api: Any = None
         self.prefix = 'os'
+        # (API host, port) of this backend's cluster and of the host's own one
+        self._cluster: tuple[str, str] | None = None
+        self._host_cluster: tuple[str, str] | None = None
         self._stats: dict[str, Any] | None = None
 
     # ---- set-up and stats
@@ -124,6 +127,9 @@ class StorPoolDriver(base.VolumeDriver):
             missing = ''
         except Exception as e:  # no /etc/storpool.conf: the options must say it all
             conf, missing = dict(sp.STORPOOL_CONF_DEFAULTS), f' ({e})'
+        # The host's own cluster: a backend without api_host/api_port is on it.
+        self._host_cluster = (str(conf.get('SP_API_HTTP_HOST')),
+                              str(conf.get('SP_API_HTTP_PORT')))
         for option, key in (('api_host', 'SP_API_HTTP_HOST'), ('api_port', 'SP_API_HTTP_PORT'),
                             ('auth_token', 'SP_AUTH_TOKEN')):
             if option in self.options:
@@ -132,6 +138,7 @@ class StorPoolDriver(base.VolumeDriver):
             raise _error('no StorPool API token: give the backend an auth_token or set '
                          f'SP_AUTH_TOKEN in /etc/storpool.conf{missing}')
         self.prefix = conf.get('SP_OPENSTACK_VOLUME_PREFIX', 'os')
+        self._cluster = (str(conf['SP_API_HTTP_HOST']), str(conf['SP_API_HTTP_PORT']))
         self._api = sp.StorPoolAPI(conf['SP_API_HTTP_HOST'], conf['SP_API_HTTP_PORT'],
                                    conf['SP_AUTH_TOKEN'],
                                    timeout=int(self.options.get('api_timeout', 60)))
@@ -234,6 +241,25 @@ class StorPoolDriver(base.VolumeDriver):
     def create_volume(self, volume: VolumeRef) -> dict[str, Any] | None:
         self._create(volume)
         return None
+
+    def migrate_volume(self, context: Any, volume: VolumeRef,
+                       host: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+        """A StorPool backend on the same cluster (API endpoint): the volume stays
+        where it is and takes the destination's template or placement
+        (``VolumeUpdate``; StorPool moves the data). Another cluster: False."""
+        options = host.get('options') or {}
+        if host.get('driver') != 'storpool' or self._host_cluster is None:
+            return False, None
+        cluster = (str(options.get('api_host', self._host_cluster[0])),
+                   str(options.get('api_port', self._host_cluster[1])))
+        if cluster != self._cluster:
+            return False, None
+        placement = StorPoolDriver(host.get('backend_id', ''), host.get('backend_name', ''),
+                                   options)._placement()
+        # VolumeUpdate takes either a template or the placement itself.
+        self._call(f'cannot move volume {volume.id} to backend {host.get("backend_name")}',
+                   'volume_update', self._vol(volume.id), placement)
+        return True, None
 
     def delete_volume(self, volume: VolumeRef) -> None:
         name = self._vol(volume.id)
