@@ -250,8 +250,8 @@ def migrate(connect: Connect, layout: cmdline.Layout, volume_id: str, disk: base
     target = mirror_prefix(slot) + os.urandom(4).hex()
     new_info = _new_connection(slot.connection_info, disk.connection_info)
     with connect() as mon:
-        source = live_node(mon, slot)
-        _drop_leftover(mon, slot, jid, source, timeout)
+        _drop_leftover(mon, slot, jid, live_node(mon, slot), timeout)
+        source = live_node(mon, slot)           # once no leftover job filters it
         try:
             _start(mon, slot, source, target, new_info, jid)
         except Exception as e:

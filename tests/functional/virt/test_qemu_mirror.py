@@ -263,3 +263,20 @@ def test_a_migration_stopped_before_the_pivot_leaves_the_guest_on_its_source(
     assert 'aborted by the volume side' in failed.value.message
     assert len(reports) == 1
     on_source(vm, dest)
+
+
+def test_a_mirror_left_by_an_interrupted_migration_is_replaced(vm: Guest,
+                                                                reports: list[int]) -> None:
+    """The compute service died mid-way; QEMU still runs the old job and holds its
+    target: the next migration of the volume cancels both and goes through."""
+    stale = make_file(os.path.join(vm.directory, 'stale.raw'), 'raw')
+    vm.cmd('blockdev-add', **{'driver': 'raw', 'node-name': 'drive0-mdead',
+                              'file': {'driver': 'file', 'filename': stale}})
+    vm.cmd('blockdev-mirror', **{'job-id': qemu_mirror.job_id(VOLUME), 'device': 'drive0',
+                                 'target': 'drive0-mdead', 'sync': 'full',
+                                 'auto-dismiss': False, 'speed': 1})
+    dest = make_file(os.path.join(vm.directory, 'dest.qcow2'), 'qcow2')
+    writer = migrate_while_writing(vm, dest, 'qcow2')
+    check_on(vm, writer, dest, 'qcow2', os.path.join(vm.directory, 'source.raw'))
+    nodes = {n['node-name'] for n in vm.cmd('query-named-block-nodes', flat=True)}
+    assert 'drive0-mdead' not in nodes and not vm.holds(stale)
