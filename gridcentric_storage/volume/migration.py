@@ -47,7 +47,6 @@ from gridcentric_storage.common import concurrency, exception, rpc, states
 from gridcentric_storage.common import context as gc_context
 from gridcentric_storage.common.states import MigrationStatus as M
 from gridcentric_storage.common.states import VolumeStatus as V
-from gridcentric_storage.compute import rpcapi as compute_rpcapi
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
@@ -100,14 +99,14 @@ def find_backend(name_or_id: str) -> Backend:
 
 def can_mirror(host: str | None) -> bool:
     """Whether ``host``'s compute service can move a running guest's disk: it is
-    up, has a hypervisor, and its service advertises ``volume_mirror`` (a host
-    started before that capability existed cannot)."""
-    if host is None or not hasattr(compute_rpcapi.ComputeAPI, 'migrate_server_volume'):
+    up and its service advertises ``volume_mirror`` (a virt driver that can;
+    hosts started before that capability existed cannot)."""
+    if host is None:
         return False
     for service in db.service_get_all(topic=CONF.compute.topic, up_only=True):
         if service['host'] == host:
             caps = service['capabilities'] or {}
-            return bool(caps.get('hypervisor', True)) and bool(caps.get('volume_mirror'))
+            return bool(caps.get('volume_mirror'))
     return False
 
 
@@ -276,7 +275,8 @@ class Migrator:
                                                         connector)
         try:
             self.manager.compute_rpcapi.migrate_server_volume(
-                ctxt, attachment['host'], attachment['instance_uuid'], attachment['id'], info)
+                ctxt, attachment['host'], attachment['instance_uuid'], attachment['id'], info,
+                size_gb=volume['size'])
         except Exception:
             with contextlib.suppress(Exception):
                 self.volume_rpcapi.terminate_connection(ctxt, target['host'], target['id'],
