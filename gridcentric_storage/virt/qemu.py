@@ -50,7 +50,7 @@ from typing import Any
 
 from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.virt import accel as accel_mod
-from gridcentric_storage.virt import base, qemu_process, qemu_qos
+from gridcentric_storage.virt import base, qemu_pool, qemu_process, qemu_qos
 from gridcentric_storage.virt import qemu_cmdline as cmdline
 from gridcentric_storage.virt import qemu_flatten as flatten
 from gridcentric_storage.virt import qemu_live as live
@@ -76,7 +76,9 @@ class QemuDriver(base.VirtDriver):
     ``machine``, ``cpu_model`` (None: QEMU's default), ``netdev`` (backend of
     the NIC a ``mac`` asks for, e.g. 'user' or 'tap,ifname=tap0,script=no');
     ``probe_kernel`` (kernel the KVM probe boots; default newest /boot/vmlinuz-*);
-    timeouts in seconds; ``checksum_ram``: record the live image RAM's sha256.
+    timeouts in seconds; ``checksum_ram``: record the live image RAM's sha256;
+    ``warm_pool_size``: QEMU processes kept started per live image for fast
+    launches (0: none; see ``qemu_pool.py``).
     """
 
     def __init__(self, instances_path: str = '/var/lib/gridcentric-storage/instances',
@@ -85,7 +87,8 @@ class QemuDriver(base.VirtDriver):
                  machine: str = 'pc', cpu_model: str | None = None, netdev: str = 'user',
                  probe_kernel: str | None = None, start_timeout: float = 30.0,
                  stop_timeout: float = 10.0, migration_timeout: float = 300.0,
-                 qmp_timeout: float = 30.0, checksum_ram: bool = True) -> None:
+                 qmp_timeout: float = 30.0, checksum_ram: bool = True,
+                 warm_pool_size: int = 0) -> None:
         if accel not in accel_mod.MODES:
             raise exception.InvalidDriverOptions(driver='qemu', reason='accel %r' % accel)
         self.instances_path = os.path.abspath(instances_path)
@@ -107,6 +110,10 @@ class QemuDriver(base.VirtDriver):
         self._vms = qemu_process.Processes(self.instances_path, start_timeout, stop_timeout,
                                            qmp_timeout)
         self._locks = concurrency.KeyedLocks()
+        self.warm_pool_size = max(warm_pool_size, 0)
+        self._pool = qemu_pool.WarmPool(self.warm_pool_size, self._pool_images,
+                                        self._prestart, lambda s: self._vms.pid(s) is not None,
+                                        self._kill_slot)
 
     @classmethod
     def from_config(cls, conf: Any) -> 'QemuDriver':
@@ -126,6 +133,18 @@ class QemuDriver(base.VirtDriver):
                         self.hypervisor_error)
             return
         LOG.info('QEMU driver on %s: accel %s (%s)', host, self.accel, self.accel_reason)
+        for slot_id in qemu_pool.unclaimed(self.instances_path):
+            LOG.info('Removing pooled QEMU %s of a previous run', slot_id)
+            self._kill_slot(slot_id)
+        self._pool.start()
+
+    def cleanup_host(self) -> None:
+        """At service stop: stop the warm pool and kill its processes."""
+        self._pool.stop()
+
+    def warm_processes(self, live_image_id: str) -> int:
+        """How many pooled QEMU processes of the live image are ready to launch."""
+        return self._pool.ready(live_image_id)
 
     @property
     def accel(self) -> str:
@@ -321,26 +340,34 @@ class QemuDriver(base.VirtDriver):
         if image.accel == 'kvm' and self.accel != 'kvm':
             raise exception.DriverError(reason='live image %s was blessed under KVM, which '
                                         'does not work here' % artifacts.live_image_id)
+        layout = cmdline.Layout.from_json(image.to_json())
+        layout.id, layout.name = clone.id, clone.name
+        layout.live_image_id = artifacts.live_image_id
+        if layout.mac:
+            layout.mac = clone.mac or '52:54:00:%02x:%02x:%02x' % tuple(os.urandom(3))
+        for slot, disk in zip(layout.disks, clone.disks, strict=True):
+            slot.volume_id, slot.read_only = disk.volume_id, disk.read_only
+            slot.connection_info = disk.connection_info
         with self._locks.get(clone.id):
-            directory = self._vms.new_dir(clone.id)
+            # A pooled QEMU has its own vmgenid: only a clone that asks for none
+            slot_id = None if clone.vmgenid else self._claim_pooled(artifacts, layout, clone)
+            pooled = slot_id is not None
+            vmgenid = qemu_pool.slot_vmgenid(slot_id) if slot_id else \
+                clone.vmgenid or str(uuid.uuid4())
+            directory = self._vms.dir(clone.id) if pooled else self._vms.new_dir(clone.id)
             try:
-                layout = cmdline.Layout.from_json(image.to_json())
-                layout.id, layout.name = clone.id, clone.name
-                layout.live_image_id = artifacts.live_image_id
-                if layout.mac:
-                    layout.mac = clone.mac or '52:54:00:%02x:%02x:%02x' % tuple(os.urandom(3))
-                for slot, disk in zip(layout.disks, clone.disks, strict=True):
-                    slot.volume_id, slot.read_only = disk.volume_id, disk.read_only
-                    slot.connection_info = disk.connection_info
                 self._save_layout(layout)
-                argv = cmdline.build_argv(
-                    self.qemu_binary, layout, ram_path=artifacts.memory_path, share=False,
-                    qmp_path=os.path.join(directory, 'qmp.sock'),
-                    console_path=os.path.join(directory, 'console.log'),
-                    vmgenid=clone.vmgenid or str(uuid.uuid4()), incoming=True,
-                    secret_files=self._write_secrets(layout),
-                    fw_cfg_files=live.guest_files(directory, clone, layout.mac))
-                with self._vms.start(layout.id, argv) as mon:
+                if pooled:           # its machine is built, waiting for the state
+                    starting = self._vms.monitor(clone.id)
+                else:
+                    starting = self._vms.start(layout.id, cmdline.build_argv(
+                        self.qemu_binary, layout, ram_path=artifacts.memory_path,
+                        share=False, qmp_path=os.path.join(directory, 'qmp.sock'),
+                        console_path=os.path.join(directory, 'console.log'),
+                        vmgenid=vmgenid, incoming=True,
+                        secret_files=self._write_secrets(layout),
+                        fw_cfg_files=live.guest_files(directory, clone, layout.mac)))
+                with starting as mon:
                     started = time.monotonic()
                     for slot in layout.disks:    # still stopped (-S): before any I/O
                         qemu_qos.apply(mon, slot)
@@ -357,11 +384,74 @@ class QemuDriver(base.VirtDriver):
             end = time.monotonic()
         return self._info(layout, pid, 'running', launch_seconds=round(end - start, 4),
                           process_seconds=round(started - start, 4),
-                          restore_seconds=round(loaded - started, 4))
+                          restore_seconds=round(loaded - started, 4), warm=pooled,
+                          vmgenid=vmgenid)
+
+    # ---- warm pool (qemu_pool.py keeps the books; these start, claim and kill)
+
+    def _pool_images(self) -> list[str]:
+        return qemu_pool.live_image_ids(self.live_images_path)
+
+    def _prestart(self, slot_id: str, live_image_id: str) -> None:
+        """Start a pooled QEMU for ``live_image_id`` in a new slot directory."""
+        artifacts = qemu_pool.local_artifacts(self.live_images_path, live_image_id)
+        image = live.image_layout(artifacts)
+        if image.accel == 'kvm' and self.accel != 'kvm':
+            raise exception.DriverError(reason='live image %s was blessed under KVM, which '
+                                        'does not work here' % live_image_id)
+        directory = self._vms.new_dir(slot_id)
+        live.write_file(os.path.join(directory, qemu_pool.MARKER), live_image_id + '\n')
+        layout = cmdline.Layout.from_json(image.to_json())
+        layout.id = layout.name = slot_id
+        argv = cmdline.build_argv(
+            self.qemu_binary, layout, ram_path=artifacts.memory_path, share=False,
+            qmp_path=os.path.join(directory, 'qmp.sock'),
+            console_path=os.path.join(directory, 'console.log'), incoming=True,
+            vmgenid=qemu_pool.slot_vmgenid(slot_id),
+            fw_cfg_files=qemu_pool.slot_guest_files(directory), pooled=True)
+        with self._vms.start(slot_id, argv):
+            pass
+
+    def _kill_slot(self, slot_id: str) -> None:
+        self._vms.kill(slot_id)
+        shutil.rmtree(self._vms.dir(slot_id), ignore_errors=True)
+
+    def _claim_pooled(self, artifacts: base.LiveImageArtifacts, layout: cmdline.Layout,
+                      clone: base.CloneSpec) -> str | None:
+        """Make a pooled QEMU the clone's (its directory renamed to the clone's, its
+        machine built with the clone's guest files, disks and NIC); its slot id, or
+        None when there is none ready or it died (then the caller starts one)."""
+        local = qemu_pool.local_artifacts(self.live_images_path, artifacts.live_image_id)
+        if artifacts.memory_path != local.memory_path or \
+                artifacts.state_path != local.state_path:
+            return None              # not one of this directory's live images
+        slot_id = self._pool.claim(artifacts.live_image_id)
+        if slot_id is None:
+            return None
+        directory = self._vms.dir(slot_id)
+        try:
+            if os.path.lexists(self._vms.dir(clone.id)):
+                raise exception.Conflict(reason='instance %s already exists on this host'
+                                         % clone.id)
+            live.guest_files(directory, clone, layout.mac)
+            with self._vms.monitor(slot_id) as mon:
+                qemu_pool.build_machine(mon, layout)
+            self._vms.rename(slot_id, clone.id)
+            os.unlink(self._vms.file(clone.id, qemu_pool.MARKER))
+        except BaseException as e:
+            died = self._vms.pid(slot_id) is None
+            self._kill_slot(slot_id)
+            if died and isinstance(e, exception.QmpError):
+                LOG.warning('Pooled QEMU %s died while %s claimed it; starting one',
+                            slot_id, clone.id)
+                return None
+            raise
+        return slot_id
 
     def discard(self, artifacts: base.LiveImageArtifacts) -> None:
         check_id('live image', artifacts.live_image_id)
         with self._locks.get('live-image:' + artifacts.live_image_id):
+            self._pool.drain(artifacts.live_image_id)    # no process maps its RAM now
             # A clone's bless cut short by a stop may have left its helper QEMU.
             flatten.kill_helper(os.path.join(self.live_images_path,
                                              artifacts.live_image_id + '.blessing'))
@@ -424,4 +514,15 @@ class QemuDriver(base.VirtDriver):
             with self._vms.monitor(instance_id) as mon:
                 qemu_qos.apply(mon, slot, limits, always=True)
             slot.connection_info = qos.connection_with(slot.connection_info, limits)
+            self._save_layout(layout)
+
+    def migrate_volume(self, instance_id: str, volume_id: str, disk: base.Disk) -> None:
+        """Mirror the volume's disk onto ``disk``'s connection and pivot, the guest
+        running throughout (``qemu_mirror``); the layout then names the new connection."""
+        from gridcentric_storage.virt import qemu_mirror
+
+        with self._locks.get(instance_id):
+            layout = self._load_layout(instance_id)
+            qemu_mirror.migrate(lambda: self._vms.monitor(instance_id), layout, volume_id,
+                                disk, self.qmp_timeout)
             self._save_layout(layout)

@@ -30,13 +30,15 @@ from typing import Any
 
 from gridcentric_storage.common import exception
 
-__all__ = ['FW_CFG_PREFIX', 'DiskSlot', 'Layout', 'blockdev_options', 'build_argv',
-           'disk_device', 'free_pci_slot']
+__all__ = ['FW_CFG_PREFIX', 'VMGENID_PATH', 'DiskSlot', 'Layout', 'blockdev_options',
+           'build_argv', 'disk_device', 'free_pci_slot', 'nic_device']
 
 #: fw_cfg names the guest reads (QEMU asks for "opt/<reverse domain>/...").
 FW_CFG_PREFIX = 'opt/com.gridcentric/'
 NIC_SLOT = 3
 FIRST_DISK_SLOT = 4
+#: QOM path of the vmgenid device of a pooled process (its guid is set at claim).
+VMGENID_PATH = '/machine/peripheral/vmgenid0'
 LAST_PCI_SLOT = 31
 
 
@@ -157,6 +159,12 @@ def disk_device(disk: DiskSlot, bootindex: int | None = None) -> dict[str, Any]:
     return device
 
 
+def nic_device(mac: str) -> dict[str, Any]:
+    """``-device`` / ``device_add`` options of the NIC (backend ``net0``)."""
+    return {'driver': 'virtio-net-pci', 'id': 'nic0', 'netdev': 'net0', 'mac': mac,
+            'bus': 'pci.0', 'addr': hex(NIC_SLOT)}
+
+
 def free_pci_slot(layout: Layout) -> int:
     used = {d.slot for d in layout.disks}
     for slot in range(FIRST_DISK_SLOT, LAST_PCI_SLOT + 1):
@@ -168,12 +176,18 @@ def free_pci_slot(layout: Layout) -> int:
 def build_argv(qemu: str, layout: Layout, *, ram_path: str, share: bool, qmp_path: str,
                console_path: str, vmgenid: str | None = None, incoming: bool = False,
                secret_files: dict[str, str] | None = None,
-               fw_cfg_files: dict[str, str] | None = None) -> list[str]:
+               fw_cfg_files: dict[str, str] | None = None, pooled: bool = False) -> list[str]:
     """The argv of a VM (``incoming=False``) or a clone waiting for its state.
 
     ``secret_files`` maps the ids named by :func:`blockdev_options` to files
     holding the secrets; ``fw_cfg_files`` maps names under
     :data:`FW_CFG_PREFIX` to files the guest can read.
+
+    ``pooled``: a warm-pool process, started before its clone exists. It
+    waits in ``--preconfig`` (before the machine is built, so it reads the
+    fw_cfg files only when told to go on, once they hold the clone's); it
+    gets the disks' nodes by ``blockdev-add`` then, and the NIC (whose MAC is
+    the clone's) by ``device_add`` after; its vmgenid is :data:`VMGENID_PATH`.
     """
     argv = [qemu, '-name', _opt('guest=%s' % layout.id),
             '-accel', layout.accel,
@@ -182,7 +196,8 @@ def build_argv(qemu: str, layout: Layout, *, ram_path: str, share: bool, qmp_pat
             '-object', 'memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s'
             % (layout.memory_mb, _opt(ram_path), 'on' if share else 'off'),
             '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-            '-device', 'vmgenid,guid=%s' % (vmgenid or 'auto'),
+            '-device', 'vmgenid,guid=%s%s' % (vmgenid or 'auto',
+                                              ',id=vmgenid0' if pooled else ''),
             '-chardev', 'file,id=console0,path=%s' % _opt(console_path),
             '-serial', 'chardev:console0',
             '-chardev', 'socket,id=qmp0,path=%s,server=on,wait=off' % _opt(qmp_path),
@@ -192,19 +207,19 @@ def build_argv(qemu: str, layout: Layout, *, ram_path: str, share: bool, qmp_pat
     for secret_id, path in sorted((secret_files or {}).items()):
         argv += ['-object', 'secret,id=%s,file=%s,format=raw' % (secret_id, _opt(path))]
     for disk in layout.disks:
-        options, _ = blockdev_options(disk.connection_info, disk.node, disk.read_only)
         boot = 0 if (disk.index == 0 and not layout.kernel) else None
-        argv += ['-blockdev', json.dumps(options, sort_keys=True),
-                 '-device', json.dumps(disk_device(disk, boot), sort_keys=True)]
+        if not pooled:
+            options, _ = blockdev_options(disk.connection_info, disk.node, disk.read_only)
+            argv += ['-blockdev', json.dumps(options, sort_keys=True)]
+        argv += ['-device', json.dumps(disk_device(disk, boot), sort_keys=True)]
     if layout.mac:
-        argv += ['-netdev', '%s,id=net0' % layout.netdev,
-                 '-device', json.dumps({'driver': 'virtio-net-pci', 'id': 'nic0',
-                                        'netdev': 'net0', 'mac': layout.mac,
-                                        'bus': 'pci.0', 'addr': hex(NIC_SLOT)})]
+        argv += ['-netdev', '%s,id=net0' % layout.netdev]
+        if not pooled:
+            argv += ['-device', json.dumps(nic_device(layout.mac))]
     for name, path in sorted((fw_cfg_files or {}).items()):
         argv += ['-fw_cfg', 'name=%s%s,file=%s' % (FW_CFG_PREFIX, name, _opt(path))]
     if incoming:
-        argv += ['-incoming', 'defer', '-S']
+        argv += ['-incoming', 'defer', '-S'] + (['--preconfig'] if pooled else [])
     elif layout.kernel:
         argv += ['-kernel', layout.kernel]
         if layout.initrd:

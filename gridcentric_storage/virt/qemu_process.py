@@ -25,8 +25,10 @@ from gridcentric_storage.virt import qmp
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ['Processes', 'check_id']
+__all__ = ['STARTED_AS', 'Processes', 'check_id']
 
+#: In a renamed instance directory: the name QEMU's command line knows it by.
+STARTED_AS = 'started-as'
 _ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$')
 
 
@@ -90,8 +92,34 @@ class Processes:
                 zombie = f.read().rsplit(')', 1)[1].split()[0] == 'Z'
         except (OSError, ValueError, IndexError):
             return None
-        qmp_path = self.file(instance_id, 'qmp.sock').encode()
-        return pid if qmp_path in argv and not zombie else None
+        names = {self.file(instance_id, 'qmp.sock').encode()}
+        started_as = self.started_as(instance_id)
+        if started_as:
+            names.add(self.file(started_as, 'qmp.sock').encode())
+        return pid if any(name in argv for name in names) and not zombie else None
+
+    def started_as(self, instance_id: str) -> str | None:
+        """The directory name QEMU was started in, when it was renamed since
+        (a warm-pool slot claimed by a clone), else None."""
+        try:
+            with open(self.file(instance_id, STARTED_AS)) as f:
+                return check_id('pool slot', f.read().strip())
+        except (OSError, exception.Invalid):
+            return None
+
+    def rename(self, old_id: str, new_id: str) -> None:
+        """Make the running VM of directory ``old_id`` the VM ``new_id``: its
+        directory renamed (QEMU keeps its open files and its QMP socket moves
+        along), ``STARTED_AS`` naming the directory its command line still names."""
+        old, new = self.dir(old_id), self.dir(new_id)
+        if os.path.lexists(new):      # rename(2) would replace an empty directory
+            raise exception.Conflict(reason='instance %s already exists on this host'
+                                     % new_id)
+        live.write_file(os.path.join(old, STARTED_AS), old_id + '\n')
+        os.rename(old, new)
+        proc = self._procs.pop(old_id, None)
+        if proc is not None:
+            self._procs[new_id] = proc
 
     def log_tail(self, instance_id: str) -> str:
         """The end of QEMU's stderr, on one line (for error messages)."""
