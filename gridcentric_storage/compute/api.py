@@ -195,7 +195,9 @@ class ComputeAPI:
                                          reason='only a blessed live image can be launched')
         count = params.get('num_instances', 1)
         self._check_quota(ctxt, count)
-        host = hosts.select_host(params.get('availability_zone'), required=live_image['host'])
+        # Published: any host with the store may map it (compute.live_image_mounts).
+        host = hosts.select_clone_host(params.get('availability_zone'), live_image['host'],
+                                       live_image.get('publish_status') == 'published')
         user_data = params.get('user_data')
         if user_data:
             try:
@@ -244,6 +246,11 @@ class ComputeAPI:
             raise exception.InvalidState(resource='Live image', id=live_image['id'],
                                          state=live_image['status'],
                                          reason='wait until it settles')
+        if live_image.get('publish_status') == 'publishing':
+            raise exception.InvalidState(resource='Live image', id=live_image['id'],
+                                         state=live_image['status'],
+                                         reason='it is being published; wait until that '
+                                                'ends')
         set_live_image(live_image['id'], L.DISCARDING, live_image['status'])
         raced = db_servers.server_get_all(live_image_id=live_image['id'])
         if raced:  # a launch created clones meanwhile: it wins

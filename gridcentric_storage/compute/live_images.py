@@ -11,6 +11,7 @@ Discard also removes live images of Nova's instances (blessed by
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from gridcentric_storage.common import concurrency, exception
@@ -41,6 +42,11 @@ class LiveImageManager:
         self.volumes = servers.volumes
         self.host = servers.host
         self.locks = servers.locks  # one lock per server, shared with its other work
+        # Streamed launch (compute.manager sets them when [live_image_store] is on):
+        # publish after a bless, map another host's published RAM, drop it at discard.
+        self.on_blessed: Callable[[str], None] = lambda live_image_id: None
+        self.remote_artifacts: Callable[[LiveImage], virt.LiveImageArtifacts] | None = None
+        self.on_discard: Callable[[Any, LiveImage], None] = lambda ctxt, live_image: None
 
     # ---- bless
     def bless(self, ctxt: Any, live_image_id: str) -> None:
@@ -61,6 +67,7 @@ class LiveImageManager:
             set_live_image(live_image_id, L.BLESSED, L.BLESSING, status_reason=None,
                            artifacts=dataclasses.asdict(artifacts))
             set_server(server_id, {'task_state': None})
+        self.on_blessed(live_image_id)
         hooks.run('post', 'bless', server_id=server_id, live_image_id=live_image_id)
 
     def _bless_with_disks(self, ctxt: Any, server: Server,
@@ -109,7 +116,7 @@ class LiveImageManager:
             try:
                 hooks.run('pre', 'launch', server_id=server_id,
                           live_image_id=live_image['id'], clone_id=server_id)
-                artifacts = artifacts_from_db(live_image)
+                artifacts = self.launch_artifacts(live_image)
                 volume_ids = live_disks.make_clone_volumes(
                     ctxt, self.volumes, server, artifacts,
                     record=lambda ids: self._record_volumes(server_id, ids))
@@ -125,6 +132,12 @@ class LiveImageManager:
                                                  volumes=volume_ids)})
         hooks.run('post', 'launch', server_id=server_id, live_image_id=live_image['id'],
                   clone_id=server_id)
+
+    def launch_artifacts(self, live_image: LiveImage) -> virt.LiveImageArtifacts:
+        """This host's files, or another host's published ones mapped here."""
+        if live_image['host'] == self.host or self.remote_artifacts is None:
+            return artifacts_from_db(live_image)
+        return self.remote_artifacts(live_image)
 
     @staticmethod
     def _record_volumes(server_id: str, volume_ids: list[str]) -> None:
@@ -149,6 +162,7 @@ class LiveImageManager:
                                         nova_live_images.live_images_root(self.driver),
                                         artifacts_from_db(live_image))
                 elif live_image['artifacts']:
+                    self.on_discard(ctxt, live_image)  # its published copy first
                     artifacts = artifacts_from_db(live_image)
                     concurrency.execute(self.driver.discard, artifacts)
                     live_disks.delete_snapshots(ctxt, self.volumes,

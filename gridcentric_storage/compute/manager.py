@@ -15,16 +15,21 @@ import logging
 from typing import Any
 
 import oslo_messaging as messaging
+from oslo_config import cfg
 
 from gridcentric_storage import virt
 from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.common import context as gc_context
 from gridcentric_storage.common.states import LiveImageStatus as L
+from gridcentric_storage.common.states import ServerStatus
 from gridcentric_storage.compute import attach, live_image_export, nova_live_images, rpcapi
+from gridcentric_storage.compute import live_image_publish as publish
+from gridcentric_storage.compute.live_image_mounts import MountManager
 from gridcentric_storage.compute.live_images import LiveImageManager, artifacts_from_db
 from gridcentric_storage.compute.nova_live_images import NovaLiveImageManager
 from gridcentric_storage.compute.servers import ServerManager
 from gridcentric_storage.compute.status import set_live_image
+from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import LiveImage
 from gridcentric_storage.image.store import ImageStore
@@ -42,6 +47,11 @@ class ComputeManager:
         self.attachments = attach.AttachManager(host, self.volume_api)
         self.servers = ServerManager(host, virt.load_driver(), self.volume_api, images)
         self.live_images = LiveImageManager(self.servers)
+        self.publisher = publish.Publisher()
+        self.mounts = MountManager(on_death=self._mount_died)
+        self.live_images.on_blessed = self.publisher.start
+        self.live_images.remote_artifacts = self.mounts.artifacts
+        self.live_images.on_discard = self._unpublish
         self.nova_live_images = NovaLiveImageManager(host, self.servers.driver,
                                                      self.servers.locks)
 
@@ -56,6 +66,48 @@ class ComputeManager:
         self.attachments.recover_interrupted(admin)
         self.live_images.recover_interrupted(admin)
         self.servers.recover_interrupted(admin)
+        self._store_capability()
+
+    def stop(self) -> None:
+        """Service stop: published live images mapped here are unmounted."""
+        self.mounts.stop()
+
+    # ---- streamed launch (compute.live_image_publish, compute.live_image_mounts)
+    def _store_capability(self) -> None:
+        """Tell the API this host can launch clones of published live images."""
+        if not publish.enabled():
+            return
+        topic = cfg.CONF.compute.topic
+        for service in db.service_get_all(topic):
+            if service['host'] == self.host:
+                caps = dict(service.get('capabilities') or {}, live_image_store=True)
+                db.service_heartbeat(self.host, topic, service['binary'],
+                                     capabilities=caps)
+
+    def _mount_died(self, live_image_id: str, reason: str) -> None:
+        """Clones mapping a dead mount's file would die of SIGBUS: fail them now."""
+        for server in db_servers.server_get_all(host=self.host,
+                                                live_image_id=live_image_id):
+            if server['status'] != ServerStatus.ERROR:
+                with self.servers.locks.get(server['id']):
+                    self.servers.fail(server['id'], exception.LiveImageFilesMissing(
+                        id=live_image_id, reason=reason))
+
+    def _unpublish(self, ctxt: Any, live_image: LiveImage) -> None:
+        """Discard on the blessing host: other hosts drop their mounts (their
+        rbd-fuse holds the image open), then the published copy goes."""
+        if not live_image.get('publish_status') or live_image['publish_status'] == \
+                publish.NONE:
+            return
+        client = rpcapi.ComputeAPI()
+        for service in db.service_get_all(cfg.CONF.compute.topic, up_only=True):
+            if service['host'] != self.host and (service.get('capabilities') or {}).get(
+                    'live_image_store'):
+                client.drop_live_image(ctxt, service['host'], live_image['id'])
+        self.publisher.remove(live_image['id'])
+
+    def drop_live_image(self, ctxt: Any, live_image_id: str) -> None:
+        concurrency.execute(self.mounts.drop, live_image_id)
 
     # ---- this host as the attacher of a volume (casts)
     def attach_volume(self, ctxt: Any, attachment_id: str) -> None:

@@ -26,13 +26,16 @@ Version history:
   volume of a running server onto the destination's connection (mirror, then
   pivot); answers once the guest runs on the destination, raises with the
   guest left on its source.
+* 2.6 - drop_live_image (call): a host that mapped a published live image
+  stops its mount and removes its cached state (a discard, before the
+  published copy goes).
 """
 
 from typing import Any
 
 from gridcentric_storage.common import rpc
 
-RPC_API_VERSION = '2.5'
+RPC_API_VERSION = '2.6'
 #: Export and import read and write a whole guest RAM: longer than a short call.
 TRANSFER_TIMEOUT = 1800
 #: A live volume migration copies the whole volume: a fixed allowance plus this many
@@ -92,6 +95,9 @@ class ComputeAPI(rpc.HostClient):
         cctxt = self.client.prepare(server=host, version='2.3', timeout=TRANSFER_TIMEOUT)
         cctxt.call(ctxt, 'import_live_image', live_image_id=live_image_id, image=image,
                    sha256=sha256)
+
+    def drop_live_image(self, ctxt: Any, host: str, live_image_id: str) -> None:
+        self._call(ctxt, host, 'drop_live_image', '2.6', live_image_id=live_image_id)
 
     def pause_server(self, ctxt: Any, host: str, server_id: str) -> None:
         self._call(ctxt, host, 'pause_server', '2.1', server_id=server_id)

@@ -15,6 +15,7 @@ from gridcentric_storage.conf import (
     default,
     image,
     libvirt,
+    live_image_store,
     nova,
     qemu,
     scheduler,
@@ -23,7 +24,8 @@ from gridcentric_storage.conf import (
 
 CONF = cfg.CONF
 
-_MODULES = (default, api, compute, scheduler, volume, image, qemu, libvirt, nova, database)
+_MODULES = (default, api, compute, scheduler, volume, image, qemu, libvirt, nova, database,
+            live_image_store)
 _registered = False
 
 

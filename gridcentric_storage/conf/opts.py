@@ -8,6 +8,7 @@ from gridcentric_storage.conf import (
     default,
     image,
     libvirt,
+    live_image_store,
     nova,
     qemu,
     scheduler,
@@ -17,7 +18,8 @@ from gridcentric_storage.conf import (
 
 def list_opts() -> list[tuple[object, list[cfg.Opt]]]:
     result: list[tuple[object, list[cfg.Opt]]] = []
-    for module in (default, api, compute, scheduler, volume, image, qemu, libvirt, nova):
+    for module in (default, api, compute, scheduler, volume, image, qemu, libvirt, nova,
+                   live_image_store):
         result.extend(module.list_opts())
     return result
 

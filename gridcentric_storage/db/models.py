@@ -214,6 +214,11 @@ class LiveImage(BASE, TimestampMixin):  # type: ignore[misc,valid-type]
     #: instance's ``flavor_id`` and ``image_id``, which its clones are booted
     #: with through Nova; NULL for live images of this service's own servers.
     nova_source = sa.Column(sa.JSON, nullable=True)
+    #: Published to the shared store (``compute.live_image_publish``): none
+    #: publishing published error; the copy's location and checksums.
+    publish_status = sa.Column(sa.String(16), nullable=True)
+    publish_reason = sa.Column(sa.Text, nullable=True)
+    publish_location = sa.Column(sa.JSON, nullable=True)
 
 
 class QosSpecs(BASE, TimestampMixin):  # type: ignore[misc,valid-type]

@@ -57,3 +57,25 @@ def live_image_update(live_image_id: str, values: dict[str, Any],
 
 def live_image_destroy(live_image_id: str) -> None:
     row_destroy(models.LiveImage, live_image_id)
+
+
+def live_image_set_publish(live_image_id: str, publish_status: str,
+                           expected: tuple[str | None, ...] | None = None,
+                           **values: Any) -> LiveImage:
+    """Write a live image's publish status (``compute.live_image_publish``'s
+    alone), only from one of ``expected`` when given (NULL reads as never
+    published); the row's own status is left alone."""
+    values = dict(values, publish_status=publish_status)
+    if expected is None:
+        return row_update(models.LiveImage, live_image_id, values,
+                          exception.LiveImageNotFound)
+    last: exception.InvalidState | None = None
+    for before in expected:
+        try:
+            return row_update(models.LiveImage, live_image_id, values,
+                              exception.LiveImageNotFound,
+                              match={'publish_status': before})
+        except exception.InvalidState as e:
+            last = e
+    assert last is not None
+    raise last

@@ -71,3 +71,37 @@ def select_host(availability_zone: str | None, required: str | None = None) -> s
         if server['host'] in load:
             load[server['host']] += 1
     return min(load, key=lambda host: (load[host], host))
+
+
+def select_clone_host(availability_zone: str | None, live_image_host: str,
+                      published: bool) -> str:
+    """The host for clones of a live image. Unpublished: the host that holds it.
+    Published: that host while it is up with a hypervisor and runs fewer than
+    ``[live_image_store] local_slack`` servers more than the least loaded host
+    with the store (its files are local: the fast path); else that least loaded
+    one (it maps the published RAM lazily). A forced host must have the store."""
+    if not published:
+        return select_host(availability_zone, required=live_image_host)
+    services = db.service_get_all(CONF.compute.topic, up_only=True)
+    missing = _without_hypervisor(services)
+    able = {s['host'] for s in services if s['host'] not in missing and (
+        (s.get('capabilities') or {}).get('live_image_store') or s['host'] == live_image_host)}
+    if availability_zone and ':' in availability_zone and availability_zone.split(':', 1)[1]:
+        host = select_host(availability_zone)  # zone, up, hypervisor
+        if host not in able:
+            raise exception.Invalid(reason='host %s has no access to the live image store'
+                                    % host)
+        return host
+    select_host(availability_zone)  # the zone's and the hosts' errors, as for servers
+    if not able:
+        raise exception.NoComputeService(reason='no host with a hypervisor can reach the '
+                                         'live image')
+    load = {host: 0 for host in able}
+    for server in db_servers.server_get_all():
+        if server['host'] in load:
+            load[server['host']] += 1
+    least = min(load, key=lambda host: (load[host], host))
+    if live_image_host in load and (
+            load[live_image_host] - load[least] < CONF.live_image_store.local_slack):
+        return live_image_host
+    return least

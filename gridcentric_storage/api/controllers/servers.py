@@ -39,6 +39,13 @@ def live_image_view(live_image: LiveImage, is_admin: bool = False) -> dict[str, 
     if not is_admin:
         result['status_reason'] = common.for_member(live_image['status_reason'],
                                                     [live_image['host']])
+    # Where its copy is (and why publishing failed) is the cloud's plumbing;
+    # members learn only that its clones may start on any host.
+    published = live_image.get('publish_status') == 'published'
+    result['launch_anywhere'] = published
+    if is_admin:
+        result['publish_status'] = live_image.get('publish_status') or 'none'
+        result['publish_reason'] = live_image.get('publish_reason')
     result['created_at'] = common.isotime(live_image['created_at'])
     return result
 

@@ -91,7 +91,8 @@ SERVER = record(
 LIVE_IMAGE = record(
     ('id', 'name', 'status', 'server_id'), id=STRING, name=STRING, status=STRING,
     status_reason=TEXT, server_id=STRING, host=TEXT, memory_mb=INTEGER, vcpus=INTEGER,
-    project_id=TEXT, created_at=TIME)
+    project_id=TEXT, created_at=TIME, launch_anywhere=BOOLEAN, publish_status=STRING,
+    publish_reason=TEXT)
 
 VOLUME_ATTACHMENT = record(('id', 'volumeId'), id=STRING, volumeId=STRING, serverId=TEXT,
                            status=STRING, mode=STRING)

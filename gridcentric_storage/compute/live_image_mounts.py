@@ -1,0 +1,303 @@
+"""Published live images on a host that did not bless them: mounts and checks.
+
+Per live image this host launches clones of, one ``rbd-fuse -o kernel_cache``
+daemon (restricted to that image with ``-r``) mounts its RAM image at
+``<mount_root>/mnt/<id>/gc-live-<id>``; QEMU maps that file ``share=off``, so
+pages come over on first touch and later clones share them through the page
+cache (``kernel_cache`` keeps a new open from dropping them). State and layout
+are fetched into ``<mount_root>/cache/<id>/`` and checked against the sha256
+recorded at publish time.
+
+Supervision: the daemon runs in the foreground as this service's child; a
+thread waits on it. When it dies, the clones that map its file would die of
+SIGBUS on their next uncached page, so they are failed now (ERROR with the
+reason) through ``on_death``, the dead mount is detached and a new daemon is
+started. A mount is dropped (daemon stopped, cache removed) when the live image
+is discarded and at service stop; the RBD image can only be removed once no
+daemon holds it open.
+
+Before QEMU starts, the file must be on a FUSE filesystem (statfs magic) with
+the recorded size: a missing mount would otherwise let QEMU create an empty file
+and start the guest from zeros.
+"""
+
+import atexit
+import ctypes
+import ctypes.util
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+from oslo_config import cfg
+
+from gridcentric_storage.common import exception
+from gridcentric_storage.compute import live_image_publish as publish
+from gridcentric_storage.db.records import LiveImage
+from gridcentric_storage.virt import base as virt
+
+CONF = cfg.CONF
+LOG = logging.getLogger(__name__)
+
+FUSE_SUPER_MAGIC = 0x65735546
+_libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
+
+
+class _Statfs(ctypes.Structure):
+    # struct statfs on 64-bit Linux: f_type comes first; the rest is padding here.
+    _fields_ = [('f_type', ctypes.c_long), ('rest', ctypes.c_byte * 120)]
+
+
+def fs_type(path: str) -> int:
+    buf = _Statfs()
+    if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return int(buf.f_type) & 0xffffffff
+
+
+def check_ram_file(live_image_id: str, path: str, ram_size: int) -> None:
+    """Refuse a RAM file that is not the published one as a FUSE file."""
+    def refuse(reason: str) -> exception.LiveImageFilesMissing:
+        return exception.LiveImageFilesMissing(id=live_image_id, reason=reason)
+    try:
+        kind = fs_type(path)
+        size = os.stat(path).st_size
+    except OSError as e:
+        raise refuse('its published RAM is not mounted on this host (%s)'
+                     % e.strerror) from None
+    if kind != FUSE_SUPER_MAGIC:
+        raise refuse('its published RAM file is on filesystem 0x%x, not the FUSE mount'
+                     % kind)
+    if size != ram_size:
+        raise refuse('its published RAM file has %d bytes, not the %d published'
+                     % (size, ram_size))
+
+
+def root() -> str:
+    return CONF.live_image_store.mount_root or os.path.join(
+        CONF.state_path or '/var/lib/gridcentric-storage', 'live-image-store')
+
+
+class Mount:
+    def __init__(self, live_image_id: str, image: str, directory: str) -> None:
+        self.live_image_id = live_image_id
+        self.image = image
+        self.directory = directory
+        self.path = os.path.join(directory, image)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = False
+        self.restarts = 0
+
+
+class MountManager:
+    """This host's mounts of published live images (see the module's doc)."""
+
+    def __init__(self, on_death: Callable[[str, str], None] | None = None) -> None:
+        self.on_death = on_death or (lambda live_image_id, reason: None)
+        self._mounts: dict[str, Mount] = {}
+        self._lock = threading.Lock()
+        self._id_locks: dict[str, threading.Lock] = {}
+        atexit.register(self.stop)
+
+    def _id_lock(self, live_image_id: str) -> threading.Lock:
+        with self._lock:
+            return self._id_locks.setdefault(live_image_id, threading.Lock())
+
+    def mounts(self) -> dict[str, Mount]:
+        with self._lock:
+            return dict(self._mounts)
+
+    # ---- launch side
+    def artifacts(self, live_image: LiveImage) -> virt.LiveImageArtifacts:
+        """Artifacts whose RAM is the mounted published file, checked."""
+        live_image_id = live_image['id']
+        location = live_image.get('publish_location') or {}
+        if live_image.get('publish_status') != publish.PUBLISHED or not location:
+            raise exception.LiveImageFilesMissing(
+                id=live_image_id, reason='it is not on this host and not published')
+        if not publish.enabled():
+            raise exception.LiveImageFilesMissing(
+                id=live_image_id, reason='this host has no access to the live image store')
+        with self._id_lock(live_image_id):
+            cache = self._fetch(live_image_id, location)
+            mount = self._ensure(live_image_id, location['image'])
+        check_ram_file(live_image_id, mount.path, int(location['ram_size']))
+        data = dict(live_image['artifacts'] or {})
+        data['disks'] = [virt.Disk(**d) for d in data.get('disks', [])]
+        data.update(directory=cache, memory_path=mount.path,
+                    state_path=os.path.join(cache, 'state'))
+        return virt.LiveImageArtifacts(**data)
+
+    def _fetch(self, live_image_id: str, location: dict[str, str]) -> str:
+        """State and layout in this host's cache dir, matching the recorded sha256."""
+        cache = os.path.join(root(), 'cache', live_image_id)
+        wanted = {'state': (location['state_object'], location['state_sha256']),
+                  'layout.json': (location['layout_object'], location['layout_sha256'])}
+        if all(_sha256_file(os.path.join(cache, name)) == digest
+               for name, (_, digest) in wanted.items()):
+            return cache
+        client = publish.StoreClient()
+        try:
+            os.makedirs(cache, exist_ok=True)
+            for name, (obj, digest) in wanted.items():
+                data = client.get_object(obj)
+                if publish.sha256_of(data) != digest:
+                    raise exception.LiveImageFilesMissing(
+                        id=live_image_id, reason='its published %s does not match the '
+                        'sha256 recorded at publish time' % name)
+                tmp = os.path.join(cache, name + '.tmp')
+                with open(tmp, 'wb') as f:
+                    f.write(data)
+                os.replace(tmp, os.path.join(cache, name))
+        finally:
+            client.close()
+        return cache
+
+    def _ensure(self, live_image_id: str, image: str) -> Mount:
+        with self._lock:
+            mount = self._mounts.get(live_image_id)
+        if mount is not None and mount.proc is not None and mount.proc.poll() is None:
+            return mount
+        mount = Mount(live_image_id, image, os.path.join(root(), 'mnt', live_image_id))
+        self._start(mount)
+        with self._lock:
+            self._mounts[live_image_id] = mount
+        return mount
+
+    def _argv(self, mount: Mount) -> list[str]:
+        conf = CONF.live_image_store
+        argv = [conf.rbd_fuse, '-f', '-c', conf.ceph_conf, '--id', conf.user]
+        if conf.keyring:
+            argv += ['--keyring', conf.keyring]
+        return argv + ['-p', conf.pool, '-r', mount.image, mount.directory,
+                       '-o', 'kernel_cache']
+
+    def _start(self, mount: Mount) -> None:
+        _detach(mount.directory)  # a mount a dead daemon left
+        os.makedirs(mount.directory, exist_ok=True)
+        log = open(mount.directory + '.log', 'ab')
+        try:
+            mount.proc = subprocess.Popen(self._argv(mount), stdin=subprocess.DEVNULL,
+                                          stdout=log, stderr=log, start_new_session=True)
+        except OSError as e:
+            raise exception.LiveImageFilesMissing(
+                id=mount.live_image_id, reason='rbd-fuse cannot run: %s' % e) from None
+        finally:
+            log.close()
+        deadline = time.monotonic() + CONF.live_image_store.timeout
+        while True:
+            if mount.proc.poll() is not None:
+                raise exception.LiveImageFilesMissing(
+                    id=mount.live_image_id, reason='rbd-fuse exited with %s: %s'
+                    % (mount.proc.returncode, _tail(mount.directory + '.log')))
+            try:
+                if fs_type(mount.directory) == FUSE_SUPER_MAGIC and os.path.exists(
+                        mount.path):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self._stop(mount)
+                raise exception.LiveImageFilesMissing(
+                    id=mount.live_image_id, reason='rbd-fuse did not mount %s within %d s'
+                    % (mount.image, CONF.live_image_store.timeout))
+            time.sleep(0.05)
+        threading.Thread(target=self._watch, args=(mount, mount.proc), daemon=True,
+                         name='gc-mount-%s' % mount.live_image_id[:8]).start()
+        LOG.info('Mounted published live image %s (rbd-fuse pid %d)',
+                 mount.live_image_id, mount.proc.pid)
+
+    def _watch(self, mount: Mount, proc: 'subprocess.Popen[bytes]') -> None:
+        code = proc.wait()
+        if mount.stopping:
+            return
+        reason = ('the rbd-fuse daemon that mapped its RAM exited with %s' % code)
+        LOG.error('Live image %s: %s; failing its clones here and mounting again',
+                  mount.live_image_id, reason)
+        _detach(mount.directory)
+        try:
+            self.on_death(mount.live_image_id, reason)
+        except Exception:
+            LOG.exception('Failing the clones of live image %s', mount.live_image_id)
+        with self._id_lock(mount.live_image_id):
+            if mount.stopping:
+                return
+            mount.restarts += 1
+            try:
+                self._start(mount)
+            except Exception:
+                LOG.exception('Mounting live image %s again failed; the next launch '
+                              'tries again', mount.live_image_id)
+
+    # ---- teardown
+    def _stop(self, mount: Mount) -> None:
+        mount.stopping = True
+        proc = mount.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # libfuse unmounts on TERM
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        _detach(mount.directory)
+
+    def drop(self, live_image_id: str) -> None:
+        """Stop the mount and remove the cached state and layout (a discard)."""
+        with self._id_lock(live_image_id):
+            with self._lock:
+                mount = self._mounts.pop(live_image_id, None)
+            if mount is not None:
+                self._stop(mount)
+            for path in (os.path.join(root(), 'mnt', live_image_id),
+                         os.path.join(root(), 'cache', live_image_id)):
+                _detach(path)
+                shutil.rmtree(path, ignore_errors=True)
+            try:
+                os.unlink(os.path.join(root(), 'mnt', live_image_id) + '.log')
+            except FileNotFoundError:
+                pass
+
+    def stop(self) -> None:
+        """Unmount everything (service stop); cached files stay for the next start."""
+        for mount in self.mounts().values():
+            try:
+                self._stop(mount)
+            except Exception:
+                LOG.warning('Unmounting %s failed', mount.directory, exc_info=True)
+        with self._lock:
+            self._mounts.clear()
+
+
+def _detach(directory: str) -> None:
+    """Lazily unmount whatever FUSE mount is at ``directory`` (none: nothing)."""
+    try:
+        if fs_type(directory) != FUSE_SUPER_MAGIC:
+            return
+    except OSError as e:
+        if e.errno != 107:  # ENOTCONN: a dead daemon's mount
+            return
+    subprocess.run(['fusermount', '-u', '-z', directory], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _sha256_file(path: str) -> str | None:
+    try:
+        with open(path, 'rb') as f:
+            return hashlib.file_digest(f, 'sha256').hexdigest()
+    except OSError:
+        return None
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, 'rb') as f:
+            return f.read()[-400:].decode('utf-8', 'replace').strip()
+    except OSError:
+        return ''

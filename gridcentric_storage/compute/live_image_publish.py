@@ -1,0 +1,250 @@
+"""Publish a blessed live image to the shared Ceph store, and take it back.
+
+The blessing host owns a live image's publish state (``publish_status``:
+none -> publishing -> published, or error with ``publish_reason``); it is
+written here alone. What is published, in ``[live_image_store] pool``:
+
+* RBD image ``gc-live-<id>``: the RAM file, data extents only (holes stay
+  unallocated), with snapshot ``published``, protected. Nothing writes the image
+  after that snapshot; hosts map its head through ``rbd-fuse`` (which shows no
+  snapshots) and check its size against the recorded ``ram_size``.
+* RADOS objects ``gc-live-<id>.state`` and ``gc-live-<id>.layout``: the device
+  state and ``layout.json``, small, fetched whole by a launching host and checked
+  against the recorded sha256.
+
+The connection handling (timeouts, errors, the one librados client) is the RBD
+volume driver's ``CephClient``.
+"""
+
+import hashlib
+import logging
+import os
+import threading
+from typing import Any
+
+from oslo_config import cfg
+
+from gridcentric_storage.common import concurrency, exception
+from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.virt import base as virt
+from gridcentric_storage.volume.drivers import rbd_client
+
+CONF = cfg.CONF
+LOG = logging.getLogger(__name__)
+
+NONE, PUBLISHING, PUBLISHED, ERROR = 'none', 'publishing', 'published', 'error'
+SNAPSHOT = 'published'
+CHUNK = 4 << 20
+
+
+def enabled() -> bool:
+    return bool(CONF.live_image_store.enabled)
+
+
+def image_name(live_image_id: str) -> str:
+    return rbd_client.CephClient._name('gc-live', live_image_id)
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class StoreClient(rbd_client.CephClient):
+    """The RBD driver's connection handling, pointed at ``[live_image_store]``."""
+
+    def __init__(self) -> None:
+        conf = CONF.live_image_store
+        rbd_client.import_bindings()
+        self.backend_name = 'live_image_store'
+        self.options = {'keyring': conf.keyring}
+        self.pool = conf.pool
+        self.conf_path = conf.ceph_conf
+        self.user = conf.user
+        self.timeout = conf.timeout
+        self._client = None
+        self._connect_lock = threading.Lock()
+        self._ready = True
+
+    # ---- whole objects (state, layout)
+    def put_object(self, name: str, data: bytes) -> None:
+        def call() -> None:
+            with self._ioctx() as ioctx:
+                ioctx.write_full(name, data)
+        self._run('writing object %s' % name, call)
+
+    def get_object(self, name: str) -> bytes:
+        def call() -> bytes:
+            with self._ioctx() as ioctx:
+                size = ioctx.stat(name)[0]
+                return ioctx.read(name, size) if size else b''  # type: ignore[no-any-return]
+        return self._run('reading object %s' % name, call)  # type: ignore[no-any-return]
+
+    def remove_object(self, name: str) -> None:
+        def call() -> None:
+            with self._ioctx() as ioctx:
+                try:
+                    ioctx.remove_object(name)
+                except rbd_client.rados.ObjectNotFound:
+                    pass
+        self._run('removing object %s' % name, call)
+
+    # ---- the RAM image
+    def write_image(self, name: str, path: str) -> int:
+        """A new image ``name`` with the data of file ``path``; bytes written."""
+        size = os.stat(path).st_size
+
+        def call() -> int:
+            written = 0
+            with self._ioctx() as ioctx:
+                rbd_client.rbd.RBD().create(ioctx, name, size, old_format=False,
+                                            features=rbd_client.rbd.RBD_FEATURE_LAYERING)
+                with rbd_client.rbd.Image(ioctx, name) as image, open(path, 'rb') as f:
+                    for offset, length in _data_extents(f.fileno(), size):
+                        end = offset + length
+                        while offset < end:
+                            data = os.pread(f.fileno(), min(CHUNK, end - offset), offset)
+                            if not data:
+                                break
+                            if data.count(0) != len(data):  # zeros stay holes
+                                image.write(data, offset)
+                                written += len(data)
+                            offset += len(data)
+                    image.flush()
+                    image.create_snap(SNAPSHOT)
+                    image.protect_snap(SNAPSHOT)
+            return written
+        return self._run('publishing %s' % name, call)  # type: ignore[no-any-return]
+
+    def snapshot_ok(self, name: str) -> bool:
+        """The image exists with its protected ``published`` snapshot."""
+        def check(image: Any) -> bool:
+            names = {s['name'] for s in image.list_snaps()}
+            return SNAPSHOT in names and bool(image.is_protected_snap(SNAPSHOT))
+        try:
+            return self._on_image('checking %s' % name, name, check,  # type: ignore[no-any-return]
+                                  read_only=True)
+        except exception.DriverError:
+            return False
+
+    def remove_image(self, name: str) -> None:
+        """The image and its snapshot; gone already is fine. A host that still
+        maps it (its rbd-fuse holds a watch) makes this fail: ImageBusy."""
+        def call() -> None:
+            with self._ioctx() as ioctx:
+                try:
+                    image = rbd_client.rbd.Image(ioctx, name)
+                except rbd_client.rbd.ImageNotFound:
+                    return
+                with image:
+                    for snap in list(image.list_snaps()):
+                        if image.is_protected_snap(snap['name']):
+                            image.unprotect_snap(snap['name'])
+                        image.remove_snap(snap['name'])
+                rbd_client.rbd.RBD().remove(ioctx, name)
+        self._run('removing %s' % name, call)
+
+
+def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """(offset, length) of the file's data, holes left out (whole file where
+    the filesystem cannot tell)."""
+    extents, offset = [], 0
+    try:
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            extents.append((start, end - start))
+            offset = end
+    except OSError:
+        return [(0, size)]
+    return extents
+
+
+def publish(client: StoreClient, artifacts: virt.LiveImageArtifacts) -> dict[str, Any]:
+    """Copy the live image to the store; its location and the checks a host makes."""
+    name = image_name(artifacts.live_image_id)
+    with open(artifacts.state_path, 'rb') as f:
+        state = f.read()
+    with open(os.path.join(artifacts.directory, 'layout.json'), 'rb') as f:
+        layout = f.read()
+    unpublish(client, artifacts.live_image_id)  # what an interrupted try left
+    written = client.write_image(name, artifacts.memory_path)
+    client.put_object(name + '.state', state)
+    client.put_object(name + '.layout', layout)
+    return {'pool': client.pool, 'image': name, 'snapshot': SNAPSHOT,
+            'state_object': name + '.state', 'layout_object': name + '.layout',
+            'ram_size': os.stat(artifacts.memory_path).st_size, 'ram_written': written,
+            'state_sha256': sha256_of(state), 'layout_sha256': sha256_of(layout)}
+
+
+def unpublish(client: StoreClient, live_image_id: str) -> None:
+    name = image_name(live_image_id)
+    client.remove_image(name)
+    client.remove_object(name + '.state')
+    client.remove_object(name + '.layout')
+
+
+class Publisher:
+    """Runs publishes in the background on the blessing host."""
+
+    def __init__(self) -> None:
+        self._client: StoreClient | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> StoreClient:
+        with self._lock:
+            if self._client is None:
+                self._client = StoreClient()
+            return self._client
+
+    def start(self, live_image_id: str) -> None:
+        """After a bless: publish when the store is enabled here."""
+        if enabled():
+            concurrency.spawn(self.run, live_image_id)
+
+    def run(self, live_image_id: str) -> None:
+        from gridcentric_storage.compute.live_images import artifacts_from_db
+
+        try:
+            db_servers.live_image_set_publish(live_image_id, PUBLISHING,
+                                              expected=(None, NONE, ERROR),
+                                              publish_reason=None, publish_location=None)
+            live_image = db_servers.live_image_get(live_image_id)
+            location = publish(self.client(), artifacts_from_db(live_image))
+        except (exception.LiveImageNotFound, exception.InvalidState):
+            return  # discarded meanwhile, or published by another run
+        except Exception as e:
+            LOG.exception('Publishing live image %s failed', live_image_id)
+            self._failed(live_image_id, e)
+            return
+        try:
+            db_servers.live_image_set_publish(live_image_id, PUBLISHED,
+                                              expected=(PUBLISHING,),
+                                              publish_location=location)
+        except (exception.LiveImageNotFound, exception.InvalidState):
+            # The row went (a discard): the copy must not outlive it.
+            self._remove_quietly(live_image_id)
+            return
+        LOG.info('Published live image %s: %d of %d bytes of RAM', live_image_id,
+                 location['ram_written'], location['ram_size'])
+
+    def _failed(self, live_image_id: str, error: Exception) -> None:
+        self._remove_quietly(live_image_id)
+        try:
+            db_servers.live_image_set_publish(live_image_id, ERROR,
+                                              publish_reason=exception.describe(error))
+        except exception.LiveImageNotFound:
+            pass
+
+    def _remove_quietly(self, live_image_id: str) -> None:
+        try:
+            unpublish(self.client(), live_image_id)
+        except Exception:
+            LOG.warning('Could not remove the published copy of %s', live_image_id,
+                        exc_info=True)
+
+    def remove(self, live_image_id: str) -> None:
+        """Take the published copy away (discard), whatever its publish status."""
+        unpublish(self.client(), live_image_id)
