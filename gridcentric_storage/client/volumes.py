@@ -116,6 +116,19 @@ class VolumeManager(utils.GCManager):
         """Put back the data of one of the volume's snapshots (status ``reverting``)."""
         self._action(volume, 'revert', {'snapshot_id': base.getid(snapshot)})
 
+    def migrate(self, volume: Any, backend: Any = None, force_host_copy: bool = False,
+                **placement: Any) -> None:
+        """Move to another backend, keeping the ID (admin; status ``migrating``):
+        ``backend`` (ID or name), or placement fields (``tags``, ``role``,
+        ``requirements``...) for the scheduler's pick. Admins read
+        ``migration_status`` and ``migration_progress`` meanwhile."""
+        args = {k: v for k, v in placement.items() if v is not None}
+        if backend is not None:
+            args['backend'] = base.getid(backend)
+        if force_host_copy:
+            args['force_host_copy'] = True
+        self._action(volume, 'migrate', args)
+
     def force_detach(self, volume: Any, attachment: Any = None) -> None:
         """End one attachment (or all of them) whatever the attacher does (admin)."""
         args = {'attachment_id': base.getid(attachment)} if attachment is not None else {}
@@ -292,6 +305,45 @@ def do_volume_extend(gc: Any, args: argparse.Namespace) -> None:
     volume = find_resource(gc.gc_volumes, args.volume)
     gc.gc_volumes.extend(volume, args.new_size)
     utils.print_dict(_settled(gc, volume, args, 'extending'), args.json)
+
+
+@arg('volume', metavar='ID|NAME')
+@arg('backend', metavar='BACKEND', nargs='?',
+     help='ID or name of the destination backend; without it the scheduler picks '
+          'another backend matching --tag/--role/--requirements.')
+@arg('--tag', action='append', dest='tags', metavar='TAG',
+     help='Required backend tag (repeatable), without BACKEND.')
+@arg('--role', choices=('san', 'repository'))
+@arg('--requirements', metavar='EXPR', help='Backend filter expression, without BACKEND.')
+@arg('--force-host-copy', action='store_true',
+     help='Copy through the owner host even where the backends could move the data '
+          'themselves.')
+@utils.wait_args
+def do_volume_migrate(gc: Any, args: argparse.Namespace) -> None:
+    """Move a volume to another backend (admin); it keeps its ID, and an attached
+    volume of a running server moves live."""
+    volume = find_resource(gc.gc_volumes, args.volume)
+    gc.gc_volumes.migrate(volume, args.backend, args.force_host_copy, tags=args.tags,
+                          role=args.role, requirements=args.requirements)
+    if not args.wait:
+        utils.print_dict(gc.gc_volumes.get(volume), args.json)
+        return
+    progress = utils.Progress(f'migrating volume {utils.label(volume)}')
+
+    def show(current: Any, _elapsed: float) -> None:
+        percent = current.to_dict().get('migration_progress')
+        progress.update(current.status if percent is None
+                        else f'{current.status} {percent}%')
+    try:
+        current = gc.gc_volumes.wait(volume, timeout=args.timeout or None, progress=show)
+    finally:
+        progress.done()
+    info = current.to_dict()
+    if info.get('migration_status') == 'error':
+        raise utils.ResourceInErrorState(
+            current, f'Volume {utils.label(current)} did not migrate: '
+                     f'{info.get("status_reason") or "no reason given"}')
+    utils.print_dict(current, args.json)
 
 
 @arg('volume', metavar='ID|NAME')

@@ -333,3 +333,20 @@ def test_storpool_same_cluster_changes_template(tmp_path):
             'options': {'template': 'ssd', 'api_host': '192.0.2.1', 'api_port': 81}})
         assert elsewhere == (False, None)
         assert hdd.migrate_volume(None, ref, {'driver': 'rbd', 'options': {}}) == (False, None)
+
+
+def test_cli_volume_migrate_waits(cloud, tmp_path):
+    import json
+
+    from tests.fixtures.services import gc_api
+
+    one = file_backend(cloud, tmp_path / 'one', name='one')
+    two = file_backend(cloud, tmp_path / 'two', name='two')
+    volume = create_volume(cloud, size=1, backend_id=one['id'], name='cli-vol')
+    result = gc_api(cloud, '--json', 'volume-migrate', 'cli-vol', 'two', '--wait')
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown['id'] == volume['id'] and shown['backend_id'] == two['id']
+    assert shown['status'] == 'available' and shown['migration_status'] == 'success'
+    refused = gc_api(cloud, 'volume-migrate', 'cli-vol', 'two')
+    assert refused.returncode == 1 and 'already' in refused.stderr
