@@ -8,6 +8,7 @@ the live image ends in error with the reason and the clone stays ACTIVE.
 """
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -120,3 +121,107 @@ def test_a_driver_that_cannot_bless_a_clone_leaves_it_active(cloud, gc_conf):
         images['silver']['status_reason']
     server = ok_json(gc_api(cloud, '--json', 'server-show', clone['id']))
     assert (server['status'], server['task_state']) == ('ACTIVE', None)
+
+
+def _volume(aio: AllInOne, volume_id: str) -> dict:
+    return aio.call('GET', '/v1/volumes/%s' % volume_id).json()['volume']
+
+
+def _attached(aio: AllInOne, server_id: str) -> list[str]:
+    listed = aio.call('GET', '/v1/servers/%s/os-volume_attachments' % server_id).json()
+    return [a['volumeId'] for a in listed['volumeAttachments']]
+
+
+def _same_data(aio: AllInOne, volume_id: str, data) -> bool:
+    """An outside witness: qemu-img reads the volume as QEMU would."""
+    path = os.path.join(aio.state, 'volumes', _volume(aio, volume_id)['backend_id'],
+                        'volume-' + volume_id)
+    fmt = 'qcow2' if open(path, 'rb').read(4) == b'QFI\xfb' else 'raw'
+    return subprocess.run(['qemu-img', 'compare', '-U', '-f', fmt, '-F', 'raw', path,
+                           str(data)], capture_output=True, check=False).returncode == 0
+
+
+@needs_qemu
+def test_a_clone_with_a_volume_is_blessed_with_a_snapshot_of_its_own_volume(aio, tmp_path):
+    """The embedded `file` backend: the clone's volume is a copy-on-write volume
+    of the grandparent's snapshot; the clone's bless snapshots it while it is
+    attached, and the grandchild gets a volume of that snapshot."""
+    source = aio.boot()
+    volume = aio.call('POST', '/v1/volumes', json={'volume': {'size': 1}}).json()['volume']
+    wait_for(lambda: _volume(aio, volume['id'])['status'] == 'available', timeout=60)
+    data = tmp_path / 'data.raw'
+    data.write_bytes(os.urandom(2 << 20))
+    with open(data, 'rb') as body:
+        assert aio.call('PUT', '/v1/volumes/%s/data' % volume['id'],
+                        data=body).status_code == 200
+    assert aio.call('POST', '/v1/servers/%s/os-volume_attachments' % source['id'],
+                    json={'volumeAttachment': {'volumeId': volume['id']}}
+                    ).status_code == 202
+    wait_for(lambda: _volume(aio, volume['id'])['status'] == 'in-use', timeout=60)
+    token = guest.boot_token(aio.console(source['id']))
+
+    first = ok_json(gc_api(aio, '--json', 'bless', source['id'], 'gold', '--wait'))
+    child = ok_json(gc_api(aio, '--json', 'launch', '--live-image', first['id'], 'child',
+                           '--wait'))[0]
+    assert child['status'] == 'ACTIVE'
+    assert aio.call('DELETE', '/v1/servers/%s' % source['id']).status_code == 204
+    resumed(aio, child['id'], token)
+
+    second = ok_json(gc_api(aio, '--json', 'bless', child['id'], 'silver', '--wait'))
+    assert second['status'] == 'blessed', second
+    assert aio.server(child['id'])['status'] == 'ACTIVE'
+    grandchild = ok_json(gc_api(aio, '--json', 'launch', '--live-image', second['id'],
+                                'grandchild', '--wait'))[0]
+    assert grandchild['status'] == 'ACTIVE'
+    resumed(aio, grandchild['id'], token)
+    [child_volume] = _attached(aio, child['id'])
+    [grandchild_volume] = _attached(aio, grandchild['id'])
+    assert len({volume['id'], child_volume, grandchild_volume}) == 3
+    assert _same_data(aio, grandchild_volume, data)
+
+
+def test_rbd_disks_of_a_clone_of_a_clone_outlive_the_grandparents(cloud):
+    """The volume side of clone of a clone on rbd, in the order the API allows:
+    the clone's disk is a COW clone of the grandparent's snapshot, the clone's
+    bless snapshots it, the grandchild's disk clones that; the grandparent's
+    snapshot then goes (its image discarded) and every disk keeps its data."""
+    from tests.fixtures import ceph
+    from tests.functional.test_volume_lifecycle import (
+        create_volume,
+        download,
+        settle,
+        snapshot,
+        upload,
+    )
+
+    conf = ceph.ceph_conf()
+    ceph.bindings_or_skip()
+    made = cloud.request('POST', '/v1/backends', json={'backend': {
+        'name': 'ceph-coc', 'driver': 'rbd', 'options': {
+            'pool': 'rbd', 'ceph_conf': conf, 'keyring_in_connection_info': True}}})
+    assert made.status_code == 201, made.text
+    backend_id = made.json()['backend']['id']
+    grandparent_data, clone_data = os.urandom(1 << 20), os.urandom(1 << 20)
+    made_ids: list[str] = []
+    try:
+        source = create_volume(cloud, size=1, backend_id=backend_id)
+        upload(cloud, source['id'], grandparent_data)
+        first = snapshot(cloud, source['id'])
+        child = create_volume(cloud, size=1, snapshot_id=first['id'])
+        upload(cloud, child['id'], clone_data)            # the clone wrote its disk
+        second = snapshot(cloud, child['id'])
+        grandchild = create_volume(cloud, size=1, snapshot_id=second['id'])
+        made_ids += [source['id'], child['id'], grandchild['id'], first['id'], second['id']]
+        assert cloud.request('DELETE', '/v1/snapshots/%s' % first['id']).status_code == 202
+        assert settle(cloud, 'snapshots', first['id'])['status'] == 'deleted'
+        assert download(cloud, grandchild['id'], len(clone_data)) == clone_data
+        assert download(cloud, child['id'], len(clone_data)) == clone_data
+        assert download(cloud, source['id'], len(grandparent_data)) == grandparent_data
+    finally:
+        for volume in cloud.request('GET', '/v1/volumes').json()['volumes']:
+            cloud.request('DELETE', '/v1/volumes/%s?cascade=true&force=true' % volume['id'])
+        wait_for(lambda: cloud.request('GET', '/v1/volumes').json()['volumes'] == [],
+                 timeout=120)
+    # Nothing of the chain is left in the shared pool, hidden or not.
+    left = ceph.CephCLI(conf).images()
+    assert made_ids and not [n for n in left if any(i in n for i in made_ids)], left
