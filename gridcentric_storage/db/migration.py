@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 _SCRIPT_DIR = os.path.join(os.path.dirname(__file__), 'migrations')
 #: The newest revision; bump it with every new file in migrations/versions.
-HEAD = '0007'
+HEAD = '0008'
 
 
 def _config(connection: sa.engine.Connection) -> alembic.config.Config:
