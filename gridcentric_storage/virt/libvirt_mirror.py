@@ -53,7 +53,7 @@ def _wait_ready(dom: Any, dev: str, volume_id: str, timeout: float) -> None:
             raise exception.DriverError(reason='the block copy of %s was not ready after '
                                         '%.0f s (%d%% copied)' % (dev, limit, percent))
         time.sleep(poll)
-        poll = min(poll * 1.5, 0.5)
+        poll = min(poll * 1.5, 0.25)
 
 
 def _pivot(dom: Any, dev: str, timeout: float) -> None:

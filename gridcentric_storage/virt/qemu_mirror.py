@@ -33,7 +33,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from gridcentric_storage.common import exception
@@ -43,7 +43,7 @@ from gridcentric_storage.volume import qos
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ['default_progress', 'job_id', 'live_node', 'migrate', 'mirror_prefix']
+__all__ = ['default_progress', 'job_id', 'live_node', 'migrate', 'mirror_prefix', 'session']
 
 Connect = Callable[[], contextlib.AbstractContextManager[qmp.Monitor]]
 Progress = Callable[[int], None]
@@ -96,6 +96,23 @@ def default_progress(volume_id: str) -> Progress | None:
             LOG.warning('Progress of the migration of volume %s not recorded', volume_id,
                         exc_info=True)
     return progress
+
+
+@contextlib.contextmanager
+def session(connect: Connect, attempts: int = 5) -> Iterator[qmp.Monitor]:
+    """A QMP session, retried when its greeting came garbled: QEMU may hand the next
+    client what it still had buffered for one that just hung up (an event of the
+    mirror job), and sessions come and go here several times a second."""
+    with contextlib.ExitStack() as stack:
+        for attempt in range(attempts):
+            try:
+                mon = stack.enter_context(connect())
+                break
+            except exception.QmpError as e:
+                if 'Greeting' not in e.message or attempt == attempts - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        yield mon
 
 
 def _job(mon: qmp.Monitor, jid: str) -> dict[str, Any] | None:
@@ -184,7 +201,7 @@ def _wait_ready(connect: Connect, jid: str, timeout: float,
     started = time.monotonic()
     reported, last, poll = -1, 0.0, 0.05
     while True:
-        with connect() as mon:
+        with session(connect) as mon:
             job = _job(mon, jid)
         if job is None:
             raise exception.DriverError(reason='mirror job %s vanished' % jid)
@@ -209,7 +226,7 @@ def _wait_ready(connect: Connect, jid: str, timeout: float,
             raise exception.DriverError(reason='mirror job %s was not ready after %.0f s '
                                         '(%d%% copied)' % (jid, limit, percent))
         time.sleep(poll)
-        poll = min(poll * 1.5, 0.5)
+        poll = min(poll * 1.5, 0.25)
 
 
 def _pivot(mon: qmp.Monitor, jid: str, timeout: float) -> None:
@@ -249,7 +266,7 @@ def migrate(connect: Connect, layout: cmdline.Layout, volume_id: str, disk: base
     jid = job_id(volume_id)
     target = mirror_prefix(slot) + os.urandom(4).hex()
     new_info = _new_connection(slot.connection_info, disk.connection_info)
-    with connect() as mon:
+    with session(connect) as mon:
         _drop_leftover(mon, slot, jid, live_node(mon, slot), timeout)
         source = live_node(mon, slot)           # once no leftover job filters it
         try:
@@ -259,17 +276,17 @@ def migrate(connect: Connect, layout: cmdline.Layout, volume_id: str, disk: base
             raise _driver_error(volume_id, e)
     try:
         _wait_ready(connect, jid, timeout, progress)
-        with connect() as mon:
+        with session(connect) as mon:
             _pivot(mon, jid, timeout)
     except BaseException as e:
-        with connect() as mon:
+        with session(connect) as mon:
             _undo(mon, jid, target, new_info, timeout)
         if not isinstance(e, Exception):
             raise
         raise _driver_error(volume_id, e)
     old_info = slot.connection_info
     slot.connection_info = new_info
-    with connect() as mon:
+    with session(connect) as mon:
         try:
             _del_node(mon, source, old_info, timeout)
         except exception.QmpError as e:

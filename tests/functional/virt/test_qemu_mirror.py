@@ -65,7 +65,8 @@ class Guest:
         self.sock = os.path.join(driver.instances_path, VM, 'qmp.sock')
 
     def cmd(self, name: str, **arguments: Any) -> Any:
-        with qmp.connect(self.sock) as mon:
+        # sessions come and go beside the driver's: retried as the driver's are
+        with qemu_mirror.session(lambda: qmp.connect(self.sock)) as mon:
             return mon.cmd(name, **arguments)
 
     def disk(self) -> dict[str, Any]:
