@@ -8,13 +8,16 @@ cache (``kernel_cache`` keeps a new open from dropping them). State and layout
 are fetched into ``<mount_root>/cache/<id>/`` and checked against the sha256
 recorded at publish time.
 
-Supervision: the daemon runs in the foreground as this service's child; a
-thread waits on it. When it dies, the clones that map its file would die of
-SIGBUS on their next uncached page, so they are failed now (ERROR with the
+Supervision: the daemon runs in the foreground as this service's child (in its
+own session, so it outlives a crash of the service); a thread waits on it.
+When it dies, the clones that map its file would die of SIGBUS on their next
+uncached page, so they are failed now (ERROR with the
 reason) through ``on_death``, the dead mount is detached and a new daemon is
 started. A mount is dropped (daemon stopped, cache removed) when the live image
-is discarded and at service stop; the RBD image can only be removed once no
-daemon holds it open.
+is discarded; the RBD image can only be removed once no daemon holds it open.
+At service stop the mounts no QEMU maps are unmounted; those that running
+clones still map stay, and the next start adopts them (watched by pid) with
+any daemon a crash left.
 
 Before QEMU starts, the file must be on a FUSE filesystem (statfs magic) with
 the recorded size: a missing mount would otherwise let QEMU create an empty file
@@ -84,13 +87,65 @@ def root() -> str:
         CONF.state_path or '/var/lib/gridcentric-storage', 'live-image-store')
 
 
+class _Adopted:
+    """A daemon an earlier run of this service started, watched by its pid
+    (the Popen methods this module uses)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not _alive(self.pid):
+            self.returncode = -1  # not our child: its status is not ours to read
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired('rbd-fuse', timeout or 0)
+            time.sleep(0.2)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
+
+
+def _processes() -> list[tuple[int, list[str]]]:
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open('/proc/%s/cmdline' % entry, 'rb') as f:
+                    argv = [a.decode('utf-8', 'replace') for a in f.read().split(b'\0') if a]
+            except OSError:
+                continue
+            found.append((int(entry), argv))
+    return found
+
+
 class Mount:
     def __init__(self, live_image_id: str, image: str, directory: str) -> None:
         self.live_image_id = live_image_id
         self.image = image
         self.directory = directory
         self.path = os.path.join(directory, image)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | _Adopted | None = None
         self.stopping = False
         self.restarts = 0
 
@@ -213,7 +268,7 @@ class MountManager:
         LOG.info('Mounted published live image %s (rbd-fuse pid %d)',
                  mount.live_image_id, mount.proc.pid)
 
-    def _watch(self, mount: Mount, proc: 'subprocess.Popen[bytes]') -> None:
+    def _watch(self, mount: Mount, proc: 'subprocess.Popen[bytes] | _Adopted') -> None:
         code = proc.wait()
         if mount.stopping:
             return
@@ -265,14 +320,48 @@ class MountManager:
                 pass
 
     def stop(self) -> None:
-        """Unmount everything (service stop); cached files stay for the next start."""
+        """Service stop: unmount what no QEMU maps (the rest is adopted at the
+        next start); cached files stay."""
+        mapped = {arg for _, argv in _processes() for arg in argv}
         for mount in self.mounts().values():
+            if any(mount.path in arg for arg in mapped):
+                LOG.info('Leaving the mount of live image %s: clones map it',
+                         mount.live_image_id)
+                mount.stopping = True  # not ours to restart any more
+                continue
             try:
                 self._stop(mount)
             except Exception:
                 LOG.warning('Unmounting %s failed', mount.directory, exc_info=True)
         with self._lock:
             self._mounts.clear()
+
+    def adopt(self) -> None:
+        """Service start: take over the daemons an earlier run left mounted under
+        this host's root (clones map them); stop those whose mount is gone."""
+        base = os.path.join(root(), 'mnt') + os.sep
+        for pid, argv in _processes():
+            if not argv or os.path.basename(argv[0]) != 'rbd-fuse' or '-r' not in argv:
+                continue
+            directory = next((a for a in argv if a.startswith(base)), None)
+            if directory is None or argv.index('-r') + 1 >= len(argv):
+                continue
+            live_image_id = os.path.basename(directory)
+            mount = Mount(live_image_id, argv[argv.index('-r') + 1], directory)
+            mount.proc = _Adopted(pid)
+            try:
+                mounted = fs_type(directory) == FUSE_SUPER_MAGIC
+            except OSError:
+                mounted = False
+            if not mounted or live_image_id in self.mounts():
+                self._stop(mount)
+                continue
+            with self._lock:
+                self._mounts[live_image_id] = mount
+            threading.Thread(target=self._watch, args=(mount, mount.proc), daemon=True,
+                             name='gc-mount-%s' % live_image_id[:8]).start()
+            LOG.info('Adopted the mount of live image %s (rbd-fuse pid %d)',
+                     live_image_id, pid)
 
 
 def _detach(directory: str) -> None:

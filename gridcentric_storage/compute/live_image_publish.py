@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from oslo_config import cfg
@@ -35,6 +36,7 @@ LOG = logging.getLogger(__name__)
 NONE, PUBLISHING, PUBLISHED, ERROR = 'none', 'publishing', 'published', 'error'
 SNAPSHOT = 'published'
 CHUNK = 4 << 20
+WATCH_TIMEOUT = 30
 
 
 def enabled() -> bool:
@@ -128,7 +130,9 @@ class StoreClient(rbd_client.CephClient):
 
     def remove_image(self, name: str) -> None:
         """The image and its snapshot; gone already is fine. A host that still
-        maps it (its rbd-fuse holds a watch) makes this fail: ImageBusy."""
+        maps it (its rbd-fuse holds a watch) makes this fail: ImageBusy, after
+        waiting out the watch of a daemon that was killed (the OSDs drop it
+        after ``osd_client_watch_timeout``, 30 s by default)."""
         def call() -> None:
             with self._ioctx() as ioctx:
                 try:
@@ -140,7 +144,17 @@ class StoreClient(rbd_client.CephClient):
                         if image.is_protected_snap(snap['name']):
                             image.unprotect_snap(snap['name'])
                         image.remove_snap(snap['name'])
-                rbd_client.rbd.RBD().remove(ioctx, name)
+                deadline = time.monotonic() + WATCH_TIMEOUT + self.timeout
+                while True:
+                    try:
+                        rbd_client.rbd.RBD().remove(ioctx, name)
+                        return
+                    except rbd_client.rbd.ImageNotFound:
+                        return
+                    except rbd_client.rbd.ImageBusy:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(1)
         self._run('removing %s' % name, call)
 
 

@@ -74,9 +74,11 @@ class ComputeManager:
 
     # ---- streamed launch (compute.live_image_publish, compute.live_image_mounts)
     def _store_capability(self) -> None:
-        """Tell the API this host can launch clones of published live images."""
+        """Take over mounts an earlier run left; tell the API this host can
+        launch clones of published live images."""
         if not publish.enabled():
             return
+        self.mounts.adopt()
         topic = cfg.CONF.compute.topic
         for service in db.service_get_all(topic):
             if service['host'] == self.host:

@@ -63,9 +63,12 @@ def _deployed(tmp_path, db_url, ceph_conf):
     try:
         yield dep
     finally:
+        images = dep.call('GET', '/v1/live-images').json().get('live_images', [])
         for server in dep.call('GET', '/v1/servers').json().get('servers', []):
             dep.call('DELETE', '/v1/servers/%s' % server['id'])
         dep.stop()
+        for image in images:  # what a failed test left in the shared Ceph
+            _remove_published(dep, 'gc-live-%s' % image['id'])
 
 
 @pytest.fixture
@@ -133,6 +136,15 @@ def _launch(dep, image_id, host):
 def _rbd(dep, *args):
     return subprocess.run(['rbd', '--conf', dep.ceph_conf, *args], capture_output=True,
                           text=True, timeout=60)
+
+
+def _remove_published(dep, name):
+    _rbd(dep, 'snap', 'unprotect', 'rbd/%s@published' % name)
+    _rbd(dep, 'snap', 'purge', 'rbd/%s' % name)
+    _rbd(dep, 'rm', 'rbd/%s' % name)
+    for suffix in ('.state', '.layout'):
+        subprocess.run(['rados', '--conf', dep.ceph_conf, '-p', 'rbd', 'rm', name + suffix],
+                       capture_output=True, timeout=60)
 
 
 def _resident(path):

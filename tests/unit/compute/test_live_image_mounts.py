@@ -7,6 +7,7 @@ import pytest
 from gridcentric_storage.common import exception
 from gridcentric_storage.compute import live_image_mounts as mounts
 from gridcentric_storage.compute import live_image_publish as publish
+from tests.fixtures.services import wait_for
 
 ID = '3cf79ff2-f7ea-4ca6-accf-7554510e4c26'
 
@@ -72,3 +73,29 @@ def test_a_state_that_does_not_match_its_sha256_is_refused(tmp_path, monkeypatch
     finally:
         cfg.CONF.clear_override('mount_root', group='live_image_store')
     assert not os.path.exists(tmp_path / 'cache' / ID / 'state')
+
+
+def test_a_daemon_left_without_its_mount_is_stopped_at_start(tmp_path):
+    """What a crashed service left: a daemon whose mount point holds no mount."""
+    import subprocess
+    import sys
+
+    from oslo_config import cfg
+
+    cfg.CONF.set_override('mount_root', str(tmp_path), group='live_image_store')
+    directory = tmp_path / 'mnt' / ID
+    directory.mkdir(parents=True)
+    stray = subprocess.Popen(['rbd-fuse', '-c', 'import time; time.sleep(60)', '-r',
+                              'gc-live-%s' % ID, str(directory)], executable=sys.executable)
+    try:
+        # its argv is in /proc once it has exec'd
+        wait_for(lambda: any(pid == stray.pid and argv[:1] == ['rbd-fuse']
+                             for pid, argv in mounts._processes()), timeout=15)
+        manager = mounts.MountManager()
+        manager.adopt()
+        assert manager.mounts() == {}
+        assert stray.wait(timeout=15) is not None
+    finally:
+        stray.kill()
+        stray.wait()
+        cfg.CONF.clear_override('mount_root', group='live_image_store')
