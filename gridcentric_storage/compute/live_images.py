@@ -75,12 +75,17 @@ class LiveImageManager:
         """Memory and disks of one instant: pause, snapshot volumes, save, resume."""
         if not live_disks.attachments_of(server['id']):
             return concurrency.execute(self.driver.bless, server['id'], live_image_id, [])
+        # A clone's bless goes on after its memory is captured (the QEMU driver
+        # flattens it): a driver that can lets it run from then on.
+        early = ({'resume_after_capture': True}
+                 if server['live_image_id'] and getattr(self.driver, 'flattens_clones', False)
+                 else {})
         self.driver.pause(server['id'])
         try:
             disks = live_disks.snapshot_all(ctxt, self.volumes, server['id'], live_image_id)
             try:
                 return concurrency.execute(self.driver.bless, server['id'], live_image_id,
-                                           disks)
+                                           disks, **early)
             except Exception:
                 live_disks.delete_snapshots(ctxt, self.volumes, [d.volume_id for d in disks])
                 raise

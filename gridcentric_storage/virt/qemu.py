@@ -271,8 +271,14 @@ class QemuDriver(base.VirtDriver):
 
     # ---- live images
 
-    def bless(self, instance_id: str, live_image_id: str,
-              snapshot_disks: list[base.Disk]) -> base.LiveImageArtifacts:
+    #: A clone's bless flattens it (qemu_flatten.py); it takes ``resume_after_capture``.
+    flattens_clones = True
+
+    def bless(self, instance_id: str, live_image_id: str, snapshot_disks: list[base.Disk],
+              resume_after_capture: bool = False) -> base.LiveImageArtifacts:
+        """``resume_after_capture``: a caller that paused a clone to snapshot its
+        disks lets it run again as soon as its memory is captured, not after the
+        whole flatten (a VM's bless captures and returns at once: no change)."""
         check_id('live image', live_image_id)
         with self._locks.get(instance_id), self._locks.get('live-image:' + live_image_id):
             layout = self._load_layout(instance_id)
@@ -297,7 +303,8 @@ class QemuDriver(base.VirtDriver):
                         timing = flatten.save_clone_state(
                             mon, layout, work, qemu_binary=self.qemu_binary,
                             timeout=self.migration_timeout, start_timeout=self.start_timeout,
-                            stop_timeout=self.stop_timeout, qmp_timeout=self.qmp_timeout)
+                            stop_timeout=self.stop_timeout, qmp_timeout=self.qmp_timeout,
+                            resume_after_capture=resume_after_capture)
                     else:
                         timing = live.save_state(mon, self._vms.file(instance_id, 'ram'),
                                                  work, self.migration_timeout)

@@ -91,12 +91,13 @@ def _stand_in_disks(argv: list[str], sizes: dict[str, int]) -> list[str]:
 
 def save_clone_state(mon: qmp.Monitor, layout: cmdline.Layout, work: str, *,
                      qemu_binary: str, timeout: float, start_timeout: float,
-                     stop_timeout: float, qmp_timeout: float) -> dict[str, Any]:
+                     stop_timeout: float, qmp_timeout: float,
+                     resume_after_capture: bool = False) -> dict[str, Any]:
     """Write ``work/ram`` and ``work/state`` of the clone behind ``mon``; its timing.
 
-    The clone is paused only while its stream is written, and left in the run
-    state it was found in (a caller that paused it first, to snapshot disks,
-    resumes it itself).
+    The clone is paused only while its stream is written, then left in the run
+    state it was found in, or running with ``resume_after_capture`` (a caller
+    that paused it to snapshot its disks: the helper's seconds are no pause).
     """
     stream = os.path.join(work, 'stream')
     guid = mon.cmd('query-vm-generation-id')['guid']
@@ -105,6 +106,7 @@ def save_clone_state(mon: qmp.Monitor, layout: cmdline.Layout, work: str, *,
     bandwidth = mon.cmd('query-migrate-parameters').get('max-bandwidth')
     start = time.monotonic()
     was_running = mon.cmd('query-status')['status'] == 'running'
+    resume = was_running or resume_after_capture
     mon.cmd('stop')
     paused = time.monotonic()
     try:
@@ -115,7 +117,7 @@ def save_clone_state(mon: qmp.Monitor, layout: cmdline.Layout, work: str, *,
         qmp.wait_for_migration(mon, timeout)
         saved = time.monotonic()
     finally:
-        if was_running:
+        if resume:
             mon.cmd('cont')
         resumed = time.monotonic()
         with contextlib.suppress(exception.QmpError):   # what the clone's next migration sees
@@ -138,7 +140,7 @@ def save_clone_state(mon: qmp.Monitor, layout: cmdline.Layout, work: str, *,
             'paused_seconds': round(resumed - paused, 4),
             'bless_seconds': round(done - start, 4),
             'state_size': os.stat(os.path.join(work, 'state')).st_size,
-            'stream_size': stream_size, 'resumed': was_running}
+            'stream_size': stream_size, 'resumed': resume}
 
 
 def _load_and_save(layout: cmdline.Layout, work: str, stream: str, guid: str,

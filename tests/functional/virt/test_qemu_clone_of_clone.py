@@ -105,6 +105,22 @@ def test_grandchild_resumes_the_blessed_clone_and_outlives_the_grandparent(
         wait_for(counter_past(driver, 'child', after + 2), 30,
                  what='the blessed clone to keep counting')
 
+        # A caller that paused the clone to snapshot its disks finds it as it had
+        # it, or running once its memory is captured if it asked for that.
+        driver.pause('child')
+        kept = driver.bless('child', 'li-paused', [local_disk('vol-child-snap', child_snap)])
+        assert driver.get_info('child').state == 'paused' and kept.extra['resumed'] is False
+        driver.unpause('child')
+        driver.pause('child')
+        early = driver.bless('child', 'li-early', [local_disk('vol-child-snap', child_snap)],
+                             resume_after_capture=True)
+        assert driver.get_info('child').state == 'running' and early.extra['resumed'] is True
+        driver.unpause('child')                  # the caller's unpause: no harm done
+        wait_for(counter_past(driver, 'child', last_counter(driver, 'child') + 2), 30,
+                 what='the clone to count on after the caller resumed it')
+        for extra_image in (kept, early):
+            driver.discard(extra_image)
+
         # A live image like any other: read-only RAM of the guest's size and its
         # checksum, a device state without RAM, nothing left of the helper.
         assert sorted(os.listdir(second.directory)) == ['layout.json', 'ram', 'state']
