@@ -14,6 +14,7 @@ from gridcentric_storage.common.states import VolumeStatus as V
 from gridcentric_storage.db import api as db
 from tests.fixtures import ceph, loopfs
 from tests.fixtures.services import file_backend, wait_for
+from tests.functional.test_multihost import deployment, pg_url  # noqa: F401 (fixtures)
 from tests.functional.test_volume_lifecycle import create_volume, download, settle, upload
 
 MiB = 1 << 20
@@ -380,3 +381,49 @@ def test_lvm_to_file(cloud, tmp_path):
         migrated(cloud, volume['id'], files)
         assert download(cloud, volume['id'], len(data)) == data
         cloud.stop()
+
+
+# ---------------------------------------------------------------- two hosts
+
+def test_migration_between_two_hosts(deployment, tmp_path):  # noqa: F811
+    """gridcentric-compute on two hosts (PostgreSQL, RabbitMQ): the source host reads
+    its volume and writes it to the destination host's data server."""
+    from tests.functional.test_multihost import _get_ok
+
+    def _status(dep, volume_id, wanted):
+        volume = dep.call('GET', '/v1/volumes/%s' % volume_id).json()['volume']
+        return volume if volume['status'] == wanted else None
+
+    dep = deployment
+    dep.start('gridcentric-api')
+    for host in ('compute-a', 'compute-b'):
+        dep.start('gridcentric-compute', host)
+    wait_for(lambda: dep.run('gridcentric-manage', 'service', 'list').stdout.count(' up ')
+             == 2, timeout=60, interval=0.5)
+    wait_for(lambda: _get_ok(dep, '/v1/backends'), timeout=30, interval=0.2)
+    backends = {}
+    for host in ('compute-a', 'compute-b'):
+        response = dep.call('POST', '/v1/backends', json={'backend': {
+            'name': 'file-' + host, 'driver': 'file', 'host': host,
+            'options': {'path': str(tmp_path / ('store-' + host))}}})
+        assert response.status_code == 201, response.text + dep.logs()
+        backends[host] = response.json()['backend']
+    response = dep.call('POST', '/v1/volumes', json={'volume': {
+        'size': 1, 'backend_id': backends['compute-a']['id']}})
+    volume_id = response.json()['volume']['id']
+    wait_for(lambda: _status(dep, volume_id, 'available'), timeout=60)
+    data = _pattern(b'across hosts')
+    assert dep.call('PUT', '/v1/volumes/%s/data' % volume_id, data=data).status_code == 200
+    wait_for(lambda: _status(dep, volume_id, 'available'), timeout=60)
+
+    response = dep.call('POST', '/v1/volumes/%s/action' % volume_id, json={
+        'migrate': {'backend': 'file-compute-b'}})
+    assert response.status_code == 202, response.text
+    moved = wait_for(lambda: _status(dep, volume_id, 'available'), timeout=120)
+    assert moved['migration_status'] == 'success', moved['status_reason'] or dep.logs()
+    assert moved['backend_id'] == backends['compute-b']['id']
+    assert moved['host'] == 'compute-b'
+    got = dep.call('GET', '/v1/volumes/%s/data' % volume_id, stream=True)
+    assert got.raw.read(len(data)) == data
+    got.close()
+    wait_for(lambda: volume_files(tmp_path / 'store-compute-a') == [], timeout=60)
