@@ -218,6 +218,23 @@ class Publisher:
         if enabled():
             concurrency.spawn(self.run, live_image_id)
 
+    def recover(self, host: str) -> None:
+        """Service start: publish what a stop cut short, and this host's blessed
+        live images never published (the store enabled since); failed ones stay
+        failed."""
+        if not enabled():
+            return
+        for live_image in db_servers.live_image_get_all(host=host, statuses=('blessed',)):
+            if live_image['nova_source'] or not live_image['artifacts']:
+                continue  # a Nova instance's files are laid out by Nova's driver
+            if live_image['publish_status'] == PUBLISHING:
+                db_servers.live_image_set_publish(
+                    live_image['id'], ERROR, expected=(PUBLISHING,),
+                    publish_reason='publish interrupted by a restart of %s' % host)
+            elif live_image['publish_status'] not in (None, NONE):
+                continue
+            self.start(live_image['id'])
+
     def run(self, live_image_id: str) -> None:
         from gridcentric_storage.compute.live_images import artifacts_from_db
 

@@ -79,6 +79,7 @@ class ComputeManager:
         if not publish.enabled():
             return
         self.mounts.adopt()
+        self.publisher.recover(self.host)
         topic = cfg.CONF.compute.topic
         for service in db.service_get_all(topic):
             if service['host'] == self.host:

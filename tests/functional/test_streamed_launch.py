@@ -188,6 +188,7 @@ def test_clone_on_another_host_maps_published_ram(stream):
     first = _resident(ram)
     print('\nremote clone 1: %d of %d bytes of guest RAM fetched (%.1f%%)'
           % (first, ram_size, 100.0 * first / ram_size))
+    assert 0 < first < ram_size  # pages came on demand, not the whole RAM
 
     second_id = _launch(dep, image['id'], 'compute-b')
     wait_for(lambda: _active(dep, second_id), timeout=120)

@@ -115,3 +115,24 @@ def test_a_published_live_image_is_not_published_twice(live_image):
     publisher._client = store = Store()
     publisher.run(ID)
     assert store.images == {}  # the second run found it published and left it
+
+
+def test_a_publish_cut_short_by_a_restart_runs_again(live_image, monkeypatch):
+    monkeypatch.setattr(publish, 'enabled', lambda: True)
+    db_servers.live_image_set_publish(ID, publish.PUBLISHING)
+    publisher = publish.Publisher()
+    publisher._client = Store()
+    monkeypatch.setattr(publisher, 'start', publisher.run)  # in the foreground
+    publisher.recover('h')
+    assert db_servers.live_image_get(ID)['publish_status'] == publish.PUBLISHED
+
+
+def test_a_failed_publish_is_not_retried_at_each_start(live_image, monkeypatch):
+    monkeypatch.setattr(publish, 'enabled', lambda: True)
+    db_servers.live_image_set_publish(ID, publish.ERROR, publish_reason='pool gone')
+    publisher = publish.Publisher()
+    monkeypatch.setattr(publisher, 'start', publisher.run)
+    publisher._client = store = Store()
+    publisher.recover('h')
+    assert store.images == {}
+    assert db_servers.live_image_get(ID)['publish_reason'] == 'pool gone'
