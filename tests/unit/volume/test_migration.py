@@ -275,3 +275,31 @@ def test_restart_discards_the_destination(service, api, ctxt, volume, one, two):
     assert _store(service, one).read(volume['id'], 0, len(data)) == data
     api.migrate(ctxt, db.volume_get(volume['id']), 'two', None)
     assert _settled(volume['id'])['migration_status'] == 'success'
+
+
+def test_attached_file_volume_moves_through_the_compute_host(service, api, ctxt, tmp_path):
+    """The whole path with no stand-in: the compute host's migrate_server_volume
+    (fake virt driver, which advertises volume_mirror) switches the server's disk
+    to the destination file, and the volume is in-use on the other backend."""
+    from gridcentric_storage.compute import api as compute_api
+
+    fone = helpers.add_backend('fone', driver='file', path=str(tmp_path / 'fone'))
+    ftwo = helpers.add_backend('ftwo', driver='file', path=str(tmp_path / 'ftwo'))
+    compute = compute_api.ComputeAPI()
+    root = helpers.make_volume(api, ctxt, fone, size=1)
+    server = helpers.settled_server(compute.create_server(
+        ctxt, {'name': 'vm', 'memory_mb': 128, 'volume_id': root['id']})['id'])
+    assert server['status'] == 'ACTIVE', server
+    wait_for(lambda: migration.can_mirror(server['host']), what='the host to advertise')
+    api.migrate(ctxt, db.volume_get(root['id']), 'ftwo', None)
+    moved = _settled(root['id'])
+    assert moved['status'] == 'in-use' and moved['backend_id'] == ftwo['id'], moved
+    assert moved['migration_status'] == 'success'
+    disk = next(d for d in service.manager.servers.driver.disks(server['id'])
+                if d.volume_id == root['id'])
+    path = disk.connection_info['data']['device_path']
+    assert path.startswith(str(tmp_path / 'ftwo')) and moved['name_id'] in path
+    [attachment] = db_attachments.attachment_get_all(volume_id=root['id'])
+    assert attachment['connection_info']['data']['device_path'] == path
+    wait_for(lambda: not [n for n in (tmp_path / 'fone').iterdir()
+                          if n.name.startswith('volume-')], what='the source deleted')
