@@ -11,12 +11,16 @@ import os
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from volume_common import GiB, MiB, Profile, chunk, run, timed
+
+STREAM_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             'stream_client.py')
 
 
 @contextlib.contextmanager
@@ -134,19 +138,45 @@ def _put(api: Any, path: str, source: str) -> None:
         response.read()
 
 
-def _get(api: Any, path: str) -> int:
-    """Reads into one 4 MiB buffer: one copy out of the kernel, as dd's read."""
-    conn = http.client.HTTPConnection(api.url.split('//')[1], timeout=300)
-    with contextlib.closing(conn):
-        conn.request('GET', path, headers={'X-Auth-Token': 'admin:admin'})
-        response = conn.getresponse()
-        if response.status != 200:
-            raise SystemExit('GET %s: %s %s' % (path, response.status, response.read()))
-        buf = memoryview(bytearray(4 * MiB))
-        got = 0
-        while n := response.readinto(buf):
-            got += n
-        return got
+def _read_out(address: tuple[str, int], path: str, sink: str = 'copy'
+              ) -> tuple[float, int]:
+    """Seconds and bytes of a GET (``path``; ``-``: a bare TCP stream) read to its
+    end by bench/stream_client.py, a process of its own."""
+    proc = subprocess.Popen([sys.executable, STREAM_CLIENT, address[0], str(address[1]),
+                             path, sink], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != 'ready':
+        proc.kill()
+        raise SystemExit('the stream client did not start')
+    out, _ = proc.communicate('go\n', timeout=900)
+    if proc.returncode:
+        raise SystemExit('the stream client failed')
+    seconds, got = out.split()
+    return float(seconds), int(got)
+
+
+def _get(api: Any, volume: dict[str, Any], evict: str | None = None,
+         sink: str = 'copy') -> float:
+    """Seconds to read the whole volume, and for it to be available again."""
+    if evict:
+        _evict(evict)
+    os.sync()
+    host, port = api.url.split('//')[1].rsplit(':', 1)
+    seconds, got = _read_out((host, int(port)), '/v1/volumes/%s/data' % volume['id'],
+                             sink)
+    if got != volume['size'] * GiB:
+        raise SystemExit('GET: %d of %d bytes' % (got, volume['size'] * GiB))
+    start = time.perf_counter()
+    settle(api, 'volumes', volume['id'])
+    return seconds + time.perf_counter() - start
+
+
+def _gc_api(api: Any, *argv: str) -> None:
+    """The gc-api command, as a user runs it (its own process, noauth endpoint)."""
+    local = os.path.join(os.path.dirname(sys.executable), 'gc-api')
+    run([local if os.path.exists(local) else 'gc-api', '--os-auth-type', 'none',
+         '--os-endpoint', api.url, *argv])
 
 
 def _evict(path: str) -> None:
@@ -173,13 +203,13 @@ class FileDd:
     def write(self, fsync: bool) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.target)
-        run(['dd', 'if=' + self.source, 'of=' + self.target, 'bs=1M',
+        run(['dd', 'if=' + self.source, 'of=' + self.target, 'bs=16M',
              *(['conv=fsync'] if fsync else [])])
 
     def read(self, cold: bool) -> None:
         if cold:
             _evict(self.target)
-        run(['dd', 'if=' + self.target, 'of=/dev/null', 'bs=1M'])
+        run(['dd', 'if=' + self.target, 'of=/dev/null', 'bs=16M'])
 
     def cleanup(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -243,12 +273,7 @@ def tcp_ceiling(path: str, hops: int) -> float:
         threading.Thread(target=relay, args=(i,)) for i in range(1, hops)]
     for thread in threads:
         thread.start()
-    start = time.perf_counter()
-    with socket.create_connection(listeners[-1].getsockname()) as client:
-        buf = memoryview(bytearray(4 * MiB))
-        while client.recv_into(buf):
-            pass
-    took = time.perf_counter() - start
+    took, _ = _read_out(listeners[-1].getsockname(), '-')
     for thread in threads:
         thread.join()
     for listener in listeners:
@@ -266,10 +291,8 @@ def streams(api: Any, backend: dict[str, Any], source: str, scratch: str,
     empty = os.path.join(scratch, 'empty')
     open(empty, 'wb').close()
 
-    def stream(fn: Any, cold: bool = False) -> Any:
+    def stream(fn: Any) -> Any:
         def timed_stream() -> None:
-            if cold and path:
-                _evict(path)
             fn()
             settle(api, 'volumes', volume['id'])
         return timed_stream
@@ -277,9 +300,15 @@ def streams(api: Any, backend: dict[str, Any], source: str, scratch: str,
     try:
         out['put'] = _best(3, stream(lambda: _put(api, data, source)))
         out['get_bytes'] = volume['size'] * GiB
-        out['get'] = _best(3, stream(lambda: _get(api, data)))
-        out['get_cold'] = _best(3, stream(lambda: _get(api, data), cold=True))
+        out['get'] = min(_get(api, volume) for _ in range(3))
+        out['get_cold'] = min(_get(api, volume, evict=path) for _ in range(3))
+        out['get_splice'] = min(_get(api, volume, sink='splice') for _ in range(3))
         out['fixed'] = _best(3, stream(lambda: _put(api, data, empty)))
+        out['cli_put'] = _best(3, stream(lambda: _gc_api(
+            api, 'volume-upload', volume['id'], '--file', source)))
+        out['cli_get'] = _best(3, stream(lambda: _gc_api(
+            api, 'volume-download', volume['id'], '--file', '/dev/null')))
+        out['cli_fixed'] = _best(3, lambda: _gc_api(api, 'volume-show', volume['id']))
     finally:
         api_delete(api, volume['id'])
     try:
@@ -406,43 +435,61 @@ def print_part2(profile: Profile, cache: dict[str, dict[str, Any]]) -> None:
           '   /v1/image-cache for that backend, %d expected)' % (n - 1))
 
 
+def mb_of(s: dict[str, Any]) -> float:
+    return float(s['length'] / MiB)
+
+
 def print_part3(stream: dict[str, dict[str, Any]]) -> None:
-    print('\n3. streams through the API (client -> API relay -> data server of the owner '
-          'host -> volume)\n   vs dd on the same backend directory, MiB/s')
-    print('%-14s %8s %9s %6s %8s %9s %6s %8s %8s %6s %8s' % (
-        'backend', 'API PUT', 'dd fsync', 'ratio', 'API GET', 'dd read', 'ratio',
-        'GET warm', 'dd warm', 'ratio', 'dd no-fs'))
+    print('\n3. streams through the API (client -> API -> data server of the owner host ->\n'
+          '   volume) vs dd on the same backend directory, MiB/s')
+    print('%-14s %6s %6s %5s %6s %6s %5s %6s %6s %5s %6s %5s %6s %5s' % (
+        'backend', 'PUT', 'dd fs', 'ratio', 'GET c', 'dd c', 'ratio', 'GET w', 'dd w',
+        'ratio', 'CLI P', 'ratio', 'CLI G', 'ratio'))
     for label, s in stream.items():
         mb = s['length'] / MiB
-        put = mb / s['put']
-        get, get_warm = (s['get_bytes'] / MiB / s[k] for k in ('get_cold', 'get'))
-        dd_w, dd_f, dd_r, dd_rc = (mb / s[k] for k in ('dd_write', 'dd_write_fsync',
-                                                       'dd_read', 'dd_read_cold'))
-        print('%-14s %8.0f %9.0f %5.0f%% %8.0f %9.0f %5.0f%% %8.0f %8.0f %5.0f%% %8.0f' % (
-            label, put, dd_f, 100 * put / dd_f, get, dd_rc, 100 * get / dd_rc, get_warm,
-            dd_r, 100 * get_warm / dd_r, dd_w))
+        put, cli_put = mb / s['put'], mb / s['cli_put']
+        get, get_warm, cli_get = (s['get_bytes'] / MiB / s[k]
+                                  for k in ('get_cold', 'get', 'cli_get'))
+        dd_f, dd_r, dd_rc = (mb / s[k] for k in ('dd_write_fsync', 'dd_read',
+                                                 'dd_read_cold'))
+        print('%-14s %6.0f %6.0f %4.0f%% %6.0f %6.0f %4.0f%% %6.0f %6.0f %4.0f%% %6.0f '
+              '%4.0f%% %6.0f %4.0f%%' % (
+                  label, put, dd_f, 100 * put / dd_f, get, dd_rc, 100 * get / dd_rc,
+                  get_warm, dd_r, 100 * get_warm / dd_r, cli_put, 100 * cli_put / dd_f,
+                  cli_get, 100 * cli_get / dd_r))
     sample = next(iter(stream.values()))
     print('  PUT: %d MiB of random bytes, from the request to the volume available again;\n'
           '  the data server answers once the bytes are on disk (fsync, or qemu-nbd\'s\n'
-          '  flush for qcow2), so it is set against dd conv=fsync; "dd no-fs": dd without\n'
-          '  it, i.e. into the page cache. GET: the whole volume (%d MiB, the rest\n'
-          '  zeros) with the volume\'s pages dropped from the page cache first (fadvise),\n'
-          '  against dd reading the %d MiB file likewise; "warm": both from the page\n'
-          '  cache. Best of 3 each. The clients send with sendfile and read into one\n'
-          '  buffer. Every stream also pays a fixed cost (policy, RPC to the owner host,\n'
-          '  os-brick connection, qemu-img map or qemu-nbd for qcow2, status moves),\n'
-          '  timed alone as an empty PUT:'
+          '  flush for qcow2), so it is set against dd conv=fsync ("dd fs"). GET c(old):\n'
+          '  the whole volume (%d MiB, the rest zeros) with the volume\'s pages dropped\n'
+          '  from the page cache first (fadvise), against dd reading the %d MiB file\n'
+          '  likewise; GET w(arm): both from the page cache. dd bs=16M; the GET client\n'
+          '  (a process of its own, as dd) recv_into()s one 16 MiB buffer, one copy per\n'
+          '  byte as dd\'s read(); the PUT client sends with sendfile. The API\n'
+          '  runs on the data server\'s host here, so a GET is handed to the data server\n'
+          '  (one TCP hop). CLI P/G: the gc-api command (its own process) uploading the\n'
+          '  file / downloading the warm volume to /dev/null, against dd fsync / dd warm.\n'
+          '  Best of 3 each. Every stream also pays a fixed cost (policy, RPC to the owner\n'
+          '  host, os-brick connection, qemu-img map or qemu-nbd for qcow2, status\n'
+          '  moves), timed alone as an empty PUT, and the CLI its start (gc-api\n'
+          '  volume-show):'
           % (sample['length'] // MiB, sample['get_bytes'] // MiB, sample['length'] // MiB))
     for label, s in stream.items():
-        print('    %-14s %.2f s' % (label, s['fixed']))
+        print('    %-14s %.2f s; gc-api start %.2f s' % (label, s['fixed'], s['cli_fixed']))
+    print('  GET w into a client that splices to /dev/null (no copy at all, so less\n'
+          '  work than dd\'s read()):')
+    for label, s in stream.items():
+        splice = s['get_bytes'] / MiB / s['get_splice']
+        print('    %-14s %5.0f MiB/s, %.0f%% of dd w' % (label, splice,
+                                                     100 * splice * s['dd_read'] / mb_of(s)))
     print('  The same warm bytes over bare loopback TCP (sendfile, splice relays; no\n'
           '  HTTP, API or volume), the transport\'s own ceiling on this host:')
     for label, s in stream.items():
         if 'tcp' in s:
             one, two = (s['length'] / MiB / t for t in s['tcp'])
             warm = s['get_bytes'] / MiB / s['get']
-            print('    %-14s one hop %5.0f, two hops %5.0f MiB/s: the GET (two hops) is at '
-                  '%.0f%% of it' % (label, one, two, 100 * warm / two))
+            print('    %-14s one hop %5.0f, two hops %5.0f MiB/s: the GET (one hop) is at '
+                  '%.0f%% of one' % (label, one, two, 100 * warm / one))
     for label, s in stream.items():
         if s['length'] != sample['length']:
             print('  %s: %d MiB put; the GET reads the whole volume, the data then\n'

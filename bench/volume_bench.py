@@ -19,7 +19,8 @@ One run, side by side, on this host:
    first 256 MiB) on a file backend on ext4 and one on XFS reflink, each timed
    from POST to 'available'.
 3. Streams through the API (PUT/GET /v1/volumes/{id}/data of a 1 GiB volume,
-   the whole GiB each way) against ``dd bs=1M`` on the same backend
+   the whole GiB each way, and the gc-api CLI doing the same) against
+   ``dd bs=16M`` on the same backend
    directory: the PUT (durable when answered) against dd conv=fsync, the GET
    with the volume out of the page cache against dd reading cold, and both
    warm. ``--streams`` runs only this part.

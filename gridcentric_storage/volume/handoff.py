@@ -109,7 +109,10 @@ class _Handler(socketserver.BaseRequestHandler):
             if not fds:
                 return  # the API let go before its client's head was written
             with socket.socket(fileno=fds[0]) as client:
-                client.settimeout(self.server.stall_timeout)
+                if self.server.stall_timeout is None:
+                    client.settimeout(None)
+                else:
+                    transfer_io.block_with_timeout(client, self.server.stall_timeout)
                 try:
                     body.send_to(client)
                     verdict = b'DONE\n'

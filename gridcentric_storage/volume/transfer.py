@@ -293,6 +293,9 @@ class _Download:
             self.server._finish(self.transfer, error)
 
     def send_to(self, sock: Any) -> None:
+        timeout = sock.gettimeout()
+        if timeout is not None:  # the same bound, kept by the kernel (see transfer_io)
+            transfer_io.block_with_timeout(sock, timeout)
         with self._settling(), self.server._opened(self.transfer.volume_id, 'rb') as view:
             view.read_to(sock, self.size)
 

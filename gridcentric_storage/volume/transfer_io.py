@@ -22,6 +22,7 @@ import os
 import select
 import socket
 import stat
+import struct
 import urllib.parse
 from typing import Any
 
@@ -55,21 +56,51 @@ def _is_seekable_file(fd: int) -> bool:
     return stat.S_ISREG(mode) or stat.S_ISBLK(mode)
 
 
+#: Bytes of a file asked ahead of sendfile (``POSIX_FADV_WILLNEED``). sendfile
+#: reads the file 64 KiB at a time, so the kernel's readahead window (often
+#: 128 KiB) alone sets the size of each disk read of a cold file; dd's 16 MiB
+#: read()s ask for far larger ones.
+READ_AHEAD = 32 << 20
+
+
 def _sendfile(src: int, dst: int, count: int, timeout: float | None,
               progress: Progress, offset: int | None = None) -> None:
     """``offset``: where in ``src`` to start (None: its position, which moves)."""
+    position = os.lseek(src, 0, os.SEEK_CUR) if offset is None else offset
+    asked = position  # the file is asked for up to here
+    end = position + count
     while count:
+        if asked < end and asked - position < READ_AHEAD:
+            with contextlib.suppress(OSError):  # only ever a hint
+                os.posix_fadvise(src, asked, min(READ_AHEAD, end - asked),
+                                 os.POSIX_FADV_WILLNEED)
+            asked += READ_AHEAD
         try:
-            sent = os.sendfile(dst, src, offset, min(count, 1 << 30))
+            # a call at most half the hint ahead, so the next hint comes in time
+            sent = os.sendfile(dst, src, offset, min(count, READ_AHEAD // 2))
         except BlockingIOError:
+            if timeout is None:  # a blocking socket's SO_SNDTIMEO ran out
+                raise TimeoutError('no progress for the socket\'s send timeout') from None
             _wait(dst, select.POLLOUT, timeout)
             continue
         if sent == 0:
             raise PeerGone('the source ended %d bytes early' % count)
         count -= sent
+        position += sent
         progress.done += sent
         if offset is not None:
             offset += sent
+
+
+def block_with_timeout(sock: socket.socket, timeout: float) -> None:
+    """Make ``sock`` blocking, its sends bounded by the kernel (``SO_SNDTIMEO``):
+    each sendfile call then moves its whole count without waking this process at
+    every free socket buffer (a Python timeout keeps the socket non-blocking,
+    and each wakeup waits for the GIL of a busy service)."""
+    sock.settimeout(None)
+    seconds = int(timeout)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                    struct.pack('ll', seconds, int((timeout - seconds) * 1e6)))
 
 
 class Pipe:
@@ -88,6 +119,14 @@ class Pipe:
         os.close(self.w)
 
 
+def _blocked(fd: int, events: int, timeouts: dict[int, float | None]) -> None:
+    """Wait until ``fd`` is ready again; a blocking socket (timeout None) only
+    stops short when its kernel timeout (``SO_SNDTIMEO``/``SO_RCVTIMEO``) ran out."""
+    if fd in timeouts and timeouts[fd] is None:
+        raise TimeoutError('no progress for the socket\'s kernel timeout')
+    _wait(fd, events, timeouts.get(fd))
+
+
 def splice(src: int, dst: int, count: int, timeouts: dict[int, float | None],
             pipe: Pipe, progress: Progress) -> None:
     """Move ``count`` bytes from ``src`` to ``dst`` through ``pipe`` (left empty)."""
@@ -95,7 +134,7 @@ def splice(src: int, dst: int, count: int, timeouts: dict[int, float | None],
         try:
             got = os.splice(src, pipe.w, min(count, pipe.size), flags=os.SPLICE_F_MOVE)
         except BlockingIOError:
-            _wait(src, select.POLLIN, timeouts.get(src))
+            _blocked(src, select.POLLIN, timeouts)
             continue
         if got == 0:
             raise PeerGone('the peer closed the stream %d bytes early' % count)
@@ -104,7 +143,7 @@ def splice(src: int, dst: int, count: int, timeouts: dict[int, float | None],
             try:
                 out = os.splice(pipe.r, dst, got, flags=os.SPLICE_F_MOVE)
             except BlockingIOError:
-                _wait(dst, select.POLLOUT, timeouts.get(dst))
+                _blocked(dst, select.POLLOUT, timeouts)
                 continue
             got -= out
             progress.done += out

@@ -127,3 +127,31 @@ def test_a_data_server_without_the_transfer_is_not_handed_a_client(tmp_path):
         listener.stop()
     assert opened == ['not-its-token']
     assert not os.path.exists(listener.path)
+
+
+def test_a_client_that_stops_reading_is_given_up_after_the_stall_timeout(tmp_path):
+    """The handed-over socket blocks in the kernel (one sendfile per 16 MiB), so its
+    stall bound is the kernel's send timeout: it must still fire."""
+    source = tmp_path / 'data'
+    source.write_bytes(os.urandom(32 * MiB))  # far more than the socket buffers hold
+    settled: list[bool] = []
+
+    class Body:
+        def send_to(self, sock: socket.socket) -> None:
+            with open(source, 'rb') as f:
+                transfer_io.copy(f, sock, 32 * MiB)
+
+        def close(self) -> None:
+            settled.append(True)
+
+    listener = handoff.Listener(str(tmp_path / 'd.sock'), lambda token: Body(), 0.5)
+    listener.start()
+    reader, handed = socket.socketpair()
+    try:
+        download = handoff.LocalDownload(listener.path, 'token', 32 * MiB)
+        with reader, handed, pytest.raises(transfer_io.PeerGone, match='FAIL'):
+            download.send_to(handed)  # nobody reads `reader`
+        download.close()
+    finally:
+        listener.stop()
+    assert settled == [True]
