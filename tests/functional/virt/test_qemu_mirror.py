@@ -220,6 +220,14 @@ def test_mirror_moves_a_busy_disk_onto_qcow2_then_raw_without_stopping(
     writer = migrate_while_writing(vm, raw, 'raw')
     check_on(vm, writer, raw, 'raw', qcow)
 
+    # a restarted compute service finds the disk on its new connection
+    restarted = QemuDriver(instances_path=vm.driver.instances_path,
+                           live_images_path=vm.driver.live_images_path)
+    restarted.set_volume_qos(VM, VOLUME, {'total_iops_sec': 90})
+    assert (vm.disk()['file'], vm.disk()['iops']) == (raw, 90)
+    assert vm.saved_disk()['connection_info']['data'] == {
+        'device_path': raw, 'format': 'raw', 'qos_specs': {'total_iops_sec': 90}}
+
 
 def on_source(vm: Guest, destination: str) -> None:
     inserted = vm.disk()
