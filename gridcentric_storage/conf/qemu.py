@@ -28,6 +28,13 @@ qemu_opts = [
     cfg.BoolOpt('checksum_ram', default=True,
                 help='Record the sha256 of a blessed RAM file (proves it never changes; '
                      'costs a read of the RAM at bless).'),
+    cfg.IntOpt('warm_pool_size', default=0, min=0,
+               help='QEMU processes kept started, waiting, for each live image on this '
+                    'host, so a launch loads the state into one instead of starting QEMU '
+                    '(0: none; a launch with none ready starts QEMU as without a pool). '
+                    'Each maps the live image\'s RAM copy-on-write but has touched none '
+                    'of it: it costs its own QEMU memory (tens of MB) and a process per '
+                    'live image and slot, whether or not clones are launched.'),
 ]
 
 
