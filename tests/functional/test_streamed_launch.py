@@ -290,6 +290,15 @@ def _osd_stop_and_start(dep, ceph_dir):
     subprocess.run([tool, 'stop-osd'], env=env, check=True, timeout=120)
     try:
         seen = len(guest.counters(_console(dep, clone_id)))
+        # Cached pages keep it going; an uncached one waits for the OSD.
+        try:
+            wait_for(lambda: len(guest.counters(_console(dep, clone_id))) > seen + 10,
+                     timeout=10, interval=0.5)
+            print('\nwith the OSD away the clone went on counting (its pages were cached)')
+        except TimeoutError:
+            print('\nwith the OSD away the clone stalled after %d more counters'
+                  % (len(guest.counters(_console(dep, clone_id))) - seen))
+        print('clone with the OSD away: %s' % _server(dep, clone_id)['status'])
     finally:
         subprocess.run([tool, 'start-osd'], env=env, check=True, timeout=300)
     wait_for(lambda: len(guest.counters(_console(dep, clone_id))) > seen + 5, timeout=120,
