@@ -7,7 +7,7 @@ with ``x-ignore-shared`` (which only skips RAM mapped ``share=on``, so the
 clone itself cannot give one). How (module of its own: this is the only QEMU
 sequence with a second QEMU in it)::
 
-    clone (paused)  --migrate, RAM included, unthrottled-->  <work>/stream
+    clone  --migrate, RAM included, unthrottled-->  <work>/stream
     clone resumes (the guest's pause ends here)
     helper QEMU -incoming, RAM share=on at <work>/ram  <--  <work>/stream
     helper  --migrate, x-ignore-shared-->  <work>/state     (then it quits)
@@ -35,9 +35,11 @@ Why this and not the other ways to read a clone's memory:
 * Only the dirty pages over a reflink of the parent's RAM: QEMU's dirty
   bitmaps track disks; for RAM it tracks writes since a migration started,
   not since the clone mapped the file, so it cannot tell which pages are the
-  clone's. The stream carries every non-zero page instead (the clone pauses
-  for writing them to a file, at disk or page-cache speed; the helper's load
-  happens after it runs again).
+  clone's. The stream carries every non-zero page instead. A running clone
+  keeps running while they are written (a live migration: QEMU stops it for
+  the pages it wrote meanwhile, and the state); one its caller paused (to
+  snapshot its disks at the same instant) is paused while all are written,
+  at disk or page-cache speed. The helper's load comes after either runs again.
 """
 
 import contextlib
@@ -60,6 +62,9 @@ HELPER = 'h'
 #: Bytes/s: a paused clone's stream goes to a local file; QEMU's default cap
 #: (128 MiB/s) would only make the guest's pause longer.
 UNTHROTTLED = 1 << 40
+#: Seconds a running clone's migration may go on live before the clone is paused
+#: for the rest (it converges in one pass unless the guest writes fast).
+LIVE_SECONDS = 5.0
 
 
 def _capabilities(mon: qmp.Monitor) -> dict[str, bool]:
@@ -95,9 +100,10 @@ def save_clone_state(mon: qmp.Monitor, layout: cmdline.Layout, work: str, *,
                      resume_after_capture: bool = False) -> dict[str, Any]:
     """Write ``work/ram`` and ``work/state`` of the clone behind ``mon``; its timing.
 
-    The clone is paused only while its stream is written, then left in the run
-    state it was found in, or running with ``resume_after_capture`` (a caller
-    that paused it to snapshot its disks: the helper's seconds are no pause).
+    A running clone is paused only for the end of its (live) stream; one its
+    caller paused stays so while the stream is written, then is left paused,
+    or running with ``resume_after_capture`` (the helper's seconds are then no
+    pause either).
     """
     stream = os.path.join(work, 'stream')
     guid = mon.cmd('query-vm-generation-id')['guid']
@@ -107,14 +113,13 @@ def save_clone_state(mon: qmp.Monitor, layout: cmdline.Layout, work: str, *,
     start = time.monotonic()
     was_running = mon.cmd('query-status')['status'] == 'running'
     resume = was_running or resume_after_capture
-    mon.cmd('stop')
-    paused = time.monotonic()
     try:
         mon.cmd('migrate-set-capabilities',
                 capabilities=[{'capability': 'x-ignore-shared', 'state': False}])
         mon.cmd('migrate-set-parameters', **{'max-bandwidth': UNTHROTTLED})
+        migrate = time.monotonic()
         mon.cmd('migrate', uri='exec:cat > %s' % shlex.quote(stream))
-        qmp.wait_for_migration(mon, timeout)
+        downtime = _finish(mon, was_running, timeout)
         saved = time.monotonic()
     finally:
         if resume:
@@ -126,6 +131,7 @@ def save_clone_state(mon: qmp.Monitor, layout: cmdline.Layout, work: str, *,
                  'state': capabilities.get('x-ignore-shared', False)}])
             if bandwidth is not None:
                 mon.cmd('migrate-set-parameters', **{'max-bandwidth': bandwidth})
+    paused = downtime + (resumed - saved) if was_running else resumed - migrate
     stream_size = os.stat(stream).st_size
     try:
         _load_and_save(layout, work, stream, guid, sizes, qemu_binary=qemu_binary,
@@ -135,12 +141,41 @@ def save_clone_state(mon: qmp.Monitor, layout: cmdline.Layout, work: str, *,
         with contextlib.suppress(FileNotFoundError):
             os.unlink(stream)
     done = time.monotonic()
-    return {'ram_copy': 'flatten', 'state_seconds': round(saved - paused, 4),
+    return {'ram_copy': 'flatten', 'state_seconds': round(saved - migrate, 4),
             'ram_copy_seconds': round(done - resumed, 4),
-            'paused_seconds': round(resumed - paused, 4),
+            'paused_seconds': round(paused, 4),
             'bless_seconds': round(done - start, 4),
             'state_size': os.stat(os.path.join(work, 'state')).st_size,
             'stream_size': stream_size, 'resumed': resume}
+
+
+def _finish(mon: qmp.Monitor, live: bool, timeout: float) -> float:
+    """Wait for the clone's migration to end; the seconds QEMU kept it stopped.
+
+    ``live``: it runs while its pages go out and QEMU stops it for the last
+    ones only; one that has not converged within :data:`LIVE_SECONDS` is
+    paused, so the rest goes at once.
+    """
+    deadline = time.monotonic() + (LIVE_SECONDS if live else timeout)
+    stopped_at = None if live else time.monotonic()
+    while True:
+        info = mon.cmd('query-migrate')
+        status = info.get('status')
+        if status == 'completed':
+            if stopped_at is not None:
+                return time.monotonic() - stopped_at if live else 0.0
+            return float(info.get('downtime', 0)) / 1000
+        if status in ('failed', 'cancelled'):
+            raise exception.QmpError(reason='migration %s: %s'
+                                     % (status, info.get('error-desc', 'no details')))
+        if time.monotonic() > deadline:
+            if stopped_at is not None:
+                raise exception.QmpError(reason='migration still %s after %.0f s'
+                                         % (status, timeout))
+            mon.cmd('stop')
+            stopped_at = time.monotonic()
+            deadline = stopped_at + timeout
+        time.sleep(0.002)
 
 
 def _load_and_save(layout: cmdline.Layout, work: str, stream: str, guid: str,
