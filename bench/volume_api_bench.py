@@ -476,6 +476,13 @@ def print_part3(stream: dict[str, dict[str, Any]]) -> None:
           % (sample['length'] // MiB, sample['get_bytes'] // MiB, sample['length'] // MiB))
     for label, s in stream.items():
         print('    %-14s %.2f s; gc-api start %.2f s' % (label, s['fixed'], s['cli_fixed']))
+    print('  gc-api without its start (the time less a volume-show\'s), against dd:')
+    for label, s in stream.items():
+        put = mb_of(s) / max(s['cli_put'] - s['cli_fixed'], 1e-3)
+        get = s['get_bytes'] / MiB / max(s['cli_get'] - s['cli_fixed'], 1e-3)
+        print('    %-14s PUT %5.0f MiB/s (%.0f%% of dd fs), GET %5.0f MiB/s (%.0f%% of dd w)'
+              % (label, put, 100 * put * s['dd_write_fsync'] / mb_of(s), get,
+                 100 * get * s['dd_read'] / mb_of(s)))
     print('  GET w into a client that splices to /dev/null (no copy at all, so less\n'
           '  work than dd\'s read()):')
     for label, s in stream.items():
