@@ -186,7 +186,8 @@ def _drop_leftover(mon: qmp.Monitor, slot: cmdline.DiskSlot, jid: str, current: 
 
 def _start(mon: qmp.Monitor, slot: cmdline.DiskSlot, source: str, target: str,
            connection_info: dict[str, Any], jid: str) -> None:
-    options, secrets = cmdline.blockdev_options(connection_info, target, slot.read_only)
+    # writable even for a read-only disk: the mirror writes it (the device stays read-only)
+    options, secrets = cmdline.blockdev_options(connection_info, target, False)
     for secret_id, value in secrets.items():
         mon.cmd('object-add', **{'qom-type': 'secret', 'id': secret_id, 'data': value})
     mon.cmd('blockdev-add', **options)

@@ -150,7 +150,9 @@ def reports(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.fixture
-def vm() -> Iterator[Guest]:
+def vm(request: pytest.FixtureRequest) -> Iterator[Guest]:
+    """The running guest; its disk is read-only when the test's param says so."""
+    read_only = bool(getattr(request, 'param', False))
     boot = guest.build_or_skip()
     # QMP sockets live under the instances path: keep it short (108-byte limit)
     directory = tempfile.mkdtemp(prefix='gc-hB-', dir='/tmp')
@@ -163,7 +165,7 @@ def vm() -> Iterator[Guest]:
         driver.spawn(base.InstanceSpec(
             id=VM, name=VM, memory_mb=128, kernel=boot.kernel, initrd=boot.initrd,
             cmdline=guest.CMDLINE,
-            disks=[base.Disk(VOLUME, local(source, 'raw', LIMITS))]))
+            disks=[base.Disk(VOLUME, local(source, 'raw', LIMITS), read_only)]))
         running = Guest(driver, directory, content)
         wait_for(lambda: running.counter() >= 2, 180, 0.2, 'the guest to count')
         yield running
@@ -289,3 +291,14 @@ def test_a_mirror_left_by_an_interrupted_migration_is_replaced(vm: Guest,
     check_on(vm, writer, dest, 'qcow2', os.path.join(vm.directory, 'source.raw'))
     nodes = {n['node-name'] for n in vm.cmd('query-named-block-nodes', flat=True)}
     assert 'drive0-mdead' not in nodes and not vm.holds(stale)
+
+
+@pytest.mark.parametrize('vm', [True], indirect=True)
+def test_a_read_only_disk_moves_and_stays_read_only(vm: Guest, reports: list[int]) -> None:
+    dest = make_file(os.path.join(vm.directory, 'dest.raw'), 'raw')
+    vm.driver.migrate_volume(VM, VOLUME, base.Disk(VOLUME, local(dest, 'raw'), True))
+    inserted = vm.disk()
+    assert (inserted['file'], inserted['ro']) == (dest, True)
+    assert vm.saved_disk()['read_only'] is True
+    assert destination_bytes(dest, 'raw', vm.directory) == vm.content
+    assert vm.cmd('query-status')['status'] == 'running'
