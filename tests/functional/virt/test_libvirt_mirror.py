@@ -54,6 +54,9 @@ def holds(driver: Any, path: str) -> bool:
 @pytest.fixture
 def running(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
             ) -> Iterator[tuple[Any, str, bytes]]:
+    """(driver, its directory, the disk's data); the disk is read-only when the
+    test's param says so."""
+    read_only = bool(getattr(request, 'param', False))
     monkeypatch.setattr(qemu_mirror, 'default_progress', lambda volume_id: None)
     boot = guest.build_or_skip()
     with work_dir() as root:
@@ -66,7 +69,7 @@ def running(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
             driver.spawn(base.InstanceSpec(
                 id=VM, name=VM, memory_mb=128, kernel=boot.kernel, initrd=boot.initrd,
                 cmdline=guest.CMDLINE, disks=[base.Disk(VOLUME, local(
-                    source, 'raw', {'total_iops_sec': 150}))]))
+                    source, 'raw', {'total_iops_sec': 150}), read_only)]))
             wait_for(lambda: counter(driver) >= 2, 180, 0.2, 'the guest to count')
             yield driver, root, content
         finally:
@@ -105,3 +108,19 @@ def test_a_destination_that_cannot_be_opened_leaves_the_domain_on_its_source(
     assert driver.get_info(VM).state == 'running'
     before = counter(driver)
     wait_for(lambda: counter(driver) > before + 2, 60, 0.2, 'the guest to keep counting')
+
+
+@pytest.mark.parametrize('running', [True], indirect=True)
+def test_a_read_only_disk_moves_and_stays_read_only(
+        running: tuple[Any, str, bytes]) -> None:
+    driver, root, content = running
+    dest = os.path.join(root, 'dest.raw')
+    with open(dest, 'wb') as f:
+        f.truncate(SIZE)
+    driver.migrate_volume(VM, VOLUME, base.Disk(VOLUME, local(dest, 'raw'), True))
+    assert source_file(driver) == dest
+    disk = ET.fromstring(driver._domain(VM).XMLDesc(0)).find(
+        "devices/disk/target[@dev='vda']/..")
+    assert disk is not None and disk.find('readonly') is not None
+    with open(dest, 'rb') as f:
+        assert f.read() == content
