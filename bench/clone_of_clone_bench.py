@@ -2,14 +2,17 @@
 
 One run on this host (KVM if the driver's probe says it works, else TCG), with
 the test guest of tools/build-test-guest.sh (256 MiB), the QEMU driver, live
-images on the file system of ``--dir`` (default /tmp):
+images on the file system of ``--dir`` (default /tmp), then again on a
+loop-mounted XFS (reflink: a fresh VM's RAM is frozen without a copy) when
+this host can mount one (root; ``--no-xfs`` skips it):
 
 * bless of the running template VM (device state + freeze copy of its RAM
   file) against bless of a running clone of it (flatten: the clone's RAM,
-  parent pages and its own, streamed into a file while it is paused, then
-  loaded by a helper QEMU into the new live image's RAM file after it runs
-  again; virt/qemu_flatten.py), ``--repeat`` times each, medians: the pause
-  the guest sees, the whole bless call, and the bytes written;
+  parent pages and its own, streamed live into a file, QEMU pausing it for
+  the last pages only, then loaded by a helper QEMU into the new live image's
+  RAM file; virt/qemu_flatten.py), ``--repeat`` times each, medians: the
+  pause the guest sees, the whole bless call, and the space used (a reflinked
+  RAM file's blocks are shared, not written);
 * a clone launched from each live image (the grandchild resumes the
   flattened one): launch() returned with the guest running.
 
@@ -71,23 +74,37 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeat', type=int, default=3, help='blesses of each kind')
     parser.add_argument('--dir', default='/tmp', help='where instances and live images go')
+    parser.add_argument('--no-xfs', action='store_true', help='do not loop-mount XFS')
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
-    from tests.fixtures import guest  # same guest (and cache) as the tests
+    from tests.fixtures import guest, loopfs  # same guest (and cache) as the tests
     paths = guest.build()
     with tempfile.TemporaryDirectory(prefix='gc-', dir=args.dir) as work:
-        driver = QemuDriver(instances_path=os.path.join(work, 'i'),
-                            live_images_path=os.path.join(work, 'l'), accel='auto')
-        driver.init_host('bench')
-        print('accel: %s (%s); guest RAM %d MiB; %d CPUs; load %.2f\n'
-              % (driver.accel, driver.accel_reason, MEMORY_MB, os.cpu_count() or 0,
-                 os.getloadavg()[0]))
-        try:
-            run(driver, paths.kernel, paths.initrd, args.repeat)
-        finally:
-            for instance_id in driver.list_instances():
-                driver.destroy(instance_id)
+        measure(work, 'files on %s' % args.dir, paths.kernel, paths.initrd, args.repeat)
+    if args.no_xfs:
+        return 0
+    reason = loopfs.unavailable_reason('xfs')
+    if reason:
+        print('\nno XFS run: %s' % reason)
+        return 0
+    with tempfile.TemporaryDirectory(prefix='gc-', dir=args.dir) as scratch:
+        with loopfs.loop_mounted('xfs', scratch, 2048) as mountpoint:
+            measure(mountpoint, 'files on a loop-mounted XFS (reflink)', paths.kernel,
+                    paths.initrd, args.repeat)
     return 0
+
+
+def measure(work: str, where: str, kernel: str, initrd: str, repeat: int) -> None:
+    driver = QemuDriver(instances_path=os.path.join(work, 'i'),
+                        live_images_path=os.path.join(work, 'l'), accel='auto')
+    driver.init_host('bench')
+    print('%s; accel: %s; guest RAM %d MiB; %d CPUs; load %.2f'
+          % (where, driver.accel, MEMORY_MB, os.cpu_count() or 0, os.getloadavg()[0]))
+    try:
+        run(driver, kernel, initrd, repeat)
+    finally:
+        for instance_id in driver.list_instances():
+            driver.destroy(instance_id)
 
 
 def run(driver: QemuDriver, kernel: str, initrd: str, repeat: int) -> None:
@@ -118,7 +135,7 @@ def run(driver: QemuDriver, kernel: str, initrd: str, repeat: int) -> None:
     rows: list[tuple[str, Any, Any, str]] = [
         ('bless pause the guest sees', median(fresh, 'pause'), median(clone, 'pause'), 'ms'),
         ('bless call', median(fresh, 'call'), median(clone, 'call'), 'ms'),
-        ('bytes written (RAM file, state, stream)', median(fresh, 'written'),
+        ('RAM file blocks + state + stream', median(fresh, 'written'),
          median(clone, 'written'), 'MiB'),
         ('clone launch() to running', fresh_launch, grandchild_launch, 'ms')]
     print('%-42s %12s %12s %8s' % ('median of %d' % repeat, 'fresh VM', 'clone', 'ratio'))
@@ -127,7 +144,7 @@ def run(driver: QemuDriver, kernel: str, initrd: str, repeat: int) -> None:
                                                                   '%8.1f MiB')
         print('%-42s %12s %12s %7.1fx' % (label, fmt % (a * scale), fmt % (b * scale),
                                            b / a if a else float('nan')))
-    print('\nfresh VM RAM frozen by %s; clone RAM by %s (stream %.1f MiB)'
+    print('fresh VM RAM frozen by %s; clone RAM by %s (stream %.1f MiB)\n'
           % (parent.extra['ram_copy'], method, art.extra['stream_size'] / (1 << 20)))
 
 
