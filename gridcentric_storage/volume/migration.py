@@ -200,12 +200,16 @@ class Migrator:
             except Exception as e:
                 LOG.exception('Migrating volume %s to backend %s failed', volume_id,
                               backend_id)
-                # (a destination whose creation failed is no ``target`` yet)
+                # (a destination whose creation failed is no ``target`` yet; after
+                # the switch the temporary row holds the old data: deleting it is
+                # what was left to do)
                 for row in db.volume_migration_targets(volume_id):
                     self._discard(ctxt, row['id'])
-                status.move_volume(volume_id, back, V.MIGRATING, migration_status=M.ERROR,
-                                   status_reason='migration failed: %s'
-                                   % exception.describe(e))
+                if db.volume_get(volume_id)['status'] == V.MIGRATING:
+                    status.move_volume(volume_id, back, V.MIGRATING,
+                                       migration_status=M.ERROR,
+                                       status_reason='migration failed: %s'
+                                       % exception.describe(e))
 
     def _driver_moved(self, ctxt: Any, volume: Volume, dest: Backend, back: V) -> bool:
         driver = self.manager.pool.get(volume['backend_id'])
