@@ -51,10 +51,12 @@ class DiskSlot:
     slot: int
     connection_info: dict[str, Any]
     read_only: bool = False
+    #: The node QEMU runs the disk on when not ``drive<index>`` (a live migration's target).
+    node_name: str | None = None
 
     @property
     def node(self) -> str:
-        return 'drive%d' % self.index
+        return self.node_name or 'drive%d' % self.index
 
     @property
     def device_id(self) -> str:

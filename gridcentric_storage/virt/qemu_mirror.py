@@ -9,11 +9,11 @@ stop. Throttling belongs to the block backend, not to the node, so the disk's
 QoS limits survive the pivot (they are applied again anyway, from the connection
 that now serves the disk).
 
-Node names: a disk's node is ``drive<N>`` when QEMU starts
-(``qemu_cmdline.DiskSlot.node``); a mirror target needs a name of its own, so
-after a live migration the device runs on ``drive<N>-m<hex>`` until QEMU
-restarts (then the layout's connection opens as ``drive<N>`` again).
-:func:`live_node` reads the running one from ``query-block``.
+Node names: a disk's node is ``drive<N>`` until its first live migration; a
+mirror target needs a name of its own, so the device then runs on
+``drive<N>-m<hex>``, which the layout keeps (``DiskSlot.node_name``) for
+detach, extend and a restart. :func:`live_node` reads the running one from
+``query-block``.
 
 QEMU's QMP socket serves one session at a time, so the long wait for ``ready``
 opens a short session per poll (``connect``) instead of holding one: the
@@ -286,7 +286,7 @@ def migrate(connect: Connect, layout: cmdline.Layout, volume_id: str, disk: base
             raise
         raise _driver_error(volume_id, e)
     old_info = slot.connection_info
-    slot.connection_info = new_info
+    slot.connection_info, slot.node_name = new_info, target
     with session(connect) as mon:
         try:
             _del_node(mon, source, old_info, timeout)

@@ -230,6 +230,15 @@ def test_mirror_moves_a_busy_disk_onto_qcow2_then_raw_without_stopping(
     assert vm.saved_disk()['connection_info']['data'] == {
         'device_path': raw, 'format': 'raw', 'qos_specs': {'total_iops_sec': 90}}
 
+    # the migrated disk is an ordinary disk: it grows and it detaches
+    node = vm.disk()['node-name']
+    assert vm.saved_disk()['node_name'] == node
+    vm.driver.extend_volume(VM, VOLUME, 2 * SIZE)
+    assert os.path.getsize(raw) == 2 * SIZE
+    vm.driver.detach_volume(VM, VOLUME)
+    assert [b for b in vm.cmd('query-block') if b.get('inserted')] == []
+    assert not vm.holds(raw)
+
 
 def on_source(vm: Guest, destination: str) -> None:
     inserted = vm.disk()
