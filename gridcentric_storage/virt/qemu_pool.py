@@ -41,6 +41,9 @@ MARKER = 'pool-slot'
 #: Seconds before the pool tries again to start a process for a live image whose
 #: last start failed (a broken image must not make the pool spin).
 RETRY_SECONDS = 30.0
+#: Seconds without a claim before the pool starts replacements: starting QEMU
+#: takes CPU that launches under way (a burst of clones) need more.
+QUIET_SECONDS = 0.5
 
 
 #: fw_cfg name -> file name of every guest file a pooled process is started with.
@@ -124,22 +127,26 @@ class WarmPool:
     live_image_id)`` starts a slot's process (raising when it cannot);
     ``alive(slot_id)`` says whether it still runs; ``kill(slot_id)`` stops it
     and removes its directory (idempotent). ``interval``: seconds between two
-    looks at ``images()`` when nothing wakes the refill thread earlier.
+    looks at ``images()`` when nothing wakes the refill thread earlier;
+    ``quiet``: seconds without a claim before a replacement is started.
     """
 
     def __init__(self, size: int, images: Callable[[], list[str]],
                  prestart: Callable[[str, str], None], alive: Callable[[str], bool],
-                 kill: Callable[[str], None], interval: float = 1.0) -> None:
+                 kill: Callable[[str], None], interval: float = 1.0,
+                 quiet: float = QUIET_SECONDS) -> None:
         self.size = size
         self._images = images
         self._prestart = prestart
         self._alive = alive
         self._kill = kill
         self.interval = interval
+        self.quiet = quiet
         self._ready: dict[str, list[str]] = {}      # live image -> slot ids, oldest first
         self._starting: dict[str, str] = {}         # slot id -> live image
         self._drained: set[str] = set()
         self._retry_at: dict[str, float] = {}
+        self._last_claim = 0.0
         self._cond = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -152,6 +159,7 @@ class WarmPool:
         whose process died are dropped on the way."""
         while True:
             with self._cond:
+                self._last_claim = time.monotonic()
                 slots = self._ready.get(live_image_id) or []
                 if not slots:
                     self._wake.set()
@@ -200,6 +208,7 @@ class WarmPool:
                     slot_id = new_slot_id()
                     self._starting[slot_id] = live_image_id
                 ok = False
+                self._quiet()
                 try:
                     self._prestart(slot_id, live_image_id)
                     ok = True
@@ -224,6 +233,15 @@ class WarmPool:
                     break
                 started += 1
         return started
+
+    def _quiet(self) -> None:
+        """Wait until no claim came for ``quiet`` seconds (or the pool stops)."""
+        while not self._stop.is_set():
+            with self._cond:
+                left = self._last_claim + self.quiet - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(left)
 
     def _run(self) -> None:
         while not self._stop.is_set():

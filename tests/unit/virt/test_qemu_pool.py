@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -45,7 +46,7 @@ class FakeProcesses:
 
     def pool(self, size: int = 2) -> qemu_pool.WarmPool:
         return qemu_pool.WarmPool(size, lambda: list(self.images), self.prestart, self.alive,
-                                  self.kill, interval=0.01)
+                                  self.kill, interval=0.01, quiet=0)
 
 
 @pytest.fixture
@@ -152,6 +153,16 @@ def test_stop_without_kill_leaves_the_slots(procs: FakeProcesses) -> None:
     assert len(procs.running) == 2 and procs.killed == []
     assert pool.claim('li-a') is not None            # still claimable
     assert pool.refill_once() == 0                   # stopped: no replacement
+
+
+def test_replacements_wait_for_a_quiet_moment(procs: FakeProcesses) -> None:
+    pool = qemu_pool.WarmPool(1, lambda: ['li-a'], procs.prestart, procs.alive, procs.kill,
+                              quiet=0.3)
+    pool.refill_once()
+    claimed_at = time.monotonic()
+    pool.claim('li-a')
+    assert pool.refill_once() == 1
+    assert time.monotonic() - claimed_at >= 0.3          # not while launches run
 
 
 def test_a_pool_of_size_zero_starts_nothing(procs: FakeProcesses) -> None:
