@@ -18,6 +18,7 @@ finds again and stops their QEMU processes)::
                          /console.log  serial console
                          /qemu.log     QEMU's stderr
                          /ram          guest RAM of a spawned VM (share=on)
+                         /started-as   a warm clone's: the pool slot its QEMU started in
     <live_images_path>/<live image id>/ram         read-only, never written again
                                        /state      device state (x-ignore-shared)
                                        /layout.json

@@ -8,7 +8,19 @@ starting one; the pool then starts a replacement in the background. A launch
 never waits for the pool: with none ready it starts QEMU itself, as without
 a pool.
 
-This module is only the bookkeeping (which slots exist, for which live image,
+What a pooled process cannot know before its clone is claimed decides how it
+waits: QEMU 7.2 reads ``-fw_cfg`` files only when it builds the machine and
+has no command to change them after, so the process waits in
+``--preconfig`` (before the machine exists) and the claim writes the clone's
+guest files, adds its disks' nodes, then lets QEMU build the machine
+(:func:`build_machine`); the NIC comes by ``device_add`` with the clone's MAC.
+A vmgenid device's ``guid`` cannot be set once the machine is built, so a
+warm clone gets its slot's own fresh generation id (:func:`slot_vmgenid`),
+and a clone that asks for a given one starts cold. Cost: each waiting
+process has mapped the live image's RAM (copy-on-write, untouched) and holds
+only QEMU's own memory, about 12 MB PSS under TCG.
+
+This module is also the bookkeeping (which slots exist, for which live image,
 which are being started, refilled, drained); the driver says how a slot's
 process is started, checked and killed (callbacks), so the bookkeeping runs
 in unit tests without QEMU. A slot is a directory ``<instances_path>/<slot
