@@ -148,11 +148,10 @@ def test_refusals(cloud, tmp_path):
     cloud.request('DELETE', '/v1/snapshots/%s' % snap['id'])
     settle(cloud, 'snapshots', snap['id'])
 
-    big = create_volume(cloud, size=1, backend_id=one['id'])
-    db.backend_update_stats(two['id'], {'free_capacity_gb': 0.5, 'total_capacity_gb': 1.0})
-    response = migrate(cloud, big['id'], backend='two')
-    assert response.status_code == 400 and 'No valid backend' in response.text, \
-        response.text
+    small = cloud.request('POST', '/v1/backends', json={'backend': {
+        'name': 'small', 'driver': 'fake', 'options': {'capacity_gb': 0.5}}})
+    assert small.status_code == 201, small.text
+    refused(400, 'No valid backend', backend='small')
 
     # attached to a host (not a server): detach first
     attach = cloud.request('POST', '/v1/attachments', json={'attachment': {

@@ -139,14 +139,13 @@ def test_refusals(service, api, ctxt, volume, one, two):
     _refused(exception.BackendNotFound, 'could not be found', api, ctxt, vid, 'three')
     db.backend_update(two['id'], {'state': 'disabled'})
     _refused(exception.NoValidBackend, 'No valid backend', api, ctxt, vid, 'two')
-    db.backend_update(two['id'], {'state': 'enabled'})
-    db.backend_update_stats(two['id'], {'total_capacity_gb': 1.0, 'free_capacity_gb': 0.1})
-    _refused(exception.NoValidBackend, 'No valid backend', api, ctxt, vid, 'two')
+    small = helpers.add_backend('small', capacity_gb=0.5)
+    wait_for(lambda: (db.backend_get(small['id'])['free_capacity_gb'] or 0) > 0,
+             what='the small backend to report its capacity')
+    _refused(exception.NoValidBackend, 'No valid backend', api, ctxt, vid, 'small')
 
 
 def test_refused_while_busy_or_with_snapshots(service, api, ctxt, volume, one, two):
-    db.backend_update_stats(two['id'], {'total_capacity_gb': 100.0,
-                                        'free_capacity_gb': 100.0})
     snapshot = api.create_snapshot(ctxt, db.volume_get(volume['id']), 's')
     helpers.settled_snapshot(snapshot['id'])
     _refused(exception.Invalid, 'snapshot', api, ctxt, volume['id'], 'two')
