@@ -99,19 +99,10 @@ def default_progress(volume_id: str) -> Progress | None:
 
 
 @contextlib.contextmanager
-def session(connect: Connect, attempts: int = 5) -> Iterator[qmp.Monitor]:
-    """A QMP session, retried when its greeting came garbled: QEMU may hand the next
-    client what it still had buffered for one that just hung up (an event of the
-    mirror job), and sessions come and go here several times a second."""
-    with contextlib.ExitStack() as stack:
-        for attempt in range(attempts):
-            try:
-                mon = stack.enter_context(connect())
-                break
-            except exception.QmpError as e:
-                if 'Greeting' not in e.message or attempt == attempts - 1:
-                    raise
-                time.sleep(0.01 * (attempt + 1))
+def session(connect: Connect) -> Iterator[qmp.Monitor]:
+    """A short QMP session (``qmp.connect`` retries a greeting QEMU garbles when
+    sessions come and go several times a second, as they do here)."""
+    with connect() as mon:
         yield mon
 
 

@@ -33,6 +33,8 @@ from gridcentric_storage.common import exception
 __all__ = ['Monitor', 'connect', 'wait_for_migration']
 
 T = TypeVar('T')
+#: Greetings :func:`connect` lets come garbled before it gives up.
+_GARBLED_RETRIES = 5
 
 
 class _LoopThread:
@@ -110,10 +112,15 @@ def connect(path: str, timeout: float = 30.0, wait: float = 0.0,
     ``wait`` > 0 retries for that many seconds while the socket is not there
     yet (a QEMU that is still starting); ``alive`` says whether that QEMU
     still runs, so a crash fails fast instead of waiting out ``wait``.
+
+    A garbled greeting is retried whatever ``wait`` says: QEMU serves one
+    session at a time and may hand the next client output it had buffered
+    for one that just hung up (an event of a running block job).
     """
     monitor = Monitor(path, timeout)
     deadline = time.monotonic() + wait
     delay = 0.002
+    garbled = 0
     while True:
         try:
             if wait and not os.path.exists(path) and time.monotonic() < deadline:
@@ -121,8 +128,13 @@ def connect(path: str, timeout: float = 30.0, wait: float = 0.0,
             monitor._connect_once()
             break
         except (ConnectError, OSError, TimeoutError) as e:
+            cause = getattr(e, 'exc', None) or e
+            if 'Greeting' in '%s %s' % (type(cause).__name__, cause) \
+                    and garbled < _GARBLED_RETRIES:
+                garbled += 1
+                time.sleep(0.01 * garbled)
+                continue
             if time.monotonic() >= deadline or (alive is not None and not alive()):
-                cause = getattr(e, 'exc', None) or e
                 raise exception.QmpError(reason='cannot reach QMP at %s: %s' % (path, cause))
             time.sleep(delay)
             delay = min(delay * 2, 0.005)
