@@ -437,9 +437,13 @@ def kill_under(state: str) -> None:
 
 def pool_filled(state: str, size: int) -> None:
     """Wait until the service's warm pool holds ``size`` processes (0: at once)."""
+    def listening() -> int:                             # QEMU up: its QMP socket is there
+        instances = os.path.join(state, 'instances')
+        return sum(os.path.exists(os.path.join(instances, s, 'qmp.sock'))
+                   for s in qemu_pool.unclaimed(instances))
+
     if size:
-        wait_for(lambda: len(qemu_pool.unclaimed(os.path.join(state, 'instances'))) >= size,
-                 300, 'the warm pool to fill', 0.1)
+        wait_for(lambda: listening() >= size, 300, 'the warm pool to fill', 0.1)
         time.sleep(1)                                    # the last one's start settles
 
 

@@ -358,7 +358,8 @@ class QemuDriver(base.VirtDriver):
             slot.connection_info = disk.connection_info
         with self._locks.get(clone.id):
             # A pooled QEMU has its own vmgenid: only a clone that asks for none
-            slot_id = None if clone.vmgenid else self._claim_pooled(artifacts, layout, clone)
+            slot_id = None if clone.vmgenid or not self.warm_pool_size else \
+                self._claim_pooled(artifacts, layout, clone)
             pooled = slot_id is not None
             vmgenid = qemu_pool.slot_vmgenid(slot_id) if slot_id else \
                 clone.vmgenid or str(uuid.uuid4())
