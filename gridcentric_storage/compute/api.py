@@ -101,8 +101,23 @@ class ComputeAPI:
             raise exception.InvalidState(resource='Server', id=server['id'],
                                          state=server['task_state'],
                                          reason='wait until it finishes')
+        self._check_no_live_image_on_disks(server)
         set_server(server['id'], {'task_state': ServerTask.DELETING})
         self.rpcapi.destroy_server(ctxt, server['host'], server['id'])
+
+    @staticmethod
+    def _check_no_live_image_on_disks(server: Server) -> None:
+        """A clone's disks go with it, snapshots and all: refuse while a live image
+        blessed from the clone still uses those snapshots (as a volume with
+        snapshots is not deleted without them)."""
+        if not (server.get('extra') or {}).get('volumes'):
+            return
+        for live_image in db_servers.live_image_get_all(server_id=server['id']):
+            if (live_image['artifacts'] or {}).get('disks'):
+                raise exception.InvalidState(
+                    resource='Server', id=server['id'], state='the source of a live image',
+                    reason='live image %s was blessed from it and uses its disks; discard '
+                    'the live image first' % live_image['id'])
 
     def pause(self, ctxt: Any, server: Server) -> None:
         self._settled(server, ServerStatus.ACTIVE, 'pause')

@@ -28,10 +28,17 @@ def aio(tmp_path):
     try:
         yield deployment
     finally:
-        for server in deployment.call('GET', '/v1/servers').json().get('servers', []):
-            deployment.call('DELETE', '/v1/servers/%s' % server['id'])
-        wait_for(lambda: deployment.call('GET', '/v1/servers').json()['servers'] == [],
-                 timeout=60, interval=0.5)
+        # Clones first, then their live images, then the clones those were
+        # blessed from (refused while a live image uses their disks).
+        def emptied() -> bool:
+            servers = deployment.call('GET', '/v1/servers').json()['servers']
+            images = deployment.call('GET', '/v1/live-images').json()['live_images']
+            for server in servers:
+                deployment.call('DELETE', '/v1/servers/%s' % server['id'])
+            for image in images:
+                deployment.call('DELETE', '/v1/live-images/%s' % image['id'])
+            return not servers and not images
+        wait_for(emptied, timeout=120, interval=0.5)
         deployment.stop()
 
 
@@ -178,6 +185,14 @@ def test_a_clone_with_a_volume_is_blessed_with_a_snapshot_of_its_own_volume(aio,
     [grandchild_volume] = _attached(aio, grandchild['id'])
     assert len({volume['id'], child_volume, grandchild_volume}) == 3
     assert _same_data(aio, grandchild_volume, data)
+    # The child's disks go with it, snapshots and all: not while "silver" uses them.
+    refused = aio.call('DELETE', '/v1/servers/%s' % child['id'])
+    assert refused.status_code == 409, refused.text
+    assert second['id'] in refused.json()['conflict']['message']
+    assert aio.server(child['id'])['status'] == 'ACTIVE'
+    assert gc_api(aio, 'server-delete', grandchild['id'], '--wait').returncode == 0
+    assert gc_api(aio, 'discard', second['id'], '--wait').returncode == 0
+    assert aio.call('DELETE', '/v1/servers/%s' % child['id']).status_code == 204
 
 
 def test_rbd_disks_of_a_clone_of_a_clone_outlive_the_grandparents(cloud):
@@ -225,3 +240,4 @@ def test_rbd_disks_of_a_clone_of_a_clone_outlive_the_grandparents(cloud):
     # Nothing of the chain is left in the shared pool, hidden or not.
     left = ceph.CephCLI(conf).images()
     assert made_ids and not [n for n in left if any(i in n for i in made_ids)], left
+
