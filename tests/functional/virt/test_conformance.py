@@ -331,10 +331,29 @@ def test_extend_of_a_volume_that_is_not_attached_fails(driver: base.VirtDriver,
         driver.extend_volume('clone-1', 'vol-never-attached', 48 << 20)
 
 
-def test_a_clone_cannot_be_blessed(driver: base.VirtDriver,
-                                   clones: list[base.InstanceInfo]) -> None:
-    with pytest.raises(exception.DriverError, match='clone of live image li-1'):
-        driver.bless('clone-1', 'li-of-clone', [local_disk('x', '/nonexistent')])
+def test_a_clone_is_blessed_by_flattening_its_memory_or_refused(
+        driver: base.VirtDriver, work: str, blessed: dict[str, Any],
+        clones: list[base.InstanceInfo]) -> None:
+    """A clone's RAM is a private copy-on-write mapping of its live image's: a
+    driver that can, flattens it into the new live image; the others refuse."""
+    if not getattr(driver, 'flattens_clones', False):
+        with pytest.raises(exception.DriverError, match='clone of live image li-1'):
+            driver.bless('clone-1', 'li-of-clone', [local_disk('x', '/nonexistent')])
+        return
+    driver.pause('clone-1')
+    [disk] = disk_paths(driver, 'clone-1')
+    snap = snapshot(disk, os.path.join(work, 'clone-1-snap.qcow2'))
+    artifacts = driver.bless('clone-1', 'li-of-clone', [local_disk('vol-c1-snap', snap)])
+    driver.unpause('clone-1')
+    try:
+        assert artifacts.extra['ram_copy'] == 'flatten'
+        assert os.path.getsize(artifacts.memory_path) == \
+            os.path.getsize(blessed['artifacts'].memory_path)
+        assert driver.get_info('clone-1').state == 'running'
+        keeps_counting(driver, 'clone-1')
+    finally:
+        driver.discard(artifacts)
+    assert not os.path.exists(artifacts.directory)
 
 
 def test_a_second_clone_of_the_same_id_conflicts(driver: base.VirtDriver, work: str,
