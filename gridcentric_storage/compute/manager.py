@@ -69,7 +69,9 @@ class ComputeManager:
         self._store_capability()
 
     def stop(self) -> None:
-        """Service stop: published live images mapped here are unmounted."""
+        """Service stop: the virt driver's helpers (a warm pool) end, and published
+        live images mapped here that no guest uses are unmounted."""
+        self.servers.driver.cleanup_host()
         self.mounts.stop()
 
     # ---- streamed launch (compute.live_image_publish, compute.live_image_mounts)

@@ -73,6 +73,7 @@ class ComputeService:
         self.rpc_server.stop()
         self.rpc_server.wait()
         self.volumes.transfers.stop()
+        self.manager.stop()
 
     def periodic_tasks(self) -> None:
         try:

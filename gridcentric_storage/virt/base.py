@@ -114,6 +114,9 @@ class VirtDriver(abc.ABC):
     def init_host(self, host: str) -> None:  # noqa: B027 - optional hook
         """Probe the host (e.g. KVM or TCG) before the first call."""
 
+    def cleanup_host(self) -> None:  # noqa: B027 - optional hook
+        """At service stop: end what the driver runs besides guests (guests run on)."""
+
     @abc.abstractmethod
     def spawn(self, instance: InstanceSpec) -> InstanceInfo:
         """Boot a VM whose RAM can later be blessed."""
