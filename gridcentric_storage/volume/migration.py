@@ -252,7 +252,7 @@ class Migrator:
                                                        'write')
         # The stream server's opener: the same os-brick connection and views
         # (files, qcow2 chains, librbd) as a download.
-        with self.manager.transfers._opened(volume['id'], 'rb') as view:
+        with self.manager.transfers.opened(volume['id'], 'rb') as view:
             here, there = socket.socketpair()
             stop = threading.Event()
             reporter = concurrency.spawn(_report_until, stop, volume['id'], view.progress,

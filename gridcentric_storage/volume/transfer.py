@@ -206,7 +206,9 @@ class TransferServer:
         self._end(token_transfer.volume_id, error)
 
     @contextlib.contextmanager
-    def _opened(self, volume_id: str, mode: str) -> Iterator['_View']:
+    def opened(self, volume_id: str, mode: str) -> Iterator['_View']:
+        """The volume's data, connected on this host with os-brick (streams and a
+        migration's host copy read and write through it); disconnected on exit."""
         volume = db.volume_get(volume_id)
         driver = self.pool.get(volume['backend_id'])
         ref = VolumeRef(volume)
@@ -245,7 +247,7 @@ class TransferServer:
                                         'bytes)' % limit)
             source = req.environ.get(wsgi_server.SOCKET_KEY)
             body = req.environ['wsgi.input']
-            with self._opened(transfer.volume_id, 'r+b') as target:
+            with self.opened(transfer.volume_id, 'r+b') as target:
                 progress = target.progress
                 if source is None:  # another WSGI server: no socket to splice from
                     target.write_from_file(body, length)
@@ -296,11 +298,11 @@ class _Download:
         timeout = sock.gettimeout()
         if timeout is not None:  # the same bound, kept by the kernel (see transfer_io)
             transfer_io.block_with_timeout(sock, timeout)
-        with self._settling(), self.server._opened(self.transfer.volume_id, 'rb') as view:
+        with self._settling(), self.server.opened(self.transfer.volume_id, 'rb') as view:
             view.read_to(sock, self.size)
 
     def chunks(self) -> Iterator[bytes]:
-        with self._settling(), self.server._opened(self.transfer.volume_id, 'rb') as view:
+        with self._settling(), self.server.opened(self.transfer.volume_id, 'rb') as view:
             yield from view.chunks(self.size)
 
     def read(self, size: int = CHUNK) -> bytes:
