@@ -179,6 +179,12 @@ class API:
         if not isinstance(server.get('image'), dict) or not server['image'].get('id'):
             raise exception.Invalid(reason='server %s boots from a volume; blessing such '
                                     'Nova instances is not supported yet' % id)
+        if (server.get('metadata') or {}).get(LAUNCHED_FROM):
+            # Its RAM is a private copy-on-write mapping of the live image's file,
+            # which libvirt's save path cannot capture (the QEMU driver flattens).
+            raise exception.Invalid(reason='server %s is a clone of live image %s; blessing '
+                                    'clones is not supported for Nova instances yet'
+                                    % (id, server['metadata'][LAUNCHED_FROM]))
         private = self.nova.get_server_private(id)
         host = private.get('OS-EXT-SRV-ATTR:host')
         if not host:

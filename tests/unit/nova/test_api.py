@@ -83,6 +83,10 @@ def test_bless_is_refused_with_nothing_written(cobalt, nova, compute):
         cobalt.bless(ctx(ALICE), nova.add('bfv', 'proj-a', image=None)['id'], None, ROOT)
     with pytest.raises(exception.Invalid, match="'color' was unexpected"):
         cobalt.bless(ctx(ALICE), mine['id'], {'name': 'x', 'color': 'red'}, ROOT)
+    clone = nova.add('clone', 'proj-a', metadata={'launched_from': 'li-gold'})
+    with pytest.raises(exception.Invalid, match='clone of live image li-gold') as refused:
+        cobalt.bless(ctx(ALICE), clone['id'], None, ROOT)
+    assert refused.value.code == 400
     assert db_servers.live_image_get_all() == []
     assert compute.calls.empty()
 
