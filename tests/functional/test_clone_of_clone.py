@@ -38,8 +38,10 @@ def aio(tmp_path):
             for image in images:
                 deployment.call('DELETE', '/v1/live-images/%s' % image['id'])
             return not servers and not images
-        wait_for(emptied, timeout=120, interval=0.5)
-        deployment.stop()
+        try:
+            wait_for(emptied, timeout=120, interval=0.5)
+        finally:
+            deployment.stop()
 
 
 def ok_json(result: subprocess.CompletedProcess):
