@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from gridcentric_storage.volume import nbd, transfer_io
+from tests.unit.volume.test_transfer_io import _drain
 
 MiB = 1 << 20
 
@@ -17,15 +18,6 @@ def _raw_of(path) -> bytes:
     out = path.parent / (path.name + '.raw')
     subprocess.run(['qemu-img', 'convert', '-O', 'raw', str(path), str(out)], check=True)
     return out.read_bytes()
-
-
-def _drain(sock: socket.socket, out: list[bytes]) -> threading.Thread:
-    def run() -> None:
-        while chunk := sock.recv(MiB):
-            out.append(chunk)
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
 
 
 def test_qemu_nbd_writes_and_reads_a_qcow2_and_leaves_nothing(tmp_path):
