@@ -129,9 +129,11 @@ class TransferServer:
         remove_scratch()
         self._server.start()
         # Named by the TCP port, unique on this machine: data servers of other
-        # hosts sharing a state_path do not take each other's socket.
+        # hosts sharing a state_path do not take each other's socket. Not in
+        # the scratch directory: it lives as long as the service, not a stream.
         self._handoff = handoff.Listener(
-            handoff.socket_path(scratch_dir(), 'data-%d.sock' % self._server.port),
+            handoff.socket_path(os.path.join(CONF.state_path, 'run'),
+                                'data-%d.sock' % self._server.port),
             self._handed_over, STALL_TIMEOUT)
         self._handoff.start()
         self._reaper.start()
