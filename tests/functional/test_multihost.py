@@ -81,6 +81,16 @@ class Deployment:
         self.procs.append(proc)
         return proc
 
+    def start_two_hosts(self) -> None:
+        """gridcentric-api, and gridcentric-compute on hosts compute-a and
+        compute-b; returns when both computes are up and the API answers."""
+        self.start('gridcentric-api')
+        for host in ('compute-a', 'compute-b'):
+            self.start('gridcentric-compute', host)
+        wait_for(lambda: self.run('gridcentric-manage', 'service', 'list').stdout.count(' up ')
+                 == 2, timeout=60, interval=0.5)
+        wait_for(lambda: _get_ok(self, '/v1/backends'), timeout=30, interval=0.2)
+
     def stop(self) -> None:
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
@@ -114,16 +124,7 @@ def deployment(tmp_path, pg_url):
 
 def test_backends_on_two_hosts_are_used(deployment, tmp_path):
     dep = deployment
-    dep.start('gridcentric-api')
-    dep.start('gridcentric-compute', 'compute-a')
-    dep.start('gridcentric-compute', 'compute-b')
-
-    def services_up():
-        listed = dep.run('gridcentric-manage', 'service', 'list').stdout
-        return listed.count(' up ') == 2
-
-    wait_for(services_up, timeout=60, interval=0.5)
-    wait_for(lambda: _get_ok(dep, '/v1/backends'), timeout=30, interval=0.2)
+    dep.start_two_hosts()
 
     ids = {}
     for host in ('compute-a', 'compute-b'):
@@ -209,12 +210,7 @@ def test_live_images_across_two_compute_services(deployment):
         pytest.skip(guest.missing())
     paths = guest.build_or_skip()
     dep = deployment
-    dep.start('gridcentric-api')
-    dep.start('gridcentric-compute', 'compute-a')
-    dep.start('gridcentric-compute', 'compute-b')
-    wait_for(lambda: dep.run('gridcentric-manage', 'service', 'list').stdout.count(' up ')
-             == 2, timeout=60, interval=0.5)
-    wait_for(lambda: _get_ok(dep, '/v1/servers'), timeout=30, interval=0.2)
+    dep.start_two_hosts()
     kernel, initrd = publish(dep.state, paths.kernel, paths.initrd)
     response = dep.call('POST', '/v1/servers', json={'server': {
         'name': 'template', 'memory_mb': 256, 'kernel': kernel,

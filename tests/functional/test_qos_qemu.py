@@ -8,8 +8,6 @@ virt driver and a ``file`` backend; the guest is tools/build-test-guest.sh's.
 """
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 
 from gridcentric_storage.virt import qmp
 from tests.fixtures import guest
-from tests.fixtures.images import publish
+from tests.fixtures import qemu_cloud as qemu_cloud_fixture
 from tests.fixtures.services import InProcessCloud, file_backend, wait_for
 
 MiB = 1 << 20
@@ -25,25 +23,9 @@ pytestmark = pytest.mark.skipif(guest.missing() is not None, reason=guest.missin
 
 
 @pytest.fixture
-def qemu_cloud(gc_db: Any, tmp_path: Any) -> Iterator[InProcessCloud]:
-    from oslo_config import cfg
-    conf = cfg.CONF
-    # QMP sockets live under state_path: a short one (unix socket paths <= 108 bytes)
-    state = tempfile.mkdtemp(prefix='gc-hI-', dir='/tmp')
-    conf.set_override('state_path', state)
-    conf.set_override('virt_driver', 'qemu', group='compute')
-    boot = guest.build_or_skip()
-    publish(state, boot.kernel, boot.initrd)
-    cloud = InProcessCloud()
-    try:
+def qemu_cloud(gc_db: Any) -> Iterator[InProcessCloud]:
+    with qemu_cloud_fixture.running('gc-hI-') as cloud:
         yield cloud
-    finally:
-        for server in cloud.request('GET', '/v1/servers').json().get('servers', []):
-            cloud.request('DELETE', '/v1/servers/%s' % server['id'])
-        wait_for(lambda: cloud.request('GET', '/v1/servers').json()['servers'] == [], 60)
-        cloud.stop()
-        conf.set_override('virt_driver', 'fake', group='compute')
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def throttle(state: str, server_id: str) -> dict[str, int]:

@@ -52,12 +52,7 @@ def _deployed(tmp_path, db_url, ceph_conf):
                 'timeout = 20\n' % ceph_conf)
     synced = dep.run('gridcentric-manage', 'db', 'sync')
     assert synced.returncode == 0, synced.stderr
-    dep.start('gridcentric-api')
-    dep.start('gridcentric-compute', 'compute-a')
-    dep.start('gridcentric-compute', 'compute-b')
-    wait_for(lambda: dep.run('gridcentric-manage', 'service', 'list').stdout.count(' up ')
-             == 2, timeout=60, interval=0.5)
-    wait_for(lambda: _get_ok(dep, '/v1/servers'), timeout=30, interval=0.2)
+    dep.start_two_hosts()
     dep.kernel, dep.initrd = publish(dep.state, paths.kernel, paths.initrd)
     dep.pg_url = db_url
     try:

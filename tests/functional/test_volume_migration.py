@@ -387,19 +387,13 @@ def test_lvm_to_file(cloud, tmp_path):
 def test_migration_between_two_hosts(deployment, tmp_path):  # noqa: F811
     """gridcentric-compute on two hosts (PostgreSQL, RabbitMQ): the source host reads
     its volume and writes it to the destination host's data server."""
-    from tests.functional.test_multihost import _get_ok
 
     def _status(dep, volume_id, wanted):
         volume = dep.call('GET', '/v1/volumes/%s' % volume_id).json()['volume']
         return volume if volume['status'] == wanted else None
 
     dep = deployment
-    dep.start('gridcentric-api')
-    for host in ('compute-a', 'compute-b'):
-        dep.start('gridcentric-compute', host)
-    wait_for(lambda: dep.run('gridcentric-manage', 'service', 'list').stdout.count(' up ')
-             == 2, timeout=60, interval=0.5)
-    wait_for(lambda: _get_ok(dep, '/v1/backends'), timeout=30, interval=0.2)
+    dep.start_two_hosts()
     backends = {}
     for host in ('compute-a', 'compute-b'):
         response = dep.call('POST', '/v1/backends', json={'backend': {

@@ -9,8 +9,6 @@ counting), the disk now is the new backend's file, and the data reads back the s
 """
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +16,7 @@ import pytest
 
 from gridcentric_storage.virt import qmp
 from tests.fixtures import guest
-from tests.fixtures.images import publish
+from tests.fixtures import qemu_cloud as qemu_cloud_fixture
 from tests.fixtures.services import InProcessCloud, file_backend, wait_for
 from tests.functional.test_volume_lifecycle import create_volume, download, settle, upload
 
@@ -28,24 +26,8 @@ pytestmark = pytest.mark.skipif(guest.missing() is not None, reason=guest.missin
 
 @pytest.fixture
 def qemu_cloud(gc_db: Any) -> Iterator[InProcessCloud]:
-    from oslo_config import cfg
-    conf = cfg.CONF
-    # QMP sockets live under state_path: a short one (unix socket paths <= 108 bytes)
-    state = tempfile.mkdtemp(prefix='gc-hB-', dir='/tmp')
-    conf.set_override('state_path', state)
-    conf.set_override('virt_driver', 'qemu', group='compute')
-    boot = guest.build_or_skip()
-    publish(state, boot.kernel, boot.initrd)
-    cloud = InProcessCloud()
-    try:
+    with qemu_cloud_fixture.running('gc-hB-') as cloud:
         yield cloud
-    finally:
-        for server in cloud.request('GET', '/v1/servers').json().get('servers', []):
-            cloud.request('DELETE', '/v1/servers/%s' % server['id'])
-        wait_for(lambda: cloud.request('GET', '/v1/servers').json()['servers'] == [], 60)
-        cloud.stop()
-        conf.set_override('virt_driver', 'fake', group='compute')
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def pattern(size: int = 3 * MiB) -> bytes:
