@@ -243,6 +243,11 @@ class ServerManager:
                     self.fail(server['id'], RuntimeError(
                         'build interrupted by a restart of %s' % self.host))
         known = {s['id'] for s in db_servers.server_get_all(host=self.host)}
+        # A server migrating here runs on its source until it arrives: not an orphan
+        # (compute.server_migration settles it).
+        known |= {s['id'] for s in db_servers.server_get_all()
+                  if s['task_state'] == st.ServerTask.MIGRATING
+                  and ((s['extra'] or {}).get('migration') or {}).get('dest') == self.host}
         for orphan in set(self.driver.list_instances()) - known:
             LOG.info('Removing VM %s that no server owns', orphan)
             self.driver.destroy(orphan)
