@@ -97,18 +97,20 @@ class ServerMigrations:
             LOG.exception('Host %s did not resume server %s', dest, server_id)
             self._abort(ctxt, server, dest, e)
             return
-        extra = dict(info or {}, volumes=(server['extra'] or {}).get('volumes', []))
-        if figures:
-            extra['migration_figures'] = figures
-        set_server(server_id, {'host': dest, 'task_state': None, 'fault': None,
-                               'extra': extra})
-        LOG.info('Server %s runs on host %s', server_id, dest)
+        # The guest runs there: this paused copy and its connections go before the
+        # task ends (a stop in between finds no QEMU here and adopts the remote one).
         try:
             concurrency.execute(self.driver.destroy, server_id)
         except Exception:
             LOG.warning('Could not stop the source QEMU of server %s', server_id,
                         exc_info=True)
         self._release_here(ctxt, server_id)
+        extra = dict(info or {}, volumes=(server['extra'] or {}).get('volumes', []))
+        if figures:
+            extra['migration_figures'] = figures
+        set_server(server_id, {'host': dest, 'task_state': None, 'fault': None,
+                               'extra': extra})
+        LOG.info('Server %s runs on host %s', server_id, dest)
 
     def _abort(self, ctxt: Any, server: Server, dest: str, error: Exception) -> None:
         """The guest stays here: the destination drops its copy, this QEMU runs on."""

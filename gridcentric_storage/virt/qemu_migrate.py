@@ -34,6 +34,8 @@ __all__ = ['MigrationMixin']
 ALL_PAGES = [{'capability': 'x-ignore-shared', 'state': False},
              # A busy guest dirties pages faster than TCG sends them: slow its vCPUs.
              {'capability': 'auto-converge', 'state': True}]
+#: The end of the source's console log the destination's starts with (bytes).
+CONSOLE_CARRIED = 1 << 20
 _ACTIVE = ('setup', 'active', 'pre-switchover', 'device', 'wait-unplug', 'cancelling')
 
 
@@ -97,7 +99,9 @@ class MigrationMixin:
                     files[name] = {'file': file_name,
                                    'data': base64.b64encode(f.read()).decode()}
             # What the guest printed so far: the console reads on where it was.
-            console = live.tail_lines(self._vms.file(instance_id, 'console.log'), 2000)
+            with open(self._vms.file(instance_id, 'console.log'), 'rb') as f:
+                f.seek(max(os.fstat(f.fileno()).st_size - CONSOLE_CARRIED, 0))
+                console = base64.b64encode(f.read()).decode()
             return {'layout': layout.to_json(), 'vmgenid': vmgenid, 'fw_cfg': files,
                     'console': console}
 
@@ -188,7 +192,7 @@ class MigrationMixin:
                             0o600 if name == 'user_data' else 0o644)
             fw_cfg[name] = path
         console = os.path.join(directory, 'console.log')
-        live.write_file(console, described.get('console') or '')
+        live.write_file(console, base64.b64decode(described.get('console') or ''))
         self._save_layout(layout)
         clone = bool(layout.live_image_id)
         argv = cmdline.build_argv(
