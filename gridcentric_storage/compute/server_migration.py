@@ -33,7 +33,6 @@ from gridcentric_storage.common import concurrency, exception, rpc
 from gridcentric_storage.common.states import ServerTask
 from gridcentric_storage.compute import brick, rpcapi
 from gridcentric_storage.compute.live_images import LiveImageManager
-from gridcentric_storage.compute.status import set_server
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import Server
@@ -108,31 +107,36 @@ class ServerMigrations:
         extra = dict(info or {}, volumes=(server['extra'] or {}).get('volumes', []))
         if figures:
             extra['migration_figures'] = figures
-        set_server(server_id, {'host': dest, 'task_state': None, 'fault': None,
-                               'extra': extra})
+        self.servers.end_migration(server_id, {'host': dest, 'fault': None, 'extra': extra})
         LOG.info('Server %s runs on host %s', server_id, dest)
 
     def _abort(self, ctxt: Any, server: Server, dest: str, error: Exception) -> None:
         """The guest stays here: the destination drops its copy, this QEMU runs on."""
         server_id = server['id']
+        # Sent in full: the destination may run it, so this copy waits for its word.
+        sent = self.driver.get_info(server_id).extra.get('qemu_status') == 'postmigrate'
         try:
             self.rpcapi.finish_incoming(ctxt, dest, server_id, False)
         except Exception:
-            # Cannot tell whether the destination runs it: keep this one paused and
-            # the task set, so a restart of either service settles it.
-            LOG.exception('Host %s did not drop server %s; leaving it migrating', dest,
+            LOG.exception('Host %s did not drop the incoming copy of server %s', dest,
                           server_id)
-            set_server(server_id, {'fault': 'migration interrupted: %s; the destination '
-                                   'did not answer' % exception.describe(error)})
-            return
+            if sent:
+                # Cannot tell whether the destination runs it: keep this one paused
+                # and the task set; a restart of either service settles it.
+                self.servers.note_fault(server_id, 'migration interrupted: %s; the '
+                                        'destination did not answer'
+                                        % exception.describe(error))
+                return
+            # It never had the whole guest, so it never ran it: its waiting QEMU is
+            # an orphan its next start removes.
         try:
             if self.driver.get_info(server_id).state == 'paused':
                 concurrency.execute(self.driver.unpause, server_id)
         except Exception:
             LOG.exception('Could not resume server %s after its migration failed', server_id)
-        set_server(server_id, {'task_state': None,
-                               'extra': _without_migration(server['extra']),
-                               'fault': 'migration failed: %s' % exception.describe(error)})
+        self.servers.end_migration(server_id, {
+            'extra': _without_migration(server['extra']),
+            'fault': 'migration failed: %s' % exception.describe(error)})
 
     def _release_here(self, ctxt: Any, server_id: str) -> None:
         for attachment in db_attachments.attachment_get_all(instance_uuid=server_id):
@@ -240,8 +244,8 @@ class ServerMigrations:
             self._abort(ctxt, server, dest, RuntimeError(
                 'migration interrupted by a restart of the compute service'))
         else:
-            set_server(server['id'], {'task_state': None,
-                                      'extra': _without_migration(server['extra'])})
+            self.servers.end_migration(server['id'],
+                                       {'extra': _without_migration(server['extra'])})
 
     def _adopt_remote(self, ctxt: Any, server: Server, dest: str | None) -> None:
         try:
@@ -251,9 +255,9 @@ class ServerMigrations:
             LOG.exception('Server %s has no QEMU here nor on host %s', server['id'], dest)
             self.servers.fail(server['id'], e)
             return
-        set_server(server['id'], {'host': dest, 'task_state': None,
-                                  'extra': dict(info or {}, volumes=(
-                                      server['extra'] or {}).get('volumes', []))})
+        self.servers.end_migration(server['id'], {
+            'host': dest, 'extra': dict(info or {}, volumes=(
+                server['extra'] or {}).get('volumes', []))})
         self._release_here(ctxt, server['id'])
 
     def _recover_destination(self, ctxt: Any, server: Server) -> None:
@@ -262,9 +266,9 @@ class ServerMigrations:
         source's own migration fails and its guest runs on there."""
         info = self.driver.get_info(server['id'])
         if info.state == 'running':
-            set_server(server['id'], {'host': self.host, 'task_state': None,
-                                      'extra': dict(dataclasses.asdict(info), volumes=(
-                                          server['extra'] or {}).get('volumes', []))})
+            self.servers.end_migration(server['id'], {
+                'host': self.host, 'extra': dict(dataclasses.asdict(info), volumes=(
+                    server['extra'] or {}).get('volumes', []))})
             LOG.info('Adopted server %s, which had arrived here', server['id'])
         elif info.state != 'stopped':
             self._drop_incoming(ctxt, server['id'])
