@@ -445,7 +445,7 @@ class API:
         try:
             info = self.connect(ctxt, second, connector)
         except Exception:
-            db_attachments.attachment_destroy(second['id'])
+            self.release(ctxt, db_attachments.attachment_get(second['id']))
             raise
         self.attach_complete(second['id'])
         return info
