@@ -83,7 +83,8 @@ def test_a_vm_with_a_disk_moves_and_counts_on(hosts, tmp_path):
     _counting(b, 'vm', before + 3)
     text = b.get_console_output('vm')
     numbers = [n for n, _ in guest.counters(text)]
-    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    # Increasing throughout: no reboot (a line may be torn by a kernel message).
+    assert numbers == sorted(set(numbers)) and numbers[-1] > before
     assert guest.tokens(text) == {token} and text.count('BOOT-TOKEN') == 1
     assert 'VMGENID-CHANGED' not in text          # the same generation: not a clone
     assert a.list_instances() == [] and b.list_instances() == ['vm']
