@@ -270,14 +270,16 @@ class NovaExtensionController:
         live_image = self._blessed(req, id, 'exported', 'live_image:export')
         return export_document(live_image, self.compute.export(req.context, live_image))
 
-    def _co_migrate(self, req: Any, id: str, args: dict[str, Any]) -> None:
+    def _co_migrate(self, req: Any, id: str, args: dict[str, Any]) -> webob.Response:
+        """Live migration of a running server of this service's QEMU driver; answers
+        (200, as Cobalt did) once the source host was asked to do it. The server
+        shows task ``migrating`` until the guest runs on the destination, or stays
+        where it was with a fault note."""
         self._not_blessed(req, id, 'migrated')
-        get_server(req.context, id, 'server:get')
-        # Clones here are this service's QEMU processes; moving one between hosts
-        # is the streamed launch's work (its memory must reach the other host).
-        raise exception.Invalid(reason='the standalone service cannot migrate servers '
-                                'between hosts; Nova instances migrate through the '
-                                'nova-api filter')
+        server = get_server(req.context, id, 'server:get')
+        policy.authorize(req.context, 'server:migrate', {'project_id': server['project_id']})
+        self.compute.migrate(req.context, server, args.get('dest'))
+        return webob.Response(status=200, content_type='application/json', body=b'null')
 
     def import_server(self, req: Any, project_id: str | None = None) -> Any:
         """``co-import-server``: a new blessed server of the caller's project."""

@@ -262,6 +262,12 @@ class QosNotSupported(DriverError):
     msg_fmt = 'QoS not enforced by %(driver)s: %(reason)s'
 
 
+class ServerMigrationRefused(Invalid):
+    """A server cannot move to the other host (its memory or disks are not there)."""
+
+    msg_fmt = 'Server %(id)s cannot be migrated: %(reason)s'
+
+
 class LiveMigrationNotSupported(Conflict):
     """The server's hypervisor driver cannot move an attached volume while the guest runs."""
 

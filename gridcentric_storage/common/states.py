@@ -63,6 +63,7 @@ class ServerTask(enum.StrEnum):
     NONE = ''
     BLESSING = 'blessing'
     DELETING = 'deleting'
+    MIGRATING = 'migrating'        # live migration to another host (compute.server_migration)
 
 
 class LiveImageStatus(enum.StrEnum):
@@ -156,8 +157,10 @@ SERVER = StateMachine('Server', _table({
 
 T = ServerTask
 SERVER_TASK = StateMachine('Server task', _table({
-    T.NONE: {T.BLESSING, T.DELETING},
+    T.NONE: {T.BLESSING, T.DELETING, T.MIGRATING},
     T.BLESSING: {T.NONE},
+    # Success or failure, the guest runs (on one host or the other) with no task.
+    T.MIGRATING: {T.NONE},
     # A delete that fails ends with no task, the server in ERROR.
     T.DELETING: {T.NONE},
 }))

@@ -175,6 +175,67 @@ class ComputeAPI:
         self.volumes.begin_detach(ctxt, found[0])
         self.rpcapi.detach_server_volume(ctxt, server['host'], server['id'], found[0]['id'])
 
+    # ---- live migration (the host side: compute.server_migration)
+    def migrate(self, ctxt: Any, server: Server, dest: str | None) -> str:
+        """Move a running server to ``dest`` (or the host the scheduler picks) while
+        its guest runs; the destination host, once the source host was asked.
+        Everything that would make the move fail for sure is refused here, before
+        anything starts: a clone whose memory the destination cannot map, a disk
+        only its own host can open, a host whose driver cannot migrate."""
+        if server['status'] != ServerStatus.ACTIVE or server['task_state']:
+            raise exception.InvalidState(resource='Server', id=server['id'],
+                                         state=server['task_state'] or server['status'],
+                                         reason='only an ACTIVE server with no task running '
+                                                'can be migrated')
+        live_image = (db_servers.live_image_get(server['live_image_id'])
+                      if server['live_image_id'] else None)
+        able = None
+        if live_image is not None:
+            # A clone maps its live image's RAM file: on its blessing host, or the
+            # published copy on a host with the store (as a remote launch does).
+            able = {live_image['host']}
+            if live_image.get('publish_status') == 'published':
+                able |= {s['host'] for s in db.service_get_all(CONF.compute.topic,
+                                                               up_only=True)
+                         if (s.get('capabilities') or {}).get('live_image_store')}
+        dest = hosts.select_migration_host(dest, server['host'], able)
+        if live_image is not None and able is not None and dest not in able:
+            raise exception.ServerMigrationRefused(
+                id=server['id'], reason='it is a clone of live image %s, which is not '
+                'published, and the destination did not bless it' % live_image['id'])
+        caps = {s['host']: s.get('capabilities') or {}
+                for s in db.service_get_all(CONF.compute.topic)}
+        for host in (server['host'], dest):
+            if not caps.get(host, {}).get('server_migration'):
+                raise exception.ServerMigrationRefused(
+                    id=server['id'], reason='the hypervisor driver of host %s cannot '
+                    'live-migrate servers' % host)
+        self._check_disks_reachable(server, dest)
+        st.SERVER_TASK.check(server['id'], '', ServerTask.MIGRATING)
+        # One statement claims the task: of two racing requests exactly one starts.
+        db_servers.server_update(
+            server['id'], {'task_state': ServerTask.MIGRATING,
+                           'extra': dict(server['extra'] or {}, migration={'dest': dest})},
+            expected_status=(ServerStatus.ACTIVE,), match={'task_state': None})
+        self.rpcapi.migrate_server(ctxt, server['host'], server['id'])
+        return dest
+
+    @staticmethod
+    def _check_disks_reachable(server: Server, dest: str) -> None:
+        """A volume on a network backend is connected on the destination as on any
+        host; a local file of another host is not reachable from there."""
+        for attachment in db_attachments.attachment_get_all(instance_uuid=server['id']):
+            if attachment['status'] != st.AttachmentStatus.ATTACHED:
+                raise exception.InvalidState(resource='Attachment', id=attachment['id'],
+                                             state=attachment['status'],
+                                             reason='wait until it settles')
+            kind = (attachment['connection_info'] or {}).get('driver_volume_type')
+            volume = db.volume_get(attachment['volume_id'])
+            if kind == 'local' and volume['host'] != dest:
+                raise exception.ServerMigrationRefused(
+                    id=server['id'], reason='volume %s is a local file of host %s, which '
+                    'the destination cannot open' % (volume['id'], volume['host']))
+
     # ---- live images
     def bless(self, ctxt: Any, server: Server, name: str | None) -> LiveImage:
         if server['status'] != ServerStatus.ACTIVE or server['task_state']:

@@ -27,6 +27,7 @@ from gridcentric_storage.compute import live_image_publish as publish
 from gridcentric_storage.compute.live_image_mounts import MountManager
 from gridcentric_storage.compute.live_images import LiveImageManager, artifacts_from_db
 from gridcentric_storage.compute.nova_live_images import NovaLiveImageManager
+from gridcentric_storage.compute.server_migration import ServerMigrations
 from gridcentric_storage.compute.servers import ServerManager
 from gridcentric_storage.compute.status import set_live_image
 from gridcentric_storage.db import api as db
@@ -54,6 +55,7 @@ class ComputeManager:
         self.live_images.on_discard = self._unpublish
         self.nova_live_images = NovaLiveImageManager(host, self.servers.driver,
                                                      self.servers.locks)
+        self.migrations = ServerMigrations(self.live_images)
 
     def init_host(self) -> None:
         self.servers.driver.init_host(self.host)
@@ -66,7 +68,8 @@ class ComputeManager:
         self.attachments.recover_interrupted(admin)
         self.live_images.recover_interrupted(admin)
         self.servers.recover_interrupted(admin)
-        self._store_capability()
+        self._store_capability()     # mounts adopted before a clone's migration is settled
+        self.migrations.recover_interrupted(admin)
 
     def stop(self) -> None:
         """Service stop: the virt driver's helpers (a warm pool) end, and published
@@ -216,3 +219,15 @@ class ComputeManager:
     def migrate_server_volume(self, ctxt: Any, server_id: str, attachment_id: str,
                               connection_info: dict[str, Any]) -> None:
         self.servers.migrate_volume(ctxt, server_id, attachment_id, connection_info)
+
+    # ---- live migration of a server (compute.server_migration)
+    def migrate_server(self, ctxt: Any, server_id: str) -> None:
+        self.migrations.migrate(ctxt, server_id)
+
+    def prepare_incoming_server(self, ctxt: Any, server_id: str,
+                                description: dict[str, Any]) -> str:
+        return self.migrations.prepare_incoming(ctxt, server_id, description)
+
+    def finish_incoming(self, ctxt: Any, server_id: str,
+                        succeeded: bool) -> dict[str, Any] | None:
+        return self.migrations.finish_incoming(ctxt, server_id, succeeded)

@@ -29,19 +29,26 @@ Version history:
 * 2.6 - drop_live_image (call): a host that mapped a published live image
   stops its mount and removes its cached state (a discard, before the
   published copy goes).
+* 2.7 - Live migration of a running server between hosts: migrate_server (cast
+  to the source; it runs the whole move), prepare_incoming_server (call to the
+  destination: its volumes connected there, QEMU started waiting; answers the
+  URI to send the guest to), finish_incoming (call to the destination: run the
+  guest that arrived, or drop it and its connections).
 """
 
 from typing import Any
 
 from gridcentric_storage.common import rpc
 
-RPC_API_VERSION = '2.6'
+RPC_API_VERSION = '2.7'
 #: Export and import read and write a whole guest RAM: longer than a short call.
 TRANSFER_TIMEOUT = 1800
 #: A live volume migration copies the whole volume: a fixed allowance plus this many
 #: seconds per GiB (4 MiB/s, the slowest copy virt.qemu_mirror waits for, plus margin).
 MIRROR_TIMEOUT = 600
 MIRROR_SECONDS_PER_GIB = 300
+#: Preparing an incoming server connects its volumes and starts QEMU.
+PREPARE_TIMEOUT = 300
 #: When the caller does not say the volume's size.
 MIRROR_TIMEOUT_UNSIZED = 6 * 3600
 
@@ -139,3 +146,22 @@ class ComputeAPI(rpc.HostClient):
                                     timeout=mirror_timeout(size_gb))
         cctxt.call(ctxt, 'migrate_server_volume', server_id=server_id,
                    attachment_id=attachment_id, connection_info=connection_info)
+
+    # ---- live migration of a server (compute.server_migration)
+    def migrate_server(self, ctxt: Any, host: str, server_id: str) -> None:
+        self._cast(ctxt, host, 'migrate_server', '2.7', server_id=server_id)
+
+    def prepare_incoming_server(self, ctxt: Any, host: str, server_id: str,
+                                description: dict[str, Any]) -> str:
+        """The URI the source's hypervisor sends the guest to (its volumes are
+        connected on ``host`` first, which may take an os-brick probe)."""
+        cctxt = self.client.prepare(server=host, version='2.7', timeout=PREPARE_TIMEOUT)
+        return cctxt.call(ctxt, 'prepare_incoming_server',  # type: ignore[no-any-return]
+                          server_id=server_id, description=description)
+
+    def finish_incoming(self, ctxt: Any, host: str, server_id: str,
+                        succeeded: bool) -> dict[str, Any] | None:
+        """``succeeded``: run the guest on ``host`` and answer its InstanceInfo (a
+        dict); else drop it there. Idempotent both ways."""
+        return self._call(ctxt, host, 'finish_incoming',  # type: ignore[no-any-return]
+                          '2.7', server_id=server_id, succeeded=succeeded)

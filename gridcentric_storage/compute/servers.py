@@ -1,7 +1,8 @@
 """Server workflows on one compute host: spawn, delete, hot-plug, console.
 
 States (``common.states``; the DB is the truth): server ``BUILD -> ACTIVE``
-(or ``ERROR`` with a fault), task ``deleting`` while it goes. This module and
+(or ``ERROR`` with a fault), task ``deleting`` while it goes, ``migrating``
+while ``compute.server_migration`` moves it to another host. This module and
 ``compute.live_images`` (bless, launch, discard) write them on the host;
 ``compute.api`` writes them on the API side. After a crash of this service,
 :meth:`ServerManager.recover_interrupted` finishes or fails every one of them
@@ -225,6 +226,15 @@ class ServerManager:
     def console_output(self, server_id: str, length: int | None) -> str:
         return self.driver.get_console_output(server_id, length)
 
+    # ---- live migration (compute.server_migration runs it; its outcome is written here)
+    def end_migration(self, server_id: str, values: dict[str, Any]) -> None:
+        """Task ``migrating`` ends: the guest runs on one host (``values['host']`` when
+        it moved), ``fault`` says how a failed move went."""
+        set_server(server_id, dict(values, task_state=None))
+
+    def note_fault(self, server_id: str, fault: str) -> None:
+        set_server(server_id, {'fault': fault})
+
     # ---- restart
     def recover_interrupted(self, ctxt: Any) -> None:
         """Settle the servers a crash of this service left mid-way; remove stray VMs."""
@@ -243,6 +253,11 @@ class ServerManager:
                     self.fail(server['id'], RuntimeError(
                         'build interrupted by a restart of %s' % self.host))
         known = {s['id'] for s in db_servers.server_get_all(host=self.host)}
+        # A server migrating here runs on its source until it arrives: not an orphan
+        # (compute.server_migration settles it).
+        known |= {s['id'] for s in db_servers.server_get_all()
+                  if s['task_state'] == st.ServerTask.MIGRATING
+                  and ((s['extra'] or {}).get('migration') or {}).get('dest') == self.host}
         for orphan in set(self.driver.list_instances()) - known:
             LOG.info('Removing VM %s that no server owns', orphan)
             self.driver.destroy(orphan)

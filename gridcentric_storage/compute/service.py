@@ -30,6 +30,7 @@ def capabilities(driver: Any) -> dict[str, Any]:
     loadable) still serves volumes; the API places no server there.
     ``volume_mirror`` (only when true): its virt driver moves an attached volume
     of a running guest (``migrate_volume``), so such a migration may be asked.
+    ``server_migration`` (only when true): it sends and receives running servers.
     """
     if isinstance(driver, virt.UnavailableDriver):
         reason: str | None = driver.reason
@@ -38,6 +39,8 @@ def capabilities(driver: Any) -> dict[str, Any]:
     caps: dict[str, Any] = {'hypervisor': reason is None, 'hypervisor_reason': reason}
     if reason is None and type(driver).migrate_volume is not virt_base.VirtDriver.migrate_volume:
         caps['volume_mirror'] = True        # absent: no (as on hosts older than it)
+    if reason is None and type(driver).migrate_out is not virt_base.VirtDriver.migrate_out:
+        caps['server_migration'] = True     # live migration of a whole server
     return caps
 
 

@@ -19,6 +19,13 @@ compute_opts = [
     cfg.PortOpt('data_port', default=0,
                 help='Port of the volume data server (0: any free port; the service '
                      'records the URL it got).'),
+    cfg.HostAddressOpt('migration_listen', default='127.0.0.1',
+                       help='Address of this host on which an incoming live migration of '
+                            'a server listens (its QEMU, on a free port); the source '
+                            'host must reach it.'),
+    cfg.IntOpt('migration_timeout', default=1800, min=1,
+               help='Seconds a live migration of a server may take before it is '
+                    'cancelled (the guest then stays on its source host).'),
     cfg.IntOpt('transfer_token_ttl', default=60, min=1,
                help='Seconds a prepared volume stream waits to be used.'),
     cfg.StrOpt('virt_driver', default='qemu',

@@ -105,3 +105,27 @@ def select_clone_host(availability_zone: str | None, live_image_host: str,
             load[live_image_host] - load[least] < CONF.live_image_store.local_slack):
         return live_image_host
     return least
+
+
+def select_migration_host(dest: str | None, source: str, able: set[str] | None) -> str:
+    """The host a running server moves to: ``dest`` (an administrator's choice) when
+    it is up with a hypervisor, else the least loaded such host other than
+    ``source``. ``able``: the hosts that can map a clone's memory (None: any)."""
+    if dest:
+        host = select_host(':' + dest)      # up, with a hypervisor
+        if host == source:
+            raise exception.Invalid(reason='the server runs on host %s already' % dest)
+        return host
+    services = db.service_get_all(CONF.compute.topic, up_only=True)
+    missing = _without_hypervisor(services)
+    candidates = {s['host'] for s in services if s['host'] not in missing
+                  and s['host'] != source and (able is None or s['host'] in able)}
+    if not candidates:
+        raise exception.NoComputeService(reason='no other host with a hypervisor is up'
+                                         + ('' if able is None else ' that can map the '
+                                            "server's memory"))
+    load = {host: 0 for host in candidates}
+    for server in db_servers.server_get_all():
+        if server['host'] in load:
+            load[server['host']] += 1
+    return min(load, key=lambda host: (load[host], host))

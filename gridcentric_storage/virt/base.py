@@ -91,6 +91,23 @@ class CloneSpec:
     user_data: bytes | None = None
 
 
+@dataclasses.dataclass
+class IncomingSpec:
+    """A running VM about to arrive from another host by live migration.
+
+    ``description`` is what the source driver's :meth:`VirtDriver.describe_outgoing`
+    gave (opaque here: the same driver reads it); ``disks`` are this host's
+    connections of the VM's volumes; ``memory_path`` is, for a clone, this
+    host's path of its live image's RAM (the file its memory maps).
+    """
+
+    id: str
+    description: dict[str, Any]
+    disks: list[Disk] = dataclasses.field(default_factory=list)
+    memory_path: str | None = None
+    listen: str = '127.0.0.1'
+
+
 def constructor_options(cls: type, conf: Any, group_name: str) -> dict[str, Any]:
     """Keyword arguments for ``cls`` from the option group named like them.
 
@@ -197,3 +214,37 @@ class VirtDriver(abc.ABC):
 
     def import_(self, data: dict[str, Any]) -> LiveImageArtifacts:
         raise NotImplementedError()
+
+    # ---- live migration of a whole VM to another host (compute.server_migration)
+    def describe_outgoing(self, instance_id: str) -> dict[str, Any]:
+        """What the destination's driver needs to start the same machine, waiting
+        (JSON-able: it travels by RPC). Drivers that override the four migration
+        methods are advertised as able to (``compute.service.capabilities``)."""
+        raise exception.ServerMigrationRefused(
+            id=instance_id, reason='the %s hypervisor driver cannot migrate a running '
+            'guest' % type(self).__name__)
+
+    def prepare_incoming(self, incoming: IncomingSpec) -> str:
+        """Start the VM paused, waiting for its state; the URI the source sends it to."""
+        raise exception.ServerMigrationRefused(
+            id=incoming.id, reason='the %s hypervisor driver cannot receive a running '
+            'guest' % type(self).__name__)
+
+    def migrate_out(self, instance_id: str, uri: str, timeout: float) -> dict[str, Any]:
+        """Send the running VM to ``uri`` and wait until it is all there (the VM is
+        then paused here, for good). On failure the VM runs on here, as before, and
+        ``DriverError`` says why. Returns figures of the transfer."""
+        raise exception.ServerMigrationRefused(
+            id=instance_id, reason='the %s hypervisor driver cannot migrate a running '
+            'guest' % type(self).__name__)
+
+    def cancel_outgoing(self, instance_id: str) -> None:  # noqa: B027 - nothing to cancel
+        """Stop a migration out of this host that a restart of the service left
+        running (the hypervisor goes on without it); the VM runs on here, unless
+        the migration had completed (then it stays paused)."""
+
+    def finish_incoming(self, instance_id: str) -> InstanceInfo:
+        """Run the VM that arrived (idempotent: a running one is left as it is)."""
+        raise exception.ServerMigrationRefused(
+            id=instance_id, reason='the %s hypervisor driver cannot receive a running '
+            'guest' % type(self).__name__)

@@ -17,6 +17,8 @@ bytes each guest was last told a volume has (``extend_volume``), and
 import dataclasses
 import os
 import threading
+import uuid
+from typing import Any
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base
@@ -36,13 +38,24 @@ class _VM:
     console: list[str] = dataclasses.field(default_factory=list)
 
 
+#: Incoming migrations of every fake driver of this process: URI -> (driver, VM id).
+#: Two compute services in one test process reach each other through it, as two
+#: QEMU processes do over TCP.
+_INCOMING: dict[str, tuple['FakeVirtDriver', str]] = {}
+
+
 class FakeVirtDriver(base.VirtDriver):
-    """In memory; every VM reports this process's pid."""
+    """In memory; every VM reports this process's pid.
+
+    ``fail_migrations``: a test sets a reason, and every live migration out of
+    this host fails with it (the guest stays, as QEMU's would on a broken link).
+    """
 
     def __init__(self) -> None:
         self.vms: dict[str, _VM] = {}
         self.images: dict[str, base.LiveImageArtifacts] = {}
         self.volume_sizes: dict[str, int] = {}
+        self.fail_migrations: str | None = None
         self._lock = threading.Lock()
 
     def _vm(self, instance_id: str) -> _VM:
@@ -219,6 +232,67 @@ class FakeVirtDriver(base.VirtDriver):
                 info = qos.connection_with(info, qos.from_connection(current.connection_info))
             current.connection_info = info
             vm.console.append('volume %s migrated live\n' % volume_id)
+
+    # ---- live migration
+
+    def describe_outgoing(self, instance_id: str) -> dict[str, Any]:
+        with self._lock:
+            vm = self._running(instance_id)
+            return {'memory_mb': vm.memory_mb, 'vcpus': vm.vcpus,
+                    'live_image_id': vm.live_image_id,
+                    'volume_ids': [d.volume_id for d in vm.disks]}
+
+    def prepare_incoming(self, incoming: base.IncomingSpec) -> str:
+        check_id('instance', incoming.id)
+        described = incoming.description
+        if described.get('live_image_id') and not incoming.memory_path:
+            raise exception.DriverError(reason='clone %s needs the RAM of live image %s '
+                                        'on this host' % (incoming.id,
+                                                          described['live_image_id']))
+        if sorted(d.volume_id for d in incoming.disks) != sorted(described['volume_ids']):
+            raise exception.DriverError(reason='instance %s needs its volumes %s here'
+                                        % (incoming.id, described['volume_ids']))
+        by_id = {d.volume_id: d for d in incoming.disks}
+        info = base.InstanceInfo(id=incoming.id, state='paused', pid=os.getpid(),
+                                 extra={'accel': 'fake', 'qemu_status': 'inmigrate'})
+        uri = 'fake-migrate://%s' % uuid.uuid4()
+        with self._lock:
+            self._add(_VM(info, described['memory_mb'], described['vcpus'],
+                          [by_id[v] for v in described['volume_ids']],
+                          described.get('live_image_id')))
+            _INCOMING[uri] = (self, incoming.id)
+        return uri
+
+    def migrate_out(self, instance_id: str, uri: str, timeout: float) -> dict[str, Any]:
+        with self._lock:
+            vm = self._running(instance_id)
+            target = _INCOMING.pop(uri, None)
+            if self.fail_migrations or target is None:
+                raise exception.DriverError(
+                    reason='live migration of %s failed; it runs on here: %s'
+                    % (instance_id, self.fail_migrations or 'nobody listens at ' + uri))
+            vm.info.state = 'paused'
+            vm.info.extra['qemu_status'] = 'postmigrate'
+            console = list(vm.console)
+        driver, incoming_id = target
+        with driver._lock:
+            arrived = driver.vms.get(incoming_id)
+            if arrived is None:
+                raise exception.DriverError(reason='the destination of %s went away'
+                                            % instance_id)
+            arrived.console = console + ['arrived by live migration\n']
+            arrived.info.extra['qemu_status'] = 'paused'
+        return {'transferred_mb': vm.memory_mb}
+
+    def finish_incoming(self, instance_id: str) -> base.InstanceInfo:
+        with self._lock:
+            vm = self._running(instance_id)
+            if vm.info.extra.get('qemu_status') == 'inmigrate':
+                raise exception.DriverError(reason='instance %s has not arrived'
+                                            % instance_id)
+            vm.info.state = 'running'
+            vm.info.extra.pop('qemu_status', None)
+            return dataclasses.replace(vm.info, extra=dict(vm.info.extra))
 
     def disks(self, instance_id: str) -> list[base.Disk]:
         """The disks the VM has now (what a test checks after attach and detach)."""

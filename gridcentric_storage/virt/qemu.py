@@ -55,6 +55,7 @@ from gridcentric_storage.virt import base, qemu_pool, qemu_process, qemu_qos
 from gridcentric_storage.virt import qemu_cmdline as cmdline
 from gridcentric_storage.virt import qemu_flatten as flatten
 from gridcentric_storage.virt import qemu_live as live
+from gridcentric_storage.virt.qemu_migrate import MigrationMixin
 from gridcentric_storage.virt.qemu_process import check_id
 from gridcentric_storage.volume import qos
 
@@ -68,7 +69,7 @@ _STATES = {'running': 'running', 'paused': 'paused', 'postmigrate': 'paused',
            'debug': 'paused', 'shutdown': 'stopped'}
 
 
-class QemuDriver(base.VirtDriver):
+class QemuDriver(MigrationMixin, base.VirtDriver):
     """QEMU on this host. Options (all plain constructor arguments):
 
     ``instances_path``, ``live_images_path``: where VMs and live images live
@@ -79,7 +80,8 @@ class QemuDriver(base.VirtDriver):
     ``probe_kernel`` (kernel the KVM probe boots; default newest /boot/vmlinuz-*);
     timeouts in seconds; ``checksum_ram``: record the live image RAM's sha256;
     ``warm_pool_size``: QEMU processes kept started per live image for fast
-    launches (0: none; see ``qemu_pool.py``).
+    launches (0: none; see ``qemu_pool.py``). Live migration to another host's
+    QEMU is ``qemu_migrate.py``'s.
     """
 
     def __init__(self, instances_path: str = '/var/lib/gridcentric-storage/instances',

@@ -430,6 +430,26 @@ class API:
         """Say (or clear) what the attacher could not do, the attachment itself intact."""
         db_attachments.attachment_update(attachment_id, {'status_reason': note})
 
+    def attach_for_migration(self, ctxt: Any, attachment: Attachment, host: str,
+                             connector: dict[str, Any]) -> dict[str, Any]:
+        """Connect a server's attached volume on the host its guest is migrating to:
+        a second attachment of the same server, on ``host``. Both hosts hold the
+        volume while the guest moves (only one of them runs it), so neither the
+        volume's status nor the multiattach rule applies. The caller releases the
+        attachment of the host the guest left."""
+        second = db_attachments.attachment_create({
+            'id': str(uuid.uuid4()), 'volume_id': attachment['volume_id'],
+            'project_id': attachment['project_id'], 'host': host,
+            'instance_uuid': attachment['instance_uuid'], 'mode': attachment['mode'],
+            'status': A.ATTACHING})
+        try:
+            info = self.connect(ctxt, second, connector)
+        except Exception:
+            self.release(ctxt, db_attachments.attachment_get(second['id']))
+            raise
+        self.attach_complete(second['id'])
+        return info
+
     def release(self, ctxt: Any, attachment: Attachment) -> None:
         """Remove an attachment whose VM is gone (a server delete), whatever its state."""
         self._terminate(ctxt, attachment)

@@ -27,6 +27,9 @@ rules = [
           'POST', '/v2.1/servers/{id}/action'),
     _rule('server:attach_volume', base.ADMIN_OR_OWNER, 'Attach or detach a volume.',
           'POST', '/v1/servers/{id}/os-volume_attachments'),
+    _rule('server:migrate', base.ADMIN,
+          'Live-migrate a running server to another host (co_migrate): where servers run '
+          'is the cloud\'s plumbing.', 'POST', '/v2.1/servers/{id}/action'),
     _rule('live_image:bless', base.ADMIN_OR_OWNER, 'Bless a running server.', 'POST',
           '/v1/live-images'),
     _rule('live_image:get_all', base.ANY_MEMBER, "List the project's live images.", 'GET',

@@ -173,12 +173,19 @@ def test_gc_api_export_then_import(cloud, tmp_path):
         'blessed']
 
 
-def test_migrate_is_refused_clearly_in_the_standalone_service(cloud):
+def test_migrate_is_for_administrators_and_needs_another_host(cloud):
     source, image = _blessed(cloud)
-    refused = _action(cloud, source['id'], {'co_migrate': {'dest': 'host-2'}})
+    admin = 'admin:admin'
+    # Where servers run is the cloud's plumbing: not a member's to choose.
+    assert _action(cloud, source['id'], {'co_migrate': None}).status_code == 403
+    refused = _action(cloud, source['id'], {'co_migrate': {'dest': 'host-2'}}, token=admin)
     assert refused.status_code == 400
-    assert 'cannot migrate servers between hosts' in refused.json()['badRequest']['message']
-    assert _action(cloud, image['id'], {'gc_migrate': None}).status_code == 400
+    assert 'no compute service is up on host host-2' in \
+        refused.json()['badRequest']['message']
+    alone = _action(cloud, source['id'], {'co_migrate': None}, token=admin)
+    assert alone.status_code == 409
+    assert 'no other host with a hypervisor is up' in alone.text
+    assert _action(cloud, image['id'], {'gc_migrate': None}, token=admin).status_code == 400
     assert _action(cloud, source['id'], {'co_migrate': None}, token=BOB).status_code == 404
     assert _action(cloud, source['id'], {'co_migrate': {'when': 'now'}}).status_code == 400
     assert _settled(cloud, source['id'])['status'] == 'ACTIVE'
