@@ -10,10 +10,11 @@ from), ``meta.json`` (live image, accel, volume id -> target dev),
 live image adds the blessed VM's migratable XML to the QEMU driver's files.
 
 The domain XML is built in ``libvirt_xml.py`` (which says why guest RAM is
-given by ``<qemu:commandline>``); bless and launch move device state through
-QMP passthrough and ``fd:`` URIs in ``libvirt_live.py``. A clone is created
-with ``VIR_DOMAIN_START_PAUSED`` and ``-incoming defer`` and resumed once its
-state is loaded.
+given by ``<qemu:commandline>``); volumes of a running domain (hot-plug,
+resize, QoS, live migration) are ``libvirt_volumes.py``'s; bless and launch
+move device state through QMP passthrough and ``fd:`` URIs in
+``libvirt_live.py``. A clone is created with ``VIR_DOMAIN_START_PAUSED`` and
+``-incoming defer`` and resumed once its state is loaded.
 
 QEMU runs as libvirt's DAC base label (``libvirt-qemu`` on Debian): instance
 directories are chowned to it, and ``instances_path``/``live_images_path`` and
@@ -35,9 +36,9 @@ from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.virt import accel as accel_mod
 from gridcentric_storage.virt import base, libvirt_live, libvirt_xml
 from gridcentric_storage.virt import qemu_live as live
+from gridcentric_storage.virt.libvirt_volumes import VolumesMixin
 from gridcentric_storage.virt.libvirt_xml import PREFIX, disk_xml
 from gridcentric_storage.virt.qemu_process import check_id, make_instance_dir
-from gridcentric_storage.volume import qos
 
 try:
     import libvirt
@@ -54,7 +55,7 @@ _STATES = {1: 'running', 2: 'running', 3: 'paused', 4: 'stopped', 5: 'stopped',
            6: 'crashed', 7: 'paused'}  # virDomainState -> InstanceInfo.state
 
 
-class LibvirtDriver(base.VirtDriver):
+class LibvirtDriver(VolumesMixin, base.VirtDriver):
     """QEMU through libvirt. Options (plain constructor arguments, or ``[libvirt]``):
 
     ``uri``; ``instances_path``, ``live_images_path``; ``accel``: 'auto' (probe
@@ -408,98 +409,3 @@ class LibvirtDriver(base.VirtDriver):
         check_id('live image', artifacts.live_image_id)
         with self._locks.get('live-image:' + artifacts.live_image_id):
             live.remove_live_image(self.live_images_path, artifacts)
-
-    # ---- volumes
-
-    def attach_volume(self, instance_id: str, disk: base.Disk) -> None:
-        """Hot-plug a virtio disk (live); a no-op when it is attached already."""
-        with self._locks.get(instance_id):
-            meta = self._meta(instance_id)
-            if disk.volume_id in meta['disks']:
-                return
-            dom = self._domain(instance_id)
-            used = {t.get('dev') for t in ET.fromstring(dom.XMLDesc(0)).iterfind(
-                'devices/disk/target')} | set(meta['disks'].values())
-            dev = next(d for d in ('vd' + c for c in 'abcdefghijklmnopqrstuvwxyz')
-                       if d not in used)
-            xml = ET.tostring(self._disk(instance_id, disk, dev), encoding='unicode')
-            try:
-                dom.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-            except libvirt.libvirtError as e:
-                raise exception.DriverError(reason='cannot attach %s to %s: %s'
-                                            % (disk.volume_id, instance_id, e))
-            meta['disks'][disk.volume_id] = dev
-            self._save_meta(instance_id, meta)
-
-    def detach_volume(self, instance_id: str, volume_id: str) -> None:
-        with self._locks.get(instance_id):
-            meta = self._meta(instance_id)
-            dev = meta['disks'].get(volume_id)
-            if dev is None:
-                return
-            dom = self._domain(instance_id)
-            query = "devices/disk/target[@dev='%s'].." % dev
-            el = ET.fromstring(dom.XMLDesc(0)).find(query)
-            if el is not None:
-                try:
-                    dom.detachDeviceFlags(ET.tostring(el, encoding='unicode'),
-                                          libvirt.VIR_DOMAIN_AFFECT_LIVE)
-                except libvirt.libvirtError as e:
-                    raise exception.DriverError(reason='cannot detach %s from %s: %s'
-                                                % (volume_id, instance_id, e))
-                deadline = time.monotonic() + self.stop_timeout * 3
-                while ET.fromstring(dom.XMLDesc(0)).find(query) is not None:
-                    if time.monotonic() > deadline:     # the guest releases it (ACPI)
-                        raise exception.DriverError(reason='the guest did not release %s'
-                                                    % volume_id)
-                    time.sleep(0.05)
-            del meta['disks'][volume_id]
-            self._save_meta(instance_id, meta)
-            with contextlib.suppress(libvirt.libvirtError):
-                self._connection().secretLookupByUsage(
-                    libvirt.VIR_SECRET_USAGE_TYPE_ISCSI,
-                    '%s%s-%s' % (PREFIX, instance_id, dev)).undefine()
-
-    def extend_volume(self, instance_id: str, volume_id: str, new_size: int) -> None:
-        """virDomainBlockResize, as Nova's libvirt driver does after a Cinder extend."""
-        with self._locks.get(instance_id):
-            dev = self._meta(instance_id)['disks'].get(volume_id)
-            if dev is None:
-                raise exception.DriverError(reason='volume %s is not attached to %s'
-                                            % (volume_id, instance_id))
-            try:
-                self._domain(instance_id).blockResize(
-                    dev, new_size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
-            except libvirt.libvirtError as e:
-                raise exception.DriverError(reason='libvirt did not resize %s: %s'
-                                            % (volume_id, e)) from e
-
-    def set_volume_qos(self, instance_id: str, volume_id: str,
-                       limits: dict[str, int]) -> None:
-        """virDomainSetBlockIoTune on the live disk, as Nova's libvirt driver does;
-        every key is sent, so limits left out are lifted (0: unlimited)."""
-        with self._locks.get(instance_id):
-            dev = self._meta(instance_id)['disks'].get(volume_id)
-            if dev is None:
-                raise exception.DriverError(reason='volume %s is not attached to %s'
-                                            % (volume_id, instance_id))
-            params = {key: int(limits.get(key, 0)) for key in qos.LIMIT_KEYS + qos.BURST_KEYS}
-            try:
-                self._domain(instance_id).setBlockIoTune(dev, params,
-                                                         libvirt.VIR_DOMAIN_AFFECT_LIVE)
-            except libvirt.libvirtError as e:
-                raise exception.DriverError(reason='libvirt did not throttle %s: %s'
-                                            % (volume_id, e)) from e
-
-    def migrate_volume(self, instance_id: str, volume_id: str, disk: base.Disk) -> None:
-        """virDomainBlockCopy onto ``disk``'s connection, then pivot (libvirt_mirror);
-        the live domain XML then names the destination."""
-        from gridcentric_storage.virt import libvirt_mirror
-
-        with self._locks.get(instance_id):
-            dev = self._meta(instance_id)['disks'].get(volume_id)
-            if dev is None:
-                raise exception.DriverError(reason='volume %s is not attached to %s'
-                                            % (volume_id, instance_id))
-            libvirt_mirror.copy(self._domain(instance_id), dev, volume_id,
-                                self._disk(instance_id, disk, dev), self.stop_timeout * 3)

@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 from gridcentric_storage.common import exception, processutils
 from gridcentric_storage.volume.drivers import base, rbd_client
 from gridcentric_storage.volume.drivers.rbd_client import CephClient
+from gridcentric_storage.volume.drivers.rbd_migrate import MigrationMixin
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
 
 __all__ = ['RBDDriver']
@@ -72,8 +73,9 @@ def _hidden(snap: str) -> bool:
     return snap.endswith((_CLONE_SNAP, _DELETED))
 
 
-class RBDDriver(CephClient, base.VolumeDriver):
-    # CephClient (rbd_client.py): the connection, _run, _ioctx, _on_image, _name, ...
+class RBDDriver(MigrationMixin, CephClient, base.VolumeDriver):
+    # CephClient (rbd_client.py): the connection, _run, _ioctx, _on_image, _name, ...;
+    # MigrationMixin (rbd_migrate.py): migrate_volume within the cluster
     DRIVER_VOLUME_TYPE: ClassVar[str] = 'rbd'
     LOCATION_OPTIONS: ClassVar[frozenset[str]] = frozenset({'pool', 'ceph_conf'})
     OPTIONS_SCHEMA: ClassVar[dict[str, Any]] = {
@@ -302,56 +304,6 @@ class RBDDriver(CephClient, base.VolumeDriver):
     def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
         with self._lock:
             return fn(*args)
-
-    def _same_cluster(self, options: Mapping[str, Any]) -> bool:
-        """Whether a backend with ``options`` is on this cluster: the same
-        ceph.conf, or one naming the same fsid."""
-        other = options.get('ceph_conf', self.DEFAULTS['ceph_conf'])
-        if os.path.realpath(other) == os.path.realpath(self.conf_path):
-            return True
-        mine, theirs = rbd_client.conf_fsid(self.conf_path), rbd_client.conf_fsid(other)
-        return mine is not None and mine == theirs
-
-    def migrate_volume(self, context: Any, volume: VolumeRef,
-                       host: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
-        """To an RBD backend of the same cluster: librbd deep-copies the image into
-        the destination's pool under the same name (flattened: a copy never
-        depends on this pool's clone graph), then this one is deleted. Another
-        cluster, an image with snapshots (hidden clone snapshots included), or a
-        copy this backend's user may not make: False, so the host copies."""
-        options = host.get('options') or {}
-        if host.get('driver') != 'rbd' or not self._same_cluster(options):
-            return False, None
-        pool, name = options['pool'], self._name('volume', volume.id)
-        if pool == self.pool:
-            return True, None   # the same pool: the data is where it should be
-        features = self._features(bool(options.get('exclusive_lock')))
-        lib = rbd_client.rbd
-
-        def copy() -> bool:
-            with self._ioctx() as src_io, self._ioctx(pool) as dst_io:
-                with lib.Image(src_io, name, read_only=True) as image:
-                    if list(image.list_snaps()):
-                        return False
-                    try:
-                        image.deep_copy(dst_io, name, features=features)
-                        with lib.Image(dst_io, name) as moved:
-                            if self._parent(moved) is not None:
-                                moved.flatten()
-                    except Exception:
-                        with contextlib.suppress(lib.ImageNotFound):
-                            lib.RBD().remove(dst_io, name)
-                        raise
-            return True
-        try:
-            if not self._run(f'cannot copy {name} to pool {pool}', copy):
-                return False, None
-        except exception.DriverError:
-            LOG.warning('RBD could not copy %s to pool %s itself; the host copies it',
-                        name, pool, exc_info=True)
-            return False, None
-        self.delete_volume(volume)
-        return True, None
 
     def extend_volume(self, volume: VolumeRef, new_size: int) -> None:
         name, size = self._name('volume', volume.id), int(new_size) * GiB
