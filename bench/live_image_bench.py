@@ -18,10 +18,6 @@ else TCG), with the test guest of tools/build-test-guest.sh (256 MiB):
   console line the resumed guest printed;
 * PSS (``/proc/<pid>/smaps_rollup``) of each QEMU once idle, against the
   guest's RAM size;
-* warm pool: the single clone and the 8 at once again, each taking a QEMU the
-  driver started ahead (``warm_pool_size`` 8, the pool full before each
-  round), beside the cold figures: per clone, and from the first call until
-  all 8 run; and what a waiting pooled QEMU costs (PSS).
 
 Then the ratios and whether the targets hold: one clone running < 150 ms from
 the call, >= 20x faster than a cold boot, < 50 MB PSS per idle clone.
@@ -29,6 +25,9 @@ the call, >= 20x faster than a cold boot, < 50 MB PSS per idle clone.
 ``--libvirt`` then does the bless and the single clone again through the
 libvirt driver (a libvirtd must answer on qemu:///system: tools/libvirtd.sh
 start) and prints its figures beside the QEMU driver's.
+
+The warm pool (QEMU started ahead, cold vs warm, driver and API) is
+``bench/warm_pool_bench.py``'s.
 
 Run (root for the XFS loop mount): ``PYTHONPATH=. python bench/live_image_bench.py``
 """
@@ -47,7 +46,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from gridcentric_storage.virt import base, qemu_cmdline, qemu_pool, qmp
+from gridcentric_storage.virt import base, qemu_cmdline, qmp
 from gridcentric_storage.virt.qemu import QemuDriver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,9 +55,6 @@ CLONE_COUNTS = (1, 4, 8)
 TARGET_RUNNING_MS = 150.0
 TARGET_SPEEDUP = 20.0
 TARGET_PSS_MB = 50.0
-WARM_POOL = 8
-TARGET_WARM_MS = 50.0
-TARGET_WARM_ALL = 0.5
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
@@ -198,83 +194,6 @@ def all_running(results: list[dict[str, float]]) -> float:
     return max(r['end'] for r in results) - min(r['start'] for r in results)
 
 
-def warm_rounds(cold: QemuDriver, art: base.LiveImageArtifacts,
-                repeat: int) -> dict[str, Any]:
-    """The single clone and the concurrent round again, each clone from a warm pool
-    of WARM_POOL processes (a driver over the same directories, pool full first)."""
-    driver = QemuDriver(instances_path=cold.instances_path,
-                        live_images_path=cold.live_images_path, accel=cold.accel,
-                        warm_pool_size=WARM_POOL)
-    driver.init_host('bench')
-
-    def full() -> None:
-        wait_for(lambda: driver.warm_processes(art.live_image_id) == WARM_POOL, 300,
-                 'the warm pool to fill', 0.05)
-        time.sleep(1)                                    # the last one's start settles
-
-    try:
-        full()
-        pooled = [pss_mb(pid) for pid in pooled_pids(driver)]
-        single = []
-        for r in range(repeat):
-            full()
-            single += launch_many(driver, art, 1, 'warm%d' % r)
-            driver.destroy('warm%d-0' % r)
-        full()
-        many = launch_many(driver, art, CLONE_COUNTS[-1], 'w%d' % CLONE_COUNTS[-1])
-        for i in range(CLONE_COUNTS[-1]):
-            driver.destroy('w%d-%d' % (CLONE_COUNTS[-1], i))
-    finally:
-        driver.cleanup_host()
-    return {'single': single, 'many': many, 'pooled_pss': pooled}
-
-
-def pooled_pids(driver: QemuDriver) -> list[int]:
-    pids = []
-    for slot_id in qemu_pool.unclaimed(driver.instances_path):
-        pids.append(int(read(os.path.join(driver.instances_path, slot_id, 'pid')) or 0))
-    return [p for p in pids if p]
-
-
-def print_warm(cold_single: list[dict[str, float]], cold_many: list[dict[str, float]],
-               warm: dict[str, Any]) -> None:
-    single, many = warm['single'], warm['many']
-    count = len(many)
-    print('\n%-44s %10s %10s %10s' % ('warm pool (%d QEMU started ahead)' % WARM_POOL,
-                                       'cold', 'warm', 'ratio'))
-    rows = [('1 clone running (median of %d)' % len(single),
-             statistics.median(r['running'] for r in cold_single),
-             statistics.median(r['running'] for r in single)),
-            ('  of which QEMU up / claimed (median)',
-             statistics.median(r['process'] for r in cold_single),
-             statistics.median(r['process'] for r in single)),
-            ('  of which device state loaded (median)',
-             statistics.median(r['restore'] for r in cold_single),
-             statistics.median(r['restore'] for r in single)),
-            ('1 clone console (median)', statistics.median(r['console'] for r in cold_single),
-             statistics.median(r['console'] for r in single)),
-            ('%d clones at once: all running' % count, all_running(cold_many),
-             all_running(many)),
-            ('%d clones at once: median running' % count,
-             statistics.median(r['running'] for r in cold_many),
-             statistics.median(r['running'] for r in many))]
-    for label, cold, hot in rows:
-        print('%-44s %s %s %9.1fx' % (label, ms(cold), ms(hot), cold / hot))
-    print('  (claimed: a pooled QEMU given the clone\'s files, disks and NIC, its machine '
-          'built;\n   warm launches: %d of %d single, %d of %d concurrent)'
-          % (sum(r['warm'] for r in single), len(single), sum(r['warm'] for r in many),
-             count))
-    if warm['pooled_pss']:
-        print('%-44s %10.1f   (median of %d; RAM mapped, untouched)' % (
-            'PSS of a pooled QEMU waiting (MB)',
-            statistics.median(p['Pss'] for p in warm['pooled_pss']), len(warm['pooled_pss'])))
-    one = statistics.median(r['running'] for r in single)
-    print('  warm clone running <= %.0f ms: %s (%s); %d clones all running <= %.1f s: %s (%s)'
-          % (TARGET_WARM_MS, 'yes' if one * 1000 <= TARGET_WARM_MS else 'NO', ms(one).strip(),
-             count, TARGET_WARM_ALL, 'yes' if all_running(many) <= TARGET_WARM_ALL else 'NO',
-             ms(all_running(many)).strip()))
-
-
 def ms(seconds: float) -> str:
     return '%7.0f ms' % (seconds * 1000)
 
@@ -285,8 +204,6 @@ def main() -> int:
     parser.add_argument('--repeat', type=int, default=5, help='runs of the single clone')
     parser.add_argument('--libvirt', action='store_true',
                         help='bless and launch through the libvirt driver too')
-    parser.add_argument('--no-api', action='store_true',
-                        help='skip the clones launched through gridcentric-all-in-one')
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     from tests.fixtures import guest  # same guest (and cache) as the tests
@@ -308,163 +225,7 @@ def main() -> int:
                 driver.destroy(instance_id)
     if args.libvirt:
         through_libvirt(guest_dir, figures, args.repeat)
-    if not args.no_api:
-        through_api(guest_dir, args.repeat)
     return code
-
-
-class AllInOne:
-    """gridcentric-all-in-one over a state directory of its own (loopback, noauth)."""
-
-    def __init__(self, state: str, warm_pool_size: int) -> None:
-        import socket
-        with socket.socket() as sock:
-            sock.bind(('127.0.0.1', 0))
-            self.port = int(sock.getsockname()[1])
-        self.state = state
-        self.config = os.path.join(state, 'aio-%d.conf' % warm_pool_size)
-        with open(self.config, 'w') as f:
-            f.write('[DEFAULT]\nstate_path = %s\n[api]\nport = %d\n[compute]\n'
-                    'report_interval = 1\n[qemu]\nwarm_pool_size = %d\n'
-                    % (state, self.port, warm_pool_size))
-        self.log = open(os.path.join(state, 'aio-%d.log' % warm_pool_size), 'w')
-        self.proc = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), 'gridcentric-all-in-one'),
-             '--config-file', self.config], stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(self.up, 120, 'gridcentric-all-in-one to answer', 0.2)
-
-    def up(self) -> bool:
-        import requests
-        try:
-            return self.call('GET', '/v1/servers').status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        import requests
-        return requests.request(method, 'http://127.0.0.1:%d%s' % (self.port, path),
-                                headers={'X-Auth-Token': 'admin:admin'}, timeout=60,
-                                **kwargs)
-
-    def statuses(self) -> dict[str, str]:
-        return {s['id']: s['status'] for s in self.call('GET', '/v1/servers').json()['servers']}
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=120)
-        self.log.close()
-
-
-def api_launch(aio: AllInOne, live_image_id: str, count: int) -> float:
-    """Seconds from the launch request until GET /v1/servers shows all ``count``
-    clones ACTIVE (polled every 2 ms); the clones are deleted again."""
-    start = time.monotonic()
-    response = aio.call('POST', '/v1/live-images/%s/action' % live_image_id,
-                        json={'launch': {'num_instances': count, 'name': 'bench'}})
-    if response.status_code != 202:
-        raise SystemExit('launch refused: %s' % response.text)
-    ids = [s['id'] for s in response.json()['servers']]
-    done = wait_for(lambda: all(aio.statuses().get(i) in ('ACTIVE', 'ERROR') for i in ids),
-                    120, 'the clones to run', 0.002)
-    if any(aio.statuses()[i] == 'ERROR' for i in ids):
-        raise SystemExit('a clone went to ERROR')
-    for server_id in ids:
-        aio.call('DELETE', '/v1/servers/%s' % server_id)
-    wait_for(lambda: not set(ids) & set(aio.statuses()), 120, 'the clones to go', 0.1)
-    return done - start
-
-
-def through_api(guest_dir: str, repeat: int) -> None:
-    """One clone and CLONE_COUNTS[-1] at once through the REST API of an all-in-one
-    service, without and with a warm pool (the same state directory, restarted)."""
-    state = tempfile.mkdtemp(prefix='gc-', dir='/tmp')        # short: QMP socket paths
-    figures: dict[int, dict[str, float]] = {}
-    count = CLONE_COUNTS[-1]
-    try:
-        images = os.path.join(state, 'images', 'public')
-        os.makedirs(images)
-        for name in ('vmlinuz', 'initrd.img'):
-            shutil.copyfile(os.path.join(guest_dir, name), os.path.join(images, name))
-        live_image_id = ''
-        for pool in (0, WARM_POOL):
-            aio = AllInOne(state, pool)
-            try:
-                if not live_image_id:
-                    live_image_id = api_template(aio)
-                one = []
-                for _ in range(repeat):
-                    pool_filled(state, pool)
-                    one.append(api_launch(aio, live_image_id, 1))
-                pool_filled(state, pool)
-                figures[pool] = {'one': statistics.median(one),
-                                 'many': api_launch(aio, live_image_id, count)}
-                if pool:                              # discard drains the pool
-                    api_cleanup(aio, live_image_id)
-            finally:
-                aio.stop()
-    finally:
-        kill_under(state)
-        subprocess.run(['rm', '-rf', state], check=False)
-    cold, warm = figures[0], figures[WARM_POOL]
-    print('\n%-44s %10s %10s %10s' % ('through the API (all-in-one), to ACTIVE', 'cold',
-                                       'warm', 'ratio'))
-    print('%-44s %s %s %9.1fx' % ('1 clone (median of %d)' % repeat, ms(cold['one']),
-                                  ms(warm['one']), cold['one'] / warm['one']))
-    print('%-44s %s %s %9.1fx' % ('%d clones at once: all ACTIVE' % count, ms(cold['many']),
-                                  ms(warm['many']), cold['many'] / warm['many']))
-    print('  (request sent to the status ACTIVE seen by GET /v1/servers, polled every 2 ms)')
-
-
-def api_cleanup(aio: AllInOne, live_image_id: str) -> None:
-    """Delete every server, then discard the live image."""
-    for server_id in aio.statuses():
-        aio.call('DELETE', '/v1/servers/%s' % server_id)
-    wait_for(lambda: not aio.statuses(), 120, 'the servers to go', 0.2)
-    aio.call('DELETE', '/v1/live-images/%s' % live_image_id)
-    wait_for(lambda: aio.call('GET', '/v1/live-images/%s' % live_image_id).status_code == 404,
-             120, 'the discard', 0.2)
-
-
-def kill_under(state: str) -> None:
-    """SIGKILL what still runs with ``state`` in its command line (after a failure)."""
-    for name in os.listdir('/proc'):
-        if name.isdigit():
-            with contextlib.suppress(OSError):
-                with open('/proc/%s/cmdline' % name, 'rb') as f:
-                    if (state + '/').encode() in f.read():
-                        os.kill(int(name), 9)
-
-
-def pool_filled(state: str, size: int) -> None:
-    """Wait until the service's warm pool holds ``size`` processes (0: at once)."""
-    def listening() -> int:                             # QEMU up: its QMP socket is there
-        instances = os.path.join(state, 'instances')
-        return sum(os.path.exists(os.path.join(instances, s, 'qmp.sock'))
-                   for s in qemu_pool.unclaimed(instances))
-
-    if size:
-        wait_for(lambda: listening() >= size, 300, 'the warm pool to fill', 0.1)
-        time.sleep(1)                                    # the last one's start settles
-
-
-def api_template(aio: AllInOne) -> str:
-    """Boot the test guest through the API, bless it; the live image id."""
-    response = aio.call('POST', '/v1/servers', json={'server': {
-        'name': 'template', 'memory_mb': MEMORY_MB, 'kernel': 'vmlinuz',
-        'initrd': 'initrd.img', 'cmdline': 'console=ttyS0 quiet panic=-1'}})
-    server_id = response.json()['server']['id']
-    wait_for(lambda: aio.statuses().get(server_id) == 'ACTIVE', 300, 'the template', 0.2)
-
-    def counted() -> bool:
-        out = aio.call('POST', '/v1/servers/%s/action' % server_id,
-                       json={'os-getConsoleOutput': {}}).json().get('output', '')
-        return out.count('COUNTER') >= 3
-    wait_for(counted, 300, 'the template to count', 0.5)
-    image = aio.call('POST', '/v1/live-images',
-                     json={'live_image': {'server_id': server_id}}).json()['live_image']
-    wait_for(lambda: aio.call('GET', '/v1/live-images/%s' % image['id']).json()
-             ['live_image']['status'] == 'blessed', 120, 'the bless', 0.2)
-    return str(image['id'])
 
 
 def through_libvirt(guest_dir: str, qemu: dict[str, float], repeat: int) -> None:
@@ -537,9 +298,8 @@ def run(driver: QemuDriver, copier: QemuDriver, guest_dir: str, work: str,
                 driver.destroy('c%d-%d' % (count, i))
     time.sleep(3)                                        # the last round idles
     idle = [pss_mb(int(c['pid'])) for c in rounds[CLONE_COUNTS[-1]]]
-    for i in range(CLONE_COUNTS[-1]):                    # the warm rounds run alone
+    for i in range(CLONE_COUNTS[-1]):
         driver.destroy('c%d-%d' % (CLONE_COUNTS[-1], i))
-    warm = warm_rounds(driver, art, repeat)
 
     print('%-44s %10s %10s' % ('cold boot and restore (from the call)', 'running', 'console'))
     print('%-44s %10s %s' % ('cold boot of the guest', '', ms(cold)))
@@ -607,7 +367,6 @@ def run(driver: QemuDriver, copier: QemuDriver, guest_dir: str, work: str,
                cold / one_running >= TARGET_SPEEDUP, '%.1fx' % (cold / one_running)),
               ('< %.0f MB PSS per idle clone' % TARGET_PSS_MB, clone_pss < TARGET_PSS_MB,
                '%.1f MB' % clone_pss)]
-    print_warm(single, rounds[CLONE_COUNTS[-1]], warm)
     print('\ntargets')
     for name, ok, value in checks:
         print('  %-36s %-5s (%s)' % (name, 'yes' if ok else 'NO', value))

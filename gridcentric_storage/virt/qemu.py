@@ -56,6 +56,7 @@ from gridcentric_storage.virt import qemu_cmdline as cmdline
 from gridcentric_storage.virt import qemu_flatten as flatten
 from gridcentric_storage.virt import qemu_live as live
 from gridcentric_storage.virt.qemu_migrate import MigrationMixin
+from gridcentric_storage.virt.qemu_pool_slots import PoolSlots
 from gridcentric_storage.virt.qemu_process import check_id
 from gridcentric_storage.volume import qos
 
@@ -114,9 +115,9 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
                                            qmp_timeout)
         self._locks = concurrency.KeyedLocks()
         self.warm_pool_size = max(warm_pool_size, 0)
-        self._pool = qemu_pool.WarmPool(self.warm_pool_size, self._pool_images,
-                                        self._prestart, lambda s: self._vms.pid(s) is not None,
-                                        self._kill_slot)
+        self._slots = PoolSlots(self._vms, self.live_images_path, qemu_binary,
+                                lambda: self.accel, self.warm_pool_size, migration_timeout)
+        self._pool = self._slots.pool
 
     @classmethod
     def from_config(cls, conf: Any) -> 'QemuDriver':
@@ -138,12 +139,12 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
         LOG.info('QEMU driver on %s: accel %s (%s)', host, self.accel, self.accel_reason)
         for slot_id in qemu_pool.unclaimed(self.instances_path):
             LOG.info('Removing pooled QEMU %s of a previous run', slot_id)
-            self._kill_slot(slot_id)
+            self._slots.kill(slot_id)
         self._pool.start()
 
     def cleanup_host(self) -> None:
         """At service stop: stop the warm pool and kill its processes."""
-        self._pool.stop()
+        self._slots.stop()
 
     def warm_processes(self, live_image_id: str) -> int:
         """How many pooled QEMU processes of the live image are ready to launch."""
@@ -360,25 +361,26 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
             slot.connection_info = disk.connection_info
         with self._locks.get(clone.id):
             # A pooled QEMU has its own vmgenid: only a clone that asks for none
-            slot_id = None if clone.vmgenid or not self.warm_pool_size else \
-                self._claim_pooled(artifacts, layout, clone)
-            pooled = slot_id is not None
-            vmgenid = qemu_pool.slot_vmgenid(slot_id) if slot_id else \
-                clone.vmgenid or str(uuid.uuid4())
-            directory = self._vms.dir(clone.id) if pooled else self._vms.new_dir(clone.id)
+            claimed = None if clone.vmgenid or not self.warm_pool_size else \
+                self._slots.claim(artifacts, layout, clone, lambda: self._save_layout(layout))
+            if claimed is not None:
+                end = time.monotonic()
+                return self._info(layout, self._vms.pid(clone.id), 'running',
+                                  launch_seconds=round(end - start, 4),
+                                  process_seconds=round(claimed.built - start, 4),
+                                  restore_seconds=round(claimed.loaded - claimed.built, 4),
+                                  warm=True, vmgenid=qemu_pool.slot_vmgenid(claimed.slot_id))
+            vmgenid = clone.vmgenid or str(uuid.uuid4())
+            directory = self._vms.new_dir(clone.id)
             try:
                 self._save_layout(layout)
-                if pooled:           # its machine is built, waiting for the state
-                    starting = self._vms.monitor(clone.id)
-                else:
-                    starting = self._vms.start(layout.id, cmdline.build_argv(
+                with self._vms.start(layout.id, cmdline.build_argv(
                         self.qemu_binary, layout, ram_path=artifacts.memory_path,
                         share=False, qmp_path=os.path.join(directory, 'qmp.sock'),
                         console_path=os.path.join(directory, 'console.log'),
                         vmgenid=vmgenid, incoming=True,
                         secret_files=self._write_secrets(layout),
-                        fw_cfg_files=live.guest_files(directory, clone, layout.mac)))
-                with starting as mon:
+                        fw_cfg_files=live.guest_files(directory, clone, layout.mac))) as mon:
                     started = time.monotonic()
                     for slot in layout.disks:    # still stopped (-S): before any I/O
                         qemu_qos.apply(mon, slot)
@@ -395,69 +397,8 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
             end = time.monotonic()
         return self._info(layout, pid, 'running', launch_seconds=round(end - start, 4),
                           process_seconds=round(started - start, 4),
-                          restore_seconds=round(loaded - started, 4), warm=pooled,
+                          restore_seconds=round(loaded - started, 4), warm=False,
                           vmgenid=vmgenid)
-
-    # ---- warm pool (qemu_pool.py keeps the books; these start, claim and kill)
-
-    def _pool_images(self) -> list[str]:
-        return qemu_pool.live_image_ids(self.live_images_path)
-
-    def _prestart(self, slot_id: str, live_image_id: str) -> None:
-        """Start a pooled QEMU for ``live_image_id`` in a new slot directory."""
-        artifacts = qemu_pool.local_artifacts(self.live_images_path, live_image_id)
-        image = live.image_layout(artifacts)
-        if image.accel == 'kvm' and self.accel != 'kvm':
-            raise exception.DriverError(reason='live image %s was blessed under KVM, which '
-                                        'does not work here' % live_image_id)
-        directory = self._vms.new_dir(slot_id)
-        live.write_file(os.path.join(directory, qemu_pool.MARKER), live_image_id + '\n')
-        layout = cmdline.Layout.from_json(image.to_json())
-        layout.id = layout.name = slot_id
-        argv = cmdline.build_argv(
-            self.qemu_binary, layout, ram_path=artifacts.memory_path, share=False,
-            qmp_path=os.path.join(directory, 'qmp.sock'),
-            console_path=os.path.join(directory, 'console.log'), incoming=True,
-            vmgenid=qemu_pool.slot_vmgenid(slot_id),
-            fw_cfg_files=qemu_pool.slot_guest_files(directory), pooled=True)
-        with self._vms.start(slot_id, argv):
-            pass
-
-    def _kill_slot(self, slot_id: str) -> None:
-        self._vms.kill(slot_id)
-        shutil.rmtree(self._vms.dir(slot_id), ignore_errors=True)
-
-    def _claim_pooled(self, artifacts: base.LiveImageArtifacts, layout: cmdline.Layout,
-                      clone: base.CloneSpec) -> str | None:
-        """Make a pooled QEMU the clone's (its directory renamed to the clone's, its
-        machine built with the clone's guest files, disks and NIC); its slot id, or
-        None when there is none ready or it died (then the caller starts one)."""
-        local = qemu_pool.local_artifacts(self.live_images_path, artifacts.live_image_id)
-        if artifacts.memory_path != local.memory_path or \
-                artifacts.state_path != local.state_path:
-            return None              # not one of this directory's live images
-        slot_id = self._pool.claim(artifacts.live_image_id)
-        if slot_id is None:
-            return None
-        directory = self._vms.dir(slot_id)
-        try:
-            if os.path.lexists(self._vms.dir(clone.id)):
-                raise exception.Conflict(reason='instance %s already exists on this host'
-                                         % clone.id)
-            live.guest_files(directory, clone, layout.mac)
-            with self._vms.monitor(slot_id) as mon:
-                qemu_pool.build_machine(mon, layout)
-            self._vms.rename(slot_id, clone.id)
-            os.unlink(self._vms.file(clone.id, qemu_pool.MARKER))
-        except BaseException as e:
-            died = self._vms.pid(slot_id) is None
-            self._kill_slot(slot_id)
-            if died and isinstance(e, exception.QmpError):
-                LOG.warning('Pooled QEMU %s died while %s claimed it; starting one',
-                            slot_id, clone.id)
-                return None
-            raise
-        return slot_id
 
     def discard(self, artifacts: base.LiveImageArtifacts) -> None:
         check_id('live image', artifacts.live_image_id)

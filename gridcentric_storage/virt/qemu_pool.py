@@ -12,8 +12,9 @@ What a pooled process cannot know before its clone is claimed decides how it
 waits: QEMU 7.2 reads ``-fw_cfg`` files only when it builds the machine and
 has no command to change them after, so the process waits in
 ``--preconfig`` (before the machine exists) and the claim writes the clone's
-guest files, adds its disks' nodes, then lets QEMU build the machine
-(:func:`build_machine`); the NIC comes by ``device_add`` with the clone's MAC.
+guest files, adds its disks' nodes, then lets QEMU build the machine; the
+NIC comes by ``device_add`` with the clone's MAC (``qemu_pool_slots.py``
+starts and claims the processes, with the claim's QMP commands in one batch).
 A vmgenid device's ``guid`` cannot be set once the machine is built, so a
 warm clone gets its slot's own fresh generation id (:func:`slot_vmgenid`),
 and a clone that asks for a given one starts cold. Cost: each waiting
@@ -38,14 +39,13 @@ import time
 import uuid
 from collections.abc import Callable
 
-from gridcentric_storage.virt import base, qmp
-from gridcentric_storage.virt import qemu_cmdline as cmdline
+from gridcentric_storage.virt import base
 from gridcentric_storage.virt import qemu_live as live
 from gridcentric_storage.virt.qemu_process import check_id
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ['GUEST_FILES', 'MARKER', 'WarmPool', 'build_machine', 'live_image_ids',
+__all__ = ['GUEST_FILES', 'MARKER', 'WarmPool', 'live_image_ids',
            'local_artifacts', 'new_slot_id', 'slot_guest_files', 'slot_vmgenid', 'unclaimed']
 
 #: In an unclaimed slot's directory: the id of the live image it waits for.
@@ -110,26 +110,6 @@ def slot_guest_files(directory: str) -> dict[str, str]:
     for name, path in files.items():
         live.write_file(path, b'', 0o600 if name == 'user_data' else 0o644)
     return files
-
-
-def build_machine(mon: qmp.Monitor, layout: cmdline.Layout) -> None:
-    """Turn a pooled QEMU (in ``--preconfig``) into the clone of ``layout``.
-
-    Its disks' nodes first (the command line's disk devices name them), then
-    the machine is built, reading the guest files; then the NIC with the
-    clone's MAC (hot-plugged while no guest runs: the incoming state
-    overwrites the hot-plug controller's registers, so the guest never sees a
-    hot-plug).
-    """
-    for disk in layout.disks:
-        options, secrets = cmdline.blockdev_options(disk.connection_info, disk.node,
-                                                    disk.read_only)
-        for secret_id, value in secrets.items():
-            mon.cmd('object-add', **{'qom-type': 'secret', 'id': secret_id, 'data': value})
-        mon.cmd('blockdev-add', **options)
-    mon.cmd('x-exit-preconfig')
-    if layout.mac:
-        mon.cmd('device_add', **cmdline.nic_device(layout.mac))
 
 
 class WarmPool:

@@ -205,7 +205,7 @@ def test_a_restarted_driver_finds_warm_clones_and_removes_old_pool_processes(
         env: dict[str, Any], blessed: dict[str, Any]) -> None:
     old = env['driver']
     pool_full(old)
-    old._pool.stop(kill=False)          # the service died: its pooled processes stay
+    old._slots.stop(kill=False)         # the service died: its pooled processes stay
     previous = slots(old)
     assert len(previous) == POOL
     warm_pid = old.get_info('warm-0').pid
