@@ -34,6 +34,7 @@ from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import LiveImage
 from gridcentric_storage.image.store import ImageStore
+from gridcentric_storage.virt import qemu_mirror
 from gridcentric_storage.volume import api as volume_api
 
 LOG = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ class ComputeManager:
 
     def init_host(self) -> None:
         self.servers.driver.init_host(self.host)
+        # Before the volume manager (started next) removes the destinations of
+        # interrupted volume migrations: a mirror our stop cut short holds them.
+        qemu_mirror.cancel_interrupted(self.servers.driver)
         # Before RPC is served: a bless cast after the restart is not one cut short.
         self.nova_live_images.recover_interrupted(gc_context.get_admin_context())
 

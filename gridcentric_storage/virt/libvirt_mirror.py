@@ -8,9 +8,14 @@ aborts the job without a pivot, so the guest stays on its source. This is how
 Nova's libvirt driver swaps a volume. The destination is the backend's
 (``REUSE_EXT``: libvirt opens it, creates nothing). ``<iotune>`` belongs to
 the disk, not to its source, so the disk's limits survive the pivot.
+
+The domain outlives the compute service: a copy whose service died goes on (or
+waits ``ready``) holding the destination open, so :func:`abort_leftovers`
+aborts it, without a pivot, when the service starts again.
 """
 
 import contextlib
+import logging
 import time
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -23,7 +28,8 @@ try:
 except ImportError:                    # the libvirt driver does not load then
     libvirt = None
 
-__all__ = ['copy']
+__all__ = ['abort_leftovers', 'copy']
+LOG = logging.getLogger(__name__)
 
 
 def _job(dom: Any, dev: str) -> dict[str, int]:
@@ -88,3 +94,21 @@ def copy(dom: Any, dev: str, volume_id: str, destination: ET.Element,
         raise exception.DriverError(reason='live migration of volume %s failed; the guest '
                                     'stays on its source disk: %s'
                                     % (volume_id, exception.describe(e))) from e
+
+
+def abort_leftovers(dom: Any, devs: dict[str, str]) -> list[str]:
+    """Abort (no pivot) the block jobs on the disks ``devs`` (volume id -> target
+    dev) of a running domain: at start-up none is ours, so each is a copy an
+    earlier run of the service left. The volumes they were moving."""
+    aborted = []
+    for volume_id, dev in sorted(devs.items()):
+        try:
+            if not _job(dom, dev):
+                continue
+            LOG.warning('Aborting the block copy of %s (volume %s) left by an interrupted '
+                        'migration', dev, volume_id)
+            dom.blockJobAbort(dev, 0)
+            aborted.append(volume_id)
+        except libvirt.libvirtError as e:
+            LOG.warning('Could not abort the block job on %s of %s: %s', dev, dom.name(), e)
+    return aborted

@@ -24,7 +24,9 @@ driver's ``get_info`` and other callers get their turn meanwhile::
 
 On any failure before the pivot the job is cancelled and the destination node
 dropped: the guest stays on its source disk, untouched, and ``DriverError``
-says why. After the pivot nothing fails any more: leftovers of the source
+says why. A job whose compute service died is cancelled when the service
+starts again (:func:`cancel_interrupted`), or by the next migration of the
+volume, whichever comes first. After the pivot nothing fails any more: leftovers of the source
 (its node, its secrets) are logged, since the guest already runs on the
 destination.
 """
@@ -34,6 +36,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from gridcentric_storage.common import exception
@@ -43,7 +46,8 @@ from gridcentric_storage.volume import qos
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ['default_progress', 'job_id', 'live_node', 'migrate', 'mirror_prefix', 'session']
+__all__ = ['cancel_interrupted', 'cancel_leftovers', 'default_progress', 'job_id',
+           'live_node', 'migrate', 'mirror_prefix', 'session']
 
 Connect = Callable[[], contextlib.AbstractContextManager[qmp.Monitor]]
 Progress = Callable[[int], None]
@@ -157,12 +161,16 @@ def cancel(mon: qmp.Monitor, jid: str, target: str, connection_info: dict[str, A
 
 
 def _drop_leftover(mon: qmp.Monitor, slot: cmdline.DiskSlot, jid: str, current: str,
-                   timeout: float) -> None:
-    """A job and target that an interrupted migration left (QEMU outlives the service)."""
-    if _job(mon, jid) is not None:
-        LOG.warning('Cancelling mirror job %s left by an interrupted migration', jid)
-        job = _job(mon, jid)
-        if job is not None and job['status'] not in _FINISHED:
+                   timeout: float) -> bool:
+    """Cancel a job and drop the target nodes (and their secrets) an interrupted
+    migration left (QEMU outlives the service); whether there was any."""
+    found = False
+    job = _job(mon, jid)
+    if job is not None:
+        found = True
+        LOG.warning('Cancelling mirror job %s (%s) left by an interrupted migration', jid,
+                    job['status'])
+        if job['status'] not in _FINISHED:
             with contextlib.suppress(exception.QmpError):
                 mon.cmd('block-job-cancel', device=jid, force=True)
         if _wait_finished(mon, jid, timeout) is not None:
@@ -170,9 +178,67 @@ def _drop_leftover(mon: qmp.Monitor, slot: cmdline.DiskSlot, jid: str, current: 
     prefix = mirror_prefix(slot)
     for node in _node_names(mon):
         if node.startswith(prefix) and node != current:
+            found = True
             LOG.warning('Removing node %s left by an interrupted migration', node)
             with contextlib.suppress(exception.QmpError):
                 mon.cmd('blockdev-del', **{'node-name': node})
+            with contextlib.suppress(exception.QmpError):   # cmdline.blockdev_options' id
+                mon.cmd('object-del', id='sec-' + node)
+    return found
+
+
+def cancel_leftovers(connect: Connect, layout: cmdline.Layout, timeout: float) -> list[str]:
+    """Cancel, in a running guest, the mirrors a stop of the compute service cut
+    short; the volumes they were moving.
+
+    Left alone, such a job copies on (or waits ``ready``) until the next
+    migration of the volume or a restart of the VM, holding the destination
+    open, so the volume side's removal of that destination fails (RBD
+    watchers, an LVM volume in use). The guest stays on its source, which the
+    volume side keeps: it marks the migration ``error``.
+    """
+    cancelled = []
+    with session(connect) as mon:
+        for slot in layout.disks:
+            try:
+                current = live_node(mon, slot)
+            except exception.DriverError:       # detached meanwhile: nothing to keep
+                current = ''
+            if _drop_leftover(mon, slot, job_id(slot.volume_id), current, timeout):
+                cancelled.append(slot.volume_id)
+    return cancelled
+
+
+def cancel_interrupted(driver: Any) -> list[str]:
+    """At start-up of the compute service, before its volume manager removes the
+    destinations of interrupted migrations: :func:`cancel_leftovers` in every
+    running guest of ``driver`` (a driver with ``cancel_volume_mirrors``, as
+    the libvirt driver, does it itself). A guest that cannot be reached is
+    logged: the service starts all the same."""
+    own = getattr(driver, 'cancel_volume_mirrors', None)
+    if own is not None:
+        try:
+            return list(own())
+        except Exception:
+            LOG.exception('Could not look for interrupted volume migrations')
+            return []
+    from gridcentric_storage.virt.qemu import QemuDriver
+
+    if not isinstance(driver, QemuDriver) or driver.hypervisor_error:
+        return []
+    cancelled: list[str] = []
+    for instance_id in driver.list_instances():
+        if driver._vms.pid(instance_id) is None:
+            continue
+        try:
+            with driver._locks.get(instance_id):
+                layout = driver._load_layout(instance_id)
+                cancelled += cancel_leftovers(
+                    partial(driver._vms.monitor, instance_id), layout, driver.qmp_timeout)
+        except Exception:
+            LOG.exception('Could not look for an interrupted volume migration in %s',
+                          instance_id)
+    return cancelled
 
 
 def _start(mon: qmp.Monitor, slot: cmdline.DiskSlot, source: str, target: str,
