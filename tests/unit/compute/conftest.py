@@ -1,33 +1,15 @@
-"""A running compute host with a fake volume backend, driven through compute.api."""
+"""compute.api and volume.api over the running host of tests/unit/conftest.py."""
 
 import pytest
 
 from gridcentric_storage.compute import api as compute_api
 from gridcentric_storage.volume import api as volume_api
-from tests.unit.compute import helpers
-
-
-@pytest.fixture
-def service(gc_db):
-    running = helpers.start_service()
-    yield running
-    running.stop()
 
 
 @pytest.fixture
 def hypervisor(service):
     """The fake virt driver of the host: the VMs as the hypervisor sees them."""
     return service.manager.servers.driver
-
-
-@pytest.fixture
-def backend(service):
-    return helpers.add_backend()
-
-
-@pytest.fixture
-def ctxt():
-    return helpers.member()
 
 
 @pytest.fixture

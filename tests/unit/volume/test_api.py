@@ -12,7 +12,6 @@ from gridcentric_storage.common import exception
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import snapshots as db_snapshots
-from gridcentric_storage.volume import api as volume_api
 from gridcentric_storage.volume.drivers import fake as fake_volume
 from tests.unit.compute import helpers
 
@@ -21,30 +20,8 @@ GiB = 1 << 30
 
 
 @pytest.fixture
-def service(gc_db):
-    running = helpers.start_service()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def backend(service):
-    return helpers.add_backend()
-
-
-@pytest.fixture
 def storage(service, backend):
     return service.volumes.pool.get(backend['id'])
-
-
-@pytest.fixture
-def api():
-    return volume_api.API()
-
-
-@pytest.fixture
-def ctxt():
-    return helpers.member()
 
 
 @pytest.fixture

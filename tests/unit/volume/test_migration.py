@@ -15,7 +15,6 @@ from gridcentric_storage.common.states import VolumeStatus as V
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
 from gridcentric_storage.db import servers as db_servers
-from gridcentric_storage.volume import api as volume_api
 from gridcentric_storage.volume import migration
 from gridcentric_storage.volume.drivers import fake as fake_volume
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
@@ -23,23 +22,6 @@ from tests.fixtures.services import wait_for
 from tests.unit.compute import helpers
 
 CONNECTOR = {'host': 'attacher', 'initiator': 'iqn.2004-10.org.test:attacher'}
-
-
-@pytest.fixture
-def service(gc_db):
-    running = helpers.start_service()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def api():
-    return volume_api.API()
-
-
-@pytest.fixture
-def ctxt():
-    return helpers.member()
 
 
 @pytest.fixture
