@@ -150,6 +150,12 @@ ensure_backends() {
     mbd=$(sed -n 's/^[[:space:]]*memory_backing_dir[[:space:]]*=[[:space:]]*"\(.*\)".*/\1/p' \
           /etc/libvirt/qemu.conf 2>/dev/null | tail -n 1)
     mkdir -p "${mbd:-/var/lib/libvirt/qemu/ram}"
+    # The shared test Ceph (tools/ceph.sh, never stopped here) is the live image
+    # store: bless publishes there, a clone without the local files reads it back.
+    if [ -z "${GC_TEST_CEPH_CONF:-}" ] && command -v ceph-mon >/dev/null &&
+            command -v rbd-fuse >/dev/null; then
+        GC_TEST_CEPH_CONF=$(bash "$HERE/ceph.sh" start) || GC_TEST_CEPH_CONF=
+    fi
     echo "$GC_TEST_PG_URL" > "$D/pg_url"
     # oslo.db URL of the test database -> the same server, another database
     PG_BASE=${GC_TEST_PG_URL%/*}
@@ -234,6 +240,8 @@ flavor = keystone
 $(authtoken glance)
 EOF
     cp "$(glance_paste)" "$E/glance/glance-api-paste.ini"
+    # shared by gridcentric-api (seals the hosts of a clone's hint) and nova-scheduler
+    HINT_KEY=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
     cat > "$E/nova/nova.conf" <<EOF
 [DEFAULT]
 transport_url = $GC_TEST_RABBIT_URL
@@ -283,6 +291,8 @@ available_filters = gridcentric_storage.nova.scheduler_filter.LiveImageHostFilte
 enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,LiveImageHostFilter
 [gridcentric]
 live_images_path = $D/data/live-images
+scheduler_hint_key = $HINT_KEY
+$(if [ -n "${GC_TEST_CEPH_CONF:-}" ]; then echo 'published_live_images = true'; fi)
 EOF
     cp "$(nova_paste)" "$E/nova/api-paste.ini"
     if [ -n "$PASTE_FILTER" ]; then
@@ -319,8 +329,18 @@ instances_path = $G/instances
 live_images_path = $D/data/live-images
 [nova]
 enabled = true
+scheduler_hint_key = $HINT_KEY
 $(authtoken gridcentric | grep -v '^www_authenticate_uri')
 EOF
+    if [ -n "${GC_TEST_CEPH_CONF:-}" ]; then
+        cat >> "$GC_NOVA_GC_CONFIG" <<EOF
+[live_image_store]
+enabled = true
+ceph_conf = $GC_TEST_CEPH_CONF
+pool = rbd
+mount_root = $G/live-image-store
+EOF
+    fi
 }
 
 privsep_sections() {  # we already are root: no sudo/rootwrap in front of privsep-helper
@@ -418,6 +438,7 @@ export GC_NOVA_CONFIG_DIR=$D/etc/nova
 export GC_NOVA_IMAGE=$GC_NOVA_IMAGE
 export GC_NOVA_FLAVOR=$GC_NOVA_FLAVOR
 export GC_NOVA_VENV=$V
+export GC_NOVA_STORE_CEPH_CONF=${GC_TEST_CEPH_CONF:-}
 export GC_NOVA_DIR=$D
 export GC_NOVA_GC_CONFIG=$GC_NOVA_GC_CONFIG
 export GC_API_URL=$GC_API_URL
@@ -570,6 +591,12 @@ stop() {
                 virsh -c "$LIBVIRT_URI" undefine "$dom" >/dev/null 2>&1 || true
         done
     fi
+    # rbd-fuse mounts of published live images a stopped gridcentric-compute left
+    # (clones mapped them): detach before rm -rf walks into them
+    local mnt
+    for mnt in $(awk -v d="$D/" 'index($2, d) == 1 && $3 ~ /fuse/ { print $2 }' /proc/mounts); do
+        fusermount -u -z "$mnt" 2>/dev/null || true
+    done
     if [ -f "$D/started-libvirtd" ]; then bash "$HERE/libvirtd.sh" stop; fi
     if [ -f "$D/started-rabbitmq" ]; then bash "$HERE/rabbitmq.sh" stop; fi
     if [ -f "$D/started-postgres" ]; then bash "$HERE/postgres.sh" stop

@@ -17,11 +17,15 @@ started. A mount is dropped (daemon stopped, cache removed) when the live image
 is discarded; the RBD image can only be removed once no daemon holds it open.
 At service stop the mounts no QEMU maps are unmounted; those that running
 clones still map stay, and the next start adopts them (watched by pid) with
-any daemon a crash left.
+any daemon a crash left, except those of live images discarded meanwhile.
 
 Before QEMU starts, the file must be on a FUSE filesystem (statfs magic) with
 the recorded size: a missing mount would otherwise let QEMU create an empty file
 and start the guest from zeros.
+
+A Nova instance's live image (:meth:`MountManager.nova_directory`, for
+nova-compute's driver) is mounted the same way, with ``allow_other``: libvirt
+runs its QEMU as its own user. Its other files are ``nova.store``'s to fetch.
 """
 
 import atexit
@@ -36,11 +40,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from oslo_config import cfg
 
-from gridcentric_storage.common import exception
+from gridcentric_storage.common import exception, states
 from gridcentric_storage.compute import live_image_publish as publish
+from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import LiveImage
 from gridcentric_storage.virt import base as virt
 
@@ -148,6 +154,8 @@ class Mount:
         self.proc: subprocess.Popen[bytes] | _Adopted | None = None
         self.stopping = False
         self.restarts = 0
+        #: readable by other users (a QEMU libvirt runs as its own user)
+        self.allow_other = False
 
 
 class MountManager:
@@ -172,13 +180,7 @@ class MountManager:
     def artifacts(self, live_image: LiveImage) -> virt.LiveImageArtifacts:
         """Artifacts whose RAM is the mounted published file, checked."""
         live_image_id = live_image['id']
-        location = live_image.get('publish_location') or {}
-        if live_image.get('publish_status') != publish.PUBLISHED or not location:
-            raise exception.LiveImageFilesMissing(
-                id=live_image_id, reason='it is not on this host and not published')
-        if not publish.enabled():
-            raise exception.LiveImageFilesMissing(
-                id=live_image_id, reason='this host has no access to the live image store')
+        location = _location(live_image)
         with self._id_lock(live_image_id):
             cache = self._fetch(live_image_id, location)
             mount = self._ensure(live_image_id, location['image'])
@@ -188,6 +190,31 @@ class MountManager:
         data.update(directory=cache, memory_path=mount.path,
                     state_path=os.path.join(cache, 'state'))
         return virt.LiveImageArtifacts(**data)
+
+    def nova_directory(self, live_image: LiveImage) -> str:
+        """A Nova live image blessed elsewhere, ready here: its RAM mounted and
+        checked, its other files fetched into this host's cache and checked, under
+        a ``nova.json`` naming them (``nova.store``); that directory."""
+        from gridcentric_storage.nova import store as nova_store
+
+        live_image_id = live_image['id']
+        location = _location(live_image)
+        fresh = live_image_id not in self.mounts()
+        try:
+            with self._id_lock(live_image_id):
+                mount = self._ensure(live_image_id, location['image'], allow_other=True)
+                check_ram_file(live_image_id, mount.path, int(location['ram_size']))
+                client = publish.StoreClient()
+                try:
+                    return nova_store.fetch(client, live_image_id, location,
+                                            os.path.join(root(), 'cache', live_image_id),
+                                            mount.path)
+                finally:
+                    client.close()
+        except BaseException:
+            if fresh:  # nothing of a refused first launch stays; later ones share it
+                self.drop(live_image_id)
+            raise
 
     def _fetch(self, live_image_id: str, location: dict[str, str]) -> str:
         """State and layout in this host's cache dir, matching the recorded sha256."""
@@ -214,12 +241,13 @@ class MountManager:
             client.close()
         return cache
 
-    def _ensure(self, live_image_id: str, image: str) -> Mount:
+    def _ensure(self, live_image_id: str, image: str, allow_other: bool = False) -> Mount:
         with self._lock:
             mount = self._mounts.get(live_image_id)
         if mount is not None and mount.proc is not None and mount.proc.poll() is None:
             return mount
         mount = Mount(live_image_id, image, os.path.join(root(), 'mnt', live_image_id))
+        mount.allow_other = allow_other
         self._start(mount)
         with self._lock:
             self._mounts[live_image_id] = mount
@@ -231,7 +259,8 @@ class MountManager:
         if conf.keyring:
             argv += ['--keyring', conf.keyring]
         return argv + ['-p', conf.pool, '-r', mount.image, mount.directory,
-                       '-o', 'kernel_cache']
+                       '-o', 'kernel_cache,allow_other' if mount.allow_other
+                       else 'kernel_cache']
 
     def _start(self, mount: Mount) -> None:
         _detach(mount.directory)  # a mount a dead daemon left
@@ -349,6 +378,15 @@ class MountManager:
             live_image_id = os.path.basename(directory)
             mount = Mount(live_image_id, argv[argv.index('-r') + 1], directory)
             mount.proc = _Adopted(pid)
+            if live_image_id not in self.mounts() and _discarded(live_image_id):
+                # Its discard fenced this daemon (live_image_publish), which then
+                # answers nothing: any look at its mount would hang, so it goes first.
+                LOG.info('Live image %s was discarded while this service was away; '
+                         'unmounting it', live_image_id)
+                with self._lock:
+                    self._mounts[live_image_id] = mount
+                self.drop(live_image_id)
+                continue
             try:
                 mounted = fs_type(directory) == FUSE_SUPER_MAGIC
             except OSError:
@@ -362,6 +400,32 @@ class MountManager:
                              name='gc-mount-%s' % live_image_id[:8]).start()
             LOG.info('Adopted the mount of live image %s (rbd-fuse pid %d)',
                      live_image_id, pid)
+
+
+def _discarded(live_image_id: str) -> bool:
+    """The live image is gone, or going: no clone may map it any more."""
+    try:
+        status = db_servers.live_image_get(live_image_id)['status']
+    except exception.LiveImageNotFound:
+        return True
+    except Exception:                   # the database away: adopted as before
+        LOG.warning('Cannot tell whether live image %s still exists', live_image_id,
+                    exc_info=True)
+        return False
+    return bool(status == states.LiveImageStatus.DISCARDING)
+
+
+def _location(live_image: LiveImage) -> dict[str, Any]:
+    """Where the live image is published; LiveImageFilesMissing when nowhere this
+    host can read."""
+    location = live_image.get('publish_location') or {}
+    if live_image.get('publish_status') != publish.PUBLISHED or not location:
+        raise exception.LiveImageFilesMissing(
+            id=live_image['id'], reason='it is not on this host and not published')
+    if not publish.enabled():
+        raise exception.LiveImageFilesMissing(
+            id=live_image['id'], reason='this host has no access to the live image store')
+    return location  # type: ignore[no-any-return]
 
 
 def _detach(directory: str) -> None:

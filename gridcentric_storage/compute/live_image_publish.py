@@ -11,12 +11,30 @@ written here alone. What is published, in ``[live_image_store] pool``:
 * RADOS objects ``gc-live-<id>.state`` and ``gc-live-<id>.layout``: the device
   state and ``layout.json``, small, fetched whole by a launching host and checked
   against the recorded sha256.
+* A Nova instance's live image has no layout; its ``domain.xml``, ``nova.json``
+  and disk files go as ``nova.store`` says (``publish_location['files']``).
 
 The connection handling (timeouts, errors, the one librados client) is the RBD
 volume driver's ``CephClient``.
+
+Discard while a host that maps the image is down: its rbd-fuse (which outlives
+the compute service) keeps a watch on the image, which then cannot be removed,
+and a dead machine's watch lingers ``osd_client_watch_timeout``. A discard asks
+every host that answers to drop its mount first, and no clone of the live image
+exists any more (the API refuses the discard otherwise), so a watch still there
+serves nothing: :meth:`StoreClient.remove_image` blocklists those clients
+(``ceph osd blocklist add``, for :data:`FENCE_SECONDS`, what librbd does to a
+dead lock holder; ``profile rbd`` may) and the OSDs drop their watches, so the
+discard completes at once. Fencing was chosen over keeping the live image
+``discarding`` and retrying: a host whose service is down but whose rbd-fuse
+runs would hold the image until that service returns, maybe never. The
+blocklist covers one client instance (address and nonce), i.e. that host's
+rbd-fuse of this image only; when that host starts again it unmounts the live
+images discarded meanwhile (``live_image_mounts``).
 """
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -34,6 +52,8 @@ CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
 
 NONE, PUBLISHING, PUBLISHED, ERROR = 'none', 'publishing', 'published', 'error'
+#: How long a discard's blocklisting of a stale mount lasts (Ceph's default).
+FENCE_SECONDS = 3600
 SNAPSHOT = 'published'
 CHUNK = 4 << 20
 WATCH_TIMEOUT = 30
@@ -128,11 +148,15 @@ class StoreClient(rbd_client.CephClient):
         except exception.DriverError:
             return False
 
-    def remove_image(self, name: str) -> None:
+    def remove_image(self, name: str, fence_watchers: bool = False) -> None:
         """The image and its snapshot; gone already is fine. A host that still
         maps it (its rbd-fuse holds a watch) makes this fail: ImageBusy, after
         waiting out the watch of a daemon that was killed (the OSDs drop it
-        after ``osd_client_watch_timeout``, 30 s by default)."""
+        after ``osd_client_watch_timeout``, 30 s by default). ``fence_watchers``
+        (a discard, once every host that answers has dropped its mount):
+        blocklist the clients still watching it instead (module doc)."""
+        fenced: set[str] = set()
+
         def call() -> None:
             with self._ioctx() as ioctx:
                 try:
@@ -152,10 +176,31 @@ class StoreClient(rbd_client.CephClient):
                     except rbd_client.rbd.ImageNotFound:
                         return
                     except rbd_client.rbd.ImageBusy:
+                        if fence_watchers and self._fence(ioctx, name, fenced):
+                            continue
                         if time.monotonic() > deadline:
                             raise
                         time.sleep(1)
         self._run('removing %s' % name, call)
+
+    def _fence(self, ioctx: Any, name: str, fenced: set[str]) -> bool:
+        """Blocklist the clients watching image ``name`` not blocklisted yet (not
+        this one); whether there were any. The OSDs then drop their watches."""
+        mine = str(self._connect().get_addrs() or '')   # e.g. '[v2:...,v1:...]'
+        with rbd_client.rbd.Image(ioctx, name, read_only=True) as image:
+            addrs = {w['addr'] for w in image.watchers_list()
+                     if w['addr'] not in mine} - fenced
+        for addr in sorted(addrs):
+            LOG.warning('Blocklisting Ceph client %s: it still maps %s, which is being '
+                        'discarded, and its host did not answer', addr, name)
+            cmd = json.dumps({'prefix': 'osd blocklist', 'blocklistop': 'add',
+                              'addr': addr, 'expire': float(FENCE_SECONDS)})
+            ret, _, err = self._connect().mon_command(cmd, b'', timeout=self.timeout)
+            if ret != 0:
+                raise rbd_client.error('cannot blocklist %s, which still maps %s: %s'
+                                       % (addr, name, err or os.strerror(-ret)))
+            fenced.add(addr)
+        return bool(addrs)
 
 
 def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
@@ -181,23 +226,38 @@ def publish(client: StoreClient, artifacts: virt.LiveImageArtifacts) -> dict[str
     name = image_name(artifacts.live_image_id)
     with open(artifacts.state_path, 'rb') as f:
         state = f.read()
-    with open(os.path.join(artifacts.directory, 'layout.json'), 'rb') as f:
-        layout = f.read()
-    unpublish(client, artifacts.live_image_id)  # what an interrupted try left
+    nova = is_nova(artifacts)
+    if not nova:
+        with open(os.path.join(artifacts.directory, 'layout.json'), 'rb') as f:
+            layout = f.read()
+    unpublish(client, artifacts.live_image_id, nova)  # what an interrupted try left
     written = client.write_image(name, artifacts.memory_path)
     client.put_object(name + '.state', state)
-    client.put_object(name + '.layout', layout)
+    if nova:
+        from gridcentric_storage.nova import store as nova_store
+        files = nova_store.publish_files(client, artifacts.directory, name)
+    else:
+        client.put_object(name + '.layout', layout)
+        files = {'layout_object': name + '.layout', 'layout_sha256': sha256_of(layout)}
     return {'pool': client.pool, 'image': name, 'snapshot': SNAPSHOT,
-            'state_object': name + '.state', 'layout_object': name + '.layout',
+            'state_object': name + '.state',
             'ram_size': os.stat(artifacts.memory_path).st_size, 'ram_written': written,
-            'state_sha256': sha256_of(state), 'layout_sha256': sha256_of(layout)}
+            'state_sha256': sha256_of(state), **files}
 
 
-def unpublish(client: StoreClient, live_image_id: str) -> None:
+def is_nova(artifacts: virt.LiveImageArtifacts) -> bool:
+    return (artifacts.extra or {}).get('kind') == 'nova'  # compute.nova_live_images.KIND
+
+
+def unpublish(client: StoreClient, live_image_id: str, nova: bool = False,
+              fence_watchers: bool = False) -> None:
     name = image_name(live_image_id)
-    client.remove_image(name)
+    client.remove_image(name, fence_watchers)
     client.remove_object(name + '.state')
     client.remove_object(name + '.layout')
+    if nova:
+        from gridcentric_storage.nova import store as nova_store
+        nova_store.unpublish_files(client, name)
 
 
 class Publisher:
@@ -225,8 +285,8 @@ class Publisher:
         if not enabled():
             return
         for live_image in db_servers.live_image_get_all(host=host, statuses=('blessed',)):
-            if live_image['nova_source'] or not live_image['artifacts']:
-                continue  # a Nova instance's files are laid out by Nova's driver
+            if not live_image['artifacts']:
+                continue
             if live_image['publish_status'] == PUBLISHING:
                 db_servers.live_image_set_publish(
                     live_image['id'], ERROR, expected=(PUBLISHING,),
@@ -238,17 +298,19 @@ class Publisher:
     def run(self, live_image_id: str) -> None:
         from gridcentric_storage.compute.live_images import artifacts_from_db
 
+        nova = False
         try:
             db_servers.live_image_set_publish(live_image_id, PUBLISHING,
                                               expected=(None, NONE, ERROR),
                                               publish_reason=None, publish_location=None)
-            live_image = db_servers.live_image_get(live_image_id)
-            location = publish(self.client(), artifacts_from_db(live_image))
+            artifacts = artifacts_from_db(db_servers.live_image_get(live_image_id))
+            nova = is_nova(artifacts)
+            location = publish(self.client(), artifacts)
         except (exception.LiveImageNotFound, exception.InvalidState):
             return  # discarded meanwhile, or published by another run
         except Exception as e:
             LOG.exception('Publishing live image %s failed', live_image_id)
-            self._failed(live_image_id, e)
+            self._failed(live_image_id, e, nova)
             return
         try:
             db_servers.live_image_set_publish(live_image_id, PUBLISHED,
@@ -256,26 +318,27 @@ class Publisher:
                                               publish_location=location)
         except (exception.LiveImageNotFound, exception.InvalidState):
             # The row went (a discard): the copy must not outlive it.
-            self._remove_quietly(live_image_id)
+            self._remove_quietly(live_image_id, nova)
             return
         LOG.info('Published live image %s: %d of %d bytes of RAM', live_image_id,
                  location['ram_written'], location['ram_size'])
 
-    def _failed(self, live_image_id: str, error: Exception) -> None:
-        self._remove_quietly(live_image_id)
+    def _failed(self, live_image_id: str, error: Exception, nova: bool = False) -> None:
+        self._remove_quietly(live_image_id, nova)
         try:
             db_servers.live_image_set_publish(live_image_id, ERROR,
                                               publish_reason=exception.describe(error))
         except exception.LiveImageNotFound:
             pass
 
-    def _remove_quietly(self, live_image_id: str) -> None:
+    def _remove_quietly(self, live_image_id: str, nova: bool = False) -> None:
         try:
-            unpublish(self.client(), live_image_id)
+            unpublish(self.client(), live_image_id, nova)
         except Exception:
             LOG.warning('Could not remove the published copy of %s', live_image_id,
                         exc_info=True)
 
-    def remove(self, live_image_id: str) -> None:
-        """Take the published copy away (discard), whatever its publish status."""
-        unpublish(self.client(), live_image_id)
+    def remove(self, live_image_id: str, nova: bool = False) -> None:
+        """Take the published copy away (discard), whatever its publish status;
+        the mounts of hosts that did not answer are fenced (module doc)."""
+        unpublish(self.client(), live_image_id, nova, fence_watchers=True)

@@ -34,6 +34,7 @@ from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import LiveImage
 from gridcentric_storage.image.store import ImageStore
+from gridcentric_storage.nova import store as nova_store
 from gridcentric_storage.virt import qemu_mirror
 from gridcentric_storage.volume import api as volume_api
 
@@ -116,7 +117,44 @@ class ComputeManager:
             if service['host'] != self.host and (service.get('capabilities') or {}).get(
                     'live_image_store'):
                 client.drop_live_image(ctxt, service['host'], live_image['id'])
-        self.publisher.remove(live_image['id'])
+        # A Nova clone on this host may have mapped the published copy too.
+        concurrency.execute(self.mounts.drop, live_image['id'])
+        self.publisher.remove(live_image['id'], nova_live_images.is_nova(live_image))
+
+    def _unpublish_nova(self, ctxt: Any, live_image_id: str) -> bool:
+        """Discard of a Nova instance's live image: its published copy goes first
+        (``live_images.discard`` removes its directory); False when it failed (the
+        live image is in error then, with the reason)."""
+        try:
+            live_image = db_servers.live_image_get(live_image_id)
+        except exception.LiveImageNotFound:
+            return True
+        if not nova_live_images.is_nova(live_image) or live_image['status'] != L.DISCARDING:
+            return True
+        try:
+            with self.servers.locks.get(live_image_id):
+                self._unpublish(ctxt, live_image)
+        except Exception as e:
+            LOG.exception('Removing the published copy of live image %s failed',
+                          live_image_id)
+            set_live_image(live_image_id, L.ERROR, L.DISCARDING,
+                           status_reason='discard failed: %s' % exception.describe(e))
+            return False
+        return True
+
+    def prepare_nova_live_image(self, ctxt: Any, live_image_id: str) -> str:
+        """nova-compute's driver on this host resumes a clone of a Nova live image
+        blessed elsewhere: the directory that holds it here, from the store."""
+        live_image = db_servers.live_image_get(live_image_id)
+        if not nova_live_images.is_nova(live_image) or live_image['status'] != L.BLESSED:
+            raise exception.LiveImageFilesMissing(
+                id=live_image_id, reason='it is not a blessed live image of a Nova instance')
+        try:
+            return concurrency.execute(  # type: ignore[no-any-return]
+                self.mounts.nova_directory, live_image)
+        except (exception.GCException, OSError) as e:
+            LOG.warning('Live image %s for a Nova clone here: %s', live_image_id, e)
+            raise nova_store.refusal(live_image_id, e) from None
 
     def drop_live_image(self, ctxt: Any, live_image_id: str) -> None:
         concurrency.execute(self.mounts.drop, live_image_id)
@@ -140,12 +178,21 @@ class ComputeManager:
 
     def bless_nova_instance(self, ctxt: Any, live_image_id: str, instance_uuid: str) -> None:
         self.nova_live_images.bless(ctxt, live_image_id, instance_uuid)
+        self._publish_if_blessed(live_image_id)
+
+    def _publish_if_blessed(self, live_image_id: str) -> None:
+        try:
+            if db_servers.live_image_get(live_image_id)['status'] == L.BLESSED:
+                self.publisher.start(live_image_id)
+        except exception.LiveImageNotFound:
+            pass
 
     def launch_server(self, ctxt: Any, server_id: str) -> None:
         self.live_images.launch(ctxt, server_id)
 
     def discard_live_image(self, ctxt: Any, live_image_id: str) -> None:
-        self.live_images.discard(ctxt, live_image_id)
+        if self._unpublish_nova(ctxt, live_image_id):
+            self.live_images.discard(ctxt, live_image_id)
 
     def export_live_image(self, ctxt: Any, live_image_id: str) -> dict[str, Any]:
         """Pack a blessed live image into the caller's image store; image, sha256, size."""
@@ -197,6 +244,7 @@ class ComputeManager:
                                               artifacts_from_db({**live_image,
                                                                  'artifacts': artifacts}))
             raise
+        self.publisher.start(live_image['id'])
 
     def pause_server(self, ctxt: Any, server_id: str) -> None:
         self.servers.pause(server_id)

@@ -34,13 +34,16 @@ Version history:
   destination: its volumes connected there, QEMU started waiting; answers the
   URI to send the guest to), finish_incoming (call to the destination: run the
   guest that arrived, or drop it and its connections).
+* 2.8 - prepare_nova_live_image (call, from nova-compute's driver on the same
+  host): a Nova instance's live image published by another host, mounted and
+  fetched here; answers the directory holding it.
 """
 
 from typing import Any
 
 from gridcentric_storage.common import rpc
 
-RPC_API_VERSION = '2.7'
+RPC_API_VERSION = '2.8'
 #: Export and import read and write a whole guest RAM: longer than a short call.
 TRANSFER_TIMEOUT = 1800
 #: A live volume migration copies the whole volume: a fixed allowance plus this many
@@ -105,6 +108,9 @@ class ComputeAPI(rpc.HostClient):
 
     def drop_live_image(self, ctxt: Any, host: str, live_image_id: str) -> None:
         self._call(ctxt, host, 'drop_live_image', '2.6', live_image_id=live_image_id)
+
+    # prepare_nova_live_image (2.8) is called by nova-compute's driver, through
+    # nova.compute_client: nova-compute runs neither this module nor its CONF.
 
     def pause_server(self, ctxt: Any, host: str, server_id: str) -> None:
         self._call(ctxt, host, 'pause_server', '2.1', server_id=server_id)

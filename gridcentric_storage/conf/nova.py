@@ -26,6 +26,11 @@ nova_opts = [
                      'credentials (a user Nova lets read instances\' hosts and every '
                      "project's servers, e.g. an admin) only for what members may not "
                      'read.'),
+    cfg.StrOpt('scheduler_hint_key', secret=True, default=None,
+               help="The secret shared with nova-scheduler's nova.conf [gridcentric] "
+                    'scheduler_hint_key: the hint that places clones names their hosts '
+                    'sealed under it (nova.scheduler_filter); unset, clones of Nova '
+                    'instances cannot be launched.'),
 ] + rpcapi.rpc_opts
 
 DEFAULT_SERVICE_TYPE = 'compute'

@@ -13,7 +13,13 @@ bless of the same instance.
 
 Every answer that carries servers is a list of Nova detail views: clones are
 Nova's own views (as the caller reads them), live images are rendered in the
-same shape by :func:`view`.
+same shape by :func:`view`, with ``launch_anywhere`` (and, for administrators,
+``publish_status`` and ``publish_reason``) as ``GET /v1/live-images`` shows them.
+
+Once gridcentric-compute published a live image to the live image store
+(``nova.store``), its clones' scheduler hint names every host whose
+gridcentric-compute has the store as well as the blessing host: nova-compute
+there gets the files from it (``nova.virt.driver``).
 """
 
 import logging
@@ -36,7 +42,7 @@ from gridcentric_storage.compute.status import set_live_image
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import LiveImage
-from gridcentric_storage.nova import client
+from gridcentric_storage.nova import client, scheduler_filter
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -48,6 +54,10 @@ HOSTS_HINT = 'gc_live_image_hosts'
 LAUNCHED_FROM = 'launched_from'
 BLESSED_FROM = 'blessed_from'
 _REGEX_CHARS = re.compile(r'[\\^$.|?*+()\[\]{}]')
+#: ``compute.live_image_publish.PUBLISHED`` (that module needs the store's bindings)
+PUBLISHED, PUBLISHING = 'published', 'publishing'
+#: where the store's plumbing shows, to administrators only
+_ADMIN_ONLY = ('publish_status', 'publish_reason')
 
 
 def view(root: str, live_image: LiveImage) -> dict[str, Any]:
@@ -68,7 +78,10 @@ def view(root: str, live_image: LiveImage) -> dict[str, Any]:
         flavor_id=source.get('flavor_id'),
         metadata={BLESSED_FROM: live_image['server_id']},
         created=live_image['created_at'], updated=live_image['updated_at'],
-        fault=fault, key_name=None)
+        fault=fault, key_name=None,
+        launch_anywhere=live_image.get('publish_status') == PUBLISHED,
+        publish_status=live_image.get('publish_status') or 'none',
+        publish_reason=live_image.get('publish_reason'))
 
 
 def _is_clone_of(server: dict[str, Any], live_image_id: str) -> bool:
@@ -248,7 +261,8 @@ class API:
         if params.get('security_groups'):
             server['security_groups'] = [g if isinstance(g, dict) else {'name': g}
                                          for g in params['security_groups']]
-        hints = dict(params.get('scheduler_hints') or {}, **{HOSTS_HINT: [live_image['host']]})
+        hints = dict(params.get('scheduler_hints') or {},
+                     **{HOSTS_HINT: [self._sealed_hosts(live_image)]})
         # One create per clone: Nova renames the servers of one multi-create
         # (multi_instance_display_name_template, web-1, web-2...), and every
         # clone of a launch carries the launch's name. All or none: a refusal
@@ -271,6 +285,28 @@ class API:
             self._check_blessed(current)
         return [self.nova.get_server(ctxt, first)]
 
+    def _sealed_hosts(self, live_image: LiveImage) -> str:
+        """The hint's value: the hosts sealed for the live image's project (members
+        read hints back and may write their own; ``nova.scheduler_filter``)."""
+        key = CONF.nova.scheduler_hint_key
+        if not key:
+            raise exception.Conflict(reason='clones of Nova instances cannot be placed: '
+                                     'gridcentric-api has no [nova] scheduler_hint_key')
+        return scheduler_filter.seal(key, live_image['project_id'] or '',
+                                     self._clone_hosts(live_image))
+
+    @staticmethod
+    def _clone_hosts(live_image: LiveImage) -> list[str]:
+        """Where clones may run: the blessing host, and once published, every host
+        whose gridcentric-compute has the store (it fetches the files there)."""
+        hosts = [live_image['host']]
+        if live_image.get('publish_status') == PUBLISHED:
+            hosts += sorted({s['host'] for s in db.service_get_all(CONF.compute.topic,
+                                                                   up_only=True)
+                             if (s.get('capabilities') or {}).get('live_image_store')}
+                            - set(hosts))
+        return hosts
+
     @staticmethod
     def _check_blessed(live_image: LiveImage) -> None:
         if live_image['status'] != L.BLESSED:
@@ -286,6 +322,9 @@ class API:
             raise exception.InvalidState(resource='Live image', id=id,
                                          state=live_image['status'],
                                          reason='wait until it settles')
+        if live_image.get('publish_status') == PUBLISHING:
+            raise exception.InvalidState(resource='Live image', id=id, state='publishing',
+                                         reason='wait until its publish finishes')
         self._no_clones(live_image, 'still exist; delete them first')
         set_live_image(id, L.DISCARDING, live_image['status'])
         try:
@@ -397,4 +436,7 @@ class API:
 
     @staticmethod
     def _for_caller(ctxt: Any, server: dict[str, Any]) -> dict[str, Any]:
+        if not ctxt.is_admin:
+            for key in _ADMIN_ONLY:
+                server.pop(key, None)
         return nova_ext.for_caller(ctxt, [server])[0]  # type: ignore[no-any-return]

@@ -13,6 +13,13 @@ paused and loads the saved device state into it. Every other instance, every
 later spawn of a clone (rebuild, unshelve...) and every other call of that
 hook (reboot, resume, migration) is Nova's own.
 
+A clone placed on a host that does not hold its live image's directory
+(the live image is published, and ``[gridcentric] published_live_images`` is
+on here) gets it from gridcentric-compute on this host (``nova.compute_client``,
+``nova.store``): the RAM mapped through its rbd-fuse mount, the other files
+fetched and checked into its cache, with a manifest the same checks read; a
+refusal there aborts the build with its reason as the instance's fault.
+
 Nova's cleanup of a clone removes its instance directory, where the overlays
 live; the live image's files are only ever read (qcow2 backing files and a
 MAP_PRIVATE RAM file), and are outside both the instance directory and Nova's
@@ -26,6 +33,7 @@ import time
 from typing import Any
 
 import nova.conf
+import oslo_messaging as messaging
 from nova import exception as nova_exception
 from nova.compute import task_states, vm_states
 from nova.virt.libvirt import driver as libvirt_driver
@@ -34,6 +42,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from gridcentric_storage.common import exception
+from gridcentric_storage.nova import compute_client
 from gridcentric_storage.nova import manifest as manifest_mod
 from gridcentric_storage.nova.virt import clone_xml
 from gridcentric_storage.virt import libvirt_live
@@ -57,6 +66,7 @@ gridcentric_opts = [
     cfg.IntOpt('resume_timeout', default=300, min=1,
                help='Seconds a clone may take to load the saved device state of its '
                     'live image before its spawn fails.'),
+    *compute_client.opts,
 ]
 CONF.register_group(gridcentric_group)
 CONF.register_opts(gridcentric_opts, group=gridcentric_group)
@@ -92,6 +102,7 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         super().__init__(virtapi, read_only)
         #: instance uuid -> the live image its spawn in progress resumes
         self._resuming: dict[str, _Resume] = {}
+        self._compute: compute_client.ComputeClient | None = None
 
     def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
               admin_password: Any, allocations: Any, network_info: Any = None,
@@ -104,7 +115,7 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
                                  block_device_info=block_device_info, power_on=power_on,
                                  accel_info=accel_info)
         started = time.monotonic()
-        live = self._live_image(instance, live_image_id)
+        live = self._live_image(context, instance, live_image_id)
         self._resuming[instance.uuid] = _Resume(live, started)
         try:
             super().spawn(context, instance, image_meta, injected_files, admin_password,
@@ -116,7 +127,8 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         LOG.info('Resumed from live image %s: running %.3f s after spawn started',
                  live_image_id, time.monotonic() - started, instance=instance)
 
-    def _live_image(self, instance: Any, live_image_id: str) -> manifest_mod.NovaLiveImage:
+    def _live_image(self, context: Any, instance: Any, live_image_id: str
+                    ) -> manifest_mod.NovaLiveImage:
         """The manifest of the live image ``instance`` may resume, or the fault that
         stops its build (rescheduled only when this host holds no copy of it).
 
@@ -128,9 +140,11 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
             raise self._abort(instance, live_image_id, 'that is no live image id') from e
         root = CONF.gridcentric.live_images_path
         if not os.path.isdir(os.path.join(root, live_image_id)):
-            raise nova_exception.RescheduledException(
-                instance_uuid=instance.uuid,
-                reason='live image %s is not on this host' % live_image_id)
+            if not CONF.gridcentric.published_live_images:
+                raise nova_exception.RescheduledException(
+                    instance_uuid=instance.uuid,
+                    reason='live image %s is not on this host' % live_image_id)
+            root = self._from_store(context, instance, live_image_id)
         try:
             live = manifest_mod.read(root, live_image_id)
         except exception.LiveImageFilesMissing as e:
@@ -148,6 +162,29 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
                               'has %d MiB' % (live.ram_size >> 20, instance.flavor.name,
                                               instance.flavor.memory_mb))
         return live
+
+    def _from_store(self, context: Any, instance: Any, live_image_id: str) -> str:
+        """The root of the copy of a published live image gridcentric-compute makes
+        on this host, or the fault that stops the build."""
+        if self._compute is None:
+            self._compute = compute_client.ComputeClient(CONF)
+        try:
+            directory = self._compute.prepare_nova_live_image(
+                CONF.host, live_image_id, getattr(context, 'request_id', None),
+                instance.project_id)
+        except exception.GCException as e:
+            # gridcentric-compute said why, in words without its paths
+            raise nova_exception.BuildAbortException(
+                instance_uuid=instance.uuid, reason=e.message) from e
+        except messaging.MessagingException as e:
+            LOG.error('gridcentric-compute did not prepare live image %s: %s',
+                      live_image_id, e, instance=instance)
+            raise self._abort(instance, live_image_id, 'the gridcentric-compute of its '
+                              'host did not answer') from e
+        if os.path.basename(directory) != live_image_id:
+            raise self._abort(instance, live_image_id, 'gridcentric-compute named another '
+                              'directory')
+        return os.path.dirname(directory)
 
     @staticmethod
     def _abort(instance: Any, live_image_id: str, reason: str) -> Exception:

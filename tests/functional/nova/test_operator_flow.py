@@ -8,12 +8,18 @@ consoles (Nova's ``os-getConsoleOutput``) show the blessed guest's memory
 going on. Deleting through Nova removes their domains, discarding removes the
 live image's files; another project's member neither blesses nor sees any of
 it; killing gridcentric-compute in the middle of a bless leaves the Nova
-server running and the live image in error.
+server running and the live image in error. The stack publishes live images to
+the test Ceph (its ``[live_image_store]``): a clone launched where the live
+image's directory is absent resumes from the published copy, and discard
+removes that copy.
 """
 
+import configparser
 import functools
 import os
 import signal
+import subprocess
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +46,32 @@ require_stack('GC_NOVA_GC_CONFIG', 'GC_NOVA_DIR')
 CLONES = 3
 BLESS_TIMEOUT = 120
 LAUNCH_TIMEOUT = 180
+PUBLISH_TIMEOUT = 120
+STORE_CONF = os.environ.get('GC_NOVA_STORE_CEPH_CONF')
+
+
+def store_names(live_image_id: str) -> set[str]:
+    """The RBD images and RADOS objects of the live image in the stack's Ceph pool."""
+    names = set()
+    for tool in (['rbd', 'ls'], ['rados', 'ls']):
+        out = subprocess.run([tool[0], '--conf', str(STORE_CONF), '-p', 'rbd', *tool[1:]],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        names |= {n for n in out.split() if live_image_id in n and not n.startswith('rbd_')}
+    return names
+
+
+def store_root() -> str:
+    """Where gridcentric-compute mounts and caches published live images."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(os.environ['GC_NOVA_GC_CONFIG'])
+    return parser['live_image_store']['mount_root']
+
+
+def published(client: Any, live_image_id: str) -> dict[str, Any] | None:
+    view = live_image(client, live_image_id)
+    if view.get('publish_status') == 'error':
+        raise AssertionError('publish failed: %s' % view.get('publish_reason'))
+    return view if view.get('publish_status') == 'published' else None
 
 
 def cobalt_of(client: Any) -> CobaltManager:
@@ -219,6 +251,49 @@ def test_migrate_is_novas_and_refused_for_live_images_and_clones(
     assert active(admin, source['id'])
 
 
+def test_a_clone_where_the_live_images_directory_is_absent_resumes_the_published_copy(
+        admin: Any, source: dict[str, Any], blessed: dict[str, Any], libvirt_conn: Any
+) -> None:
+    """The stack has one compute host: renaming the live image's directory away
+    makes it what a second host with the store is to nova-compute, a host that
+    never blessed it (nova-compute finds no directory; its gridcentric-compute
+    mounts and fetches the published copy). The clone's RAM then maps the
+    rbd-fuse file, not the blessed one."""
+    if not STORE_CONF:
+        pytest.skip('the stack has no live image store (no tools/ceph.sh)')
+    view = wait_for(lambda: published(admin, blessed['id']), PUBLISH_TIMEOUT, interval=0.5,
+                    what='the live image to be published')
+    assert view['launch_anywhere'] is True
+    names = store_names(blessed['id'])
+    image = 'gc-live-%s' % blessed['id']
+    assert {image, image + '.state', image + '.domain.xml', image + '.nova.json'} <= names
+    assert any(n.endswith('.qcow2') for n in names), names       # the disk chain too
+    directory = os.path.join(live_images_path(), blessed['id'])
+    os.rename(directory, directory + '.away')
+    clone = None
+    try:
+        [clone] = cobalt_of(admin).launch(blessed['id'], name='from-store')
+        wait_for(functools.partial(active, admin, clone.id), LAUNCH_TIMEOUT, interval=0.5,
+                 what='the clone from the store to become ACTIVE')
+        xml = libvirt_conn.lookupByUUIDString(clone.id).XMLDesc(0)
+        args = [a.get('value', '') for a in ET.fromstring(xml).iter(
+            '{http://libvirt.org/schemas/domain/qemu/1.0}arg')]
+        assert any('mem-path=' in a and '/mnt/%s/%s' % (blessed['id'], image) in a
+                   for a in args), args
+        text = wait_for(functools.partial(console_counting, admin, clone.id, 2), 90,
+                        interval=0.5, what='the clone from the store to count')
+        assert guest.tokens(text) == {source['token']}, text      # the blessed guest's RAM
+        assert 'BOOT-TOKEN' not in text, text                      # resumed, never booted
+        first = guest.counters(text)[0][0]
+        assert blessed['before'] <= first <= blessed['after'] + 1, (first, blessed)
+        wait_for(functools.partial(counted_past, admin, clone.id, first + 3), 60,
+                 interval=0.5, what='the clone from the store to keep counting')
+    finally:
+        if clone is not None and not gone(admin, clone.id):
+            delete(admin, clone.id)
+        os.rename(directory + '.away', directory)
+
+
 def test_clones_deleted_through_nova_and_the_live_image_discarded(
         admin: Any, blessed: dict[str, Any], clones: list[str], libvirt_conn: Any) -> None:
     for server_id in clones:
@@ -231,6 +306,9 @@ def test_clones_deleted_through_nova_and_the_live_image_discarded(
     wait_for(lambda: http_status(lambda: live_image(admin, blessed['id'])) == 404
              and not os.path.exists(directory), 60, interval=0.5,
              what='the live image and its directory to go')
+    if STORE_CONF:  # and its published copy in Ceph, and this host's copy of that
+        assert store_names(blessed['id']) == set()
+        assert not os.path.exists(os.path.join(store_root(), 'cache', blessed['id']))
 
 
 def test_compute_killed_mid_bless_leaves_the_server_running(

@@ -19,7 +19,7 @@ from gridcentric_storage.common.states import LiveImageStatus as L
 from gridcentric_storage.compute.status import set_live_image
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
-from gridcentric_storage.nova import api, client
+from gridcentric_storage.nova import api, client, scheduler_filter
 from tests.unit.nova import nova_stub
 
 CONF = cfg.CONF
@@ -36,9 +36,20 @@ def ctx(token):
 ALICE, BOB, ADMIN = 'tok-alice', 'tok-bob', 'tok-admin'
 
 
+HINT_KEY = 'hint secret shared with nova-scheduler'
+
+
 @pytest.fixture
 def cobalt(gc_db, nova, compute, tmp_path):
-    return api.API(client.NovaClient(nova_stub.service_conf(tmp_path, nova.url)))
+    CONF.set_override('scheduler_hint_key', HINT_KEY, group='nova')
+    yield api.API(client.NovaClient(nova_stub.service_conf(tmp_path, nova.url)))
+    CONF.clear_override('scheduler_hint_key', group='nova')
+
+
+def hinted_hosts(body, project='proj-a'):
+    """The hosts the launch's sealed hint allows, as nova-scheduler's filter opens it."""
+    [token] = body['os:scheduler_hints']['gc_live_image_hosts']
+    return scheduler_filter.unseal(HINT_KEY, token, project)
 
 
 def _blessed(cobalt, nova, compute, name='gold'):
@@ -120,8 +131,12 @@ def test_launch_boots_clones_through_nova_on_the_live_images_host(cobalt, nova, 
     assert server['metadata'] == {'launched_from': live_image}
     assert server['networks'] == 'none' and 'security_groups' not in server
     assert (server['key_name'], server['user_data']) == ('k1', 'IyEvYmluL3NoCg==')
-    assert body['os:scheduler_hints'] == {'group': 'g1',
-                                          'gc_live_image_hosts': ['nova-host-1']}
+    assert set(body['os:scheduler_hints']) == {'group', 'gc_live_image_hosts'}
+    assert body['os:scheduler_hints']['group'] == 'g1'
+    # sealed: members read hints back, and nothing names the host to them
+    assert 'nova-host-1' not in str(body['os:scheduler_hints'])
+    assert hinted_hosts(body) == ['nova-host-1']
+    assert hinted_hosts(body, project='proj-b') == []
     assert [(token, version) for method, path, token, version in nova.requests
             if method == 'POST'] == [('tok-alice', '2.37')] * 2
     # The answer is Nova's own view of the first clone, as the caller reads it.

@@ -54,6 +54,7 @@ class Cloud:
         self.pipeline = KeystoneContext(self.filter)
         self.endpoint = None
         if endpoint:
+            cfg.CONF.set_override('scheduler_hint_key', 'hint secret', group='nova')
             self.api = api.API(client.NovaClient(self.conf))
             self.endpoint = messaging.get_rpc_server(
                 self.filter.rpc.transport,
@@ -67,6 +68,7 @@ class Cloud:
         if self.endpoint is not None:
             self.endpoint.stop()
             self.endpoint.wait()
+            cfg.CONF.clear_override('scheduler_hint_key', group='nova')
         self.filter.rpc.transport.cleanup()
 
     def request(self, method, path, token='tok-alice', body=None, **kwargs):
