@@ -258,7 +258,7 @@ def test_a_clone_where_the_live_images_directory_is_absent_resumes_the_published
     makes it what a second host with the store is to nova-compute, a host that
     never blessed it (nova-compute finds no directory; its gridcentric-compute
     mounts and fetches the published copy). The clone's RAM then maps the
-    rbd-fuse file, not the blessed one."""
+    rbd-fuse file, not the blessed one. First, a copy changed in Ceph is refused."""
     if not STORE_CONF:
         pytest.skip('the stack has no live image store (no tools/ceph.sh)')
     view = wait_for(lambda: published(admin, blessed['id']), PUBLISH_TIMEOUT, interval=0.5,
@@ -272,6 +272,7 @@ def test_a_clone_where_the_live_images_directory_is_absent_resumes_the_published
     os.rename(directory, directory + '.away')
     clone = None
     try:
+        refused_with_a_changed_copy(admin, blessed['id'], image + '.domain.xml')
         [clone] = cobalt_of(admin).launch(blessed['id'], name='from-store')
         wait_for(functools.partial(active, admin, clone.id), LAUNCH_TIMEOUT, interval=0.5,
                  what='the clone from the store to become ACTIVE')
@@ -292,6 +293,31 @@ def test_a_clone_where_the_live_images_directory_is_absent_resumes_the_published
         if clone is not None and not gone(admin, clone.id):
             delete(admin, clone.id)
         os.rename(directory + '.away', directory)
+
+
+def refused_with_a_changed_copy(admin: Any, live_image_id: str, obj: str) -> None:
+    """A published file that no longer matches its sha256: the clone goes to ERROR
+    saying so, and this host keeps no mount or cache of it."""
+    rados = ['rados', '--conf', str(STORE_CONF), '-p', 'rbd']
+    original = subprocess.run([*rados, 'get', obj, '-'], capture_output=True, timeout=60,
+                              check=True).stdout
+    subprocess.run([*rados, 'put', obj, '-'], input=original + b'<!-- changed -->',
+                   capture_output=True, timeout=60, check=True)
+    clone = None
+    try:
+        [clone] = cobalt_of(admin).launch(live_image_id, name='changed-copy')
+        server = wait_for(lambda: (lambda s: s if s.status == 'ERROR' else None)(
+            admin.servers.get(clone.id)), LAUNCH_TIMEOUT, interval=0.5,
+            what='the clone of a changed copy to go to ERROR')
+        message = server.fault['message']
+        assert 'domain.xml does not match the sha256' in message, server.fault
+        assert not os.path.exists(os.path.join(store_root(), 'cache', live_image_id))
+        assert not os.path.exists(os.path.join(store_root(), 'mnt', live_image_id))
+    finally:
+        subprocess.run([*rados, 'put', obj, '-'], input=original, capture_output=True,
+                       timeout=60, check=True)
+        if clone is not None:
+            delete(admin, clone.id)
 
 
 def test_clones_deleted_through_nova_and_the_live_image_discarded(
