@@ -378,6 +378,7 @@ class MountManager:
             live_image_id = os.path.basename(directory)
             mount = Mount(live_image_id, argv[argv.index('-r') + 1], directory)
             mount.proc = _Adopted(pid)
+            mount.allow_other = any('allow_other' in a for a in argv)  # a Nova one's
             if live_image_id not in self.mounts() and _discarded(live_image_id):
                 # Its discard fenced this daemon (live_image_publish), which then
                 # answers nothing: any look at its mount would hang, so it goes first.
