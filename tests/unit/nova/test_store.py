@@ -7,6 +7,7 @@ to and launches from the real test Ceph.
 """
 
 import contextlib
+import dataclasses
 import os
 import types
 
@@ -14,6 +15,7 @@ import pytest
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.compute import live_image_publish as publish
+from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.nova import manifest, store
 from gridcentric_storage.virt import base as virt
 from gridcentric_storage.volume.drivers import rbd_client
@@ -184,3 +186,44 @@ def test_a_refusal_names_no_host_path():
     assert refused.message.startswith('Live image %s cannot be used: rbd-fuse exited' % ID)
     full = store.refusal(ID, OSError(28, 'No space left on device', '/var/lib/gc/cache'))
     assert full.message.endswith('fetching it failed on this host: No space left on device')
+
+
+class FailingDisks(Store):
+    """A pool that takes the RAM and objects, then fails on a disk file."""
+
+    def write_image(self, name, path):
+        if name.endswith('.qcow2') and len(self.images) > 1:
+            raise exception.DriverError(reason='the OSD is full')
+        return super().write_image(name, path)
+
+
+def _nova_row(tmp_path):
+    artifacts = _blessed(tmp_path / ID)
+    return db_servers.live_image_create({
+        'id': ID, 'name': 'gold', 'server_id': 'inst-1', 'host': 'h', 'status': 'blessed',
+        'memory_mb': 8, 'vcpus': 1, 'project_id': 'proj-a',
+        'nova_source': {'flavor_id': 'f', 'image_id': 'i'},
+        'artifacts': dataclasses.asdict(artifacts)})
+
+
+def test_a_nova_live_image_publishes_in_the_background_and_shows_published(gc_db, tmp_path):
+    _nova_row(tmp_path)
+    publisher = publish.Publisher()
+    publisher._client = client = Store()
+    publisher.run(ID)
+    row = db_servers.live_image_get(ID)
+    assert row['publish_status'] == publish.PUBLISHED
+    assert set(row['publish_location']['files']) >= {'domain.xml', 'nova.json', 'vda.qcow2'}
+    publisher.remove(ID, nova=True)          # discard
+    assert client.images == {} and client.objects == {}
+
+
+def test_a_failed_nova_publish_says_why_and_leaves_no_disk_behind(gc_db, tmp_path):
+    _nova_row(tmp_path)
+    publisher = publish.Publisher()
+    publisher._client = client = FailingDisks()
+    publisher.run(ID)
+    row = db_servers.live_image_get(ID)
+    assert row['publish_status'] == publish.ERROR
+    assert 'the OSD is full' in row['publish_reason']
+    assert client.images == {} and client.objects == {}
