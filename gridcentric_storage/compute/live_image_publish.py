@@ -29,8 +29,10 @@ discard completes at once. Fencing was chosen over keeping the live image
 ``discarding`` and retrying: a host whose service is down but whose rbd-fuse
 runs would hold the image until that service returns, maybe never. The
 blocklist covers one client instance (address and nonce), i.e. that host's
-rbd-fuse of this image only; when that host starts again it unmounts the live
-images discarded meanwhile (``live_image_mounts``).
+rbd-fuse of this image only. That daemon then answers nothing, so whatever
+looks at its mount (``df``) waits: when that host's service starts again it
+kills the daemons of live images discarded meanwhile before anything else
+(``live_image_mounts``); an operator may kill it sooner.
 """
 
 import hashlib
@@ -252,7 +254,10 @@ def is_nova(artifacts: virt.LiveImageArtifacts) -> bool:
 def unpublish(client: StoreClient, live_image_id: str, nova: bool = False,
               fence_watchers: bool = False) -> None:
     name = image_name(live_image_id)
-    client.remove_image(name, fence_watchers)
+    if fence_watchers:
+        client.remove_image(name, fence_watchers=True)
+    else:
+        client.remove_image(name)
     client.remove_object(name + '.state')
     client.remove_object(name + '.layout')
     if nova:
