@@ -5,12 +5,11 @@ directory (the live image is published, ``nova.store``) needs it there before
 the driver resumes it: gridcentric-compute on that host owns the store's
 client and the supervised ``rbd-fuse`` mounts, so the driver asks it.
 
-It runs inside nova-compute, whose ``CONF`` is Nova's: the transport is made
-from that ``CONF`` (Nova's own ``transport_url`` unless ``[gridcentric]
-transport_url`` names another bus) and the target names gridcentric-compute's
-exchange and topic itself, since Nova changes the default exchange to
-``nova``. The context goes as a plain dict, the keys gridcentric-compute's
-``RequestContext.from_dict`` reads.
+It runs inside nova-compute, whose ``CONF`` is Nova's: the transport is
+Nova's own ``transport_url`` (gridcentric-compute must listen on that bus) and
+the target names gridcentric-compute's exchange and topic itself, since Nova
+changes the default exchange to ``nova``. The context goes as a plain dict,
+the keys gridcentric-compute's ``RequestContext.from_dict`` reads.
 """
 
 from typing import Any
@@ -29,8 +28,6 @@ opts = [
                 help='Resume clones of live images this host does not hold from the '
                      'live image store: gridcentric-compute on this host (with '
                      '[live_image_store] enabled) mounts and fetches them.'),
-    cfg.StrOpt('transport_url', secret=True, default=None,
-               help="gridcentric-compute's RPC bus; unset: Nova's own transport_url."),
     cfg.StrOpt('compute_exchange', default='openstack',
                help="gridcentric-compute's RPC exchange (its control_exchange)."),
     cfg.StrOpt('compute_topic', default='gridcentric',
@@ -51,7 +48,7 @@ class ComputeClient:
                  transport: messaging.Transport | None = None) -> None:
         options = conf[group]
         self.transport = transport or messaging.get_rpc_transport(
-            conf, url=options.transport_url, allowed_remote_exmods=ALLOWED_EXMODS)
+            conf, allowed_remote_exmods=ALLOWED_EXMODS)
         target = messaging.Target(exchange=options.compute_exchange,
                                   topic=options.compute_topic, version=VERSION)
         self.client = messaging.get_rpc_client(
