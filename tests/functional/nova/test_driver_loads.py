@@ -160,6 +160,81 @@ print(json.dumps(out))
     }
 
 
+def test_a_live_image_not_on_this_host_comes_from_gridcentric_compute_or_fails_saying_why(
+        tmp_path: Path) -> None:
+    """With [gridcentric] published_live_images, a clone whose live image has no
+    directory here asks this host's gridcentric-compute (compute RPC 2.8, a
+    stand-in client here; the Nova lane's operator flow runs the real one) and
+    checks the manifest of the copy it names as it checks a blessed one."""
+    store = tmp_path / 'store-cache'
+    result = _nova_python(PRELUDE + '''
+import os
+import oslo_messaging as messaging
+from gridcentric_storage.common import exception as gc_exception
+from gridcentric_storage.nova import manifest
+store, root = %(store)r, %(root)r
+d = driver.load_compute_driver(fake.FakeVirtAPI(), 'gridcentric.LibvirtDriver')
+CONF.set_override('live_images_path', root, group='gridcentric')
+CONF.set_override('published_live_images', True, group='gridcentric')
+CONF.set_override('host', 'compute-1')
+directory = os.path.join(store, 'li-fetched')
+os.makedirs(directory)
+paths = {n: os.path.join(directory, n) for n in ('ram', 'state', 'vda.qcow2', 'domain.xml')}
+for path in paths.values():
+    open(path, 'w').close()
+manifest.write(directory, manifest.NovaLiveImage(
+    live_image_id='li-fetched', project_id='p2', source_instance='src',
+    ram_path=paths['ram'], ram_size=128 << 20, ram_block='gc.ram',
+    state_path=paths['state'], disks={'vda': paths['vda.qcow2']},
+    domain_xml_path=paths['domain.xml']))
+
+class Compute:
+    calls = []
+    def prepare_nova_live_image(self, host, live_image_id, request_id, project_id):
+        self.calls.append([host, live_image_id, project_id])
+        if live_image_id == 'li-changed':
+            raise gc_exception.LiveImageFilesMissing(
+                id=live_image_id, reason='its published domain.xml does not match the '
+                'sha256 recorded at publish time')
+        if live_image_id == 'li-silent':
+            raise messaging.MessagingTimeout('no reply')
+        if live_image_id == 'li-renamed':
+            return os.path.join(store, 'li-fetched')
+        return os.path.join(store, live_image_id)
+
+d._compute = Compute()
+out = {}
+for li_id in ('li-fetched', 'li-changed', 'li-silent', 'li-renamed'):
+    instance = objects.Instance(uuid='6f1c3b6e-0d55-4a43-8a7c-1f2e3d4c5b6a', project_id='p1',
+                                metadata={'launched_from': li_id}, vm_state='building',
+                                task_state='spawning',
+                                flavor=objects.Flavor(name='gc-tiny', memory_mb=128))
+    try:
+        d.spawn(None, instance, None, [], None, {})
+        out[li_id] = 'spawned'
+    except Exception as e:
+        out[li_id] = [type(e).__name__, e.format_message()]
+out['calls'] = Compute.calls
+print(json.dumps(out))
+''' % {'store': str(store), 'root': str(tmp_path / 'live-images')})
+    prefix = 'Build of instance 6f1c3b6e-0d55-4a43-8a7c-1f2e3d4c5b6a aborted: '
+    assert result == {
+        # the store's copy is checked as a blessed one: here, another project's
+        'li-fetched': ['BuildAbortException', prefix + 'cannot resume live image li-fetched: '
+                       "it is not a live image of this instance's project"],
+        # gridcentric-compute's refusal is the clone's fault, word for word
+        'li-changed': ['BuildAbortException', prefix + 'Live image li-changed cannot be used: '
+                       'its published domain.xml does not match the sha256 recorded at '
+                       'publish time'],
+        'li-silent': ['BuildAbortException', prefix + 'cannot resume live image li-silent: '
+                      'the gridcentric-compute of its host did not answer'],
+        'li-renamed': ['BuildAbortException', prefix + 'cannot resume live image li-renamed: '
+                       'gridcentric-compute named another directory'],
+        'calls': [['compute-1', li, 'p1'] for li in (
+            'li-fetched', 'li-changed', 'li-silent', 'li-renamed')],
+    }
+
+
 def test_only_the_first_spawn_of_a_clone_resumes_its_live_image() -> None:
     result = _nova_python(PRELUDE + '''
 from gridcentric_storage.nova.virt import driver as ours
