@@ -13,35 +13,17 @@ import subprocess
 
 import pytest
 
-from tests.fixtures import guest
+from tests.fixtures import all_in_one, guest
+from tests.fixtures.all_in_one import AllInOne
 from tests.fixtures.images import store_file
 from tests.fixtures.services import gc_api, wait_for
-from tests.functional.test_live_images_qemu import AllInOne
 
 needs_qemu = pytest.mark.skipif(guest.missing() is not None, reason=guest.missing() or '')
 
 
 @pytest.fixture
 def aio(tmp_path):
-    deployment = AllInOne(tmp_path)
-    deployment.start()
-    try:
-        yield deployment
-    finally:
-        # Clones first, then their live images, then the clones those were
-        # blessed from (refused while a live image uses their disks).
-        def emptied() -> bool:
-            servers = deployment.call('GET', '/v1/servers').json()['servers']
-            images = deployment.call('GET', '/v1/live-images').json()['live_images']
-            for server in servers:
-                deployment.call('DELETE', '/v1/servers/%s' % server['id'])
-            for image in images:
-                deployment.call('DELETE', '/v1/live-images/%s' % image['id'])
-            return not servers and not images
-        try:
-            wait_for(emptied, timeout=120, interval=0.5)
-        finally:
-            deployment.stop()
+    yield from all_in_one.running(tmp_path)
 
 
 def ok_json(result: subprocess.CompletedProcess):

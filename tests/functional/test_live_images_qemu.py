@@ -7,130 +7,20 @@ a console shows whether a VM resumed the blessed memory or booted afresh.
 
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 
 import pytest
-import requests
 
-from tests.fixtures import guest
-from tests.fixtures.images import publish
+from tests.fixtures import all_in_one, guest
+from tests.fixtures.all_in_one import AllInOne  # noqa: F401 (other modules import it here)
 from tests.fixtures.services import wait_for
 
-BIN = os.path.dirname(sys.executable)
 pytestmark = pytest.mark.skipif(guest.missing() is not None, reason=guest.missing() or '')
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return int(s.getsockname()[1])
-
-
-class AllInOne:
-    def __init__(self, tmp_path) -> None:
-        self.tmp = tmp_path
-        self.port = _free_port()
-        self.url = 'http://127.0.0.1:%d' % self.port
-        self.hooks = tmp_path / 'hooks.d'
-        self.hooks.mkdir()
-        self.config = tmp_path / 'aio.conf'
-        # QMP sockets live under state_path: keep it short (unix socket paths
-        # are limited to 108 bytes, pytest's tmp_path is long).
-        self.state = tempfile.mkdtemp(prefix='gc-', dir='/tmp')
-        self.config.write_text(
-            '[DEFAULT]\nstate_path = %s\n[api]\nport = %d\n[compute]\nreport_interval = 1\n'
-            'hooks_dir = %s\n' % (self.state, self.port, self.hooks))
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        log = open(self.tmp / ('aio-%d.log' % self.starts), 'w')
-        self.proc = subprocess.Popen([os.path.join(BIN, 'gridcentric-all-in-one'),
-                                      '--config-file', str(self.config)],
-                                     stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._up, timeout=90, interval=0.2)
-
-    def _up(self) -> bool:
-        try:
-            return self.call('GET', '/v1/servers').status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
-        shutil.rmtree(self.state, ignore_errors=True)
-
-    def call(self, method: str, path: str, **kwargs) -> requests.Response:
-        headers = kwargs.pop('headers', {})
-        headers.setdefault('X-Auth-Token', 'admin:admin')
-        return requests.request(method, self.url + path, timeout=60, headers=headers,
-                                **kwargs)
-
-    def hook(self, name: str, script: str) -> None:
-        path = self.hooks / name
-        path.write_text('#!/bin/sh\n' + script + '\n')
-        path.chmod(0o755)
-
-    def console(self, server_id: str) -> str:
-        return self.call('POST', '/v1/servers/%s/action' % server_id,
-                         json={'os-getConsoleOutput': {}}).json()['output']
-
-    def server(self, server_id: str) -> dict:
-        response = self.call('GET', '/v1/servers/%s' % server_id)
-        return response.json()['server'] if response.status_code == 200 else {
-            'status': 'DELETED', 'task_state': None}
-
-    def settled_server(self, server_id: str, timeout: float = 120) -> dict:
-        def done():
-            server = self.server(server_id)
-            return server if server['status'] != 'BUILD' and not server['task_state'] \
-                else None
-        return wait_for(done, timeout=timeout, interval=0.2)
-
-    def live_image(self, image_id: str) -> dict:
-        response = self.call('GET', '/v1/live-images/%s' % image_id)
-        return response.json()['live_image'] if response.status_code == 200 else {
-            'status': 'gone'}
-
-    def boot(self, name: str = 'template') -> dict:
-        paths = guest.build_or_skip()
-        kernel, initrd = publish(self.state, paths.kernel, paths.initrd)
-        response = self.call('POST', '/v1/servers', json={'server': {
-            'name': name, 'memory_mb': 256, 'kernel': kernel, 'initrd': initrd,
-            'cmdline': guest.CMDLINE}})
-        assert response.status_code == 202, response.text
-        server = self.settled_server(response.json()['server']['id'])
-        assert server['status'] == 'ACTIVE', server
-        wait_for(lambda: len(guest.counters(self.console(server['id']))) >= 3, timeout=180,
-                 interval=0.5)
-        return server
 
 
 @pytest.fixture
 def aio(tmp_path):
-    deployment = AllInOne(tmp_path)
-    deployment.start()
-    try:
-        yield deployment
-        for server in deployment.call('GET', '/v1/servers').json().get('servers', []):
-            deployment.call('DELETE', '/v1/servers/%s' % server['id'])
-        wait_for(lambda: deployment.call('GET', '/v1/servers').json()['servers'] == [],
-                 timeout=60, interval=0.5)
-    finally:
-        deployment.stop()
+    yield from all_in_one.running(tmp_path)
 
 
 def test_bless_and_launch_clones_that_resume_its_memory(aio):
