@@ -19,8 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import require_service
+from tests.fixtures import all_in_one
 from tests.fixtures.images import publish
-from tests.fixtures.services import wait_for
+from tests.fixtures.services import fresh_database, wait_for
 from tests.functional.test_multihost import Deployment, _get_ok, pg_url  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,11 +67,23 @@ def _deployed(tmp_path, db_url, ceph_conf):
             _remove_published(dep, 'gc-live-%s' % image['id'])
 
 
-@pytest.fixture
-def stream(tmp_path, pg_url):  # noqa: F811
+@pytest.fixture(scope='module')
+def deployment(tmp_path_factory):
+    """One deployment for the module's tests (building one takes ~20 s). Each test
+    leaves it empty (see ``stream``); the fault tests run last and check that
+    the service recovered from what they broke."""
     conf = require_service('GC_TEST_CEPH_CONF', 'Ceph (tools/ceph.sh start)')
-    with _deployed(tmp_path, pg_url, conf) as dep:
+    server = require_service('GC_TEST_PG_URL', 'PostgreSQL')
+    with fresh_database(server) as db_url, \
+            _deployed(tmp_path_factory.mktemp('stream'), db_url, conf) as dep:
         yield dep
+
+
+@pytest.fixture
+def stream(deployment):
+    """The shared deployment, emptied after the test (also when it failed)."""
+    yield deployment
+    all_in_one.empty(deployment)
 
 
 def _console(dep, server_id):
@@ -262,16 +275,20 @@ def test_killed_fuse_daemon_fails_its_clones_and_mounts_again(stream):
     assert _fuse_pids(name) == []
 
 
-def test_osd_stopped_during_remote_clone(tmp_path, pg_url):  # noqa: F811
+def test_osd_stopped_during_remote_clone(request, tmp_path):
     """The guest freezes on an uncached page while the OSD is away and goes on
     after it returns. The OSD of the test Ceph stops for a while (as in
-    test_rbd_driver); GC_TEST_CEPH_DIR names a private cluster instead, for a
+    test_rbd_driver), on the module's deployment; GC_TEST_CEPH_DIR names a
+    private cluster instead (and a deployment of its own that uses it), for a
     machine where others use the test Ceph at the same time."""
-    from tests.fixtures import ceph
-
-    ceph_dir = os.environ.get('GC_TEST_CEPH_DIR') or os.path.dirname(ceph.ceph_conf())
-    with _deployed(tmp_path, pg_url, os.path.join(ceph_dir, 'ceph.conf')) as dep:
-        _osd_stop_and_start(dep, ceph_dir)
+    private = os.environ.get('GC_TEST_CEPH_DIR')
+    if not private:
+        dep = request.getfixturevalue('stream')
+        _osd_stop_and_start(dep, os.path.dirname(dep.ceph_conf))
+        return
+    db_url = request.getfixturevalue('pg_url')
+    with _deployed(tmp_path, db_url, os.path.join(private, 'ceph.conf')) as dep:
+        _osd_stop_and_start(dep, private)
 
 
 def _osd_stop_and_start(dep, ceph_dir):
