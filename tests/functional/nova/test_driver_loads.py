@@ -275,7 +275,7 @@ for clone in args['clones']:
     # what spawn does before Nova prepares the instance and calls _create_guest
     started = time.monotonic()
     live_image = ours.live_image_to_resume(instance)
-    d._resuming[instance.uuid] = ours._Resume(d._live_image(instance, live_image), started)
+    d._resuming[instance.uuid] = ours._Resume(d._live_image(None, instance, live_image), started)
     try:
         guest = d._create_guest(None, clone['xml'], instance, power_on=True,
                                 pause=clone['pause'])
