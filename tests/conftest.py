@@ -5,6 +5,7 @@ in-process ``fake://`` driver, the paste-deployed API on a loopback port.
 """
 
 import os
+import shutil
 
 import pytest
 from oslo_config import cfg
@@ -62,9 +63,28 @@ def gc_conf(tmp_path):
         CONF.clear_override(name, group='compute')
 
 
+@pytest.fixture(scope='session')
+def _migrated_sqlite(tmp_path_factory):
+    """A SQLite file migrated to the newest revision, once per session (per xdist
+    worker): the migrations take about a second, many tests need a database."""
+    import sqlalchemy as sa
+
+    path = tmp_path_factory.mktemp('migrated') / 'gc.sqlite'
+    engine = sa.create_engine('sqlite:///%s' % path)
+    migration.db_sync(engine)
+    engine.dispose()
+    return path
+
+
 @pytest.fixture
-def gc_db(gc_conf):
-    migration.db_sync(db.get_engine())
+def gc_db(gc_conf, tmp_path, _migrated_sqlite):
+    """The database of gc_conf at the newest revision: a copy of the session's migrated
+    file (tests/unit/db/test_migrations.py runs the migrations themselves)."""
+    path = tmp_path / 'gc.sqlite'
+    if CONF.database.connection == 'sqlite:///%s' % path and not path.exists():
+        shutil.copyfile(_migrated_sqlite, path)
+    else:
+        migration.db_sync(db.get_engine())
     return db
 
 
@@ -76,3 +96,41 @@ def cloud(gc_db):
     instance = InProcessCloud()
     yield instance
     instance.stop()
+
+
+#: Conformance backends over host-wide daemons: the test Ceph's ``rbd`` pool (whose
+#: whole listing the scenarios compare before and after), and tgtd's targets and
+#: CHAP accounts (tgt-admin numbers new targets from what tgtd already has).
+_SHARED_BACKENDS = frozenset({'rbd', 'cinder-rbd', 'lvm-thick', 'lvm-thin'})
+#: Modules that own a fixed name in a shared server (a PostgreSQL database) or stop
+#: a shared daemon (the test Ceph's OSD).
+_SHARED_MODULES = frozenset({'tests/unit/db/test_migrations.py',
+                             'tests/functional/test_rbd_driver.py'})
+
+
+def _shares_host_state(item: pytest.Item) -> bool:
+    callspec = getattr(item, 'callspec', None)
+    params = callspec.params if callspec else {}
+    path = item.nodeid.split('::', 1)[0]
+    if path.startswith('tests/conformance/') and params.get('backend') in _SHARED_BACKENDS:
+        return True
+    if path == 'tests/unit/volume/targets/test_target_contract.py':
+        return params.get('env') == 'tgt'
+    return path in _SHARED_MODULES
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line('markers', 'host_daemons: uses the state of a host-wide daemon '
+                            '(set by tests/conftest.py, not by hand)')
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that share a host-wide daemon's state: tools/run-tests.sh runs
+    ``-m 'not host_daemons'`` two at a time (pytest-xdist; each of those has its
+    own temporary directory, SQLite file and fake:// transport), then
+    ``-m host_daemons`` one at a time. (xdist's ``--dist loadgroup`` would say
+    this with a mark, but it silently stops grouping on pytest 9.2.)"""
+    for item in items:
+        if _shares_host_state(item):
+            item.add_marker(pytest.mark.host_daemons)

@@ -59,10 +59,25 @@ run_pytest() {
     return $rc
 }
 
-step "PyPI lane: all tests"
-# tests/functional/nova need the Nova stack: the Nova lane below runs them
+# The unit and conformance tests run two at a time (pytest-xdist): each has its own
+# temporary directory, SQLite file and fake:// transport. Those that share a
+# host-wide daemon's state (the test Ceph's pool, tgtd's targets, a fixed
+# PostgreSQL database: tests/conftest.py marks them host_daemons) run after, alone.
+PARALLEL=(-n 2 -m 'not host_daemons')
+SERIAL=(-m host_daemons)
+
+step "PyPI lane: unit and conformance tests"
+run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=15 "${PARALLEL[@]}" \
+    tests/unit tests/conformance "$@"
+run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=5 "${SERIAL[@]}" \
+    tests/unit tests/conformance "$@"
+
+step "PyPI lane: functional, interface and packaging tests"
+# one at a time: they run QEMU guests and whole deployments on the machine's cores
+# and stop daemons others use (the test Ceph's OSD). tests/functional/nova need
+# the Nova stack: the Nova lane below runs them.
 run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=25 \
-    --ignore=tests/functional/nova \
+    --ignore=tests/unit --ignore=tests/conformance --ignore=tests/functional/nova \
     tests "$@"
 
 step "Nova lane: gridcentric-storage inside a real Nova 34 (tools/nova.sh)"
@@ -80,8 +95,11 @@ step "Debian lane: unit tests on Debian 12's python3 packages"
 .venv-debian/bin/pip install -q --no-deps --no-build-isolation -e .
 # Debian does not package the maintained QMP library: only it comes from PyPI.
 .venv-debian/bin/pip install -q --no-deps qemu.qmp
-run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q tests/unit tests/conformance \
-    tests/functional/test_rbd_driver.py "$@"
+run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q "${PARALLEL[@]}" \
+    tests/unit tests/conformance "$@"
+# test_rbd_driver.py stops the test Ceph's OSD: host_daemons too
+run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q "${SERIAL[@]}" \
+    tests/unit tests/conformance tests/functional/test_rbd_driver.py "$@"
 
 step "Package lane: build the .debs, install them, run the services as their units say, purge"
 # uses this run's RabbitMQ (GC_TEST_RABBIT_URL) for gridcentric-api <-> -compute
