@@ -58,13 +58,6 @@ class Claimed:
         self.loaded = loaded
 
 
-def _client(mon: qmp.Monitor) -> Any:
-    client = mon._client                      # the session qmp.Monitor wraps
-    if client is None:
-        raise exception.QmpError(reason='QMP session to %s is closed' % mon.path)
-    return client
-
-
 def _error(name: str, e: BaseException) -> exception.QmpError:
     if isinstance(e, ExecuteError):
         return exception.QmpError(reason='QMP %s failed: %s' % (name, e),
@@ -74,14 +67,19 @@ def _error(name: str, e: BaseException) -> exception.QmpError:
 
 async def _send_batch(client: Any, fd: int, commands: list[tuple[str, dict[str, Any]]],
                       listener: EventListener) -> None:
-    """Send ``commands`` back to back (the state's fd first), then await every answer."""
+    """Send ``commands`` back to back (the state's fd first), then await every answer.
+    The listener stays registered only when every command succeeded."""
     client.register_listener(listener)
-    client.send_fd_scm(fd)          # QEMU hands it to the next getfd
-    results = await asyncio.gather(*(client.execute(name, args or None)
-                                     for name, args in commands), return_exceptions=True)
-    for (name, _), result in zip(commands, results, strict=True):
-        if isinstance(result, BaseException):
-            raise _error(name, result)
+    try:
+        client.send_fd_scm(fd)          # QEMU hands it to the next getfd
+        results = await asyncio.gather(*(client.execute(name, args or None)
+                                         for name, args in commands), return_exceptions=True)
+        for (name, _), result in zip(commands, results, strict=True):
+            if isinstance(result, BaseException):
+                raise _error(name, result)
+    except BaseException:            # a timeout in the caller cancels this coroutine
+        client.remove_listener(listener)
+        raise
 
 
 async def _loaded(client: Any, listener: EventListener) -> float:
@@ -223,18 +221,14 @@ class PoolSlots:
         commands += [('migrate-set-capabilities', {'capabilities': CAPABILITIES}),
                      ('getfd', {'fdname': STATE_FD}),
                      ('migrate-incoming', {'uri': 'fd:' + STATE_FD})]
-        client = _client(mon)
         listener = EventListener('MIGRATION')
         fd = os.open(state_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             try:
-                qmp._LOOP.run(_send_batch(client, fd, commands, listener), mon.timeout)
+                mon.run(lambda client: _send_batch(client, fd, commands, listener),
+                        mon.timeout)
             except (QMPError, OSError, TimeoutError) as e:
-                client.remove_listener(listener)
                 raise _error('batch', e)
-            except BaseException:
-                client.remove_listener(listener)
-                raise
         finally:
             os.close(fd)             # QEMU has its own copy
         built = time.monotonic()
@@ -242,7 +236,7 @@ class PoolSlots:
         os.unlink(self._vms.file(clone_id, qemu_pool.MARKER))
         record()
         try:
-            loaded = qmp._LOOP.run(_loaded(client, listener), self.migration_timeout)
+            loaded = mon.run(lambda client: _loaded(client, listener), self.migration_timeout)
         except TimeoutError:
             raise exception.QmpError(reason='migration not completed after %.0f s'
                                      % self.migration_timeout)

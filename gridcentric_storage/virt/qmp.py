@@ -97,6 +97,14 @@ class Monitor:
         except (QMPError, OSError, EOFError) as e:
             raise exception.QmpError(reason='QMP %s failed: %s' % (name, e or type(e).__name__))
 
+    def run(self, work: Callable[[QMPClient], Coroutine[Any, Any, T]],
+            timeout: float | None) -> T:
+        """Run ``work(client)`` on the QMP loop: for callers that pipeline commands,
+        pass descriptors or wait for events on this session (qemu_pool_slots)."""
+        if self._client is None:
+            raise exception.QmpError(reason='QMP session to %s is closed' % self.path)
+        return _LOOP.run(work(self._client), timeout)
+
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
