@@ -108,6 +108,16 @@ def settled_server(server_id: str, timeout: float = 20) -> dict[str, Any] | None
     return None if found.get('gone') else found
 
 
+def boot(compute: Any, ctxt: context.RequestContext, volume: dict[str, Any],
+         name: str = 'vm') -> dict[str, Any]:
+    """A 128 MiB server booted from ``volume``, once ACTIVE (asserted)."""
+    server = compute.create_server(ctxt, {'name': name, 'memory_mb': 128,
+                                          'volume_id': volume['id']})
+    settled = settled_server(server['id'])
+    assert settled is not None and settled['status'] == 'ACTIVE', settled
+    return settled
+
+
 def settled_live_image(live_image_id: str, timeout: float = 20) -> dict[str, Any] | None:
     def done() -> Any:
         try:

@@ -26,14 +26,6 @@ def other(service):
     running.stop()
 
 
-def _boot(compute, ctxt, volume, name='vm'):
-    server = compute.create_server(ctxt, {'name': name, 'memory_mb': 128,
-                                          'volume_id': volume['id']})
-    settled = helpers.settled_server(server['id'])
-    assert settled is not None and settled['status'] == 'ACTIVE', settled
-    return settled
-
-
 def _attachments(volume_id):
     return sorted((a['status'], a['host'])
                   for a in db_attachments.attachment_get_all(volume_id=volume_id))
@@ -46,7 +38,7 @@ def _drop(monkeypatch, client, method):
 def test_a_server_moves_to_the_other_host_and_runs_on_there(
         service, compute, volumes, ctxt, backend, hypervisor):
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)       # before host-b is up: on test-host
+    server = helpers.boot(compute, ctxt, root)       # before host-b is up: on test-host
     assert server['host'] == helpers.HOST
     before = hypervisor.get_console_output(server['id'])
     other = helpers.start_service(OTHER)
@@ -77,7 +69,7 @@ def test_a_server_moves_to_the_other_host_and_runs_on_there(
 def test_a_failed_migration_leaves_the_guest_running_on_its_host_with_a_note(
         service, other, compute, volumes, ctxt, backend, hypervisor):
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)
+    server = helpers.boot(compute, ctxt, root)
     source = db_servers.server_get(server['id'])['host']
     hosts = {helpers.HOST: service, OTHER: other}
     dest = OTHER if source == helpers.HOST else helpers.HOST
@@ -175,7 +167,7 @@ def test_a_local_file_volume_of_the_source_refuses_the_move(
 def test_what_cannot_start_is_refused_before_anything_changes(
         service, other, compute, volumes, ctxt, backend, monkeypatch):
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)
+    server = helpers.boot(compute, ctxt, root)
     with pytest.raises(exception.Invalid, match='runs on host .* already'):
         compute.migrate(ADMIN, server, server['host'])
     with pytest.raises(exception.Invalid, match='no compute service is up on host nowhere'):
@@ -192,7 +184,7 @@ def test_what_cannot_start_is_refused_before_anything_changes(
 def test_restart_of_the_source_cancels_a_move_it_cut_short(
         service, other, compute, volumes, ctxt, backend, monkeypatch):
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)
+    server = helpers.boot(compute, ctxt, root)
     hosts = {helpers.HOST: service, OTHER: other}
     source = hosts[server['host']]
     _drop(monkeypatch, compute.rpcapi, 'migrate_server')
@@ -220,7 +212,7 @@ def _moved_but_not_recorded(compute, server, source, dest, monkeypatch):
 def test_restart_of_the_destination_adopts_a_guest_that_runs_there(
         service, other, compute, volumes, ctxt, backend, monkeypatch):
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)
+    server = helpers.boot(compute, ctxt, root)
     hosts = {helpers.HOST: service, OTHER: other}
     source = hosts[server['host']]
     dest = other if source is service else service
@@ -240,7 +232,7 @@ def test_restart_of_the_destination_adopts_a_guest_that_runs_there(
 def test_restart_of_the_source_after_the_transfer_finishes_on_the_destination(
         service, other, compute, volumes, ctxt, backend, monkeypatch):
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)
+    server = helpers.boot(compute, ctxt, root)
     hosts = {helpers.HOST: service, OTHER: other}
     source = hosts[server['host']]
     dest = other if source is service else service

@@ -20,14 +20,6 @@ from tests.unit.compute import helpers
 ADMIN = context.get_admin_context()
 
 
-def _boot(compute, ctxt, volume, name='vm'):
-    server = compute.create_server(ctxt, {'name': name, 'memory_mb': 128,
-                                          'volume_id': volume['id']})
-    settled = helpers.settled_server(server['id'])
-    assert settled is not None and settled['status'] == 'ACTIVE', settled
-    return settled
-
-
 def _attachments(volume_id):
     return [(a['status'], a['instance_uuid'], a['host'])
             for a in db_attachments.attachment_get_all(volume_id=volume_id)]
@@ -58,7 +50,7 @@ def _returns(monkeypatch, obj, method):
 def test_a_server_boots_from_its_volume_and_gives_it_back_when_deleted(
         compute, volumes, ctxt, backend, hypervisor):
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)
+    server = helpers.boot(compute, ctxt, root)
     assert db.volume_get(root['id'])['status'] == 'in-use'
     assert _attachments(root['id']) == [('attached', server['id'], helpers.HOST)]
     assert [d.volume_id for d in hypervisor.disks(server['id'])] == [root['id']]
@@ -73,7 +65,7 @@ def test_a_server_boots_from_its_volume_and_gives_it_back_when_deleted(
 def test_a_server_boots_only_from_an_available_volume_of_its_project(
         compute, volumes, ctxt, backend):
     root = helpers.make_volume(volumes, ctxt, backend)
-    first = _boot(compute, ctxt, root)
+    first = helpers.boot(compute, ctxt, root)
     with pytest.raises(exception.InvalidState, match='in-use') as busy:
         compute.create_server(ctxt, {'name': 'second', 'memory_mb': 128,
                                      'volume_id': root['id']})
@@ -109,7 +101,7 @@ def test_a_failed_spawn_is_an_error_with_a_fault_and_delete_frees_its_volume(
 def test_hot_attach_and_detach(service, compute, volumes, ctxt, backend, hypervisor,
                               monkeypatch):
     detached = _returns(monkeypatch, service.manager.servers, 'detach_volume')
-    server = _boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
+    server = helpers.boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
     data = helpers.make_volume(volumes, ctxt, backend, size=2)
     compute.attach_volume(ctxt, server, data['id'], 'ro')
     assert helpers.settled_volume(data['id'])['status'] == 'in-use'
@@ -126,7 +118,7 @@ def test_hot_attach_and_detach(service, compute, volumes, ctxt, backend, hypervi
 
 def test_the_root_volume_cannot_be_detached(compute, volumes, ctxt, backend):
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)
+    server = helpers.boot(compute, ctxt, root)
     with pytest.raises(exception.Invalid, match='root disk'):
         compute.detach_volume(ctxt, server, root['id'])
     assert _attachments(root['id']) == [('attached', server['id'], helpers.HOST)]
@@ -141,7 +133,7 @@ def _failed_attach(service, compute, ctxt, server, volume, monkeypatch):
 
 def test_a_hypervisor_that_cannot_plug_the_disk_leaves_the_attachment_in_error(
         service, compute, volumes, ctxt, backend, hypervisor, monkeypatch):
-    server = _boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
+    server = helpers.boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
     data = helpers.make_volume(volumes, ctxt, backend)
 
     def attach_volume(instance_id, disk):
@@ -157,7 +149,7 @@ def test_a_hypervisor_that_cannot_plug_the_disk_leaves_the_attachment_in_error(
 
 def test_an_export_that_fails_leaves_the_attachment_in_error(
         service, compute, volumes, ctxt, backend, hypervisor, monkeypatch):
-    server = _boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
+    server = helpers.boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
     data = helpers.make_volume(volumes, ctxt, backend)
 
     def initialize_connection(self, volume, connector, initiator_data=None):
@@ -174,7 +166,7 @@ def test_an_export_that_fails_leaves_the_attachment_in_error(
 
 def _failed_detach(service, compute, ctxt, backend, volumes, hypervisor, monkeypatch):
     """A server with a hot-plugged volume the hypervisor once failed to unplug."""
-    server = _boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
+    server = helpers.boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
     data = helpers.make_volume(volumes, ctxt, backend)
     compute.attach_volume(ctxt, server, data['id'], 'rw')
     assert helpers.settled_volume(data['id'])['status'] == 'in-use'
@@ -201,7 +193,7 @@ def test_a_failed_detach_leaves_the_volume_in_use(
                                      monkeypatch)
     # The VM still has the disk: the volume is in use, no other server may take it.
     assert db.volume_get(data['id'])['status'] == 'in-use'
-    other = _boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend), name='other')
+    other = helpers.boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend), name='other')
     with pytest.raises(exception.InvalidState):
         compute.attach_volume(ctxt, other, data['id'], 'rw')
 
@@ -253,7 +245,7 @@ def test_restart_finds_a_build_whose_vm_runs_active(
 def test_restart_finishes_a_delete(service, compute, volumes, ctxt, backend, hypervisor,
                                    monkeypatch):
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)
+    server = helpers.boot(compute, ctxt, root)
     _drop(monkeypatch, compute.rpcapi, 'destroy_server')
     compute.delete_server(ctxt, server)
     assert db_servers.server_get(server['id'])['task_state'] == 'deleting'
@@ -277,7 +269,7 @@ def _interrupted_bless(service, compute, volumes, ctxt, backend, hypervisor, mon
     """A bless the host stopped in: the VM paused, ``snapshotted``: its volume's
     snapshot taken (the step before the memory is saved)."""
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)
+    server = helpers.boot(compute, ctxt, root)
     with monkeypatch.context() as patch:
         _drop(patch, compute.rpcapi, 'bless_server')
         image = compute.bless(ctxt, server, 'gold')
@@ -327,7 +319,7 @@ def test_an_interrupted_bless_leaves_no_snapshot_once_discarded(
 def test_restart_finishes_a_discard(service, compute, volumes, ctxt, backend, hypervisor,
                                     monkeypatch):
     root = helpers.make_volume(volumes, ctxt, backend)
-    server = _boot(compute, ctxt, root)
+    server = helpers.boot(compute, ctxt, root)
     image = compute.bless(ctxt, server, 'gold')
     image = helpers.settled_live_image(image['id'])
     assert image['status'] == 'blessed'
@@ -344,7 +336,7 @@ def test_restart_finishes_a_discard(service, compute, volumes, ctxt, backend, hy
 
 def test_of_two_racing_blesses_exactly_one_starts(service, compute, volumes, ctxt, backend,
                                                   monkeypatch):
-    server = _boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
+    server = helpers.boot(compute, ctxt, helpers.make_volume(volumes, ctxt, backend))
     _drop(monkeypatch, compute.rpcapi, 'bless_server')
     compute.bless(ctxt, server, 'first')
     # The second request read the server before the first one's write.
