@@ -31,7 +31,6 @@ runs its QEMU as its own user. Its other files are ``nova.store``'s to fetch.
 import atexit
 import ctypes
 import ctypes.util
-import hashlib
 import logging
 import os
 import shutil
@@ -221,7 +220,7 @@ class MountManager:
         cache = os.path.join(root(), 'cache', live_image_id)
         wanted = {'state': (location['state_object'], location['state_sha256']),
                   'layout.json': (location['layout_object'], location['layout_sha256'])}
-        if all(_sha256_file(os.path.join(cache, name)) == digest
+        if all(publish.sha256_file(os.path.join(cache, name)) == digest
                for name, (_, digest) in wanted.items()):
             return cache
         client = publish.StoreClient()
@@ -439,14 +438,6 @@ def _detach(directory: str) -> None:
             return
     subprocess.run(['fusermount', '-u', '-z', directory], check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _sha256_file(path: str) -> str | None:
-    try:
-        with open(path, 'rb') as f:
-            return hashlib.file_digest(f, 'sha256').hexdigest()
-    except OSError:
-        return None
 
 
 def _tail(path: str) -> str:

@@ -73,6 +73,15 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: str) -> str | None:
+    """The file's sha256, or None when it cannot be read."""
+    try:
+        with open(path, 'rb') as f:
+            return hashlib.file_digest(f, 'sha256').hexdigest()
+    except OSError:
+        return None
+
+
 class StoreClient(rbd_client.CephClient):
     """The RBD driver's connection handling, pointed at ``[live_image_store]``."""
 

@@ -18,12 +18,12 @@ the virt driver reads as it reads a blessed directory. The store's client
 stays in gridcentric-compute: nova-compute never talks to Ceph.
 """
 
-import hashlib
 import json
 import os
 from typing import Any
 
 from gridcentric_storage.common import exception
+from gridcentric_storage.compute.live_image_publish import sha256_file, sha256_of
 from gridcentric_storage.nova import manifest
 from gridcentric_storage.nova.bless import PAUSED_MARKER
 from gridcentric_storage.volume.drivers import rbd_client
@@ -38,14 +38,6 @@ OBJECTS = ('domain.xml', manifest.FILENAME)
 PUBLISHED_MANIFEST = 'published.json'
 _NOT_DISKS = {'ram', 'state', PAUSED_MARKER, *OBJECTS}
 CHUNK = 4 << 20
-
-
-def _sha256_file(path: str) -> str | None:
-    try:
-        with open(path, 'rb') as f:
-            return hashlib.file_digest(f, 'sha256').hexdigest()
-    except OSError:
-        return None
 
 
 def disk_files(directory: str) -> list[str]:
@@ -64,12 +56,12 @@ def publish_files(client: Any, directory: str, name: str) -> dict[str, Any]:
             data = f.read()
         client.put_object('%s.%s' % (name, small), data)
         files[small] = {'object': '%s.%s' % (name, small), 'size': len(data),
-                        'sha256': hashlib.sha256(data).hexdigest()}
+                        'sha256': sha256_of(data)}
     for disk in disk_files(directory):
         path = os.path.join(directory, disk)
         client.write_image('%s.%s' % (name, disk), path)
         files[disk] = {'image': '%s.%s' % (name, disk), 'size': os.stat(path).st_size,
-                       'sha256': _sha256_file(path)}
+                       'sha256': sha256_file(path)}
     return {'files': files}
 
 
@@ -126,7 +118,7 @@ def fetch(client: Any, live_image_id: str, location: dict[str, Any], cache: str,
             raise refuse('its published copy names a file %r' % name)
         local = PUBLISHED_MANIFEST if name == manifest.FILENAME else name
         path = os.path.join(cache, local)
-        if _sha256_file(path) == where['sha256']:
+        if sha256_file(path) == where['sha256']:
             continue
         tmp = path + '.tmp'
         if 'image' in where:
@@ -134,7 +126,7 @@ def fetch(client: Any, live_image_id: str, location: dict[str, Any], cache: str,
         else:
             with open(tmp, 'wb') as f:
                 f.write(client.get_object(where['object']))
-        if _sha256_file(tmp) != where['sha256']:
+        if sha256_file(tmp) != where['sha256']:
             os.unlink(tmp)
             raise refuse('its published %s does not match the sha256 recorded at publish '
                          'time' % local)

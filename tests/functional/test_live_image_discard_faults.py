@@ -13,29 +13,20 @@ when host B starts again it unmounts the live image that no longer exists.
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 
 import pytest
 
 from tests.conftest import require_service
+from tests.fixtures.ceph import rbd_cli, remove_published
 from tests.fixtures.services import wait_for
 from tests.functional.test_multihost import Deployment, pg_url  # noqa: F401
+from tests.functional.test_streamed_launch import _skip_reason
 
 HOST_A, HOST_B = 'gc-hr-a', 'gc-hr-b'
 #: Seconds after its last heartbeat a service counts as down (the default is 60).
 DOWN_TIME = 15
-
-
-def _skip_reason() -> str | None:
-    from tests.fixtures import guest
-
-    if not shutil.which('rbd-fuse'):
-        return 'rbd-fuse is not installed (apt-get install rbd-fuse)'
-    if not os.path.exists('/dev/fuse'):
-        return 'no /dev/fuse on this machine'
-    return guest.missing()
 
 
 @pytest.fixture
@@ -82,7 +73,7 @@ def two_hosts(tmp_path, pg_url):  # noqa: F811
                 os.kill(int(pid), signal.SIGKILL)
         dep.stop()
         for image in images:  # what a failed test left in the shared Ceph
-            _remove_published(dep, 'gc-live-%s' % image['id'])
+            remove_published(dep.ceph_conf, 'gc-live-%s' % image['id'])
         # the shared cluster: lift what the discard blocklisted
         for addr in set(re.findall(r'Blocklisting Ceph client (\S+):', logs)):
             subprocess.run(['ceph', '--conf', ceph_conf, 'osd', 'blocklist', 'rm', addr],
@@ -90,17 +81,7 @@ def two_hosts(tmp_path, pg_url):  # noqa: F811
 
 
 def _rbd(dep, *args):
-    return subprocess.run(['rbd', '--conf', dep.ceph_conf, *args], capture_output=True,
-                          text=True, timeout=60)
-
-
-def _remove_published(dep, name):
-    _rbd(dep, 'snap', 'unprotect', 'rbd/%s@published' % name)
-    _rbd(dep, 'snap', 'purge', 'rbd/%s' % name)
-    _rbd(dep, 'rm', 'rbd/%s' % name)
-    for suffix in ('.state', '.layout'):
-        subprocess.run(['rados', '--conf', dep.ceph_conf, '-p', 'rbd', 'rm', name + suffix],
-                       capture_output=True, timeout=60)
+    return rbd_cli(dep.ceph_conf, *args)
 
 
 def _fuse_pids(image_name):

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from tests.conftest import require_service
 from tests.fixtures import all_in_one
+from tests.fixtures.ceph import rbd_cli, remove_published
 from tests.fixtures.images import publish
 from tests.fixtures.services import fresh_database, wait_for
 from tests.functional.test_multihost import Deployment, _get_ok, pg_url  # noqa: F401
@@ -64,7 +65,7 @@ def _deployed(tmp_path, db_url, ceph_conf):
             dep.call('DELETE', '/v1/servers/%s' % server['id'])
         dep.stop()
         for image in images:  # what a failed test left in the shared Ceph
-            _remove_published(dep, 'gc-live-%s' % image['id'])
+            remove_published(dep.ceph_conf, 'gc-live-%s' % image['id'])
 
 
 @pytest.fixture(scope='module')
@@ -142,17 +143,7 @@ def _launch(dep, image_id, host):
 
 
 def _rbd(dep, *args):
-    return subprocess.run(['rbd', '--conf', dep.ceph_conf, *args], capture_output=True,
-                          text=True, timeout=60)
-
-
-def _remove_published(dep, name):
-    _rbd(dep, 'snap', 'unprotect', 'rbd/%s@published' % name)
-    _rbd(dep, 'snap', 'purge', 'rbd/%s' % name)
-    _rbd(dep, 'rm', 'rbd/%s' % name)
-    for suffix in ('.state', '.layout'):
-        subprocess.run(['rados', '--conf', dep.ceph_conf, '-p', 'rbd', 'rm', name + suffix],
-                       capture_output=True, timeout=60)
+    return rbd_cli(dep.ceph_conf, *args)
 
 
 def _resident(path):
