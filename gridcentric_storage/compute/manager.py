@@ -35,7 +35,6 @@ from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import LiveImage
 from gridcentric_storage.image.store import ImageStore
 from gridcentric_storage.nova import store as nova_store
-from gridcentric_storage.virt import qemu_mirror
 from gridcentric_storage.volume import api as volume_api
 
 LOG = logging.getLogger(__name__)
@@ -63,7 +62,10 @@ class ComputeManager:
         self.servers.driver.init_host(self.host)
         # Before the volume manager (started next) removes the destinations of
         # interrupted volume migrations: a mirror our stop cut short holds them.
-        qemu_mirror.cancel_interrupted(self.servers.driver)
+        try:
+            self.servers.driver.cancel_volume_mirrors()
+        except Exception:       # the service starts all the same
+            LOG.exception('Could not look for interrupted volume migrations')
         # Before RPC is served: a bless cast after the restart is not one cut short.
         self.nova_live_images.recover_interrupted(gc_context.get_admin_context())
 

@@ -134,6 +134,13 @@ class VirtDriver(abc.ABC):
     def cleanup_host(self) -> None:  # noqa: B027 - optional hook
         """At service stop: end what the driver runs besides guests (guests run on)."""
 
+    def cancel_volume_mirrors(self) -> list[str]:
+        """At start-up, before the volume manager removes the destinations of
+        interrupted volume migrations: cancel the mirrors a stop of this service
+        cut short in running guests (they hold those destinations open); the
+        volume ids. A driver that cannot mirror has none."""
+        return []
+
     @abc.abstractmethod
     def spawn(self, instance: InstanceSpec) -> InstanceInfo:
         """Boot a VM whose RAM can later be blessed."""

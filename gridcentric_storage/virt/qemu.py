@@ -41,6 +41,7 @@ change (see tools/build-test-guest.sh)::
     driver.launch(art, base.CloneSpec(id='c1', name='c1', guest={'role': 'web'}))
 """
 
+import functools
 import json
 import logging
 import os
@@ -478,3 +479,20 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
             qemu_mirror.migrate(lambda: self._vms.monitor(instance_id), layout, volume_id,
                                 disk, self.qmp_timeout)
             self._save_layout(layout)
+
+    def cancel_volume_mirrors(self) -> list[str]:
+        from gridcentric_storage.virt import qemu_mirror
+
+        cancelled: list[str] = []
+        for instance_id in self.list_instances() if not self.hypervisor_error else []:
+            if self._vms.pid(instance_id) is None:
+                continue
+            try:
+                with self._locks.get(instance_id):
+                    cancelled += qemu_mirror.cancel_leftovers(
+                        functools.partial(self._vms.monitor, instance_id),
+                        self._load_layout(instance_id), self.qmp_timeout)
+            except Exception:       # a guest we cannot reach must not stop the service
+                LOG.exception('Could not look for an interrupted volume migration in %s',
+                              instance_id)
+        return cancelled

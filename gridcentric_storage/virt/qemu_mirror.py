@@ -25,7 +25,7 @@ driver's ``get_info`` and other callers get their turn meanwhile::
 On any failure before the pivot the job is cancelled and the destination node
 dropped: the guest stays on its source disk, untouched, and ``DriverError``
 says why. A job whose compute service died is cancelled when the service
-starts again (:func:`cancel_interrupted`), or by the next migration of the
+starts again (``QemuDriver.cancel_volume_mirrors``), or by the next migration of the
 volume, whichever comes first. After the pivot nothing fails any more: leftovers of the source
 (its node, its secrets) are logged, since the guest already runs on the
 destination.
@@ -36,7 +36,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import Any
 
 from gridcentric_storage.common import exception
@@ -46,7 +45,7 @@ from gridcentric_storage.volume import qos
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ['cancel_interrupted', 'cancel_leftovers', 'default_progress', 'job_id',
+__all__ = ['cancel_leftovers', 'default_progress', 'job_id',
            'live_node', 'migrate', 'mirror_prefix', 'session']
 
 Connect = Callable[[], contextlib.AbstractContextManager[qmp.Monitor]]
@@ -206,38 +205,6 @@ def cancel_leftovers(connect: Connect, layout: cmdline.Layout, timeout: float) -
                 current = ''
             if _drop_leftover(mon, slot, job_id(slot.volume_id), current, timeout):
                 cancelled.append(slot.volume_id)
-    return cancelled
-
-
-def cancel_interrupted(driver: Any) -> list[str]:
-    """At start-up of the compute service, before its volume manager removes the
-    destinations of interrupted migrations: :func:`cancel_leftovers` in every
-    running guest of ``driver`` (a driver with ``cancel_volume_mirrors``, as
-    the libvirt driver, does it itself). A guest that cannot be reached is
-    logged: the service starts all the same."""
-    own = getattr(driver, 'cancel_volume_mirrors', None)
-    if own is not None:
-        try:
-            return list(own())
-        except Exception:
-            LOG.exception('Could not look for interrupted volume migrations')
-            return []
-    from gridcentric_storage.virt.qemu import QemuDriver
-
-    if not isinstance(driver, QemuDriver) or driver.hypervisor_error:
-        return []
-    cancelled: list[str] = []
-    for instance_id in driver.list_instances():
-        if driver._vms.pid(instance_id) is None:
-            continue
-        try:
-            with driver._locks.get(instance_id):
-                layout = driver._load_layout(instance_id)
-                cancelled += cancel_leftovers(
-                    partial(driver._vms.monitor, instance_id), layout, driver.qmp_timeout)
-        except Exception:
-            LOG.exception('Could not look for an interrupted volume migration in %s',
-                          instance_id)
     return cancelled
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from gridcentric_storage.virt import base, qemu_mirror
+from gridcentric_storage.virt import base
 from gridcentric_storage.virt.libvirt_xml import disk_xml
 from tests.fixtures import guest
 from tests.fixtures.services import wait_for
@@ -76,7 +76,7 @@ def test_a_block_copy_left_by_a_dead_service_is_aborted_at_start(
 
     again = restarted(driver)
     again.init_host('test-host')
-    assert qemu_mirror.cancel_interrupted(again) == [VOLUME]
+    assert again.cancel_volume_mirrors() == [VOLUME]
     assert dom.blockJobInfo('vda', 0) == {}
     disk = ET.fromstring(dom.XMLDesc(0)).find("devices/disk/target[@dev='vda']/..")
     assert disk is not None and disk.find('mirror') is None
@@ -86,4 +86,4 @@ def test_a_block_copy_left_by_a_dead_service_is_aborted_at_start(
     before = counter(driver)
     wait_for(lambda: counter(driver) > before + 2, 60, 0.2, 'the guest to keep counting')
     # nothing left: a second start finds nothing to abort
-    assert qemu_mirror.cancel_interrupted(restarted(driver)) == []
+    assert restarted(driver).cancel_volume_mirrors() == []
