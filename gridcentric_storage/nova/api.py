@@ -42,7 +42,7 @@ from gridcentric_storage.compute.status import set_live_image
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import LiveImage
-from gridcentric_storage.nova import client, scheduler_filter
+from gridcentric_storage.nova import client, hint
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -292,8 +292,7 @@ class API:
         if not key:
             raise exception.Conflict(reason='clones of Nova instances cannot be placed: '
                                      'gridcentric-api has no [nova] scheduler_hint_key')
-        return scheduler_filter.seal(key, live_image['project_id'] or '',
-                                     self._clone_hosts(live_image))
+        return hint.seal(key, live_image['project_id'] or '', self._clone_hosts(live_image))
 
     @staticmethod
     def _clone_hosts(live_image: LiveImage) -> list[str]:

@@ -18,7 +18,7 @@ schema lets unknown hints through) and read a server's hints back (compute API
 microversion 2.100). Host names in the hint would show members where their
 clones run, and a hint they write themselves would let them pin a server to a
 host of their choosing and probe host names (NoValidHost or not). The token
-(:func:`seal`: Fernet, i.e. AES-CBC and HMAC-SHA256, under a key derived from
+(``nova.hint.seal``: Fernet, i.e. AES-CBC and HMAC-SHA256, under a key derived from
 the shared secret) is opaque to members, cannot be forged, and is bound to the
 project that launched: a hint that does not open under the key, or opens for
 another project, passes no host at all (whatever its content, the answer is
@@ -32,11 +32,10 @@ for it): this module imports without Nova, as every module of the package
 must, and only nova-scheduler ever touches Nova's scheduler through it.
 """
 
-import base64
-import hashlib
-import json
 import logging
 from typing import Any
+
+from gridcentric_storage.nova.hint import unseal
 
 LOG = logging.getLogger(__name__)
 
@@ -44,37 +43,6 @@ LOG = logging.getLogger(__name__)
 HOSTS_HINT = 'gc_live_image_hosts'
 #: Where nova-scheduler's nova.conf holds the secret shared with gridcentric-api.
 KEY_GROUP, KEY_OPTION = 'gridcentric', 'scheduler_hint_key'
-
-
-def _fernet(secret: str) -> Any:
-    # imported here: the package imports without it (oslo's and Nova's dependency)
-    from cryptography import fernet
-
-    # any passphrase will do as the secret: Fernet's key is derived from it
-    return fernet.Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()))
-
-
-def seal(secret: str, project_id: str, hosts: list[str]) -> str:
-    """The hint's value for clones of ``project_id`` allowed on ``hosts``
-    (gridcentric-api's side; the module doc says why)."""
-    payload = json.dumps({'project_id': project_id, 'hosts': list(hosts)})
-    return _fernet(secret).encrypt(payload.encode()).decode()
-
-
-def unseal(secret: str | None, token: str, project_id: str | None) -> list[str]:
-    """The hosts ``token`` allows a request of ``project_id``; none when it was
-    not sealed under ``secret`` or for that project."""
-    if not secret:
-        return []
-    from cryptography.fernet import InvalidToken
-
-    try:
-        payload = json.loads(_fernet(secret).decrypt(token.encode()))
-    except (InvalidToken, ValueError, TypeError):
-        return []
-    if not isinstance(payload, dict) or payload.get('project_id') != project_id:
-        return []
-    return [str(h) for h in payload.get('hosts') or []]
 
 
 def allowed_hosts(spec_obj: Any, secret: str | None = None) -> list[str] | None:

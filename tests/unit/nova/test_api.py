@@ -19,7 +19,7 @@ from gridcentric_storage.common.states import LiveImageStatus as L
 from gridcentric_storage.compute.status import set_live_image
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import servers as db_servers
-from gridcentric_storage.nova import api, client, scheduler_filter
+from gridcentric_storage.nova import api, client, hint
 from tests.unit.nova import nova_stub
 
 CONF = cfg.CONF
@@ -49,7 +49,7 @@ def cobalt(gc_db, nova, compute, tmp_path):
 def hinted_hosts(body, project='proj-a'):
     """The hosts the launch's sealed hint allows, as nova-scheduler's filter opens it."""
     [token] = body['os:scheduler_hints']['gc_live_image_hosts']
-    return scheduler_filter.unseal(HINT_KEY, token, project)
+    return hint.unseal(HINT_KEY, token, project)
 
 
 def _blessed(cobalt, nova, compute, name='gold'):

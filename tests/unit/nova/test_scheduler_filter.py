@@ -10,7 +10,7 @@ from tests.unit.nova.nova_stub import nova_python
 CODE = '''
 import nova.conf
 from nova.scheduler import filters, host_manager
-from gridcentric_storage.nova.scheduler_filter import seal
+from gridcentric_storage.nova.hint import seal
 CLASS = 'gridcentric_storage.nova.scheduler_filter.LiveImageHostFilter'
 # How nova-scheduler loads it from [filter_scheduler] available_filters.
 [cls] = filters.HostFilterHandler().get_matching_classes([CLASS])
@@ -67,11 +67,11 @@ def test_a_hint_not_sealed_by_gridcentric_api_passes_no_host():
 
 
 def test_the_token_shows_no_host_name():
-    from gridcentric_storage.nova import scheduler_filter
+    from gridcentric_storage.nova import hint
 
-    token = scheduler_filter.seal('shared secret', 'p1', ['compute-7.example.org'])
+    token = hint.seal('shared secret', 'p1', ['compute-7.example.org'])
     assert 'compute-7' not in token and 'example' not in token
-    assert scheduler_filter.unseal('shared secret', token, 'p1') == [
+    assert hint.unseal('shared secret', token, 'p1') == [
         'compute-7.example.org']
-    assert scheduler_filter.unseal('shared secret', token, 'p2') == []
-    assert scheduler_filter.unseal(None, token, 'p1') == []
+    assert hint.unseal('shared secret', token, 'p2') == []
+    assert hint.unseal(None, token, 'p1') == []
