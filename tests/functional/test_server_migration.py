@@ -80,8 +80,13 @@ def _counts_on(dep, server_id, token, before):
     """The guest counts past ``before`` with its boot token: it ran on, no reboot."""
     from tests.fixtures import guest
 
-    wait_for(lambda: guest.counters(_console(dep, server_id))[-1][0] >= before + 5,
-             timeout=120, interval=0.5)
+    try:
+        wait_for(lambda: guest.counters(_console(dep, server_id))[-1][0] >= before + 5,
+                 timeout=120, interval=0.5)
+    except TimeoutError:
+        # what the next look needs: where the guest stopped, and what the services said
+        raise AssertionError('no counter past %d: %s\n%s' % (
+            before + 4, _console(dep, server_id)[-2000:], dep.logs()[-20000:])) from None
     text = _console(dep, server_id)
     numbers = [n for n, _ in guest.counters(text)]
     # Increasing throughout: no reboot (a line may be torn by a kernel message).
