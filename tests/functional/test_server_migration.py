@@ -103,10 +103,11 @@ def _moved(dep, server_id, host):
 
 @pytest.mark.skipif(
     os.environ.get('GC_TEST_SERVER_MIGRATION_VM') != '1',
-    reason='known flaky, under investigation: in one CI run of four the guest moved to '
-           'compute-b (ACTIVE there, no fault) but its console showed no new counter for '
-           '120 s; GC_TEST_SERVER_MIGRATION_VM=1 runs it (it passes alone here). The same '
-           'QEMU to QEMU move runs in tests/functional/virt/test_qemu_migrate.py')
+    reason='known flaky, under investigation: in one of six runs (a CI run) the guest '
+           'moved to compute-b (ACTIVE there, no fault) but its console showed no new '
+           'counter for 120 s; GC_TEST_SERVER_MIGRATION_VM=1 runs it (it then fails with '
+           'the console and the logs). The same QEMU to QEMU move runs in '
+           'tests/functional/virt/test_qemu_migrate.py')
 def test_a_running_server_moves_between_hosts_and_counts_on(two_hosts, tmp_path):
     from tests.fixtures import guest
 
