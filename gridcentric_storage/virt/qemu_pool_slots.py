@@ -224,11 +224,9 @@ class PoolSlots:
         listener = EventListener('MIGRATION')
         fd = os.open(state_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            try:
-                mon.run(lambda client: _send_batch(client, fd, commands, listener),
-                        mon.timeout)
-            except (QMPError, OSError, TimeoutError) as e:
-                raise _error('batch', e)
+            mon.run(lambda client: _send_batch(client, fd, commands, listener), mon.timeout)
+        except (QMPError, OSError, TimeoutError) as e:
+            raise _error('batch', e)
         finally:
             os.close(fd)             # QEMU has its own copy
         built = time.monotonic()
