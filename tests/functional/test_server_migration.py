@@ -22,6 +22,7 @@ from tests.functional.test_streamed_launch import (
     _active,
     _blessed_and_published,
     _console,
+    _counting_guest,
     _deployed,
     _launch,
     _server,
@@ -112,14 +113,7 @@ def test_a_running_server_moves_between_hosts_and_counts_on(two_hosts, tmp_path)
     from tests.fixtures import guest
 
     dep = two_hosts
-    response = dep.call('POST', '/v1/servers', json={'server': {
-        'name': 'mover', 'memory_mb': 256, 'kernel': dep.kernel, 'initrd': dep.initrd,
-        'cmdline': guest.CMDLINE, 'availability_zone': 'nova:compute-a'}})
-    assert response.status_code == 202, response.text
-    server_id = response.json()['server']['id']
-    assert wait_for(lambda: _active(dep, server_id), timeout=120)['host'] == 'compute-a'
-    wait_for(lambda: len(guest.counters(_console(dep, server_id))) >= 3, timeout=180,
-             interval=0.5)
+    server_id = _counting_guest(dep, 'mover')
     text = _console(dep, server_id)
     token, before = guest.boot_token(text), guest.counters(text)[-1][0]
 

@@ -106,20 +106,28 @@ def _live_image(dep, live_image_id):
     return dep.call('GET', '/v1/live-images/%s' % live_image_id).json()['live_image']
 
 
+def _counting_guest(dep, name):
+    """The id of a test guest booted on compute-a, ACTIVE and counting."""
+    from tests.fixtures import guest
+
+    response = dep.call('POST', '/v1/servers', json={'server': {
+        'name': name, 'memory_mb': 256, 'kernel': dep.kernel, 'initrd': dep.initrd,
+        'cmdline': guest.CMDLINE, 'availability_zone': 'nova:compute-a'}})
+    assert response.status_code == 202, response.text
+    server_id = response.json()['server']['id']
+    assert wait_for(lambda: _active(dep, server_id), timeout=120)['host'] == 'compute-a'
+    wait_for(lambda: len(guest.counters(_console(dep, server_id))) >= 3, timeout=180,
+             interval=0.5)
+    return server_id
+
+
 def _blessed_and_published(dep):
     """A guest on compute-a, blessed; returns (live image, boot token, counter at bless)."""
     from tests.fixtures import guest
 
-    response = dep.call('POST', '/v1/servers', json={'server': {
-        'name': 'template', 'memory_mb': 256, 'kernel': dep.kernel, 'initrd': dep.initrd,
-        'cmdline': guest.CMDLINE, 'availability_zone': 'nova:compute-a'}})
-    assert response.status_code == 202, response.text
-    source_id = response.json()['server']['id']
-    assert wait_for(lambda: _active(dep, source_id), timeout=120)['host'] == 'compute-a'
-    wait_for(lambda: len(guest.counters(_console(dep, source_id))) >= 3, timeout=180,
-             interval=0.5)
-    token = guest.boot_token(_console(dep, source_id))
-    before = guest.counters(_console(dep, source_id))[-1][0]
+    source_id = _counting_guest(dep, 'template')
+    text = _console(dep, source_id)
+    token, before = guest.boot_token(text), guest.counters(text)[-1][0]
     response = dep.call('POST', '/v1/live-images',
                         json={'live_image': {'server_id': source_id}})
     assert response.status_code == 202, response.text
