@@ -1,9 +1,10 @@
 """gridcentric-all-in-one: API and compute service in one process.
 
 The embedded default: SQLite under ``[DEFAULT] state_path``, in-process
-messaging (``fake://``), noauth on loopback, and a ``file`` backend named
-``default`` registered on first start. Every default can be changed in the
-config file, e.g. a real ``transport_url`` or ``[database] connection``.
+messaging (``gc-inproc://``, ``common.inproc_transport``), noauth on
+loopback, and a ``file`` backend named ``default`` registered on first start.
+Every default can be changed in the config file, e.g. a real
+``transport_url`` or ``[database] connection``.
 """
 
 import logging
@@ -62,7 +63,7 @@ def prepare_database() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     common.setup(argv, defaults={(None, 'state_path'): _default_state_path(),
-                                 (None, 'transport_url'): 'fake://',
+                                 (None, 'transport_url'): 'gc-inproc://',
                                  ('api', 'auth_strategy'): 'noauth',
                                  ('volume', 'create_default_backend'): True})
     try:

@@ -1,7 +1,9 @@
 """oslo.messaging set-up: one transport per process, contexts on the wire.
 
 ``[DEFAULT] transport_url`` picks the bus: ``rabbit://...`` between hosts,
-``fake://`` for the all-in-one (API and compute in one process).
+``gc-inproc://`` for the all-in-one (API and compute in one process;
+``common.inproc_transport``: oslo.messaging's ``fake://`` without its 50 ms
+polling, which tests may still use).
 """
 
 from collections.abc import Callable
