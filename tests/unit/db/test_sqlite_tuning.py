@@ -1,0 +1,40 @@
+"""The all-in-one's SQLite file commits through a write-ahead log (one sync per
+checkpoint, not two per commit); other databases are left as they are."""
+
+import sqlalchemy as sa
+
+from gridcentric_storage.db import api as db
+
+
+def test_a_sqlite_file_is_in_wal_mode_with_normal_sync(gc_db):
+    with db.get_engine().connect() as conn:
+        assert conn.exec_driver_sql('PRAGMA journal_mode').scalar() == 'wal'
+        # 1 is NORMAL (2 FULL, SQLite's default)
+        assert conn.exec_driver_sql('PRAGMA synchronous').scalar() == 1
+
+
+def test_the_database_still_reads_and_writes(gc_db):
+    db.service_heartbeat('h-wal', 'gridcentric', 'gridcentric-compute', {'x': 1})
+    assert [s['capabilities'] for s in db.service_get_all('gridcentric')] == [{'x': 1}]
+
+
+def test_an_in_memory_database_is_left_alone(gc_conf):
+    gc_conf.set_override('connection', 'sqlite://', group='database')
+    db.reset_engine()
+    try:
+        with db.get_engine().connect() as conn:
+            assert conn.exec_driver_sql('PRAGMA journal_mode').scalar() == 'memory'
+            assert conn.exec_driver_sql('PRAGMA synchronous').scalar() == 2
+    finally:
+        db.reset_engine()
+
+
+def test_the_mode_is_kept_in_the_file(gc_db, gc_conf):
+    # What sqlite3 on the file says once the service has used it
+    db.service_heartbeat('h-wal', 'gridcentric', 'gridcentric-compute')
+    plain = sa.create_engine(gc_conf.database.connection)
+    try:
+        with plain.connect() as conn:
+            assert conn.exec_driver_sql('PRAGMA journal_mode').scalar() == 'wal'
+    finally:
+        plain.dispose()
