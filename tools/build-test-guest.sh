@@ -13,7 +13,11 @@
 #     fw_cfg files opt/com.gridcentric/guest (k=v lines) and
 #     opt/com.gridcentric/user_data are printed as `GUEST-PARAM k=v` and
 #     `USER-DATA <md5> <bytes>`, at boot and again after every vmgenid change
-#     (qemu_fw_cfg is reloaded so it re-reads the clone's fw_cfg directory).
+#     (qemu_fw_cfg is reloaded so it re-reads the clone's fw_cfg directory);
+#   * identity: after a vmgenid change the guest first reads its files from
+#     the virtio-serial port com.gridcentric.identity.0 when the VM has it
+#     (gridcentric_storage/virt/qemu_identity.py), else from fw_cfg; it prints
+#     `IDENTITY-VIA port|fw_cfg` and `INSTANCE-ID <the clone's id>`.
 #
 #   tools/build-test-guest.sh [DIR]      (default $GC_GUEST_DIR or
 #                                         /var/cache/gridcentric-storage/test-guest)
@@ -44,7 +48,7 @@ done
 # fw_cfg for guest parameters, virtio for disks and hot-plugged volumes.
 MODULES="drivers/firmware/qemu_fw_cfg drivers/virtio/virtio_ring drivers/virtio/virtio
 drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci_modern_dev
-drivers/virtio/virtio_pci drivers/block/virtio_blk"
+drivers/virtio/virtio_pci drivers/block/virtio_blk drivers/char/virtio_console"
 
 SELF_SUM=$(sha256sum "$0" | cut -d' ' -f1)
 STAMP="$KERNEL $(stat -c %s.%Y "$KERNEL") $(stat -L -c %s.%Y "$BUSYBOX") $SELF_SUM"
@@ -60,7 +64,8 @@ trap 'rm -rf "$WORK"' EXIT
 ROOT=$WORK/root
 mkdir -p "$ROOT"/{bin,dev,proc,sys,tmp,lib/modules}
 cp "$BUSYBOX" "$ROOT/bin/busybox"
-for name in sh mount insmod rmmod head od tr sleep cat rm md5sum wc cut; do
+for name in sh mount insmod rmmod head od tr sleep cat rm md5sum wc cut mkdir timeout \
+            base64 grep; do
     ln -s busybox "$ROOT/bin/$name"
 done
 for mod in $MODULES; do
@@ -85,7 +90,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 for m in qemu_fw_cfg virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev \
-         virtio_pci virtio_blk; do
+         virtio_pci virtio_blk virtio_console; do
     [ -r /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null
 done
 # Kernel notices (e.g. "virtio_blk ... [vdb]" for a hot-plugged volume) reach
@@ -94,19 +99,47 @@ echo 6 > /proc/sys/kernel/printk
 
 hex8() { head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 FWCFG=/sys/firmware/qemu_fw_cfg/by_name/opt/com.gridcentric
+VIA=
+# The clone's file $1: from the identity port when it came that way, else fw_cfg.
+clone_file() { if [ "$VIA" = port ]; then echo /tmp/identity/$1; else echo $FWCFG/$1/raw; fi; }
 show_params() {
     for word in $(cat /proc/cmdline); do
         case $word in gc.*=*) echo "GUEST-PARAM $word" ;; esac
     done
-    if [ -r $FWCFG/guest/raw ]; then
+    [ -n "$VIA" ] && echo "IDENTITY-VIA $VIA"
+    f=$(clone_file instance)
+    [ -r $f ] && grep '^id=' $f | cut -d= -f2 | while read -r id; do echo "INSTANCE-ID $id"; done
+    f=$(clone_file guest)
+    if [ -r $f ]; then
         while IFS= read -r line || [ -n "$line" ]; do
             [ -n "$line" ] && echo "GUEST-PARAM $line"
-        done < $FWCFG/guest/raw
+        done < $f
     fi
-    if [ -r $FWCFG/user_data/raw ]; then
-        echo "USER-DATA $(md5sum < $FWCFG/user_data/raw | cut -d' ' -f1)" \
-             "$(wc -c < $FWCFG/user_data/raw)"
+    f=$(clone_file user_data)
+    if [ -r $f ]; then
+        echo "USER-DATA $(md5sum < $f | cut -d' ' -f1) $(wc -c < $f)"
     fi
+}
+
+# The identity port: one "<name> <base64>" line per file until END, answered
+# with GC-IDENTITY-ACK (the contract of gridcentric_storage/virt/qemu_identity.py).
+read_identity() {
+    port=
+    for p in /sys/class/virtio-ports/*; do
+        [ "$(cat $p/name 2>/dev/null)" = com.gridcentric.identity.0 ] && port=/dev/${p##*/}
+    done
+    [ -n "$port" ] || return 1
+    rm -rf /tmp/identity && mkdir -p /tmp/identity
+    timeout 5 sh -c '
+        exec 3<>"$1"
+        read -r magic version <&3 && [ "$magic" = GC-IDENTITY ] || exit 1
+        while read -r name data <&3; do
+            case $name in
+                END) echo GC-IDENTITY-ACK >&3; exit 0 ;;
+                instance|guest|user_data) echo "$data" | base64 -d > /tmp/identity/$name ;;
+            esac
+        done
+        exit 1' sh "$port"
 }
 
 # QEMU's vmgenid device also publishes the generation id as fw_cfg file
@@ -127,6 +160,7 @@ while :; do
         rmmod qemu_fw_cfg 2>/dev/null && insmod /lib/modules/qemu_fw_cfg.ko 2>/dev/null
         LAST_GENID=$(genid)
         echo "VMGENID-CHANGED $LAST_GENID"
+        if read_identity; then VIA=port; else VIA=fw_cfg; fi
         show_params
     fi
     echo "COUNTER $n RNG $(hex8)"

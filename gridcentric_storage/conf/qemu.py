@@ -35,6 +35,14 @@ qemu_opts = [
                     'Each maps the live image\'s RAM copy-on-write but has touched none '
                     'of it: it costs its own QEMU memory (tens of MB) and a process per '
                     'live image and slot, whether or not clones are launched.'),
+    cfg.BoolOpt('warm_pool_restore_ahead', default=False,
+                help='Pooled QEMU processes of live images that have the identity port '
+                     '(VMs spawned by this version) and no disks also build the machine '
+                     'and load the state ahead, so a launch only sends the clone its '
+                     'identity and resumes it. The clone\'s guest agent must then read its '
+                     'identity from the virtio-serial port com.gridcentric.identity.0 '
+                     '(the fw_cfg files of such a process hold no clone\'s): leave it '
+                     'off for guests whose agent reads only fw_cfg.'),
 ]
 
 

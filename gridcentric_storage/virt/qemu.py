@@ -52,7 +52,7 @@ from typing import Any
 
 from gridcentric_storage.common import concurrency, exception
 from gridcentric_storage.virt import accel as accel_mod
-from gridcentric_storage.virt import base, qemu_pool, qemu_process, qemu_qos
+from gridcentric_storage.virt import base, qemu_identity, qemu_pool, qemu_process, qemu_qos
 from gridcentric_storage.virt import qemu_cmdline as cmdline
 from gridcentric_storage.virt import qemu_flatten as flatten
 from gridcentric_storage.virt import qemu_live as live
@@ -65,10 +65,9 @@ LOG = logging.getLogger(__name__)
 
 __all__ = ['QemuDriver', 'check_id']
 
-_STATES = {'running': 'running', 'paused': 'paused', 'postmigrate': 'paused',
-           'prelaunch': 'paused', 'inmigrate': 'paused', 'finish-migrate': 'paused',
-           'suspended': 'paused', 'save-vm': 'paused', 'restore-vm': 'paused',
-           'debug': 'paused', 'shutdown': 'stopped'}
+_STATES = {'running': 'running', 'shutdown': 'stopped', **dict.fromkeys(
+    ('paused', 'postmigrate', 'prelaunch', 'inmigrate', 'finish-migrate', 'suspended',
+     'save-vm', 'restore-vm', 'debug'), 'paused')}
 
 
 class QemuDriver(MigrationMixin, base.VirtDriver):
@@ -82,8 +81,8 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
     ``probe_kernel`` (kernel the KVM probe boots; default newest /boot/vmlinuz-*);
     timeouts in seconds; ``checksum_ram``: record the live image RAM's sha256;
     ``warm_pool_size``: QEMU processes kept started per live image for fast
-    launches (0: none; see ``qemu_pool.py``). Live migration to another host's
-    QEMU is ``qemu_migrate.py``'s.
+    launches (0: none; see ``qemu_pool.py``), with the state loaded too when
+    ``warm_pool_restore_ahead``. Live migration is ``qemu_migrate.py``'s.
     """
 
     def __init__(self, instances_path: str = '/var/lib/gridcentric-storage/instances',
@@ -93,7 +92,7 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
                  probe_kernel: str | None = None, start_timeout: float = 30.0,
                  stop_timeout: float = 10.0, migration_timeout: float = 300.0,
                  qmp_timeout: float = 30.0, checksum_ram: bool = True,
-                 warm_pool_size: int = 0) -> None:
+                 warm_pool_size: int = 0, warm_pool_restore_ahead: bool = False) -> None:
         if accel not in accel_mod.MODES:
             raise exception.InvalidDriverOptions(driver='qemu', reason='accel %r' % accel)
         self.instances_path = os.path.abspath(instances_path)
@@ -117,7 +116,8 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
         self._locks = concurrency.KeyedLocks()
         self.warm_pool_size = max(warm_pool_size, 0)
         self._slots = PoolSlots(self._vms, self.live_images_path, qemu_binary,
-                                lambda: self.accel, self.warm_pool_size, migration_timeout)
+                                lambda: self.accel, self.warm_pool_size, migration_timeout,
+                                warm_pool_restore_ahead)
         self._pool = self._slots.pool
 
     @classmethod
@@ -214,7 +214,7 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
                     vcpus=instance.vcpus, accel=self.accel, machine=self.machine,
                     cpu=self.cpu_model, disks=self._layout_disks(instance.disks),
                     mac=instance.mac, netdev=self.netdev, kernel=instance.kernel,
-                    initrd=instance.initrd, cmdline=instance.cmdline)
+                    initrd=instance.initrd, cmdline=instance.cmdline, identity_port=True)
                 self._save_layout(layout)
                 argv = cmdline.build_argv(
                     self.qemu_binary, layout, ram_path=os.path.join(directory, 'ram'),
@@ -370,23 +370,27 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
                                   launch_seconds=round(end - start, 4),
                                   process_seconds=round(claimed.built - start, 4),
                                   restore_seconds=round(claimed.loaded - claimed.built, 4),
-                                  warm=True, vmgenid=qemu_pool.slot_vmgenid(claimed.slot_id))
+                                  warm=True, restored_ahead=claimed.ahead,
+                                  vmgenid=qemu_pool.slot_vmgenid(claimed.slot_id))
             vmgenid = clone.vmgenid or str(uuid.uuid4())
             directory = self._vms.new_dir(clone.id)
             try:
                 self._save_layout(layout)
+                guest_files = live.guest_files(directory, clone, layout.mac)
                 with self._vms.start(layout.id, cmdline.build_argv(
                         self.qemu_binary, layout, ram_path=artifacts.memory_path,
                         share=False, qmp_path=os.path.join(directory, 'qmp.sock'),
                         console_path=os.path.join(directory, 'console.log'),
                         vmgenid=vmgenid, incoming=True,
                         secret_files=self._write_secrets(layout),
-                        fw_cfg_files=live.guest_files(directory, clone, layout.mac))) as mon:
+                        fw_cfg_files=guest_files)) as mon:
                     started = time.monotonic()
                     for slot in layout.disks:    # still stopped (-S): before any I/O
                         qemu_qos.apply(mon, slot)
                     loaded = live.restore_state(mon, artifacts.state_path,
                                                 self.migration_timeout)
+                if layout.identity_port:       # after cont: the guest reads it when it runs
+                    qemu_identity.tell(directory, qemu_identity.read_files(guest_files))
                 pid = self._vms.pid(clone.id)
             except BaseException as e:
                 tail = self._vms.log_tail(clone.id)

@@ -30,13 +30,19 @@ from typing import Any
 
 from gridcentric_storage.common import exception
 
-__all__ = ['FW_CFG_PREFIX', 'VMGENID_PATH', 'DiskSlot', 'Layout', 'blockdev_options',
-           'build_argv', 'disk_device', 'free_pci_slot', 'nic_device']
+__all__ = ['FW_CFG_PREFIX', 'IDENTITY_PORT', 'IDENTITY_SOCKET', 'VMGENID_PATH', 'DiskSlot',
+           'Layout', 'blockdev_options', 'build_argv', 'disk_device', 'free_pci_slot', 'nic_device']
 
 #: fw_cfg names the guest reads (QEMU asks for "opt/<reverse domain>/...").
 FW_CFG_PREFIX = 'opt/com.gridcentric/'
+#: The virtio-serial controller of the identity port (:data:`IDENTITY_PORT`).
+IDENTITY_SLOT = 2
 NIC_SLOT = 3
 FIRST_DISK_SLOT = 4
+#: The virtio-serial port a clone's guest agent reads its identity from
+#: (``qemu_identity.py``); its chardev is the socket ``identity.sock``.
+IDENTITY_PORT = 'com.gridcentric.identity.0'
+IDENTITY_SOCKET = 'identity.sock'
 #: QOM path of the vmgenid device of a pooled process (its guid is set at claim).
 VMGENID_PATH = '/machine/peripheral/vmgenid0'
 LAST_PCI_SLOT = 31
@@ -81,6 +87,9 @@ class Layout:
     initrd: str | None = None
     cmdline: str | None = None
     live_image_id: str | None = None
+    #: The VM has the identity port: set for every VM spawned since it exists,
+    #: absent (False) in the layouts of older VMs and their live images.
+    identity_port: bool = False
 
     def disk_of(self, volume_id: str) -> DiskSlot | None:
         return next((d for d in self.disks if d.volume_id == volume_id), None)
@@ -204,6 +213,13 @@ def build_argv(qemu: str, layout: Layout, *, ram_path: str, share: bool, qmp_pat
             '-serial', 'chardev:console0',
             '-chardev', 'socket,id=qmp0,path=%s,server=on,wait=off' % _opt(qmp_path),
             '-mon', 'chardev=qmp0,mode=control']
+    if layout.identity_port:
+        # The host connects when it has something to say; QEMU never waits for it.
+        argv += ['-device', 'virtio-serial-pci,id=vser0,bus=pci.0,addr=%s' % hex(IDENTITY_SLOT),
+                 '-chardev', 'socket,id=identity0,path=%s,server=on,wait=off'
+                 % _opt(os.path.join(os.path.dirname(qmp_path), IDENTITY_SOCKET)),
+                 '-device', 'virtserialport,bus=vser0.0,nr=1,chardev=identity0,'
+                 'id=identity0port,name=%s' % IDENTITY_PORT]
     if layout.cpu:
         argv += ['-cpu', layout.cpu]
     for secret_id, path in sorted((secret_files or {}).items()):

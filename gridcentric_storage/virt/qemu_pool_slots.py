@@ -17,9 +17,17 @@ a warm launch costs:
   load completed, instead of ``query-migrate`` polled at intervals; then
   ``cont``.
 
-The machine cannot be built before the claim: QEMU 7.2 reads ``-fw_cfg``
-files only then, and a clone's guest must read its own identity there after
-the vmgenid change exactly as a cold clone's does.
+By default the machine is built at the claim: QEMU 7.2 reads ``-fw_cfg``
+files only then, and a clone's guest reads its own identity there after the
+vmgenid change exactly as a cold clone's does.
+
+*Restored ahead* (``restore_ahead``, for live images with the identity port
+and no disks): the slot also builds the machine, adds the NIC and loads the
+state when it starts, and waits paused. The claim then only renames the
+directory, sends the clone its identity over the identity port
+(``qemu_identity.py``) and ``cont``: no QEMU work is left on the launch
+path. Disks stay on the claim path because their nodes are the clone's own
+copy-on-write volumes, which exist only once the clone does.
 """
 
 import asyncio
@@ -35,7 +43,14 @@ from typing import Any
 from qemu.qmp import EventListener, ExecuteError, QMPError
 
 from gridcentric_storage.common import exception
-from gridcentric_storage.virt import base, qemu_pool, qemu_process, qemu_qos, qmp
+from gridcentric_storage.virt import (
+    base,
+    qemu_identity,
+    qemu_pool,
+    qemu_process,
+    qemu_qos,
+    qmp,
+)
 from gridcentric_storage.virt import qemu_cmdline as cmdline
 from gridcentric_storage.virt import qemu_live as live
 
@@ -52,10 +67,12 @@ CAPABILITIES = live.IGNORE_SHARED + [{'capability': 'events', 'state': True}]
 class Claimed:
     """A claimed slot now running as the clone; monotonic times of its steps."""
 
-    def __init__(self, slot_id: str, built: float, loaded: float) -> None:
+    def __init__(self, slot_id: str, built: float, loaded: float, ahead: bool) -> None:
         self.slot_id = slot_id
         self.built = built
         self.loaded = loaded
+        #: The slot had built the machine and loaded the state before the claim.
+        self.ahead = ahead
 
 
 def _error(name: str, e: BaseException) -> exception.QmpError:
@@ -103,8 +120,11 @@ class PoolSlots:
     ``live_images_path``; ``accel()`` is the driver's accelerator."""
 
     def __init__(self, vms: qemu_process.Processes, live_images_path: str, qemu_binary: str,
-                 accel: Callable[[], str], size: int, migration_timeout: float) -> None:
+                 accel: Callable[[], str], size: int, migration_timeout: float,
+                 restore_ahead: bool = False) -> None:
         self._vms = vms
+        self.restore_ahead = restore_ahead
+        self._restored: set[str] = set()
         self.live_images_path = live_images_path
         self.qemu_binary = qemu_binary
         self._accel = accel
@@ -143,9 +163,14 @@ class PoolSlots:
         mon = stack.enter_context(self._vms.start(slot_id, argv))
         with self._lock:
             self._held[slot_id], self._monitors[slot_id] = stack, mon
+        if self.restore_ahead and layout.identity_port and not layout.disks:
+            self._load(mon, layout, artifacts.state_path)
+            with self._lock:
+                self._restored.add(slot_id)
 
     def _release(self, slot_id: str) -> None:
         with self._lock:
+            self._restored.discard(slot_id)
             stack = self._held.pop(slot_id, None)
             self._monitors.pop(slot_id, None)
         if stack is not None:
@@ -180,6 +205,8 @@ class PoolSlots:
         with self._lock:
             stack = self._held.pop(slot_id, None) or contextlib.ExitStack()
             mon = self._monitors.pop(slot_id, None)
+            restored = slot_id in self._restored
+            self._restored.discard(slot_id)
         try:
             with stack:
                 if mon is None:      # not started by this driver object
@@ -187,9 +214,18 @@ class PoolSlots:
                 if os.path.lexists(self._vms.dir(clone.id)):
                     raise exception.Conflict(reason='instance %s already exists on this '
                                              'host' % clone.id)
-                live.guest_files(self._vms.dir(slot_id), clone, layout.mac)
-                built, loaded = self._resume(mon, layout, artifacts.state_path, slot_id,
-                                             clone.id, record)
+                guest_files = live.guest_files(self._vms.dir(slot_id), clone, layout.mac)
+                identity = qemu_identity.read_files(guest_files)
+                if restored and mon is not None:
+                    self._hand_over(slot_id, clone.id, record)
+                    qemu_identity.tell(self._vms.dir(clone.id), identity)
+                    mon.cmd('cont')
+                    built = loaded = time.monotonic()
+                else:
+                    built, loaded = self._resume(mon, layout, artifacts.state_path, slot_id,
+                                                 clone.id, record)
+                    if layout.identity_port:
+                        qemu_identity.tell(self._vms.dir(clone.id), identity)
         except BaseException as e:
             current = slot_id
             if not os.path.isdir(self._vms.dir(slot_id)):
@@ -202,7 +238,32 @@ class PoolSlots:
                             slot_id, clone.id)
                 return None
             raise
-        return Claimed(slot_id, built, loaded)
+        return Claimed(slot_id, built, loaded, restored)
+
+    def _hand_over(self, slot_id: str, clone_id: str, record: Callable[[], None]) -> None:
+        """The slot's directory becomes the clone's (no longer a slot), its layout written."""
+        self._vms.rename(slot_id, clone_id)
+        os.unlink(self._vms.file(clone_id, qemu_pool.MARKER))
+        record()
+
+    def _load(self, mon: qmp.Monitor, layout: cmdline.Layout, state_path: str) -> None:
+        """Restore ahead: build the machine, add the NIC (the state brings the blessed
+        MAC, as at a claim) and load the state; QEMU stays paused."""
+        commands: list[tuple[str, dict[str, Any]]] = [('x-exit-preconfig', {})]
+        if layout.mac:
+            commands.append(('device_add', cmdline.nic_device(layout.mac)))
+        commands += [('migrate-set-capabilities', {'capabilities': CAPABILITIES}),
+                     ('getfd', {'fdname': STATE_FD}),
+                     ('migrate-incoming', {'uri': 'fd:' + STATE_FD})]
+        listener = EventListener('MIGRATION')
+        fd = os.open(state_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            mon.run(lambda client: _send_batch(client, fd, commands, listener), mon.timeout)
+            mon.run(lambda client: _loaded(client, listener), self.migration_timeout)
+        except (QMPError, OSError, TimeoutError) as e:
+            raise _error('restore ahead', e)
+        finally:
+            os.close(fd)
 
     def _resume(self, mon: qmp.Monitor, layout: cmdline.Layout, state_path: str,
                 slot_id: str, clone_id: str, record: Callable[[], None]) -> tuple[float, float]:
@@ -230,9 +291,7 @@ class PoolSlots:
         finally:
             os.close(fd)             # QEMU has its own copy
         built = time.monotonic()
-        self._vms.rename(slot_id, clone_id)
-        os.unlink(self._vms.file(clone_id, qemu_pool.MARKER))
-        record()
+        self._hand_over(slot_id, clone_id, record)
         try:
             loaded = mon.run(lambda client: _loaded(client, listener), self.migration_timeout)
         except TimeoutError:
