@@ -114,7 +114,7 @@ class MigrationMixin:
             while True:
                 info = self._query(instance_id)
                 status = info.get('status')
-                if status == 'completed':
+                if status == 'completed' and self._sent(instance_id):
                     ram = info.get('ram') or {}
                     return {'total_seconds': round(info.get('total-time', 0) / 1000, 3),
                             'downtime_ms': info.get('downtime'),
@@ -128,6 +128,15 @@ class MigrationMixin:
                     raise exception.DriverError(reason='live migration of %s did not end '
                                                 'within %.0f s' % (instance_id, timeout))
                 time.sleep(0.05)
+
+    def _sent(self, instance_id: str) -> bool:
+        """Whether this QEMU sent its guest for good (run state ``postmigrate``).
+
+        ``completed`` alone does not say so: a QEMU that arrived by migration
+        reports its incoming migration's ``completed`` until its outgoing one
+        has connected, which ``migrate`` does not wait for."""
+        with self._vms.monitor(instance_id) as mon:
+            return mon.cmd('query-status').get('status') == 'postmigrate'  # type: ignore[no-any-return]
 
     def _query(self, instance_id: str) -> dict[str, Any]:
         with self._vms.monitor(instance_id) as mon:

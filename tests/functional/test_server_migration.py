@@ -77,6 +77,28 @@ def _qemu_runs(dep, host, server_id):
     return False
 
 
+def _qemu_state(dep, host, server_id):
+    """What ``host``'s QEMU of the server says of itself: run state, vCPUs, its log."""
+    from gridcentric_storage.virt import qmp
+
+    directory = os.path.join(dep.state, host, 'instances', server_id)
+    seen = ['%s: QEMU runs: %s' % (host, _qemu_runs(dep, host, server_id))]
+    try:
+        with qmp.connect(os.path.join(directory, 'qmp.sock'), timeout=10) as mon:
+            seen.append('status %s, migration %s' % (
+                mon.cmd('query-status'), mon.cmd('query-migrate').get('status')))
+            for command in ('info cpus', 'info registers', 'info irq'):
+                seen.append(mon.cmd('human-monitor-command', **{'command-line': command}))
+    except Exception as e:  # what we could not ask is part of the answer
+        seen.append('QMP: %s' % e)
+    try:
+        with open(os.path.join(directory, 'qemu.log')) as f:
+            seen.append('qemu.log: ' + f.read()[-2000:])
+    except OSError as e:
+        seen.append('qemu.log: %s' % e)
+    return '\n'.join(seen)
+
+
 def _counts_on(dep, server_id, token, before):
     """The guest counts past ``before`` with its boot token: it ran on, no reboot."""
     from tests.fixtures import guest
@@ -86,8 +108,10 @@ def _counts_on(dep, server_id, token, before):
                  timeout=120, interval=0.5)
     except TimeoutError:
         # what the next look needs: where the guest stopped, and what the services said
-        raise AssertionError('no counter past %d: %s\n%s' % (
-            before + 4, _console(dep, server_id)[-2000:], dep.logs()[-20000:])) from None
+        host = _server(dep, server_id)['host']
+        raise AssertionError('no counter past %d: %s\n%s\n%s' % (
+            before + 4, _console(dep, server_id)[-2000:], _qemu_state(dep, host, server_id),
+            dep.logs()[-20000:])) from None
     text = _console(dep, server_id)
     numbers = [n for n, _ in guest.counters(text)]
     # Increasing throughout: no reboot (a line may be torn by a kernel message).
