@@ -4,7 +4,9 @@ Every component is the real one: the console scripts an operator runs, a
 RabbitMQ broker and a PostgreSQL server started by tools/ (see .ci/run).
 """
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +25,43 @@ from tests.fixtures.images import publish
 from tests.fixtures.services import wait_for
 
 BIN = os.path.dirname(sys.executable)
+
+
+def _mounts_under(root: str) -> list[str]:
+    """Mount points below ``root``, deepest first (/proc/self/mountinfo escapes
+    blanks and the like as octal)."""
+    with open('/proc/self/mountinfo') as f:
+        points = [re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)),
+                         line.split()[4]) for line in f]
+    return sorted((p for p in points if p.startswith(root + os.sep)), reverse=True)
+
+
+def _unmount_and_kill_under(root: str) -> None:
+    """Lazily unmount every mount below ``root``, then SIGKILL every process whose
+    command line names a path below it (rbd-fuse daemons, QEMUs)."""
+    for point in _mounts_under(root):
+        if subprocess.run(['fusermount', '-u', '-z', point], capture_output=True,
+                          check=False).returncode:
+            subprocess.run(['umount', '-l', point], capture_output=True, check=False)
+
+    def stragglers() -> list[int]:
+        pids = []
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    argv = f.read().split(b'\0')
+            except OSError:
+                continue
+            if int(pid) != os.getpid() and any(
+                    (root + os.sep).encode() in arg for arg in argv):
+                pids.append(int(pid))
+        return pids
+    for pid in stragglers():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not stragglers(), timeout=30, interval=0.1,
+             what='the processes of %s to end' % root)
+    assert not _mounts_under(root), _mounts_under(root)
 
 
 def _free_port() -> int:
@@ -99,6 +138,10 @@ class Deployment:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        # An rbd-fuse daemon outlives its service by design (a restart adopts it):
+        # what the hosts mounted or started under their state goes with them, so a
+        # failed run leaves no mount whose dead daemon hangs a later lsof or df.
+        _unmount_and_kill_under(self.state)
         shutil.rmtree(self.state, ignore_errors=True)
 
     def call(self, method: str, path: str, **kwargs) -> requests.Response:
