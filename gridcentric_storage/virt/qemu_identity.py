@@ -27,9 +27,9 @@ host sent when the host hangs up before the guest took it.
 """
 
 import base64
-import contextlib
 import logging
 import os
+import selectors
 import socket
 import threading
 import time
@@ -43,7 +43,7 @@ __all__ = ['ACK', 'HOLD_SECONDS', 'deliver', 'message', 'read_files', 'tell']
 
 ACK = b'GC-IDENTITY-ACK'
 #: Seconds the host waits for the guest's answer before it hangs up.
-HOLD_SECONDS = 300.0
+HOLD_SECONDS = 120.0
 
 
 def message(files: dict[str, bytes]) -> bytes:
@@ -72,9 +72,9 @@ def tell(directory: str, files: dict[str, bytes]) -> None:
 
 def deliver(socket_path: str, files: dict[str, bytes], timeout: float = 5.0,
             hold: float = HOLD_SECONDS) -> None:
-    """Send the identity to the port behind ``socket_path``; a background thread
-    keeps the connection until the guest acknowledges, hangs up, or ``hold``
-    seconds pass. exception.DriverError when QEMU does not take it."""
+    """Send the identity to the port behind ``socket_path``; the connection is then
+    kept (by one thread for all of them) until the guest acknowledges, QEMU hangs
+    up, or ``hold`` seconds pass. exception.DriverError when QEMU does not take it."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(timeout)
@@ -84,29 +84,56 @@ def deliver(socket_path: str, files: dict[str, bytes], timeout: float = 5.0,
         sock.close()
         raise exception.DriverError(reason='cannot tell the guest its identity through %s: '
                                     '%s' % (socket_path, e))
-    threading.Thread(target=_hold, args=(sock, os.path.basename(os.path.dirname(socket_path)),
-                                         hold), name='gc-identity-hold', daemon=True).start()
+    _HOLDER.add(sock, os.path.basename(os.path.dirname(socket_path)), hold)
 
 
-def _hold(sock: socket.socket, instance: str, hold: float) -> None:
-    deadline = time.monotonic() + hold
-    received = b''
-    with sock:
-        while ACK not in received:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                LOG.info('Guest of %s did not acknowledge its identity in %.0f s',
-                         instance, hold)
-                return
-            sock.settimeout(left)
-            try:
-                chunk = sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not chunk:              # QEMU went (the clone was deleted)
-                return
-            received = (received + chunk)[-256:]
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+class _Holder:
+    """One thread keeping every connection whose guest has not answered yet: a
+    guest whose agent never reads the port must cost a file descriptor for
+    ``hold`` seconds, not a thread."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, sock: socket.socket, instance: str, hold: float) -> None:
+        sock.setblocking(False)
+        with self._lock:
+            self._selector.register(sock, selectors.EVENT_READ,
+                                    [instance, time.monotonic() + hold, b''])
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name='gc-identity-hold',
+                                                daemon=True)
+                self._thread.start()
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._selector.unregister(sock)
+        sock.close()
+
+    def _run(self) -> None:
+        while True:
+            for key, _ in self._selector.select(timeout=1.0):
+                sock, state = key.fileobj, key.data
+                assert isinstance(sock, socket.socket)
+                try:
+                    chunk = sock.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    chunk = b''
+                state[2] = (state[2] + chunk)[-256:]
+                if not chunk or ACK in state[2]:     # QEMU went, or the guest has it
+                    self._drop(sock)
+            now = time.monotonic()
+            with self._lock:
+                expired = [k for k in self._selector.get_map().values() if k.data[1] <= now]
+            for key in expired:
+                LOG.info('Guest of %s did not acknowledge its identity in time',
+                         key.data[0])
+                assert isinstance(key.fileobj, socket.socket)
+                self._drop(key.fileobj)
+
+
+_HOLDER = _Holder()
