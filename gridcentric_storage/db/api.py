@@ -6,8 +6,10 @@ across threads or RPC boundaries. Backend usage (``volume_count``,
 rather than stored, so it cannot drift from the truth.
 """
 
+import contextlib
 import datetime
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +25,8 @@ from gridcentric_storage.db.records import Backend, Service, Volume
 CONF = cfg.CONF
 
 _facade = enginefacade.transaction_context()
+#: The execution option writer() puts on a SQLite session's connection.
+_BEGIN_IMMEDIATE = 'gc_sqlite_begin_immediate'
 _configure_lock = threading.Lock()
 _configured = False
 
@@ -36,25 +40,45 @@ def _ensure_configured() -> None:
     global _configured
     with _configure_lock:
         if not _configured:
+            # thread_checkin: oslo.db's time.sleep(0) at every connection
+            # checkin lets eventlet's green threads run; the services run on
+            # native threads (common.concurrency), where it only hands the GIL
+            # away, and on a busy host a request waits milliseconds for it back
+            # at each of its queries.
             _facade.configure(connection=CONF.database.connection,
-                              sqlite_fk=True)
+                              sqlite_fk=True, thread_checkin=False)
             _facade.append_on_engine_create(_tune_sqlite_file)
             _configured = True
 
 
 def _tune_sqlite_file(engine: sa.engine.Engine) -> None:
-    """A SQLite file (the all-in-one's database) in WAL mode with synchronous=NORMAL.
+    """A SQLite file (the all-in-one's database) in WAL mode with synchronous=NORMAL,
+    its connections kept open between transactions.
 
     In its default rollback-journal mode every commit fsyncs the journal and
     the database; with a write-ahead log a commit appends to the log alone and
     readers do not block the writer. NORMAL syncs the log at checkpoints only:
     a power loss may lose the last commits but never corrupts the file.
     oslo.db's own ``sqlite_synchronous = False`` is OFF, which may corrupt it.
+
+    oslo.db gives a SQLite file ``NullPool``: every transaction would open the
+    file, read its schema and, being the last connection to close, checkpoint
+    and delete the log; a short read cost several times what it does on a
+    connection kept open. A ``QueuePool`` keeps them (as SQLAlchemy 2 does
+    itself for SQLite files); the pool hands a connection to one thread at a
+    time, so the sqlite3 module's same-thread check is lifted; overflow is
+    unbounded, so no session waits for a connection, as with ``NullPool``.
     PostgreSQL and MySQL engines are left alone, as is an in-memory database.
     """
     url = engine.url
     if url.get_backend_name() != 'sqlite' or url.database in (None, '', ':memory:'):
         return
+    cargs, cparams = engine.dialect.create_connect_args(url)
+    cparams['check_same_thread'] = False
+    engine.pool = sa.pool.QueuePool(
+        lambda: engine.dialect.connect(*cargs, **cparams), pool_size=8, max_overflow=-1,
+        # the engine's listeners (oslo.db's, the dialect's, ours) go along
+        _dispatch=engine.pool.dispatch, dialect=engine.pool._dialect)
 
     @sa.event.listens_for(engine, 'connect')
     def _pragmas(dbapi_con: Any, con_record: Any) -> None:
@@ -63,11 +87,25 @@ def _tune_sqlite_file(engine: sa.engine.Engine) -> None:
         dbapi_con.execute('PRAGMA journal_mode=WAL')
         dbapi_con.execute('PRAGMA synchronous=NORMAL')
 
+    @sa.event.listens_for(engine, 'before_cursor_execute', retval=True)
+    def _begin_immediate(conn: Any, cursor: Any, statement: str, parameters: Any,
+                         context: Any, executemany: bool) -> tuple[str, Any]:
+        # oslo.db's begin listener emits a plain (deferred) BEGIN. A deferred
+        # transaction that reads, then writes after another connection
+        # committed, fails at once with "database is locked" (SQLite cannot
+        # move its snapshot forward, and calls no busy handler); one that takes
+        # the write lock at BEGIN waits its turn instead. Readers still begin
+        # deferred, and in WAL mode never wait.
+        if statement == 'BEGIN' and conn.get_execution_options().get(_BEGIN_IMMEDIATE):
+            statement = 'BEGIN IMMEDIATE'
+        return statement, parameters
+
 
 def reset_engine() -> None:
     """Forget the engine so the next call uses the current [database] options."""
     global _facade, _configured
     with _configure_lock:
+        _facade.dispose_pool()   # its SQLite connections, kept open, are closed now
         _facade = enginefacade.transaction_context()
         _configured = False
 
@@ -77,9 +115,14 @@ def get_engine() -> sa.engine.Engine:
     return _facade.writer.get_engine()
 
 
-def writer() -> Any:
+@contextlib.contextmanager
+def writer() -> Iterator[Any]:
     _ensure_configured()
-    return _facade.writer.using(_DBContext())
+    with _facade.writer.using(_DBContext()) as session:
+        if session.get_bind().dialect.name == 'sqlite':
+            # Takes SQLite's write lock at BEGIN (see _tune_sqlite_file).
+            session.connection(execution_options={_BEGIN_IMMEDIATE: True})
+        yield session
 
 
 def reader() -> Any:
@@ -371,6 +414,24 @@ def row_get_all(model: Any, filters: dict[str, Any], statuses: tuple[str, ...] |
         if statuses is not None:
             query = query.filter(model.status.in_(statuses))
         return [to_dict(r) for r in query.order_by(model.created_at, model.id)]
+
+
+def row_count(model: Any, filters: dict[str, Any]) -> int:
+    """How many rows match every non-None filter (one COUNT; no row is loaded)."""
+    with reader() as session:
+        query = session.query(sa.func.count(model.id))
+        for key, value in filters.items():
+            if value is not None:
+                query = query.filter(getattr(model, key) == value)
+        return int(query.scalar() or 0)
+
+
+def row_count_by(model: Any, column: str) -> dict[Any, int]:
+    """How many rows hold each value of ``column`` (one GROUP BY)."""
+    with reader() as session:
+        key = getattr(model, column)
+        return {value: int(count) for value, count
+                in session.query(key, sa.func.count(model.id)).group_by(key)}
 
 
 def row_update(model: Any, row_id: str, values: dict[str, Any],

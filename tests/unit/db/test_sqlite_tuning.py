@@ -1,6 +1,8 @@
 """The all-in-one's SQLite file commits through a write-ahead log (one sync per
 checkpoint, not two per commit); other databases are left as they are."""
 
+import threading
+
 import sqlalchemy as sa
 
 from gridcentric_storage.db import api as db
@@ -38,3 +40,27 @@ def test_the_mode_is_kept_in_the_file(gc_db, gc_conf):
             assert conn.exec_driver_sql('PRAGMA journal_mode').scalar() == 'wal'
     finally:
         plain.dispose()
+
+
+def test_threads_share_the_kept_connections(gc_db):
+    # The pool hands a connection made in one thread to another (each API request
+    # and RPC message runs in a thread of its own): every call must work there.
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            for n in range(20):
+                db.service_heartbeat('h-%d' % index, 'gridcentric', 'gridcentric-compute',
+                                     {'n': n})
+                db.service_get_all('gridcentric')
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert {s['host']: s['capabilities'] for s in db.service_get_all('gridcentric')} == {
+        'h-%d' % i: {'n': 19} for i in range(4)}
