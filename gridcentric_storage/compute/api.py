@@ -24,6 +24,7 @@ from gridcentric_storage.compute import rpcapi
 from gridcentric_storage.compute.status import set_live_image, set_server
 from gridcentric_storage.db import api as db
 from gridcentric_storage.db import attachments as db_attachments
+from gridcentric_storage.db import models
 from gridcentric_storage.db import servers as db_servers
 from gridcentric_storage.db.records import Attachment, LiveImage, Server
 from gridcentric_storage.image import store as image_store
@@ -46,7 +47,7 @@ class ComputeAPI:
         limit = CONF.compute.max_servers_per_project
         if not limit:
             return
-        used = len(db_servers.server_get_all(project_id=ctxt.project_id))
+        used = db.row_count(models.Server, {'project_id': ctxt.project_id})
         if used + count > limit:
             raise exception.QuotaExceeded(
                 reason='project %s has %d of %d servers; %d more requested'

@@ -10,10 +10,16 @@ from oslo_config import cfg
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.db import api as db
-from gridcentric_storage.db import servers as db_servers
+from gridcentric_storage.db import models
 from gridcentric_storage.db.records import Service
 
 CONF = cfg.CONF
+
+
+def _load(hosts: set[str] | list[str]) -> dict[str, int]:
+    """The servers each of ``hosts`` runs (one GROUP BY, not every row)."""
+    counts = db.row_count_by(models.Server, 'host')
+    return {host: counts.get(host, 0) for host in hosts}
 
 
 def _without_hypervisor(services: list[Service]) -> dict[str, str]:
@@ -66,10 +72,7 @@ def select_host(availability_zone: str | None, required: str | None = None) -> s
     if len(missing) == len(up):
         raise exception.NoHypervisor(host=', '.join(up),
                                      reason='; '.join(sorted(set(missing.values()))))
-    load = {host: 0 for host in up if host not in missing}
-    for server in db_servers.server_get_all():
-        if server['host'] in load:
-            load[server['host']] += 1
+    load = _load([host for host in up if host not in missing])
     return min(load, key=lambda host: (load[host], host))
 
 
@@ -96,10 +99,7 @@ def select_clone_host(availability_zone: str | None, live_image_host: str,
     if not able:
         raise exception.NoComputeService(reason='no host with a hypervisor can reach the '
                                          'live image')
-    load = {host: 0 for host in able}
-    for server in db_servers.server_get_all():
-        if server['host'] in load:
-            load[server['host']] += 1
+    load = _load(able)
     least = min(load, key=lambda host: (load[host], host))
     if live_image_host in load and (
             load[live_image_host] - load[least] < CONF.live_image_store.local_slack):
@@ -124,8 +124,5 @@ def select_migration_host(dest: str | None, source: str, able: set[str] | None) 
         raise exception.NoComputeService(reason='no other host with a hypervisor is up'
                                          + ('' if able is None else ' that can map the '
                                             "server's memory"))
-    load = {host: 0 for host in candidates}
-    for server in db_servers.server_get_all():
-        if server['host'] in load:
-            load[server['host']] += 1
+    load = _load(candidates)
     return min(load, key=lambda host: (load[host], host))
