@@ -246,27 +246,11 @@ class PoolSlots:
         os.unlink(self._vms.file(clone_id, qemu_pool.MARKER))
         record()
 
-    def _load(self, mon: qmp.Monitor, layout: cmdline.Layout, state_path: str) -> None:
-        """Restore ahead: build the machine, add the NIC (the state brings the blessed
-        MAC, as at a claim) and load the state; QEMU stays paused."""
-        commands: list[tuple[str, dict[str, Any]]] = [('x-exit-preconfig', {})]
-        if layout.mac:
-            commands.append(('device_add', cmdline.nic_device(layout.mac)))
-        commands += [('migrate-set-capabilities', {'capabilities': CAPABILITIES}),
-                     ('getfd', {'fdname': STATE_FD}),
-                     ('migrate-incoming', {'uri': 'fd:' + STATE_FD})]
-        listener = EventListener('MIGRATION')
-        fd = os.open(state_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            mon.run(lambda client: _send_batch(client, fd, commands, listener), mon.timeout)
-            mon.run(lambda client: _loaded(client, listener), self.migration_timeout)
-        except (QMPError, OSError, TimeoutError) as e:
-            raise _error('restore ahead', e)
-        finally:
-            os.close(fd)
-
-    def _resume(self, mon: qmp.Monitor, layout: cmdline.Layout, state_path: str,
-                slot_id: str, clone_id: str, record: Callable[[], None]) -> tuple[float, float]:
+    @staticmethod
+    def _send_incoming(mon: qmp.Monitor, layout: cmdline.Layout, state_path: str,
+                       listener: EventListener) -> None:
+        """One batch: the disks' nodes, build the machine, the NIC, the capabilities and
+        the state file's descriptor, then start loading it (``listener`` hears the end)."""
         commands: list[tuple[str, dict[str, Any]]] = []
         for disk in layout.disks:
             options, secrets = cmdline.blockdev_options(disk.connection_info, disk.node,
@@ -277,12 +261,12 @@ class PoolSlots:
         commands.append(('x-exit-preconfig', {}))
         if layout.mac:
             # hot-plugged while no guest runs: the incoming state overwrites the
-            # hot-plug controller's registers, so the guest never sees a hot-plug
+            # hot-plug controller's registers (and the MAC the guest sees), so the
+            # guest never sees a hot-plug
             commands.append(('device_add', cmdline.nic_device(layout.mac)))
         commands += [('migrate-set-capabilities', {'capabilities': CAPABILITIES}),
                      ('getfd', {'fdname': STATE_FD}),
                      ('migrate-incoming', {'uri': 'fd:' + STATE_FD})]
-        listener = EventListener('MIGRATION')
         fd = os.open(state_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             mon.run(lambda client: _send_batch(client, fd, commands, listener), mon.timeout)
@@ -290,6 +274,21 @@ class PoolSlots:
             raise _error('batch', e)
         finally:
             os.close(fd)             # QEMU has its own copy
+
+    def _load(self, mon: qmp.Monitor, layout: cmdline.Layout, state_path: str) -> None:
+        """Restore ahead: the machine built, the NIC added, the state loaded; QEMU
+        stays paused."""
+        listener = EventListener('MIGRATION')
+        self._send_incoming(mon, layout, state_path, listener)
+        try:
+            mon.run(lambda client: _loaded(client, listener), self.migration_timeout)
+        except (QMPError, OSError, TimeoutError) as e:
+            raise _error('restore ahead', e)
+
+    def _resume(self, mon: qmp.Monitor, layout: cmdline.Layout, state_path: str,
+                slot_id: str, clone_id: str, record: Callable[[], None]) -> tuple[float, float]:
+        listener = EventListener('MIGRATION')
+        self._send_incoming(mon, layout, state_path, listener)
         built = time.monotonic()
         self._hand_over(slot_id, clone_id, record)
         try:

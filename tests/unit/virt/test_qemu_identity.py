@@ -65,13 +65,18 @@ def _guest(path: str, reply: bytes, got: list[bytes], done: threading.Event) -> 
             got.append(conn.recv(10))        # b'' once the host hung up
 
 
-def test_the_host_hangs_up_once_the_guest_acknowledged(tmp_path) -> None:
+def _listening_guest(tmp_path, reply: bytes) -> tuple[str, list[bytes], threading.Thread]:
     path = os.path.join(tmp_path, 'identity.sock')
     got: list[bytes] = []
     listening = threading.Event()
-    guest = threading.Thread(target=_guest, args=(path, b'GC-IDENTITY-ACK\n', got, listening))
+    guest = threading.Thread(target=_guest, args=(path, reply, got, listening))
     guest.start()
     listening.wait(10)
+    return path, got, guest
+
+
+def test_the_host_hangs_up_once_the_guest_acknowledged(tmp_path) -> None:
+    path, got, guest = _listening_guest(tmp_path, b'GC-IDENTITY-ACK\n')
     qemu_identity.deliver(path, {'instance': b'id=c1\n'})
     guest.join(10)
     assert got[0] == qemu_identity.message({'instance': b'id=c1\n'})
@@ -79,12 +84,7 @@ def test_the_host_hangs_up_once_the_guest_acknowledged(tmp_path) -> None:
 
 
 def test_the_host_keeps_the_connection_until_the_guest_answers(tmp_path) -> None:
-    path = os.path.join(tmp_path, 'identity.sock')
-    got: list[bytes] = []
-    listening = threading.Event()
-    guest = threading.Thread(target=_guest, args=(path, b'', got, listening))
-    guest.start()
-    listening.wait(10)
+    path, got, guest = _listening_guest(tmp_path, b'')
     qemu_identity.deliver(path, {'instance': b'id=c1\n'}, hold=0.5)
     wait_for(lambda: got, 10, what='the message')
     assert guest.is_alive()                  # still connected: no answer yet
