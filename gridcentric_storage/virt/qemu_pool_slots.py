@@ -167,6 +167,8 @@ class PoolSlots:
             self._load(mon, layout, artifacts.state_path)
             with self._lock:
                 self._restored.add(slot_id)
+        LOG.info('Pooled QEMU %s of live image %s is ready (%s)', slot_id, live_image_id,
+                 'state loaded ahead' if slot_id in self._restored else 'machine not built')
 
     def _release(self, slot_id: str) -> None:
         with self._lock:
