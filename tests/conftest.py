@@ -4,8 +4,12 @@ Everything here is real: SQLite through oslo.db and alembic, oslo.messaging's
 in-process ``fake://`` driver, the paste-deployed API on a loopback port.
 """
 
+import contextlib
 import os
 import shutil
+import subprocess
+import urllib.parse
+import uuid
 
 import pytest
 from oslo_config import cfg
@@ -22,8 +26,11 @@ CONF([], project='gridcentric-storage', default_config_files=[])
 
 
 def require_service(env: str, what: str) -> str:
-    """URL of a server the test tooling started, or skip (fail under CI)."""
+    """URL of a server the test tooling started, or skip (fail under CI). RabbitMQ's
+    is this process's own vhost on it (see _private_vhost)."""
     url = os.environ.get(env)
+    if url and env == 'GC_TEST_RABBIT_URL':
+        return _private_vhost(url)
     if url:
         return url
     message = ('%s is not running: start it with tools/%s start and export %s '
@@ -31,6 +38,39 @@ def require_service(env: str, what: str) -> str:
     if os.environ.get('GC_REQUIRE_SERVICES') == '1':
         pytest.fail(message)
     pytest.skip(message)
+
+
+#: tools/rabbitmq.sh's broker: its directory holds the Erlang cookie rabbitmqctl needs.
+_RABBITMQCTL = '/usr/lib/rabbitmq/bin/rabbitmqctl'
+_vhost: dict[str, str] = {}
+
+
+def _rabbitmqctl(*args: str) -> None:
+    env = dict(os.environ, HOME=os.environ.get('GC_RABBIT_DIR', '/tmp/gc-rabbit'),
+               RABBITMQ_NODENAME='rabbit@localhost', ERL_EPMD_ADDRESS='127.0.0.1')
+    subprocess.run([_RABBITMQCTL, '-q', *args], env=env, check=True, capture_output=True,
+                   timeout=120)
+
+
+def _private_vhost(url: str) -> str:
+    """``url`` on a vhost of this test process's own, made once. oslo.messaging names
+    its queues after hosts, so two deployments with hosts compute-a and compute-b
+    on one vhost (two pytest-xdist workers, or two people's runs) would take each
+    other's messages."""
+    if url not in _vhost:
+        name = 'gc-test-%s-%s' % (os.environ.get('PYTEST_XDIST_WORKER', 'main'),
+                                  uuid.uuid4().hex[:8])
+        _rabbitmqctl('add_vhost', name)
+        _rabbitmqctl('set_permissions', '-p', name, 'guest', '.*', '.*', '.*')
+        _vhost[url] = name
+    return urllib.parse.urlsplit(url)._replace(path='/' + _vhost[url]).geturl()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for name in _vhost.values():
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            _rabbitmqctl('delete_vhost', name)
+    _vhost.clear()
 
 
 @pytest.fixture
@@ -102,10 +142,17 @@ def cloud(gc_db):
 #: whole listing the scenarios compare before and after), and tgtd's targets and
 #: CHAP accounts (tgt-admin numbers new targets from what tgtd already has).
 _SHARED_BACKENDS = frozenset({'rbd', 'cinder-rbd', 'lvm-thick', 'lvm-thin'})
-#: Modules that own a fixed name in a shared server (a PostgreSQL database) or stop
-#: a shared daemon (the test Ceph's OSD).
+#: Modules that own a fixed name in a shared server (a PostgreSQL database), stop
+#: a shared daemon (the test Ceph's OSD) or number tgtd's targets.
 _SHARED_MODULES = frozenset({'tests/unit/db/test_migrations.py',
-                             'tests/functional/test_rbd_driver.py'})
+                             'tests/functional/test_rbd_driver.py',
+                             'tests/functional/test_lvm_tgt.py'})
+#: Single functional tests of that kind: the OSD stops; tgtd numbers a target; the
+#: defaults of a config-less all-in-one (port 8779, a fixed state_path).
+_SHARED_TESTS = frozenset({
+    'tests/functional/test_streamed_launch.py::test_osd_stopped_during_remote_clone',
+    'tests/functional/test_volume_migration.py::test_lvm_to_file',
+    'tests/functional/test_all_in_one.py::test_all_in_one_without_any_config_file'})
 
 
 def _shares_host_state(item: pytest.Item) -> bool:
@@ -116,7 +163,15 @@ def _shares_host_state(item: pytest.Item) -> bool:
         return True
     if path == 'tests/unit/volume/targets/test_target_contract.py':
         return params.get('env') == 'tgt'
-    return path in _SHARED_MODULES
+    if path == 'tests/functional/test_volume_lifecycle.py':
+        # its rbd backend checks that the whole test pool is empty afterwards
+        return 'rbd' in params.values()
+    if path.startswith('tests/functional/virt/'):
+        # The libvirt driver lists (and destroy_all ends) every gc-* domain, and
+        # its tests reuse domain names: the whole of libvirtd is theirs.
+        return 'libvirt' in params.values() or path.startswith(
+            'tests/functional/virt/test_libvirt')
+    return path in _SHARED_MODULES or item.nodeid.split('[', 1)[0] in _SHARED_TESTS
 
 
 def pytest_configure(config: pytest.Config) -> None:

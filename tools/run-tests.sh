@@ -73,12 +73,18 @@ run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=5 "${SE
     tests/unit tests/conformance "$@"
 
 step "PyPI lane: functional, interface and packaging tests"
-# one at a time: they run QEMU guests and whole deployments on the machine's cores
-# and stop daemons others use (the test Ceph's OSD). tests/functional/nova need
-# the Nova stack: the Nova lane below runs them.
+# Two at a time as well, a whole module to a worker (its module-scoped deployments
+# and guests are made once), in file order (xdist would start the biggest modules
+# first and leave the longest single test, the API fuzz, for the end). Each test
+# has its own deployment, PostgreSQL database, RabbitMQ vhost (tests/conftest.py),
+# ports and names; those that stop a shared daemon (the test Ceph's OSD), number
+# tgtd's targets or own libvirtd's domains are host_daemons and run after, alone.
+# tests/functional/nova need the Nova stack: the Nova lane below runs them.
+FUNCTIONAL=(--ignore=tests/unit --ignore=tests/conformance --ignore=tests/functional/nova tests)
 run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=25 \
-    --ignore=tests/unit --ignore=tests/conformance --ignore=tests/functional/nova \
-    tests "$@"
+    "${PARALLEL[@]}" --dist loadscope --no-loadscope-reorder "${FUNCTIONAL[@]}" "$@"
+run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=10 \
+    "${SERIAL[@]}" "${FUNCTIONAL[@]}" "$@"
 
 step "Nova lane: gridcentric-storage inside a real Nova 34 (tools/nova.sh)"
 # the stack uses this run's PostgreSQL and RabbitMQ; stop it however the lane ends
