@@ -24,10 +24,11 @@ New files appear atomically (written as ``<name>.part``, then linked).
 
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from gridcentric_storage.common import owned_dir, processutils
+from gridcentric_storage.common import concurrency, owned_dir, processutils
 from gridcentric_storage.volume.drivers import base, file_reflink
 from gridcentric_storage.volume.drivers.file_common import (
     DELETED,
@@ -41,6 +42,9 @@ from gridcentric_storage.volume.drivers.file_common import (
 )
 from gridcentric_storage.volume.drivers.file_qcow2 import Qcow2Chains, header
 from gridcentric_storage.volume.objects import SnapshotRef, VolumeRef
+
+#: One set-up at a time per directory (see FileDriver.do_setup).
+_SETUP_LOCKS = concurrency.KeyedLocks()
 
 __all__ = ['FileDriver']
 
@@ -74,10 +78,17 @@ class FileDriver(base.VolumeDriver):
 
     # ---- set-up and stats
     def do_setup(self, context: Any) -> None:
+        # The set-up an RPC asks for and the pool's periodic one may run at once
+        # on two driver objects of the same directory: one at a time per directory.
+        with _SETUP_LOCKS.get(self.root):
+            self._setup()
+
+    def _setup(self) -> None:
         try:
             owned_dir.make(self.root)  # recorded: delete_backend removes only ours
             for name in os.listdir(self.root):  # leftovers of interrupted creations
-                if name.endswith(PART) and NAME_RE.match(name[:-len(PART)]):
+                if name.endswith(PART) and (NAME_RE.match(name[:-len(PART)])
+                                            or name.startswith(MODE_FILE + '.')):
                     unlink(os.path.join(self.root, name))
             why_not = self._probe_reflink()
             mode_file = os.path.join(self.root, MODE_FILE)
@@ -99,9 +110,12 @@ class FileDriver(base.VolumeDriver):
         if mode not in ('reflink', 'qcow2'):
             raise error(f'unknown mode {mode!r} in {mode_file}')
         if not recorded:
-            with open(mode_file + PART, 'w') as f:
+            # a name of its own: another process may be setting the directory up
+            fd, part = tempfile.mkstemp(prefix=MODE_FILE + '.', suffix=PART, dir=self.root)
+            with os.fdopen(fd, 'w') as f:
                 f.write(mode + '\n')
-            os.replace(mode_file + PART, mode_file)
+            os.chmod(part, 0o644)
+            os.replace(part, mode_file)
         self.mode = mode
 
     def delete_backend(self) -> None:

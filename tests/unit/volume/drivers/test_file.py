@@ -55,6 +55,22 @@ def test_reflink_mode_refused_without_reflink(tmp_path):
         driver.check_for_setup_error()
 
 
+def test_two_set_ups_of_one_new_directory_at_once_both_succeed(tmp_path):
+    """The set-up an RPC asks for and the pool's periodic one can meet on a
+    directory whose mode is not recorded yet."""
+    import concurrent.futures
+    for attempt in range(20):
+        root = str(tmp_path / ('volumes-%d' % attempt))
+        drivers = [file_driver.FileDriver('b', 'b', {'path': root, 'cow_mode': 'qcow2'})
+                   for _ in range(2)]
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda d: d.do_setup(None), drivers))   # raises if one failed
+        assert [d.mode for d in drivers] == ['qcow2', 'qcow2']
+        with open(os.path.join(root, '.cow_mode')) as f:
+            assert f.read() == 'qcow2\n'
+        assert not [n for n in os.listdir(root) if n.endswith('.part')]
+
+
 def test_default_options_put_volumes_under_state_path(tmp_path):
     options = file_driver.FileDriver.default_options('b1', str(tmp_path))
     assert options == {'path': str(tmp_path / 'volumes' / 'b1')}
