@@ -178,14 +178,7 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
                         json.dumps(layout.to_json(), indent=1))
 
     def _write_secrets(self, layout: cmdline.Layout) -> dict[str, str]:
-        files = {}
-        for disk in layout.disks:
-            _, secrets = cmdline.blockdev_options(disk.connection_info, disk.node,
-                                                  disk.read_only)
-            for secret_id, value in secrets.items():
-                files[secret_id] = self._vms.file(layout.id, secret_id + '.secret')
-                live.write_file(files[secret_id], value, 0o600)
-        return files
+        return live.write_secrets(self._vms.dir(layout.id), layout)
 
     def _layout_disks(self, disks: list[base.Disk]) -> list[cmdline.DiskSlot]:
         return [cmdline.DiskSlot(volume_id=d.volume_id, index=i,
@@ -376,21 +369,21 @@ class QemuDriver(MigrationMixin, base.VirtDriver):
             directory = self._vms.new_dir(clone.id)
             try:
                 self._save_layout(layout)
-                guest_files = live.guest_files(directory, clone, layout.mac)
+                identity = live.guest_file_contents(clone, layout.mac)
                 with self._vms.start(layout.id, cmdline.build_argv(
                         self.qemu_binary, layout, ram_path=artifacts.memory_path,
                         share=False, qmp_path=os.path.join(directory, 'qmp.sock'),
                         console_path=os.path.join(directory, 'console.log'),
                         vmgenid=vmgenid, incoming=True,
                         secret_files=self._write_secrets(layout),
-                        fw_cfg_files=guest_files)) as mon:
+                        fw_cfg_files=live.write_guest_files(directory, identity))) as mon:
                     started = time.monotonic()
                     for slot in layout.disks:    # still stopped (-S): before any I/O
                         qemu_qos.apply(mon, slot)
                     loaded = live.restore_state(mon, artifacts.state_path,
                                                 self.migration_timeout)
                 if layout.identity_port:       # after cont: the guest reads it when it runs
-                    qemu_identity.tell(directory, qemu_identity.read_files(guest_files))
+                    qemu_identity.tell(directory, identity)
                 pid = self._vms.pid(clone.id)
             except BaseException as e:
                 tail = self._vms.log_tail(clone.id)

@@ -39,7 +39,7 @@ from gridcentric_storage.virt import qemu_cmdline as cmdline
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ['ACK', 'HOLD_SECONDS', 'deliver', 'message', 'read_files', 'tell']
+__all__ = ['ACK', 'HOLD_SECONDS', 'deliver', 'message', 'tell']
 
 ACK = b'GC-IDENTITY-ACK'
 #: Seconds the host waits for the guest's answer before it hangs up.
@@ -55,17 +55,8 @@ def message(files: dict[str, bytes]) -> bytes:
     return b''.join(lines)
 
 
-def read_files(paths: dict[str, str]) -> dict[str, bytes]:
-    """The contents of the guest files ``qemu_live.guest_files`` wrote."""
-    files = {}
-    for name, path in paths.items():
-        with open(path, 'rb') as f:
-            files[name] = f.read()
-    return files
-
-
 def tell(directory: str, files: dict[str, bytes]) -> None:
-    """Send ``files`` (fw_cfg name -> content, see :func:`read_files`) to the
+    """Send ``files`` (``qemu_live.guest_file_contents``) to the
     identity port of the instance in ``directory`` (see :func:`deliver`)."""
     deliver(os.path.join(directory, cmdline.IDENTITY_SOCKET), files)
 

@@ -30,7 +30,8 @@ from gridcentric_storage.common import exception
 from gridcentric_storage.virt import base, qmp
 from gridcentric_storage.virt import qemu_cmdline as cmdline
 
-__all__ = ['IGNORE_SHARED', 'freeze_copy', 'guest_files', 'image_layout',
+__all__ = ['GUEST_FILE_NAMES', 'IGNORE_SHARED', 'freeze_copy', 'guest_file_contents',
+           'guest_files', 'image_layout', 'write_guest_files', 'write_secrets',
            'plug_disk', 'restore_state', 'save_state', 'sha256', 'tail_lines', 'timed_save',
            'unplug_disk', 'write_file']
 
@@ -243,8 +244,14 @@ def unplug_disk(mon: qmp.Monitor, disk: cmdline.DiskSlot, timeout: float) -> Non
         mon.cmd('object-del', id=secret_id)
 
 
-def guest_files(directory: str, clone: base.CloneSpec, mac: str | None) -> dict[str, str]:
-    """fw_cfg files of a clone (name -> path): ``instance``, ``guest``, ``user_data``.
+#: fw_cfg name -> file name of a clone's guest files in its directory.
+GUEST_FILE_NAMES = {'instance': 'fw-instance', 'guest': 'fw-guest',
+                    'user_data': 'fw-user-data'}
+
+
+def guest_file_contents(clone: base.CloneSpec, mac: str | None) -> dict[str, bytes]:
+    """A clone's guest files (fw_cfg name -> content): ``instance``, ``guest``,
+    ``user_data``; what fw_cfg and the identity port (``qemu_identity.py``) carry.
 
     ``guest`` holds ``k=v`` lines (what a guest agent parses), ``instance`` the
     clone's own ``id``/``name``/``mac`` (a clone keeps the blessed NIC's MAC
@@ -270,16 +277,40 @@ def guest_files(directory: str, clone: base.CloneSpec, mac: str | None) -> dict[
     for what, field in (('clone id', clone.id), ('clone name', clone.name),
                         ('clone MAC', mac or '')):
         refuse_controls(what, field)
-    files = {'instance': os.path.join(directory, 'fw-instance')}
     identity = 'id=%s\nname=%s\n' % (clone.id, clone.name) + ('mac=%s\n' % mac if mac else '')
-    write_file(files['instance'], identity)
+    contents = {'instance': identity.encode()}
     if lines:
-        files['guest'] = os.path.join(directory, 'fw-guest')
-        write_file(files['guest'], ''.join(lines))
+        contents['guest'] = ''.join(lines).encode()
     if clone.user_data is not None:
-        files['user_data'] = os.path.join(directory, 'fw-user-data')
-        write_file(files['user_data'], clone.user_data, 0o600)
+        contents['user_data'] = clone.user_data
+    return contents
+
+
+def write_guest_files(directory: str, contents: dict[str, bytes]) -> dict[str, str]:
+    """Write :func:`guest_file_contents` into ``directory``; fw_cfg name -> path
+    (user data readable by its owner only)."""
+    files = {}
+    for name, content in contents.items():
+        files[name] = os.path.join(directory, GUEST_FILE_NAMES[name])
+        write_file(files[name], content, 0o600 if name == 'user_data' else 0o644)
     return files
+
+
+def write_secrets(directory: str, layout: cmdline.Layout) -> dict[str, str]:
+    """The secrets the disks' nodes name, each in a 0600 file of ``directory``;
+    secret id -> path (QEMU reads them, no secret in its command line)."""
+    files = {}
+    for disk in layout.disks:
+        _, secrets = cmdline.blockdev_options(disk.connection_info, disk.node, disk.read_only)
+        for secret_id, value in secrets.items():
+            files[secret_id] = os.path.join(directory, secret_id + '.secret')
+            write_file(files[secret_id], value, 0o600)
+    return files
+
+
+def guest_files(directory: str, clone: base.CloneSpec, mac: str | None) -> dict[str, str]:
+    """The clone's guest files written into ``directory``; fw_cfg name -> path."""
+    return write_guest_files(directory, guest_file_contents(clone, mac))
 
 
 def remove_live_image(live_images_path: str, artifacts: Any) -> None:

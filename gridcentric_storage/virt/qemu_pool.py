@@ -62,7 +62,7 @@ QUIET_SECONDS = 0.5
 #: Its command line must name them all before the clone is known, so a warm
 #: clone without guest parameters or user data gets these files empty (the API
 #: does not tell empty user data from none either).
-GUEST_FILES = {'instance': 'fw-instance', 'guest': 'fw-guest', 'user_data': 'fw-user-data'}
+GUEST_FILES = live.GUEST_FILE_NAMES
 
 
 def new_slot_id() -> str:
@@ -106,10 +106,7 @@ def local_artifacts(live_images_path: str, live_image_id: str) -> base.LiveImage
 def slot_guest_files(directory: str) -> dict[str, str]:
     """The slot's guest files (fw_cfg name -> path), created empty: the claim
     writes the clone's before QEMU reads them (``x-exit-preconfig``)."""
-    files = {name: os.path.join(directory, f) for name, f in GUEST_FILES.items()}
-    for name, path in files.items():
-        live.write_file(path, b'', 0o600 if name == 'user_data' else 0o644)
-    return files
+    return live.write_guest_files(directory, dict.fromkeys(GUEST_FILES, b''))
 
 
 class WarmPool:

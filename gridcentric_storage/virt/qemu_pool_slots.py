@@ -216,8 +216,8 @@ class PoolSlots:
                 if os.path.lexists(self._vms.dir(clone.id)):
                     raise exception.Conflict(reason='instance %s already exists on this '
                                              'host' % clone.id)
-                guest_files = live.guest_files(self._vms.dir(slot_id), clone, layout.mac)
-                identity = qemu_identity.read_files(guest_files)
+                identity = live.guest_file_contents(clone, layout.mac)
+                live.write_guest_files(self._vms.dir(slot_id), identity)
                 if restored and mon is not None:
                     self._hand_over(slot_id, clone.id, record)
                     qemu_identity.tell(self._vms.dir(clone.id), identity)
