@@ -40,15 +40,14 @@ def require_service(env: str, what: str) -> str:
     pytest.skip(message)
 
 
-#: tools/rabbitmq.sh's broker: its directory holds the Erlang cookie rabbitmqctl needs.
-_RABBITMQCTL = '/usr/lib/rabbitmq/bin/rabbitmqctl'
+#: The script that runs the test broker, and knows how to reach it with rabbitmqctl.
+_RABBITMQ_SH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            'tools', 'rabbitmq.sh')
 _vhost: dict[str, str] = {}
 
 
-def _rabbitmqctl(*args: str) -> None:
-    env = dict(os.environ, HOME=os.environ.get('GC_RABBIT_DIR', '/tmp/gc-rabbit'),
-               RABBITMQ_NODENAME='rabbit@localhost', ERL_EPMD_ADDRESS='127.0.0.1')
-    subprocess.run([_RABBITMQCTL, '-q', *args], env=env, check=True, capture_output=True,
+def _rabbitmq_sh(*args: str) -> None:
+    subprocess.run(['bash', _RABBITMQ_SH, *args], check=True, capture_output=True,
                    timeout=120)
 
 
@@ -60,8 +59,7 @@ def _private_vhost(url: str) -> str:
     if url not in _vhost:
         name = 'gc-test-%s-%s' % (os.environ.get('PYTEST_XDIST_WORKER', 'main'),
                                   uuid.uuid4().hex[:8])
-        _rabbitmqctl('add_vhost', name)
-        _rabbitmqctl('set_permissions', '-p', name, 'guest', '.*', '.*', '.*')
+        _rabbitmq_sh('add-vhost', name)
         _vhost[url] = name
     return urllib.parse.urlsplit(url)._replace(path='/' + _vhost[url]).geturl()
 
@@ -69,7 +67,7 @@ def _private_vhost(url: str) -> str:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     for name in _vhost.values():
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            _rabbitmqctl('delete_vhost', name)
+            _rabbitmq_sh('delete-vhost', name)
     _vhost.clear()
 
 

@@ -2,6 +2,8 @@
 # Start or stop a throw-away RabbitMQ on loopback for tests (no systemd needed).
 #   tools/rabbitmq.sh start   -> prints the transport URL on stdout
 #   tools/rabbitmq.sh stop
+#   tools/rabbitmq.sh add-vhost NAME    (guest may do anything there)
+#   tools/rabbitmq.sh delete-vhost NAME
 # GC_RABBIT_DIR (default /tmp/gc-rabbit) and GC_RABBIT_PORT (default 5672).
 set -euo pipefail
 R=${GC_RABBIT_DIR:-/tmp/gc-rabbit}
@@ -35,6 +37,13 @@ stop)
     pkill -f 'epmd.*-address 127.0.0.1' 2>/dev/null || pkill -x epmd 2>/dev/null || true
     rm -rf "$R"
     ;;
+add-vhost)
+    "$SBIN/rabbitmqctl" -q add_vhost "${2:?vhost name}"
+    "$SBIN/rabbitmqctl" -q set_permissions -p "$2" guest '.*' '.*' '.*'
+    ;;
+delete-vhost)
+    "$SBIN/rabbitmqctl" -q delete_vhost "${2:?vhost name}"
+    ;;
 *)
-    echo "usage: $0 start|stop" >&2; exit 2 ;;
+    echo "usage: $0 start|stop|add-vhost NAME|delete-vhost NAME" >&2; exit 2 ;;
 esac
