@@ -13,8 +13,12 @@ OpenStack services do::
     server.stop()
 """
 
+import contextlib
 import logging
 import queue
+import selectors
+import socket
+import socketserver
 import threading
 from typing import Any
 from wsgiref import simple_server
@@ -28,6 +32,49 @@ SOCKET_KEY = 'gridcentric.socket'
 
 DEFAULT_THREADS = 64
 DEFAULT_BACKLOG = 4096
+
+
+class PromptShutdown(socketserver.TCPServer):
+    """socketserver's serve_forever and shutdown, woken at once: BaseServer's loop
+    looks for a shutdown request only every poll_interval (0.5 s), so each
+    server of a stopping service held the stop up to that long, and an idle
+    server woke twice a second. Here shutdown() wakes the loop through a socket
+    pair; put this class before the socketserver class among the bases."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._shutdown_request = False
+        self._is_shut_down = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._is_shut_down.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self._shutdown_request:
+                    for key, _events in selector.select():
+                        if key.fileobj is self._wake_r:
+                            self._wake_r.recv(64)
+                        elif not self._shutdown_request:
+                            self._handle_request_noblock()  # type: ignore[attr-defined]
+                    self.service_actions()
+        finally:
+            self._shutdown_request = False
+            self._is_shut_down.set()
+
+    def shutdown(self) -> None:
+        self._shutdown_request = True
+        # closed by server_close: a second stop, with no loop left to wake
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b'\0')
+        self._is_shut_down.wait()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 class _ServerHandler(simple_server.ServerHandler):
@@ -74,7 +121,7 @@ class _Handler(simple_server.WSGIRequestHandler):
         handler.run(self.server.get_app())  # type: ignore[attr-defined]
 
 
-class _PooledServer(simple_server.WSGIServer):
+class _PooledServer(PromptShutdown, simple_server.WSGIServer):
     """WSGIServer whose requests run on at most ``threads`` worker threads.
 
     Workers are daemon threads started on demand and then kept: a stop never

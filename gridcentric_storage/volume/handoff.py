@@ -82,7 +82,8 @@ def _readline(sock: socket.socket, limit: int = 256) -> bytes:
     return line[:-1]
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class _Server(wsgi_server.PromptShutdown, socketserver.ThreadingMixIn,
+              socketserver.UnixStreamServer):
     daemon_threads = True
     opened: Callable[[str], Body | None]
     stall_timeout: float | None
