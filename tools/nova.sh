@@ -9,6 +9,10 @@
 #   tools/nova.sh restart gridcentric-compute|gridcentric-api
 #                         -> starts that service again the way `start` does (after a
 #                            test killed it) and waits until it serves
+#   tools/nova.sh venv    -> only builds (or checks) the venv and installs this checkout
+#                            in it, as `start` would, without touching any server or
+#                            $GC_NOVA_DIR (log: $GC_NOVA_DIR.venv.log): tools/run-tests.sh
+#                            runs it in the background while the other lanes' tests run
 # Both start and stop are idempotent: `start` on a running stack only prints the
 # exports again.
 #
@@ -72,6 +76,7 @@ export GC_NOVA_MEMBER_USER=gc-member GC_NOVA_MEMBER_PROJECT=gc-other
 export GC_NOVA_IMAGE=gc-test-guest GC_NOVA_FLAVOR=gc-tiny
 export GC_NOVA_GUEST_DIR=${GC_GUEST_DIR:-/var/cache/gridcentric-storage/test-guest}
 TOP=$(cd "$HERE/.." && pwd)
+VENV_LOG=$D/log/venv.log
 GCV=${GC_VENV:-$TOP/.venv}
 export GC_API_URL=http://127.0.0.1:$((BASE + 5))
 export GC_NOVA_GC_CONFIG=$D/etc/gridcentric-storage/gridcentric-storage.conf
@@ -101,12 +106,15 @@ ensure_venv() {
         return 0
     fi
     local t0; t0=$(date +%s)
-    log "building the venv $V (a few minutes; log $D/log/venv.log)"
+    log "building the venv $V (a few minutes; log $VENV_LOG)"
     [ -x "$V/bin/python" ] || /usr/bin/python3 -m venv "$V"
-    if ! "$V/bin/pip" install -c "$HERE/nova-constraints.txt" nova openstack-placement glance \
+    # Debian's venv comes with pip 23 and setuptools 66, which have no bdist_wheel:
+    # the --no-build-isolation editable install of ensure_gc_in_venv needs wheel
+    if ! "$V/bin/pip" install -U pip setuptools wheel >>"$VENV_LOG" 2>&1 ||
+       ! "$V/bin/pip" install -c "$HERE/nova-constraints.txt" nova openstack-placement glance \
             keystone python-openstackclient python-novaclient gunicorn psycopg2-binary \
-            libvirt-python >>"$D/log/venv.log" 2>&1; then
-        tail -20 "$D/log/venv.log" >&2; die "pip install failed"
+            libvirt-python >>"$VENV_LOG" 2>&1; then
+        tail -20 "$VENV_LOG" >&2; die "pip install failed"
     fi
     echo "$want" > "$stamp"
     log "venv ready in $(since "$t0")"
@@ -124,8 +132,8 @@ ensure_gc_in_venv() {  # this checkout, editable, in Nova's venv (nova-api, nova
     [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
     # pbr and setuptools are in the venv already: no isolated build env to download
     if ! "$V/bin/pip" install -c "$HERE/nova-constraints.txt" --no-build-isolation --no-deps \
-            -e "$TOP" $GC_VENV_EXTRAS >>"$D/log/venv.log" 2>&1; then
-        tail -20 "$D/log/venv.log" >&2; die "pip install -e $TOP into $V failed"
+            -e "$TOP" $GC_VENV_EXTRAS >>"$VENV_LOG" 2>&1; then
+        tail -20 "$VENV_LOG" >&2; die "pip install -e $TOP into $V failed"
     fi
     echo "$want" > "$stamp"
 }
@@ -630,5 +638,6 @@ case "${1:-}" in
 start) start ;;
 stop) stop ;;
 restart) restart "${2:-}" ;;
-*) echo "usage: $0 start|stop|restart gridcentric-compute|gridcentric-api" >&2; exit 2 ;;
+venv) VENV_LOG=$D.venv.log; : > "$VENV_LOG"; ensure_venv; ensure_gc_in_venv ;;
+*) echo "usage: $0 start|stop|venv|restart gridcentric-compute|gridcentric-api" >&2; exit 2 ;;
 esac
