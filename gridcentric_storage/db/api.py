@@ -457,6 +457,26 @@ def row_update(model: Any, row_id: str, values: dict[str, Any],
     return row_get(model, row_id, not_found)
 
 
+def row_move(model: Any, row_id: str, values: dict[str, Any],
+             allowed: dict[str, tuple[Any, ...]],
+             not_found: type[exception.NotFound]) -> Any:
+    """One UPDATE of the row while each column of ``allowed`` holds one of its
+    values (None: NULL): None when it moved, else the row as it was (unchanged)."""
+    with writer() as session:
+        query = session.query(model).filter_by(id=row_id)
+        for key, accepted in allowed.items():
+            column = getattr(model, key)
+            held = [value for value in accepted if value is not None]
+            test = column.in_(held) if held else sa.false()
+            query = query.filter(sa.or_(test, column.is_(None)) if None in accepted else test)
+        if query.update(values, synchronize_session=False):
+            return None
+        current = session.query(model).filter_by(id=row_id).first()
+        if current is None:
+            raise not_found(id=row_id)
+        return to_dict(current)
+
+
 def row_destroy(model: Any, row_id: str) -> None:
     with writer() as session:
         session.query(model).filter_by(id=row_id).delete(synchronize_session=False)

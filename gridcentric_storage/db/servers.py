@@ -4,7 +4,14 @@ from typing import Any
 
 from gridcentric_storage.common import exception
 from gridcentric_storage.db import models
-from gridcentric_storage.db.api import row_create, row_destroy, row_get, row_get_all, row_update
+from gridcentric_storage.db.api import (
+    row_create,
+    row_destroy,
+    row_get,
+    row_get_all,
+    row_move,
+    row_update,
+)
 from gridcentric_storage.db.records import LiveImage, Server
 
 
@@ -28,6 +35,13 @@ def server_update(server_id: str, values: dict[str, Any],
                   match: dict[str, Any] | None = None) -> Server:
     return row_update(models.Server, server_id, values, exception.ServerNotFound,
                       expected_status, match)
+
+
+def server_move(server_id: str, values: dict[str, Any],
+                allowed: dict[str, tuple[Any, ...]]) -> Server | None:
+    """Write ``values`` while each column of ``allowed`` holds one of its values
+    (one statement): None when written, else the row as it was."""
+    return row_move(models.Server, server_id, values, allowed, exception.ServerNotFound)
 
 
 def server_destroy(server_id: str) -> None:

@@ -219,9 +219,12 @@ class PoolSlots:
                 identity = live.guest_file_contents(clone, layout.mac)
                 live.write_guest_files(self._vms.dir(slot_id), identity)
                 if restored and mon is not None:
+                    # QEMU resumes while the directory is handed over and the
+                    # identity sent (the guest's agent waits for the port)
+                    resumed = mon.send('cont')
                     self._hand_over(slot_id, clone.id, record)
                     qemu_identity.tell(self._vms.dir(clone.id), identity)
-                    mon.cmd('cont')
+                    resumed()
                     built = loaded = time.monotonic()
                 else:
                     built, loaded = self._resume(mon, layout, artifacts.state_path, slot_id,

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from concurrent import futures
 from typing import Any, TypeVar
 
 from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
@@ -54,7 +55,13 @@ class _LoopThread:
             return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self._get())
+        return self.result(self.submit(coro), timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> 'futures.Future[T]':
+        return asyncio.run_coroutine_threadsafe(coro, self._get())
+
+    @staticmethod
+    def result(future: 'futures.Future[T]', timeout: float | None) -> T:
         try:
             return future.result(timeout)
         except TimeoutError:
@@ -83,19 +90,28 @@ class Monitor:
 
     def cmd(self, name: str, **arguments: Any) -> Any:
         """Execute ``name``; return its ``return`` value or raise exception.QmpError."""
+        return self.send(name, **arguments)()
+
+    def send(self, name: str, **arguments: Any) -> Callable[[], Any]:
+        """Start executing ``name`` and return at once; calling what is returned
+        waits for the answer as :meth:`cmd` does (so the caller works meanwhile)."""
         if self._client is None:
             raise exception.QmpError(reason='QMP session to %s is closed' % self.path)
-        client = self._client
-        try:
-            return _LOOP.run(client.execute(name, arguments or None), self.timeout)
-        except ExecuteError as e:
-            raise exception.QmpError(reason='QMP %s failed: %s' % (name, e),
-                                     error_class=e.error_class)
-        except TimeoutError:
-            raise exception.QmpError(reason='QMP %s got no answer within %.0f s'
-                                     % (name, self.timeout))
-        except (QMPError, OSError, EOFError) as e:
-            raise exception.QmpError(reason='QMP %s failed: %s' % (name, e or type(e).__name__))
+        future = _LOOP.submit(self._client.execute(name, arguments or None))
+
+        def answer() -> Any:
+            try:
+                return _LOOP.result(future, self.timeout)
+            except ExecuteError as e:
+                raise exception.QmpError(reason='QMP %s failed: %s' % (name, e),
+                                         error_class=e.error_class)
+            except TimeoutError:
+                raise exception.QmpError(reason='QMP %s got no answer within %.0f s'
+                                         % (name, self.timeout))
+            except (QMPError, OSError, EOFError) as e:
+                raise exception.QmpError(reason='QMP %s failed: %s'
+                                         % (name, e or type(e).__name__))
+        return answer
 
     def run(self, work: Callable[[QMPClient], Coroutine[Any, Any, T]],
             timeout: float | None) -> T:
