@@ -184,7 +184,7 @@ def restore_state(mon: qmp.Monitor, state: str, timeout: float) -> float:
     mon.cmd('migrate-incoming', uri='exec:cat %s' % shlex.quote(state))
     qmp.wait_for_migration(mon, timeout)
     loaded = time.monotonic()
-    mon.cmd('cont')
+    mon.resume()()
     return loaded
 
 

@@ -221,7 +221,7 @@ class PoolSlots:
                 if restored and mon is not None:
                     # QEMU resumes while the directory is handed over and the
                     # identity sent (the guest's agent waits for the port)
-                    resumed = mon.send('cont')
+                    resumed = mon.resume()
                     self._hand_over(slot_id, clone.id, record)
                     qemu_identity.tell(self._vms.dir(clone.id), identity)
                     resumed()
@@ -305,5 +305,5 @@ class PoolSlots:
             raise _error('query-migrate', e)
         for disk in layout.disks:     # still stopped: before any I/O
             qemu_qos.apply(mon, disk)
-        mon.cmd('cont')
+        mon.resume()()
         return built, loaded

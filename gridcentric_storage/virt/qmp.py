@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent import futures
 from typing import Any, TypeVar
 
-from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
+from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient, QMPError
 
 from gridcentric_storage.common import exception
 
@@ -72,6 +72,25 @@ class _LoopThread:
 _LOOP = _LoopThread()
 
 
+async def _until(client: QMPClient, call: Coroutine[Any, Any, Any], event: str) -> Any:
+    """``call``'s answer, or None as soon as ``event`` comes (the answer is then
+    left to arrive unread: QEMU sends no error after the event it announces)."""
+    listener = EventListener(event)
+    client.register_listener(listener)
+    answer = asyncio.ensure_future(call)
+    heard = asyncio.ensure_future(listener.get())
+    try:
+        await asyncio.wait({answer, heard}, return_when=asyncio.FIRST_COMPLETED)
+        if answer.done():
+            return answer.result()
+        return None
+    finally:
+        client.remove_listener(listener)
+        heard.cancel()
+        if not answer.done():    # still read by the client; its result is not wanted
+            answer.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
 class Monitor:
     """One connected QMP session; methods block the calling thread only."""
 
@@ -92,12 +111,22 @@ class Monitor:
         """Execute ``name``; return its ``return`` value or raise exception.QmpError."""
         return self.send(name, **arguments)()
 
-    def send(self, name: str, **arguments: Any) -> Callable[[], Any]:
+    def resume(self) -> Callable[[], Any]:
+        """``cont``, sent now; calling what is returned waits until QEMU announces
+        the VM runs (its RESUME event) or refuses. QEMU sends RESUME as the vCPUs
+        start, but answers ``cont`` only once its main loop gets the big lock back
+        from them: a guest busy on I/O (fw_cfg, the identity port) as it resumes
+        holds that answer back by tens of milliseconds under TCG."""
+        return self.send('cont', until='RESUME')
+
+    def send(self, name: str, until: str | None = None, **arguments: Any) -> Callable[[], Any]:
         """Start executing ``name`` and return at once; calling what is returned
-        waits for the answer as :meth:`cmd` does (so the caller works meanwhile)."""
+        waits for the answer as :meth:`cmd` does (so the caller works meanwhile),
+        or for the event ``until`` if it comes first (then it returns None)."""
         if self._client is None:
             raise exception.QmpError(reason='QMP session to %s is closed' % self.path)
-        future = _LOOP.submit(self._client.execute(name, arguments or None))
+        call = self._client.execute(name, arguments or None)
+        future = _LOOP.submit(call if until is None else _until(self._client, call, until))
 
         def answer() -> Any:
             try:
