@@ -45,7 +45,6 @@ Why this and not the other ways to read a clone's memory:
 import contextlib
 import json
 import os
-import shlex
 import time
 from typing import Any
 
@@ -118,7 +117,7 @@ def save_clone_state(mon: qmp.Monitor, layout: cmdline.Layout, work: str, *,
                 capabilities=[{'capability': 'x-ignore-shared', 'state': False}])
         mon.cmd('migrate-set-parameters', **{'max-bandwidth': UNTHROTTLED})
         migrate = time.monotonic()
-        mon.cmd('migrate', uri='exec:cat > %s' % shlex.quote(stream))
+        mon.migrate_file('migrate', stream)
         downtime = _finish(mon, was_running, timeout)
         saved = time.monotonic()
     finally:
@@ -195,11 +194,10 @@ def _load_and_save(layout: cmdline.Layout, work: str, stream: str, guid: str,
         sizes)
     try:
         with procs.start(HELPER, argv) as mon:
-            mon.cmd('migrate-incoming', uri='exec:cat %s' % shlex.quote(stream))
+            mon.migrate_file('migrate-incoming', stream)
             qmp.wait_for_migration(mon, timeout)
             mon.cmd('migrate-set-capabilities', capabilities=live.IGNORE_SHARED)
-            mon.cmd('migrate', uri='exec:cat > %s'
-                    % shlex.quote(os.path.join(work, 'state')))
+            mon.migrate_file('migrate', os.path.join(work, 'state'))
             qmp.wait_for_migration(mon, timeout)
     except exception.DriverError as e:
         tail = procs.log_tail(HELPER)

@@ -20,7 +20,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -144,7 +143,7 @@ def save_state(mon: qmp.Monitor, ram: str, work: str, timeout: float) -> dict[st
 
     def save_device_state(state: str) -> None:
         mon.cmd('migrate-set-capabilities', capabilities=IGNORE_SHARED)
-        mon.cmd('migrate', uri='exec:cat > %s' % shlex.quote(state))
+        mon.migrate_file('migrate', state)
         qmp.wait_for_migration(mon, timeout)
 
     return timed_save(ram, work, pause, lambda: mon.cmd('cont'), save_device_state)
@@ -181,7 +180,7 @@ def restore_state(mon: qmp.Monitor, state: str, timeout: float) -> float:
     Returns the monotonic time the state was loaded (before ``cont``).
     """
     mon.cmd('migrate-set-capabilities', capabilities=IGNORE_SHARED)
-    mon.cmd('migrate-incoming', uri='exec:cat %s' % shlex.quote(state))
+    mon.migrate_file('migrate-incoming', state)
     qmp.wait_for_migration(mon, timeout)
     loaded = time.monotonic()
     mon.resume()()

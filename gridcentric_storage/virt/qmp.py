@@ -36,6 +36,8 @@ __all__ = ['Monitor', 'connect', 'wait_for_migration']
 T = TypeVar('T')
 #: Greetings :func:`connect` lets come garbled before it gives up.
 _GARBLED_RETRIES = 5
+#: The name a migration's file descriptor has in QEMU (``getfd``).
+_MIGRATION_FD = 'gc-migration'
 
 
 class _LoopThread:
@@ -70,6 +72,11 @@ class _LoopThread:
 
 
 _LOOP = _LoopThread()
+
+
+async def _getfd(client: QMPClient, fd: int, name: str) -> None:
+    client.send_fd_scm(fd)            # attached to the next command: getfd
+    await client.execute('getfd', {'fdname': name})
 
 
 async def _until(client: QMPClient, call: Coroutine[Any, Any, Any], event: str) -> Any:
@@ -141,6 +148,19 @@ class Monitor:
                 raise exception.QmpError(reason='QMP %s failed: %s'
                                          % (name, e or type(e).__name__))
         return answer
+
+    def migrate_file(self, command: str, path: str) -> None:
+        """``migrate`` into (or ``migrate-incoming`` from) the file ``path`` through a
+        descriptor QEMU is handed (``getfd``, URI ``fd:``): no shell, no ``cat``."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC if command == 'migrate' else os.O_RDONLY
+        fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
+        try:
+            self.run(lambda client: _getfd(client, fd, _MIGRATION_FD), self.timeout)
+        except (QMPError, OSError, TimeoutError) as e:
+            raise exception.QmpError(reason='QMP getfd failed: %s' % (e or type(e).__name__))
+        finally:
+            os.close(fd)              # QEMU holds its own copy
+        self.cmd(command, uri='fd:' + _MIGRATION_FD)
 
     def run(self, work: Callable[[QMPClient], Coroutine[Any, Any, T]],
             timeout: float | None) -> T:
