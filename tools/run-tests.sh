@@ -32,6 +32,11 @@ step "PyPI lane: virtualenv .venv"
 .venv/bin/pip install -q --no-deps -e .
 # librados/librbd bindings are not on PyPI: use Debian's in the virtualenv.
 tools/link-ceph-bindings.sh .venv
+# Nova's venv (on a fresh machine minutes of pip) is built meanwhile, in the
+# background; the Debian lane's pip waits for it (both write the checkout's egg-info).
+nova_venv_log=$(mktemp)
+tools/nova.sh venv >"$nova_venv_log" 2>&1 &
+nova_venv=$!
 
 step "Lint and types"
 .venv/bin/ruff check gridcentric_storage tests bench
@@ -83,29 +88,57 @@ step "PyPI lane: functional, interface and packaging tests"
 FUNCTIONAL=(--ignore=tests/unit --ignore=tests/conformance --ignore=tests/functional/nova tests)
 run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=25 \
     "${PARALLEL[@]}" --dist loadscope --no-loadscope-reorder "${FUNCTIONAL[@]}" "$@"
-run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=10 \
-    "${SERIAL[@]}" "${FUNCTIONAL[@]}" "$@"
 
-step "Nova lane: gridcentric-storage inside a real Nova 34 (tools/nova.sh)"
-# the stack uses this run's PostgreSQL and RabbitMQ; stop it however the lane ends
-trap 'tools/nova.sh stop || true; cleanup' EXIT
-nova_env=$(tools/nova.sh start)
-# its OS_* exports stay in this subshell: the Debian lane's client tests read OS_*
-(eval "$nova_env"
- run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q tests/functional/nova "$@")
-tools/nova.sh stop
-trap cleanup EXIT
-
-step "Debian lane: unit tests on Debian 12's python3 packages"
+step "Debian lane: virtualenv .venv-debian on Debian 12's python3 packages"
+if ! wait "$nova_venv"; then cat "$nova_venv_log"; echo "tools/nova.sh venv failed"; exit 1; fi
+cat "$nova_venv_log"
 [ -x .venv-debian/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv-debian
 .venv-debian/bin/pip install -q --no-deps --no-build-isolation -e .
 # Debian does not package the maintained QMP library: only it comes from PyPI.
 .venv-debian/bin/pip install -q --no-deps qemu.qmp
-run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q "${PARALLEL[@]}" \
-    tests/unit tests/conformance "$@"
+
+step "PyPI lane: functional host_daemons tests; beside them, the Debian lane's unit tests"
+# The host_daemons functional tests run one at a time and mostly wait (guests, a
+# stopped OSD): the Debian lane's unit and conformance tests that are not
+# host_daemons (temporary directories, SQLite, fake:// only; no host-wide daemon)
+# run meanwhile on one worker, their output kept for after.
+debian_log=$(mktemp)
+run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q --durations=10 \
+    -m 'not host_daemons' tests/unit tests/conformance "$@" >"$debian_log" 2>&1 &
+debian_unit=$!
+functional_rc=0 debian_rc=0
+run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=10 \
+    "${SERIAL[@]}" "${FUNCTIONAL[@]}" "$@" || functional_rc=$?
+wait "$debian_unit" || debian_rc=$?
+step "Debian lane: unit and conformance tests that are not host_daemons (ran beside the above)"
+cat "$debian_log"
+[ "$functional_rc" = 0 ] || { echo "PyPI lane: functional host_daemons tests failed"; exit 1; }
+[ "$debian_rc" = 0 ] || { echo "Debian lane: unit tests failed"; exit 1; }
+
+step "Debian lane: host_daemons unit and conformance tests; meanwhile tools/nova.sh start"
+# The Nova stack uses this run's PostgreSQL (its own databases) and RabbitMQ; while it
+# starts it runs no guest and writes nothing to the test Ceph, so it starts beside
+# these tests. Stop it however the run ends (after its start has ended).
+nova_exports=$(mktemp) nova_start_log=$(mktemp)
+tools/nova.sh start >"$nova_exports" 2>"$nova_start_log" &
+nova_start=$!
+trap 'wait "$nova_start" 2>/dev/null || true; tools/nova.sh stop || true; cleanup' EXIT
 # test_rbd_driver.py stops the test Ceph's OSD: host_daemons too
+debian_rc=0 nova_rc=0
 run_pytest .venv-debian/bin/python -m pytest -p no:cacheprovider -q "${SERIAL[@]}" \
-    tests/unit tests/conformance tests/functional/test_rbd_driver.py "$@"
+    tests/unit tests/conformance tests/functional/test_rbd_driver.py "$@" || debian_rc=$?
+wait "$nova_start" || nova_rc=$?
+cat "$nova_start_log"
+[ "$debian_rc" = 0 ] || { echo "Debian lane: host_daemons tests failed"; exit 1; }
+[ "$nova_rc" = 0 ] || { echo "tools/nova.sh start failed"; exit 1; }
+
+step "Nova lane: gridcentric-storage inside a real Nova 34 (tools/nova.sh)"
+# its OS_* exports stay in this subshell: the Package lane needs none of them
+(eval "$(cat "$nova_exports")"
+ run_pytest .venv/bin/python -m pytest -p no:cacheprovider -q --durations=10 \
+     tests/functional/nova "$@")
+tools/nova.sh stop
+trap cleanup EXIT
 
 step "Package lane: build the .debs, install them, run the services as their units say, purge"
 # uses this run's RabbitMQ (GC_TEST_RABBIT_URL) for gridcentric-api <-> -compute
