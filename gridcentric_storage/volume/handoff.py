@@ -121,10 +121,11 @@ class _Handler(socketserver.BaseRequestHandler):
                     verdict = b'GONE\n'
                 except Exception:  # noqa: BLE001 - logged and settled by the body
                     verdict = b'FAIL\n'
-            with contextlib.suppress(OSError):
-                conn.sendall(verdict)
         finally:
             body.close()
+        # settled before the API hears how it ended
+        with contextlib.suppress(OSError):
+            conn.sendall(verdict)
 
 
 class Listener:
