@@ -235,7 +235,9 @@ class ComputeAPI:
             if kind == 'local' and volume['host'] != dest:
                 raise exception.ServerMigrationRefused(
                     id=server['id'], reason='volume %s is a local file of host %s, which '
-                    'the destination cannot open' % (volume['id'], volume['host']))
+                    'the destination cannot open; move it to a network backend first (the '
+                    'volume action migrate, which works while it is attached)'
+                    % (volume['id'], volume['host']))
 
     # ---- live images
     def bless(self, ctxt: Any, server: Server, name: str | None) -> LiveImage:
