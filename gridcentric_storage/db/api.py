@@ -27,6 +27,10 @@ CONF = cfg.CONF
 _facade = enginefacade.transaction_context()
 #: The execution option writer() puts on a SQLite session's connection.
 _BEGIN_IMMEDIATE = 'gc_sqlite_begin_immediate'
+#: This process's SQLite writers, one at a time (see :func:`writer`); reentrant, as a
+#: writer may open another inside its transaction.
+_sqlite_writers = threading.RLock()
+_WRITER_WAIT = 30.0
 _configure_lock = threading.Lock()
 _configured = False
 
@@ -118,11 +122,23 @@ def get_engine() -> sa.engine.Engine:
 @contextlib.contextmanager
 def writer() -> Iterator[Any]:
     _ensure_configured()
-    with _facade.writer.using(_DBContext()) as session:
-        if session.get_bind().dialect.name == 'sqlite':
-            # Takes SQLite's write lock at BEGIN (see _tune_sqlite_file).
-            session.connection(execution_options={_BEGIN_IMMEDIATE: True})
-        yield session
+    sqlite = get_engine().dialect.name == 'sqlite'
+    # SQLite has one writer at a time, and a connection that finds the write
+    # lock taken retries after sleeps of 1, 2, 5, 10 ... 100 ms: eight clones
+    # launched at once waited up to 250 ms each for their ACTIVE write. This
+    # process's writers queue on a lock instead and go the moment it is free;
+    # one that waits longer than _WRITER_WAIT goes to SQLite's own retries (a
+    # lock held that long is a bug to survive, not to hang on).
+    queued = sqlite and _sqlite_writers.acquire(timeout=_WRITER_WAIT)
+    try:
+        with _facade.writer.using(_DBContext()) as session:
+            if sqlite:
+                # Takes SQLite's write lock at BEGIN (see _tune_sqlite_file).
+                session.connection(execution_options={_BEGIN_IMMEDIATE: True})
+            yield session
+    finally:
+        if queued:
+            _sqlite_writers.release()
 
 
 def reader() -> Any:

@@ -64,3 +64,54 @@ def test_threads_share_the_kept_connections(gc_db):
     assert errors == []
     assert {s['host']: s['capabilities'] for s in db.service_get_all('gridcentric')} == {
         'h-%d' % i: {'n': 19} for i in range(4)}
+
+
+def test_a_write_waits_for_another_threads_open_transaction(gc_db):
+    # While one writer's transaction is open, another thread's write waits (on
+    # the process's writer lock) and lands after it, without an error.
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with db.writer():
+            inside.set()
+            release.wait(10)
+            order.append('first')
+
+    def second() -> None:
+        db.service_heartbeat('h-second', 'gridcentric', 'gridcentric-compute')
+        order.append('second')
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    inside.wait(10)
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and order == []       # queued behind the open transaction
+    release.set()
+    holder.join()
+    waiter.join()
+    assert order == ['first', 'second']
+    assert [s['host'] for s in db.service_get_all('gridcentric')] == ['h-second']
+
+
+def test_a_writer_lock_held_too_long_leaves_the_wait_to_sqlite(gc_db, monkeypatch):
+    # A writer stuck holding the lock (outside any transaction) must not stop the others.
+    monkeypatch.setattr(db, '_WRITER_WAIT', 0.05)
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db._sqlite_writers:
+            held.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    try:
+        db.service_heartbeat('h-late', 'gridcentric', 'gridcentric-compute')
+    finally:
+        done.set()
+        thread.join()
+    assert [s['host'] for s in db.service_get_all('gridcentric')] == ['h-late']
