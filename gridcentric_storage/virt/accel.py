@@ -9,23 +9,27 @@ KVM gets there in a second or two, a broken one never prints "Linux version"
 (the early-console banner) at all. Without any kernel to boot, the probe
 falls back to SeaBIOS's debug console ("No bootable device"), which is weaker
 and says so in the reason. The answer is cached per (binary, kernel) for the
-life of the process. A QEMU that cannot run at all (not installed) is a
-TCG answer with that reason, never an exception: the caller decides what a
-host without a hypervisor can still do::
+life of the process, and in ``/run/gridcentric-storage`` for the host's
+boot. A QEMU that cannot run at all (not installed) is a TCG answer with
+that reason, never an exception: the caller decides what a host without a
+hypervisor can still do::
 
     from gridcentric_storage.virt import accel
 
     accel.choose('auto', 'qemu-system-x86_64')   # -> Probe(accel='tcg', reason='...')
 """
 
+import contextlib
 import dataclasses
 import glob
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+from typing import Any
 
 from gridcentric_storage.common import exception
 
@@ -35,6 +39,9 @@ MODES = ('auto', 'kvm', 'tcg')
 
 #: Seconds a working KVM needs at most to print the kernel banner / to panic.
 BANNER_TIMEOUT = 4.0
+#: Where a probe's answer is kept for the rest of the host's boot (the services'
+#: runtime directory, as their units make it).
+RUN_DIR = '/run/gridcentric-storage'
 PANIC_TIMEOUT = 20.0
 
 
@@ -153,5 +160,53 @@ def choose(mode: str, qemu_binary: str, kernel: str | None = None) -> Probe:
     key = (binary, kernel)
     with _lock:
         if key not in _cache:
-            _cache[key] = probe_kvm(binary, kernel)
+            _cache[key] = _probe_once_per_boot(binary, kernel)
         return _cache[key]
+
+
+def _probe_once_per_boot(binary: str, kernel: str | None) -> Probe:
+    """probe_kvm, its answer kept in RUN_DIR for this boot of the host: every
+    service start probed again, 4 s where KVM is broken, though the answer
+    changes only with the host's boot, the QEMU binary or the kernel."""
+    key = _boot_key(binary, kernel or default_kernel())
+    path = os.path.join(RUN_DIR, 'kvm-probe.json')
+    found = _read_own_json(path) if key else {}
+    if key and isinstance(found.get(key), dict):
+        return Probe(str(found[key]['accel']), '%s (probed earlier in this boot)'
+                     % found[key]['reason'])
+    probe = probe_kvm(binary, kernel)
+    if key:
+        with contextlib.suppress(OSError):
+            os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
+            tmp = '%s.%d.tmp' % (path, os.getpid())
+            with open(tmp, 'w') as f:
+                json.dump({key: dataclasses.asdict(probe)}, f)
+            os.replace(tmp, path)
+    return probe
+
+
+def _boot_key(binary: str, kernel: str | None) -> str | None:
+    """This boot, this QEMU binary and this kernel (None if one cannot be read)."""
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as f:
+            boot = f.read().strip()
+        parts = [boot]
+        for path in (binary, kernel):
+            st = os.stat(path) if path else None
+            parts.append('%s:%d:%d' % (path, st.st_ino, st.st_mtime_ns) if st else '-')
+        return ' '.join(parts)
+    except OSError:
+        return None
+
+
+def _read_own_json(path: str) -> dict[str, Any]:
+    """The file's JSON object if this user owns it and nobody else may write it."""
+    try:
+        with open(path) as f:
+            st = os.fstat(f.fileno())
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                return {}
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
