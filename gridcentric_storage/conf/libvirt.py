@@ -11,7 +11,8 @@ libvirt_opts = [
     cfg.StrOpt('live_images_path', default='$state_path/live-images',
                help='Directory of live images (immutable RAM, device state).'),
     cfg.StrOpt('accel', default='auto', choices=['auto', 'kvm', 'tcg'],
-               help='Domain type: auto probes whether KVM runs a guest.'),
+               help='Domain type: auto probes whether KVM runs a guest (once per boot of the '
+                    'host: the answer is kept in /run/gridcentric-storage).'),
     cfg.StrOpt('emulator', default='qemu-system-x86_64', help='QEMU emulator libvirt runs.'),
     cfg.StrOpt('machine', default='pc', help='Machine type.'),
     cfg.StrOpt('cpu_model', help='CPU model (libvirt\'s default when unset).'),

@@ -12,7 +12,8 @@ qemu_opts = [
                     'filesystem as instances_path, the RAM is reflinked where possible.'),
     cfg.StrOpt('qemu_binary', default='qemu-system-x86_64', help='QEMU system emulator.'),
     cfg.StrOpt('accel', default='auto', choices=['auto', 'kvm', 'tcg'],
-               help='auto probes once whether KVM runs a guest, else uses TCG.'),
+               help='auto probes whether KVM runs a guest, else uses TCG (once per boot of '
+                    'the host: the answer is kept in /run/gridcentric-storage).'),
     cfg.StrOpt('machine', default='pc', help='QEMU machine type.'),
     cfg.StrOpt('cpu_model', help='QEMU -cpu model (QEMU\'s default when unset).'),
     cfg.StrOpt('netdev', default='user',
