@@ -121,8 +121,7 @@ def get_engine() -> sa.engine.Engine:
 
 @contextlib.contextmanager
 def writer() -> Iterator[Any]:
-    _ensure_configured()
-    sqlite = get_engine().dialect.name == 'sqlite'
+    sqlite = get_engine().dialect.name == 'sqlite'     # (configures the facade)
     # SQLite has one writer at a time, and a connection that finds the write
     # lock taken retries after sleeps of 1, 2, 5, 10 ... 100 ms: eight clones
     # launched at once waited up to 250 ms each for their ACTIVE write. This

@@ -168,7 +168,8 @@ def _probe_once_per_boot(binary: str, kernel: str | None) -> Probe:
     """probe_kvm, its answer kept in RUN_DIR for this boot of the host: every
     service start probed again, 4 s where KVM is broken, though the answer
     changes only with the host's boot, the QEMU binary or the kernel."""
-    key = _boot_key(binary, kernel or default_kernel())
+    kernel = kernel or default_kernel()
+    key = _boot_key(binary, kernel)
     path = os.path.join(RUN_DIR, 'kvm-probe.json')
     found = _read_own_json(path) if key else {}
     if key and isinstance(found.get(key), dict):
