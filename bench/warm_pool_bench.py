@@ -23,8 +23,8 @@ Run: ``PYTHONPATH=. python bench/warm_pool_bench.py``
 """
 
 import argparse
-import calendar
 import contextlib
+import datetime
 import os
 import shutil
 import statistics
@@ -224,9 +224,9 @@ class AllInOne:
 
     def status_rows(self, ids: list[str]) -> list[tuple[str, float]]:
         """(status, when the service last wrote the row, epoch seconds) of each."""
-        return [(status, 0.0 if updated is None else
-                 calendar.timegm(time.strptime(updated[:19], '%Y-%m-%d %H:%M:%S'))
-                 + float('0' + updated[19:]))
+        return [(status, 0.0 if updated is None else  # written in UTC
+                 datetime.datetime.fromisoformat(updated).replace(
+                     tzinfo=datetime.UTC).timestamp())
                 for status, updated in self.db.execute(
                     'SELECT status, updated_at FROM servers WHERE id IN (%s)'
                     % ','.join('?' * len(ids)), ids)]
